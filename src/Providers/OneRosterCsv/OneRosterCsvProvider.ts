@@ -1,0 +1,83 @@
+import { Effect, Schema } from "effect"
+import type { District } from "../../Domain/District.ts"
+import { CsvSettings } from "../../Domain/District.ts"
+import { InvalidDistrict, ModeNotAvailable, ProviderError } from "../../Domain/Errors.ts"
+import { EntityKinds } from "../../Domain/Roster.ts"
+import type { Feed, Feeds, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
+import { csvFeedItems } from "./CsvFeed.ts"
+import { openCsvSource } from "./CsvSource.ts"
+import { CsvFiles } from "./Files.ts"
+import { readManifest } from "./Manifest.ts"
+
+/**
+ * The OneRoster 1.1 CSV provider: a folder or zip, described by its `manifest.csv`.
+ *
+ * A *bulk* set (every file `bulk` or `absent`) is a full snapshot and must contain the
+ * core files (orgs, academicSessions, classes, users, enrollments); courses and
+ * demographics are optional, and a kind whose file is absent is left untouched.
+ * A *delta* set (any file `delta`) carries changes only; absent files mean no changes.
+ */
+export const oneRosterCsvSnapshot = (district: District, request: SyncRequest) =>
+  Effect.gen(function*() {
+    const settings = yield* Schema.decodeUnknown(CsvSettings)(district.settings).pipe(
+      Effect.mapError(() =>
+        new InvalidDistrict({ district: district.id, message: "a oneroster-csv district needs a `path` setting" })
+      )
+    )
+    const source = yield* openCsvSource(settings.path)
+    const manifest = yield* readManifest(source)
+    const modeOf = (key: string) => manifest.fileModes.get(key) ?? "absent"
+    const isDeltaSet = EntityKinds.some((kind) => modeOf(CsvFiles[kind].manifestKey) === "delta")
+
+    if (isDeltaSet && request === "full") {
+      return yield* new ModeNotAvailable({
+        district: district.id,
+        message: `${source.description} is a delta export; a full sync needs a bulk set`
+      })
+    }
+
+    const feed = <K extends keyof Feeds>(kind: K) =>
+      Effect.gen(function*() {
+        const { manifestKey, required, spec } = CsvFiles[kind]
+        const mode = modeOf(manifestKey)
+        if (mode === "absent") {
+          if (required && !isDeltaSet) {
+            return yield* new ProviderError({
+              reason: "MissingFile",
+              message: `${manifestKey} is ${manifest.fileModes.has(manifestKey) ? "marked absent" : "not in the manifest"}, ` +
+                `but a bulk set must contain ${spec.file}`,
+              file: "manifest.csv"
+            })
+          }
+          return null
+        }
+        if (!source.has(spec.file)) {
+          return yield* new ProviderError({
+            reason: "MissingFile",
+            message: `the manifest lists ${manifestKey} as ${mode}, but the file is not in ${source.description}`,
+            file: spec.file
+          })
+        }
+        return {
+          mode: request === "delta" ? "delta" : mode,
+          name: spec.file,
+          items: csvFeedItems(source, spec as never)
+        } as unknown as Feed<any>
+      })
+
+    const feeds = {
+      orgs: yield* feed("orgs"),
+      terms: yield* feed("terms"),
+      courses: yield* feed("courses"),
+      classes: yield* feed("classes"),
+      users: yield* feed("users"),
+      demographics: yield* feed("demographics"),
+      enrollments: yield* feed("enrollments")
+    } satisfies Feeds
+
+    return {
+      mode: isDeltaSet || request === "delta" ? "delta" : "full",
+      description: `OneRoster ${manifest.oneRosterVersion} CSV ${isDeltaSet ? "delta" : "bulk"} set (${source.description})`,
+      feeds
+    } satisfies RosterSnapshot
+  })

@@ -1,0 +1,72 @@
+import type { Effect, Scope, Stream } from "effect"
+import { Context } from "effect"
+import type { District } from "../Domain/District.ts"
+import type { DistrictBusy, InvalidDistrict, ModeNotAvailable, ProviderError } from "../Domain/Errors.ts"
+import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
+
+/** Where a record came from, for findings: a file and line, or a request and position. */
+export interface Origin {
+  readonly file: string
+  readonly line: number
+}
+
+/**
+ * One record of a feed. A record that fails to decode is not dropped: it is reported
+ * as `Invalid`, keeping whatever identity could be read, so the reconcile leaves the
+ * stored record as it is instead of treating it as gone.
+ */
+export type FeedItem<A> =
+  | { readonly _tag: "Valid"; readonly record: A; readonly origin: Origin }
+  | {
+    readonly _tag: "Invalid"
+    readonly origin: Origin
+    /** The record's source ID, when it could be read. */
+    readonly sourceId: string | null
+    /** For enrollments, whose identity is the (class, user) pair. */
+    readonly classSourceId?: string | null
+    readonly userSourceId?: string | null
+    /** What is wrong, naming columns and expectations, never values. */
+    readonly problem: string
+  }
+
+/**
+ * `bulk`: the feed is the complete set; anything stored and not in it is gone.
+ * `delta`: the feed holds changes only; removals come as `tobedeleted` records.
+ */
+export type FeedMode = "bulk" | "delta"
+
+export interface Feed<A> {
+  readonly mode: FeedMode
+  /** Where a reader finds it, for messages: a file name or an endpoint. */
+  readonly name: string
+  readonly items: Stream.Stream<FeedItem<A>, ProviderError>
+}
+
+export type Feeds = { readonly [K in EntityKind]: Feed<EntityRecord[K]> | null }
+
+/**
+ * What a provider hands to the reconcile: one feed per entity kind, or `null` when the
+ * source does not provide that kind (an optional file left out): such a kind is left
+ * untouched by the run.
+ */
+export interface RosterSnapshot {
+  readonly mode: "full" | "delta"
+  /** For the run record and logs: what was read, without secrets. */
+  readonly description: string
+  readonly feeds: Feeds
+}
+
+export type SyncRequest = "full" | "delta" | "auto"
+
+export type SnapshotError = ProviderError | InvalidDistrict | ModeNotAvailable | DistrictBusy
+
+/**
+ * The port every roster source implements. The snapshot lives in a scope (open files,
+ * HTTP sessions); feeds are pulled in the order of `EntityKinds`, each at most once.
+ */
+export class RosterProvider extends Context.Tag("rosterd/RosterProvider")<RosterProvider, {
+  readonly snapshot: (
+    district: District,
+    request: SyncRequest
+  ) => Effect.Effect<RosterSnapshot, SnapshotError, Scope.Scope>
+}>() {}

@@ -1,0 +1,303 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import type { RosterSource } from "../Domain/District.ts"
+import type { FeedMode } from "../Providers/RosterProvider.ts"
+import type { EntityCounts } from "./Counts.ts"
+import type { KeyedKind } from "./Entities.ts"
+import { Entities, stageTable } from "./Entities.ts"
+import { FINDINGS_PER_CODE } from "./Findings.ts"
+
+/**
+ * The set-based diff and apply.
+ *
+ * For each entity kind, in dependency order, two statements:
+ *
+ * 1. **plan** — one FULL JOIN of the staged rows with the district's live rows classifies
+ *    every record as create / update / deactivate / unchanged. Only changes are written
+ *    to the run's `plan_<kind>` temp table (the record-level change list); the counts come
+ *    from the same pass. Compare before write: a record whose values are all equal is
+ *    `unchanged` and costs no write at all, so a no-op sync writes nothing.
+ * 2. **apply** — inserts, updates and deactivations straight from the plan, by id.
+ *
+ * "Deactivate" means: marked `tobedeleted`, or — when the feed is a complete (bulk) set —
+ * absent from it. Records held as unreadable or ambiguous (see Findings) count as present
+ * and are left exactly as they are. Nothing is deleted; a returning source ID reactivates
+ * its row (same id, so everything the platform attached to it stays attached).
+ *
+ * All statements of a run share one transaction (see SyncRun).
+ */
+
+export interface ApplyContext {
+  readonly runId: number
+  readonly districtId: string
+  readonly rosterSource: RosterSource
+}
+
+interface ColumnValue {
+  readonly name: string
+  /** The new value, in terms of the staged row `s` and the live row `l` (null when new). */
+  readonly value: string
+  readonly type: string
+}
+
+interface RawCounts {
+  readonly created: number
+  readonly updated: number
+  readonly deactivated: number
+  readonly unchanged: number
+}
+
+const countsOf = (raw: RawCounts | undefined): EntityCounts => ({
+  created: raw?.created ?? 0,
+  updated: raw?.updated ?? 0,
+  deactivated: raw?.deactivated ?? 0,
+  unchanged: raw?.unchanged ?? 0
+})
+
+const countsSelect = `SELECT
+  count(*) FILTER (WHERE action = 'create') AS created,
+  count(*) FILTER (WHERE action = 'update') AS updated,
+  count(*) FILTER (WHERE action = 'deactivate') AS deactivated,
+  count(*) FILTER (WHERE action = 'unchanged') AS unchanged
+FROM diff`
+
+const SQL_TYPES = { text: "text", date: "date", boolean: "boolean", "text[]": "text[]" } as const
+
+export const planTable = (kind: KeyedKind | "enrollments") => `plan_${kind}`
+
+/**
+ * How users get their birth date: from the demographics feed when there is one (a bulk
+ * feed is the whole truth, so a user without a row has none; a delta feed changes only the
+ * users it lists), or not at all when demographics are not provided.
+ */
+export type BirthDates = FeedMode | null
+
+const keyedColumns = (kind: KeyedKind, birthDates: BirthDates): ReadonlyArray<ColumnValue> => {
+  const plain = Entities[kind].columns.map((c) => ({ name: c.name, value: `s.${c.name}`, type: SQL_TYPES[c.type] }))
+  if (kind !== "users" || birthDates === null) return plain
+  return [...plain, {
+    name: "birth_date",
+    type: "date",
+    value: birthDates === "bulk" ? "d.birth_date" : "CASE WHEN d.source_id IS NOT NULL THEN d.birth_date ELSE l.birth_date END"
+  }]
+}
+
+/** DDL of the plan tables (temp, per run). */
+export const planDdl = (): string => {
+  const keyed = (["orgs", "terms", "courses", "classes", "users"] as const).map((kind) => {
+    const columns = keyedColumns(kind, kind === "users" ? "bulk" : null).map((c) => `${c.name} ${c.type}`)
+    return `DROP TABLE IF EXISTS pg_temp.${planTable(kind)};
+CREATE TEMP TABLE ${planTable(kind)} (action text NOT NULL, reason text, live_id bigint, source_id text NOT NULL, line integer,
+  ${columns.join(", ")});`
+  })
+  return [...keyed, `DROP TABLE IF EXISTS pg_temp.${planTable("enrollments")};
+CREATE TEMP TABLE ${planTable("enrollments")} (action text NOT NULL, reason text, live_id bigint, class_id bigint, user_id bigint,
+  class_source_id text NOT NULL, user_source_id text NOT NULL, source_id text, line integer, role text, is_primary boolean,
+  school_source_id text, begin_date date, end_date date);`].join("\n")
+}
+
+export const dropPlanDdl = (): string =>
+  [...(["orgs", "terms", "courses", "classes", "users"] as const), "enrollments" as const]
+    .map((kind) => `DROP TABLE IF EXISTS pg_temp.${planTable(kind)};`).join("\n")
+
+/** Schools, terms, courses, classes, users: keyed by `(district_id, source_id)`. */
+export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContext, birthDates: BirthDates = null) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const table = Entities[kind].table!
+    const plan = planTable(kind)
+    const stage = stageTable(kind)
+    const columns = keyedColumns(kind, birthDates)
+    const names = columns.map((c) => c.name).join(", ")
+    const demographics = kind === "users" && birthDates !== null
+      ? `LEFT JOIN (SELECT source_id, CASE WHEN status = 'active' THEN birth_date END AS birth_date
+                    FROM ${stageTable("demographics")} WHERE NOT invalid) d ON d.source_id = s.source_id`
+      : ""
+    const params = [context.districtId, context.rosterSource, mode === "bulk"]
+
+    const [raw] = yield* sql.unsafe<RawCounts>(
+      `WITH held AS (SELECT DISTINCT source_id FROM ${stage} WHERE invalid AND source_id IS NOT NULL),
+      diff AS MATERIALIZED (
+        SELECT
+          CASE
+            WHEN s.status = 'active' THEN
+              CASE WHEN l.id IS NULL THEN 'create'
+                   WHEN NOT l.active OR l.roster_source <> $2::roster_source
+                        OR (${columns.map((c) => `l.${c.name}`).join(", ")}) IS DISTINCT FROM (${columns.map((c) => c.value).join(", ")})
+                     THEN 'update'
+                   ELSE 'unchanged' END
+            WHEN s.status = 'tobedeleted' THEN CASE WHEN l.active THEN 'deactivate' END
+            WHEN l.active AND $3 AND h.source_id IS NULL THEN 'deactivate'
+          END AS action,
+          CASE WHEN s.status = 'tobedeleted' THEN 'tobedeleted' ELSE 'missing_from_source' END AS reason,
+          l.id AS live_id, coalesce(s.source_id, l.source_id) AS source_id, s.line,
+          ${columns.map((c) => `${c.value} AS ${c.name}`).join(", ")}
+        FROM (SELECT * FROM ${stage} WHERE NOT invalid) s
+        ${demographics}
+        FULL JOIN (SELECT * FROM ${table} WHERE district_id = $1) l ON l.source_id = s.source_id
+        LEFT JOIN held h ON h.source_id = l.source_id
+      ),
+      planned AS (
+        INSERT INTO ${plan} (action, reason, live_id, source_id, line, ${names})
+        SELECT action, reason, live_id, source_id, line, ${names} FROM diff WHERE action IN ('create', 'update', 'deactivate')
+      )
+      ${countsSelect}`,
+      params
+    )
+
+    yield* sql.unsafe(
+      `WITH created AS (
+        INSERT INTO ${table} (district_id, source_id, roster_source, ${names})
+        SELECT $1, source_id, $2::roster_source, ${names} FROM ${plan} WHERE action = 'create'
+      ),
+      updated AS (
+        UPDATE ${table} l
+        SET (${names}, roster_source, active, deactivated_at, deactivation_reason, updated_at) =
+            (${columns.map((c) => `p.${c.name}`).join(", ")}, $2::roster_source, true, NULL, NULL, now())
+        FROM ${plan} p WHERE p.action = 'update' AND l.id = p.live_id
+      )
+      UPDATE ${table} l
+      SET active = false, deactivated_at = now(), updated_at = now(), deactivation_reason = p.reason
+      FROM ${plan} p WHERE p.action = 'deactivate' AND l.id = p.live_id`,
+      [context.districtId, context.rosterSource]
+    )
+    return countsOf(raw)
+  }).pipe(Effect.withSpan("Apply.applyKeyed", { attributes: { kind, mode } }))
+
+/**
+ * Demographics delivered without users (a delta set that changed only birth dates): set
+ * the birth dates of the users listed. Counted as user updates.
+ */
+export const applyBirthDatesOnly = (context: ApplyContext) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* sql.unsafe<{ readonly updated: number }>(
+      `WITH updated AS (
+         UPDATE users l SET birth_date = CASE WHEN d.status = 'active' THEN d.birth_date END, updated_at = now()
+         FROM ${stageTable("demographics")} d
+         WHERE l.district_id = $1 AND l.source_id = d.source_id AND NOT d.invalid
+           AND l.birth_date IS DISTINCT FROM (CASE WHEN d.status = 'active' THEN d.birth_date END)
+         RETURNING 1)
+       SELECT count(*) AS updated FROM updated`,
+      [context.districtId]
+    )
+    return row!.updated
+  })
+
+const ENROLLMENT_VALUES = ["source_id", "role", "is_primary", "school_source_id", "begin_date", "end_date"] as const
+
+/**
+ * Enrollments: identity is the (class, user) pair, compared on source IDs (copied into the
+ * live rows) so no reference needs resolving except for new memberships. A membership
+ * ends when it is marked `tobedeleted`, when its class or person is no longer active
+ * (whatever the feed says), or — bulk feeds — when it is not listed. Several staged rows
+ * for one pair were reduced to one by the checks. Each change of membership is a new
+ * period: ending closes the open row, a later return opens a new one, so history is kept.
+ */
+export const applyEnrollments = (mode: FeedMode, context: ApplyContext) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const stage = stageTable("enrollments")
+    const plan = planTable("enrollments")
+    const values = ENROLLMENT_VALUES
+    const [raw] = yield* sql.unsafe<RawCounts>(
+      `WITH held AS (
+        SELECT DISTINCT class_source_id, user_source_id FROM ${stage}
+        WHERE invalid AND class_source_id IS NOT NULL AND user_source_id IS NOT NULL
+      ),
+      diff AS MATERIALIZED (
+        SELECT
+          CASE
+            WHEN l.id IS NOT NULL AND (l.class_id IN (SELECT id FROM classes WHERE district_id = $1 AND NOT active)
+                                       OR l.user_id IN (SELECT id FROM users WHERE district_id = $1 AND NOT active))
+              THEN 'deactivate'
+            WHEN s.status = 'active' THEN
+              CASE WHEN l.id IS NULL THEN CASE WHEN c.id IS NULL OR u.id IS NULL THEN 'dangling' ELSE 'create' END
+                   WHEN (${values.map((v) => `l.${v}`).join(", ")}, l.roster_source) IS DISTINCT FROM
+                        (${values.map((v) => `s.${v}`).join(", ")}, $2::roster_source)
+                     THEN 'update'
+                   ELSE 'unchanged' END
+            WHEN s.status = 'tobedeleted' THEN CASE WHEN l.id IS NOT NULL THEN 'deactivate' END
+            WHEN l.id IS NOT NULL AND $3 AND h.class_source_id IS NULL THEN 'deactivate'
+          END AS action,
+          CASE
+            WHEN l.class_id IN (SELECT id FROM classes WHERE district_id = $1 AND NOT active) THEN 'class_removed'
+            WHEN l.user_id IN (SELECT id FROM users WHERE district_id = $1 AND NOT active) THEN 'user_removed'
+            WHEN s.status = 'tobedeleted' THEN 'tobedeleted'
+            ELSE 'missing_from_source' END AS reason,
+          l.id AS live_id, coalesce(l.class_id, c.id) AS class_id, coalesce(l.user_id, u.id) AS user_id,
+          coalesce(s.class_source_id, l.class_source_id) AS class_source_id,
+          coalesce(s.user_source_id, l.user_source_id) AS user_source_id,
+          s.line, ${values.map((v) => `s.${v}`).join(", ")}
+        FROM (SELECT * FROM ${stage} WHERE NOT invalid AND NOT shadowed) s
+        FULL JOIN (SELECT * FROM enrollments WHERE district_id = $1 AND ended_at IS NULL) l
+          ON l.class_source_id = s.class_source_id AND l.user_source_id = s.user_source_id
+        LEFT JOIN classes c ON l.id IS NULL AND c.district_id = $1 AND c.source_id = s.class_source_id AND c.active
+        LEFT JOIN users u ON l.id IS NULL AND u.district_id = $1 AND u.source_id = s.user_source_id AND u.active
+        LEFT JOIN held h ON h.class_source_id = l.class_source_id AND h.user_source_id = l.user_source_id
+      ),
+      planned AS (
+        INSERT INTO ${plan} (action, reason, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")})
+        SELECT action, reason, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")}
+        FROM diff WHERE action IN ('create', 'update', 'deactivate', 'dangling')
+      )
+      ${countsSelect}`,
+      [context.districtId, context.rosterSource, mode === "bulk"]
+    )
+
+    // Memberships of a class or person we do not have (or no longer have) are skipped.
+    yield* sql.unsafe(
+      `WITH found AS (
+         SELECT source_id, line, class_source_id, user_source_id,
+                row_number() OVER (ORDER BY line) AS rn, count(*) OVER () AS total
+         FROM ${plan} WHERE action = 'dangling')
+       INSERT INTO findings (run_id, district_id, severity, code, entity, source_id, file, line, detail)
+       SELECT $1::bigint, $2::text, 'error', 'dangling_reference', 'enrollments', source_id, $3::text, line,
+              'class ' || class_source_id || ' or user ' || user_source_id || ' is not an active record; the enrollment is skipped'
+       FROM found WHERE rn <= ${FINDINGS_PER_CODE}
+       UNION ALL
+       SELECT $1::bigint, $2::text, 'error', 'dangling_reference', 'enrollments', NULL, $3::text, NULL,
+              (total - ${FINDINGS_PER_CODE}) || ' more findings like this are not listed'
+       FROM found WHERE rn = 1 AND total > ${FINDINGS_PER_CODE}`,
+      [context.runId, context.districtId, "enrollments"]
+    )
+
+    yield* sql.unsafe(
+      `WITH created AS (
+        INSERT INTO enrollments (district_id, class_id, user_id, class_source_id, user_source_id, roster_source, ${values.join(", ")})
+        SELECT $1, class_id, user_id, class_source_id, user_source_id, $2::roster_source, ${values.join(", ")}
+        FROM ${plan} WHERE action = 'create'
+      ),
+      updated AS (
+        UPDATE enrollments l
+        SET (${values.join(", ")}, roster_source, updated_at) = (${values.map((v) => `p.${v}`).join(", ")}, $2::roster_source, now())
+        FROM ${plan} p WHERE p.action = 'update' AND l.id = p.live_id
+      )
+      UPDATE enrollments l SET ended_at = now(), updated_at = now(), end_reason = p.reason
+      FROM ${plan} p WHERE p.action = 'deactivate' AND l.id = p.live_id`,
+      [context.districtId, context.rosterSource]
+    )
+    return countsOf(raw)
+  }).pipe(Effect.withSpan("Apply.applyEnrollments", { attributes: { mode } }))
+
+/**
+ * When the enrollments feed is absent, memberships of classes or people removed by this
+ * run still end (an open enrollment always points at an active class and user).
+ */
+export const endOrphanedEnrollments = (context: ApplyContext) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* sql.unsafe<{ readonly ended: number }>(
+      `WITH ended AS (
+         UPDATE enrollments l SET ended_at = now(), updated_at = now(),
+                end_reason = CASE WHEN l.class_id IN (SELECT id FROM classes WHERE district_id = $1 AND NOT active)
+                                  THEN 'class_removed' ELSE 'user_removed' END
+         WHERE l.district_id = $1 AND l.ended_at IS NULL
+           AND (l.class_id IN (SELECT id FROM classes WHERE district_id = $1 AND NOT active)
+                OR l.user_id IN (SELECT id FROM users WHERE district_id = $1 AND NOT active))
+         RETURNING 1)
+       SELECT count(*) AS ended FROM ended`,
+      [context.districtId]
+    )
+    return row!.ended
+  })

@@ -1,0 +1,138 @@
+import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
+import type { CopyValue } from "../Store/Copy.ts"
+
+/**
+ * How each entity kind maps onto its staging table and its live table.
+ *
+ * One list of columns per kind drives the staging DDL, the COPY encoding, and the diff
+ * (which columns are compared and written), so adding a field is one line here plus a
+ * migration.
+ */
+export interface Column<A> {
+  /** Column name, the same in staging and live tables. */
+  readonly name: string
+  readonly type: "text" | "date" | "boolean" | "text[]"
+  readonly get: (record: A) => CopyValue
+}
+
+export interface EntitySpec<K extends EntityKind> {
+  readonly kind: K
+  /** The live table; `null` for demographics, which are merged into users. */
+  readonly table: string | null
+  /** Name used in counts and findings. */
+  readonly label: string
+  readonly sourceId: (record: EntityRecord[K]) => string
+  readonly columns: ReadonlyArray<Column<EntityRecord[K]>>
+}
+
+const col = <A>(name: string, type: Column<A>["type"], get: Column<A>["get"]): Column<A> => ({ name, type, get })
+
+export const Entities: { readonly [K in EntityKind]: EntitySpec<K> } = {
+  orgs: {
+    kind: "orgs",
+    table: "schools",
+    label: "schools",
+    sourceId: (r) => r.sourceId,
+    columns: [
+      col("name", "text", (r) => r.name),
+      col("org_type", "text", (r) => r.type),
+      col("identifier", "text", (r) => r.identifier),
+      col("parent_source_id", "text", (r) => r.parentSourceId)
+    ]
+  },
+  terms: {
+    kind: "terms",
+    table: "terms",
+    label: "terms",
+    sourceId: (r) => r.sourceId,
+    columns: [
+      col("title", "text", (r) => r.title),
+      col("session_type", "text", (r) => r.type),
+      col("start_date", "date", (r) => r.startDate),
+      col("end_date", "date", (r) => r.endDate),
+      col("parent_source_id", "text", (r) => r.parentSourceId),
+      col("school_year", "text", (r) => r.schoolYear)
+    ]
+  },
+  courses: {
+    kind: "courses",
+    table: "courses",
+    label: "courses",
+    sourceId: (r) => r.sourceId,
+    columns: [
+      col("title", "text", (r) => r.title),
+      col("course_code", "text", (r) => r.courseCode),
+      col("school_year_source_id", "text", (r) => r.schoolYearSourceId),
+      col("org_source_id", "text", (r) => r.orgSourceId),
+      col("grades", "text[]", (r) => r.grades),
+      col("subjects", "text[]", (r) => r.subjects),
+      col("subject_codes", "text[]", (r) => r.subjectCodes)
+    ]
+  },
+  classes: {
+    kind: "classes",
+    table: "classes",
+    label: "classes",
+    sourceId: (r) => r.sourceId,
+    columns: [
+      col("title", "text", (r) => r.title),
+      col("class_code", "text", (r) => r.classCode),
+      col("class_type", "text", (r) => r.classType),
+      col("location", "text", (r) => r.location),
+      col("school_source_id", "text", (r) => r.schoolSourceId),
+      col("course_source_id", "text", (r) => r.courseSourceId),
+      col("term_source_ids", "text[]", (r) => r.termSourceIds),
+      col("grades", "text[]", (r) => r.grades),
+      col("subjects", "text[]", (r) => r.subjects),
+      col("subject_codes", "text[]", (r) => r.subjectCodes),
+      col("periods", "text[]", (r) => r.periods)
+    ]
+  },
+  users: {
+    kind: "users",
+    table: "users",
+    label: "users",
+    sourceId: (r) => r.sourceId,
+    columns: [
+      col("roles", "text[]", (r) => r.roles),
+      col("enabled", "boolean", (r) => r.enabled),
+      col("username", "text", (r) => r.username),
+      col("given_name", "text", (r) => r.givenName),
+      col("family_name", "text", (r) => r.familyName),
+      col("middle_name", "text", (r) => r.middleName),
+      col("identifier", "text", (r) => r.identifier),
+      col("email", "text", (r) => r.email),
+      col("org_source_ids", "text[]", (r) => r.orgSourceIds),
+      col("grades", "text[]", (r) => r.grades)
+    ]
+  },
+  demographics: {
+    kind: "demographics",
+    table: null,
+    label: "demographics",
+    sourceId: (r) => r.userSourceId,
+    columns: [col("birth_date", "date", (r) => r.birthDate)]
+  },
+  enrollments: {
+    kind: "enrollments",
+    table: "enrollments",
+    label: "enrollments",
+    sourceId: (r) => r.sourceId,
+    columns: [
+      col("class_source_id", "text", (r) => r.classSourceId),
+      col("user_source_id", "text", (r) => r.userSourceId),
+      col("role", "text", (r) => r.role),
+      col("is_primary", "boolean", (r) => r.primary),
+      col("school_source_id", "text", (r) => r.schoolSourceId),
+      col("begin_date", "date", (r) => r.beginDate),
+      col("end_date", "date", (r) => r.endDate)
+    ]
+  }
+}
+
+/** Keyed by `(district_id, source_id)` in the live store: everything but enrollments and demographics. */
+export const KeyedKinds = ["orgs", "terms", "courses", "classes", "users"] as const
+export type KeyedKind = (typeof KeyedKinds)[number]
+
+/** The staging table of a kind (a temp table of the run's session). */
+export const stageTable = (kind: EntityKind) => `stage_${kind}`

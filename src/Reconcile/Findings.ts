@@ -1,0 +1,172 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import type { EntityKind } from "../Domain/Roster.ts"
+import type { FeedMode } from "../Providers/RosterProvider.ts"
+import { Entities, stageTable } from "./Entities.ts"
+
+/**
+ * Data-quality checks on the staged snapshot, in SQL, before anything is applied. Each
+ * problem becomes a finding of the run (file, line, source ID, what is wrong — never a
+ * personal value). Problems never stop a run; they only decide what the diff may touch:
+ *
+ * - a row that failed to decode, or a source ID listed twice, is *held*: the stored record
+ *   is left exactly as it is (neither updated nor deactivated) until the source is fixed;
+ * - an enrollment whose class or user does not exist is skipped (reported by Apply);
+ * - other dangling references (a class's school, course or terms; a user's orgs) are kept
+ *   as given and reported, since providers routinely share records whose references they
+ *   do not share.
+ */
+
+/** At most this many findings of one code and kind are stored per run; the rest are summarised. */
+export const FINDINGS_PER_CODE = 1000
+
+export interface FindingsContext {
+  readonly runId: number
+  readonly districtId: string
+  /** Feed mode per kind; `null` when the snapshot does not provide that kind. */
+  readonly modes: { readonly [K in EntityKind]: FeedMode | null }
+  /** The file (or endpoint) each kind was read from. */
+  readonly files: { readonly [K in EntityKind]: string | null }
+}
+
+const quote = (text: string) => `'${text.replace(/'/g, "''")}'`
+
+/** Inserts the rows of `select` (severity, code, entity, source_id, file, line, detail) as capped findings. */
+const insertFindings = (context: FindingsContext, select: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.unsafe(
+      `WITH found AS MATERIALIZED (${select}),
+       ranked AS (
+         SELECT f.*, row_number() OVER (PARTITION BY code, entity ORDER BY line NULLS LAST, source_id) AS rn,
+                count(*) OVER (PARTITION BY code, entity) AS total
+         FROM found f
+       )
+       INSERT INTO findings (run_id, district_id, severity, code, entity, source_id, file, line, detail)
+       SELECT $1::bigint, $2::text, severity, code, entity, source_id, file, line, detail FROM ranked WHERE rn <= ${FINDINGS_PER_CODE}
+       UNION ALL
+       SELECT $1::bigint, $2::text, severity, code, entity, NULL, file, NULL,
+              (total - ${FINDINGS_PER_CODE}) || ' more findings like this are not listed'
+       FROM ranked WHERE rn = 1 AND total > ${FINDINGS_PER_CODE}`,
+      [context.runId, context.districtId]
+    )
+  })
+
+/**
+ * "The referenced record is absent": not in the staged set and — unless that set is complete
+ * (bulk) — not in the store either. Written as AND-ed NOT EXISTS so Postgres runs anti-joins.
+ */
+const absentFrom = (context: FindingsContext, kind: EntityKind, sourceIdExpr: string) => {
+  const staged = `NOT EXISTS (SELECT 1 FROM ${stageTable(kind)} p WHERE p.source_id = ${sourceIdExpr} AND (p.invalid OR p.status = 'active'))`
+  if (context.modes[kind] === "bulk") return staged
+  const table = Entities[kind].table!
+  return `${staged}
+           AND NOT EXISTS (SELECT 1 FROM ${table} t WHERE t.district_id = $2 AND t.source_id = ${sourceIdExpr} AND t.active)`
+}
+
+export const checkStaged = (context: FindingsContext) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const provided = (Object.keys(context.modes) as Array<EntityKind>).filter((kind) => context.modes[kind] !== null)
+    const file = (kind: EntityKind) => quote(context.files[kind] ?? kind)
+
+    // 1. Rows that did not decode.
+    for (const kind of provided) {
+      yield* insertFindings(
+        context,
+        `SELECT 'error' AS severity, 'invalid_record' AS code, ${quote(kind)} AS entity, source_id, ${file(kind)} AS file, line,
+                problem || '; the stored record is left unchanged' AS detail
+         FROM ${stageTable(kind)} WHERE invalid`
+      )
+    }
+
+    // 2. Source IDs listed more than once: ambiguous, so held (all copies marked invalid).
+    //    One aggregate pass finds them; the rest only runs when there are any.
+    for (const kind of provided) {
+      const table = stageTable(kind)
+      yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_ids`)
+      yield* sql.unsafe(
+        `CREATE TEMP TABLE duplicate_ids AS
+           SELECT source_id FROM ${table} WHERE source_id IS NOT NULL GROUP BY source_id HAVING count(*) > 1`
+      )
+      const [dups] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM duplicate_ids`)
+      if ((dups?.n ?? 0) === 0) continue
+      yield* insertFindings(
+        context,
+        `SELECT 'error' AS severity, 'duplicate_source_id' AS code, ${quote(kind)} AS entity, s.source_id, ${file(kind)} AS file,
+                min(s.line) AS line,
+                'the source ID appears ' || count(*) || ' times (lines ' || string_agg(s.line::text, ', ' ORDER BY s.line) ||
+                '); the stored record is left unchanged' AS detail
+         FROM ${table} s JOIN duplicate_ids d ON d.source_id = s.source_id GROUP BY s.source_id`
+      )
+      yield* sql.unsafe(
+        `UPDATE ${table} s SET invalid = true, problem = coalesce(problem, 'duplicate source ID')
+         FROM duplicate_ids d WHERE d.source_id = s.source_id`
+      )
+    }
+
+    // 2b. The same person in one class under several enrollment IDs: one row is kept by a
+    //     stable rule (an active row over a removal, teacher over student, primary first,
+    //     then the first line); the others are shadowed and reported.
+    if (context.modes.enrollments !== null) {
+      yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_pairs`)
+      yield* sql.unsafe(
+        `CREATE TEMP TABLE duplicate_pairs AS
+           SELECT class_source_id, user_source_id FROM stage_enrollments WHERE NOT invalid
+           GROUP BY class_source_id, user_source_id HAVING count(*) > 1`
+      )
+      const [pairs] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM duplicate_pairs`)
+      if ((pairs?.n ?? 0) > 0) {
+        yield* insertFindings(
+          context,
+          `SELECT 'warning' AS severity, 'duplicate_enrollment' AS code, 'enrollments' AS entity, min(s.source_id) AS source_id,
+                  ${file("enrollments")} AS file, min(s.line) AS line,
+                  'user ' || s.user_source_id || ' is enrolled in class ' || s.class_source_id || ' ' || count(*) ||
+                  ' times (lines ' || string_agg(s.line::text, ', ' ORDER BY s.line) || '); one enrollment is kept' AS detail
+           FROM stage_enrollments s JOIN duplicate_pairs p USING (class_source_id, user_source_id)
+           WHERE NOT s.invalid GROUP BY s.class_source_id, s.user_source_id`
+        )
+        yield* sql.unsafe(
+          `UPDATE stage_enrollments SET shadowed = true
+           WHERE ctid IN (
+             SELECT ctid FROM (
+               SELECT s.ctid, row_number() OVER (
+                        PARTITION BY s.class_source_id, s.user_source_id
+                        ORDER BY (s.status = 'active') DESC, (s.role = 'teacher') DESC, s.is_primary DESC, s.line) AS rn
+               FROM stage_enrollments s JOIN duplicate_pairs p USING (class_source_id, user_source_id)
+               WHERE NOT s.invalid) ranked
+             WHERE rn > 1)`
+        )
+      }
+    }
+
+    // 3. References.
+    const dangling = (kind: EntityKind, severity: "error" | "warning", target: EntityKind, idExpr: string, from: string, what: string) =>
+      insertFindings(
+        context,
+        `SELECT ${quote(severity)} AS severity, 'dangling_reference' AS code, ${quote(kind)} AS entity, s.source_id,
+                ${file(kind)} AS file, s.line, ${what} AS detail
+         FROM ${from}
+         WHERE NOT s.invalid AND s.status = 'active' AND ${idExpr} IS NOT NULL
+           AND ${absentFrom(context, target, idExpr)}`
+      )
+    if (context.modes.classes !== null) {
+      yield* dangling("classes", "warning", "orgs", "s.school_source_id", "stage_classes s",
+        `'schoolSourcedId ' || s.school_source_id || ' is not a known org; the class is kept'`)
+      if (context.modes.courses !== null) {
+        yield* dangling("classes", "warning", "courses", "s.course_source_id", "stage_classes s",
+          `'courseSourcedId ' || s.course_source_id || ' is not a known course; the class is kept'`)
+      }
+      yield* dangling("classes", "warning", "terms", "r.ref", "stage_classes s CROSS JOIN LATERAL unnest(s.term_source_ids) AS r(ref)",
+        `'termSourcedIds lists ' || r.ref || ', which is not a known academic session; the class is kept'`)
+    }
+    if (context.modes.users !== null) {
+      yield* dangling("users", "warning", "orgs", "r.ref", "stage_users s CROSS JOIN LATERAL unnest(s.org_source_ids) AS r(ref)",
+        `'orgSourcedIds lists ' || r.ref || ', which is not a known org; the user is kept'`)
+    }
+    if (context.modes.demographics !== null) {
+      yield* dangling("demographics", "warning", "users", "s.source_id", "stage_demographics s",
+        `'no user has this sourcedId; the demographics row is ignored'`)
+    }
+    // Enrollments whose class or user does not exist are found by the enrollment plan (Apply).
+  }).pipe(Effect.withSpan("Findings.checkStaged"))

@@ -1,0 +1,81 @@
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Stream } from "effect"
+import { Effect } from "effect"
+import type pg from "pg"
+import type { ProviderError } from "../Domain/Errors.ts"
+import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
+import { EntityKinds } from "../Domain/Roster.ts"
+import type { FeedItem } from "../Providers/RosterProvider.ts"
+import { copyIn, copyValue } from "../Store/Copy.ts"
+import { Entities, stageTable } from "./Entities.ts"
+
+/**
+ * Staging: each feed of a snapshot is COPYed into a temporary table of the run's session.
+ *
+ * Temp tables are private to the session, unlogged, and vanish with it: a run that dies
+ * half-way leaves nothing behind, and staging never touches the live tables. Every row
+ * keeps its file line; a row that failed to decode is staged too (`invalid`), with the
+ * identity that could be read, so the diff knows the record is still there.
+ */
+
+const SQL_TYPES = { text: "text", date: "date", boolean: "boolean", "text[]": "text[]" } as const
+
+/** DDL for all staging tables (dropped first: the pooled session may have run a sync before). */
+export const stagingDdl = (): string =>
+  EntityKinds.map((kind) => {
+    const table = stageTable(kind)
+    const columns = Entities[kind].columns.map((column) => `${column.name} ${SQL_TYPES[column.type]}`)
+    // Enrollments: set on all but one of several rows for the same (class, user) pair.
+    if (kind === "enrollments") columns.push("shadowed boolean NOT NULL DEFAULT false")
+    return `DROP TABLE IF EXISTS pg_temp.${table};
+CREATE TEMP TABLE ${table} (
+  line integer NOT NULL,
+  invalid boolean NOT NULL,
+  problem text,
+  status text,
+  source_id text,
+  ${columns.join(",\n  ")}
+);`
+  }).join("\n")
+
+export const dropStagingDdl = (): string =>
+  EntityKinds.map((kind) => `DROP TABLE IF EXISTS pg_temp.${stageTable(kind)};`).join("\n")
+
+const encoder = <K extends EntityKind>(kind: K) => {
+  const spec = Entities[kind]
+  const columns = spec.columns
+  const isEnrollment = kind === "enrollments"
+  return (item: FeedItem<EntityRecord[K]>): string => {
+    if (item._tag === "Valid") {
+      let line = `${item.origin.line}\tf\t\\N\t${item.record.status}\t${copyValue(spec.sourceId(item.record))}`
+      for (const column of columns) line += `\t${copyValue(column.get(item.record))}`
+      return line
+    }
+    // An unreadable row: its identity only. For enrollments the identity is the (class, user) pair.
+    let line = `${item.origin.line}\tt\t${copyValue(item.problem)}\t\\N\t${copyValue(item.sourceId)}`
+    for (const column of columns) {
+      const value = isEnrollment && column.name === "class_source_id"
+        ? item.classSourceId ?? null
+        : isEnrollment && column.name === "user_source_id"
+        ? item.userSourceId ?? null
+        : null
+      line += `\t${copyValue(value)}`
+    }
+    return line
+  }
+}
+
+/** COPYs one feed into its staging table; returns the number of rows staged. */
+export const stageFeed = <K extends EntityKind>(
+  client: pg.PoolClient,
+  kind: K,
+  items: Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError>
+): Effect.Effect<number, ProviderError | SqlError> => {
+  const columns = ["line", "invalid", "problem", "status", "source_id", ...Entities[kind].columns.map((c) => c.name)]
+  return copyIn(
+    client,
+    `COPY pg_temp.${stageTable(kind)} (${columns.join(", ")}) FROM STDIN`,
+    items,
+    encoder(kind)
+  ).pipe(Effect.withSpan("Staging.stageFeed", { attributes: { kind } }))
+}

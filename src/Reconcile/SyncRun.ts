@@ -1,0 +1,267 @@
+import { SqlClient } from "@effect/sql"
+import { Cause, Context, Effect, Exit, Option, Stream } from "effect"
+import * as Os from "node:os"
+import type { District } from "../Domain/District.ts"
+import { DistrictBusy } from "../Domain/Errors.ts"
+import type { EntityKind } from "../Domain/Roster.ts"
+import { EntityKinds } from "../Domain/Roster.ts"
+import type { RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
+import { RosterProvider } from "../Providers/RosterProvider.ts"
+import { rawClient } from "../Store/Copy.ts"
+import type { RunStatus } from "../Store/RosterStore.ts"
+import { RosterStore } from "../Store/RosterStore.ts"
+import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
+import type { EntityCounts, RunCounts } from "./Counts.ts"
+import { zeroCounts } from "./Counts.ts"
+import { Entities, stageTable } from "./Entities.ts"
+import { checkStaged } from "./Findings.ts"
+import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
+
+/**
+ * One sync run of one district: lease → fetch → stage → check → diff & apply (one
+ * transaction) → record.
+ *
+ * Everything happens on one reserved connection: it holds the district's lease (a session
+ * advisory lock, so no two processes sync a district at once, and a dead process's lease
+ * dies with its connection), owns the temp staging tables, and runs the apply transaction.
+ * Fetching and staging happen *outside* the transaction, so a slow provider never holds a
+ * transaction open; the transaction only covers the SQL diff and apply. A failure anywhere
+ * — a missing file, a broken page, a bad header, the database — leaves the roster exactly
+ * as it was, and the run is recorded as failed with a one-line reason.
+ */
+
+export interface RunSummary {
+  readonly runId: number
+  readonly district: string
+  readonly status: RunStatus
+  readonly mode: "full" | "delta"
+  readonly counts: RunCounts
+  readonly findings: number
+  readonly durationMs: number
+  readonly source: string
+}
+
+/** Progress of a run, for a terminal. The default ignores it. */
+export class SyncProgress extends Context.Reference<SyncProgress>()("rosterd/SyncProgress", {
+  defaultValue: () => ({
+    staging: (_kind: EntityKind, _rows: number) => Effect.void,
+    phase: (_phase: "fetch" | "check" | "apply" | "done") => Effect.void
+  })
+}) {}
+
+/** Advisory-lock namespace of district leases ("ROST"), the district id hashed into the second key. */
+const LEASE_NAMESPACE = 0x524f5354
+
+const countsKey: { readonly [K in Exclude<EntityKind, "demographics">]: keyof RunCounts } = {
+  orgs: "schools",
+  terms: "terms",
+  courses: "courses",
+  classes: "classes",
+  users: "users",
+  enrollments: "enrollments"
+}
+
+/** A one-line, PII-free reason for the run record and the CLI. */
+export const describeFailure = (cause: Cause.Cause<unknown>): { reason: string; message: string } => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value as { _tag?: string; reason?: string; message?: string; where?: string; cause?: unknown }
+    if (error._tag === "ProviderError") return { reason: error.reason ?? "Provider", message: `${error.where ?? ""}${error.message}` }
+    if (error._tag === "SqlError") {
+      const inner = error.cause instanceof Error ? `: ${error.cause.message}` : ""
+      return { reason: "Database", message: `${error.message}${inner}` }
+    }
+    return { reason: error._tag ?? "Error", message: error.message ?? String(error) }
+  }
+  if (Cause.isInterruptedOnly(cause)) return { reason: "Interrupted", message: "the run was interrupted (shutdown)" }
+  const defect = Cause.dieOption(cause)
+  return {
+    reason: "Defect",
+    message: Option.match(defect, {
+      onNone: () => "unexpected failure",
+      onSome: (d) => (d instanceof Error ? d.message : String(d))
+    })
+  }
+}
+
+export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const provider = yield* RosterProvider
+    const store = yield* RosterStore
+
+    /** Stages every provided feed, in dependency order. */
+    const stage = (snapshot: RosterSnapshot, client: ReturnType<typeof rawClient>) =>
+      Effect.gen(function*() {
+        const progress = yield* SyncProgress
+        yield* sql.unsafe(stagingDdl())
+        yield* sql.unsafe(planDdl())
+        for (const kind of EntityKinds) {
+          const feed = snapshot.feeds[kind]
+          if (feed === null) continue
+          let staged = 0
+          const items = (feed.items as Stream.Stream<any, any>).pipe(
+            Stream.mapChunksEffect((chunk) => {
+              staged += chunk.length
+              return Effect.as(progress.staging(kind, staged), chunk)
+            })
+          )
+          yield* stageFeed(client, kind, items)
+          yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
+        }
+      })
+
+    /** The transaction: checks, then the diff and apply of each kind in dependency order. */
+    const apply = (runId: number, district: District, snapshot: RosterSnapshot) =>
+      Effect.gen(function*() {
+        const feeds = snapshot.feeds
+        const modes = Object.fromEntries(EntityKinds.map((k) => [k, feeds[k]?.mode ?? null])) as {
+          [K in EntityKind]: "bulk" | "delta" | null
+        }
+        const files = Object.fromEntries(EntityKinds.map((k) => [k, feeds[k]?.name ?? null])) as {
+          [K in EntityKind]: string | null
+        }
+        // The diff joins whole sets: hash joins, and memory for them. Nested loops are
+        // disabled because the planner's estimates for rows this transaction just wrote (a
+        // new district's classes and users) can be off by orders of magnitude, and a nested
+        // loop over a misestimated set is quadratic.
+        yield* sql.unsafe(`SET LOCAL work_mem = '256MB'`)
+        yield* sql.unsafe(`SET LOCAL enable_nestloop = off`)
+        yield* checkStaged({ runId, districtId: district.id, modes, files })
+
+        const context = { runId, districtId: district.id, rosterSource: district.rosterSource }
+        const counts: Record<keyof RunCounts, EntityCounts> = {
+          schools: zeroCounts,
+          terms: zeroCounts,
+          courses: zeroCounts,
+          classes: zeroCounts,
+          users: zeroCounts,
+          enrollments: zeroCounts
+        }
+        for (const kind of ["orgs", "terms", "courses", "classes", "users"] as const) {
+          const mode = modes[kind]
+          if (mode === null) continue
+          const applied = yield* applyKeyed(kind, mode, context, kind === "users" ? modes.demographics : null)
+          counts[countsKey[kind]] = applied
+          // Keep statistics current after a large change (a first sync), for the statements that follow.
+          if (applied.created + applied.deactivated > 5000) yield* sql.unsafe(`ANALYZE ${Entities[kind].table}`)
+        }
+        if (modes.users === null && modes.demographics !== null) {
+          const updated = yield* applyBirthDatesOnly(context)
+          counts.users = { ...counts.users, updated: counts.users.updated + updated }
+        }
+        if (modes.enrollments !== null) {
+          counts.enrollments = yield* applyEnrollments(modes.enrollments, context)
+        } else {
+          const ended = yield* endOrphanedEnrollments(context)
+          counts.enrollments = { ...counts.enrollments, deactivated: ended }
+        }
+        const [row] = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM findings WHERE run_id = ${runId}`
+        return { counts: counts as RunCounts, findings: row!.n }
+      })
+
+    const finishRun = (runId: number, status: RunStatus, fields: {
+      readonly mode?: "full" | "delta"
+      readonly counts?: RunCounts
+      readonly findings?: number
+      readonly source?: string
+      readonly reason?: string
+      readonly error?: string
+    }) =>
+      sql`UPDATE sync_runs SET status = ${status}, finished_at = now(),
+            mode = coalesce(${fields.mode ?? null}, mode),
+            counts = coalesce(${fields.counts === undefined ? null : JSON.stringify(fields.counts)}::jsonb, counts),
+            findings = coalesce(${fields.findings ?? null}, findings),
+            source_description = coalesce(${fields.source ?? null}, source_description),
+            error_reason = ${fields.reason ?? null}, error = ${fields.error ?? null}
+          WHERE id = ${runId}`
+
+    const run = Effect.fn("Sync.run")(function*(
+      districtId: string,
+      options: { readonly request: SyncRequest; readonly trigger: string }
+    ) {
+      const district = yield* store.getDistrict(districtId)
+      const progress = yield* SyncProgress
+      return yield* Effect.scoped(Effect.gen(function*() {
+        const connection = yield* sql.reserve
+        const client = rawClient(connection)
+        // Pin every statement of this fiber to the reserved connection; `withTransaction`
+        // then opens its transaction on it (counter -1 makes its first level a BEGIN, not a savepoint).
+        const pinned = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+          Effect.provideService(effect, SqlClient.TransactionConnection, [connection, -1] as const)
+
+        // The lease.
+        const [lease] = yield* connection.executeRaw(
+          "SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok",
+          [LEASE_NAMESPACE, district.id]
+        ).pipe(Effect.map((result) => (result as { rows: Array<{ ok: boolean }> }).rows))
+        if (!lease?.ok) return yield* new DistrictBusy({ district: district.id })
+        yield* Effect.addFinalizer(() =>
+          connection.executeRaw("SELECT pg_advisory_unlock($1, hashtext($2))", [LEASE_NAMESPACE, district.id]).pipe(
+            Effect.ignore
+          )
+        )
+
+        return yield* pinned(Effect.gen(function*() {
+          // Holding the lease, any run still marked running belonged to a process that died.
+          yield* sql`UPDATE sync_runs SET status = 'interrupted', finished_at = now(), error_reason = 'Interrupted',
+                       error = 'the process running it stopped before it finished'
+                     WHERE district_id = ${district.id} AND status = 'running'`
+          const [started] = yield* sql<{ readonly id: number; readonly startedAt: Date }>`
+            INSERT INTO sync_runs (district_id, mode, status, trigger, host, pid)
+            VALUES (${district.id}, ${options.request === "delta" ? "delta" : "full"}, 'running', ${options.trigger},
+                    ${Os.hostname()}, ${process.pid})
+            RETURNING id, started_at`
+          const runId = started!.id
+          const startedAt = Date.now()
+
+          const work = Effect.gen(function*() {
+            yield* progress.phase("fetch")
+            const snapshot = yield* provider.snapshot(district, options.request)
+            yield* Effect.annotateCurrentSpan({ "run.mode": snapshot.mode })
+            yield* stage(snapshot, client)
+            yield* progress.phase("apply")
+            const applied = yield* sql.withTransaction(Effect.gen(function*() {
+              const result = yield* apply(runId, district, snapshot)
+              yield* finishRun(runId, "succeeded", {
+                mode: snapshot.mode,
+                counts: result.counts,
+                findings: result.findings,
+                source: snapshot.description
+              })
+              return result
+            }))
+            yield* progress.phase("done")
+            return {
+              runId,
+              district: district.id,
+              status: "succeeded" as const,
+              mode: snapshot.mode,
+              counts: applied.counts,
+              findings: applied.findings,
+              durationMs: Date.now() - startedAt,
+              source: snapshot.description
+            } satisfies RunSummary
+          }).pipe(Effect.scoped)
+
+          return yield* work.pipe(
+            Effect.onExit((exit) =>
+              Effect.gen(function*() {
+                yield* sql.unsafe(dropStagingDdl() + dropPlanDdl()).pipe(Effect.ignore)
+                if (Exit.isSuccess(exit)) return
+                const { message, reason } = describeFailure(exit.cause)
+                const status: RunStatus = Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failed"
+                yield* finishRun(runId, status, { reason, error: message }).pipe(Effect.ignore)
+                yield* Effect.logWarning(`sync ${status}`).pipe(Effect.annotateLogs({ reason }))
+              })
+            ),
+            Effect.annotateLogs({ district: district.id, runId })
+          )
+        }))
+      }))
+    })
+
+    return { run } as const
+  }),
+  dependencies: [RosterStore.Default]
+}) {}

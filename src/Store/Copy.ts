@@ -1,0 +1,123 @@
+import type { SqlConnection } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
+import { Effect, Stream } from "effect"
+import type pg from "pg"
+import { from as copyFrom } from "pg-copy-streams"
+
+/**
+ * Bulk loading with `COPY ... FROM STDIN` (text format), the fastest way into Postgres.
+ * @effect/sql-pg has no COPY API, so this drives `pg-copy-streams` on the raw client of a
+ * reserved connection: the same session the rest of the run uses (temp tables, locks).
+ */
+
+/** The node-postgres client behind a connection from `sql.reserve` (sql-pg keeps it as `pg`). */
+export const rawClient = (connection: SqlConnection.Connection): pg.PoolClient => {
+  const client = (connection as unknown as { readonly pg?: pg.PoolClient }).pg
+  if (client === undefined) throw new Error("COPY needs a reserved connection (sql.reserve)")
+  return client
+}
+
+export type CopyValue = string | number | boolean | null | ReadonlyArray<string>
+
+/** A value in COPY text format: `\N` for null, backslash escapes, `{...}` array literals. */
+export const copyValue = (value: CopyValue): string => {
+  if (value === null) return "\\N"
+  if (typeof value === "boolean") return value ? "t" : "f"
+  if (typeof value === "number") return String(value)
+  if (typeof value === "string") return escapeText(value)
+  return escapeText(arrayLiteral(value))
+}
+
+const NEEDS_ESCAPE = /[\\\t\n\r]/
+const escapeText = (text: string) =>
+  NEEDS_ESCAPE.test(text)
+    ? text.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r")
+    : text
+
+const arrayLiteral = (items: ReadonlyArray<string>) => {
+  if (items.length === 0) return "{}"
+  let out = "{"
+  for (let i = 0; i < items.length; i++) {
+    if (i > 0) out += ","
+    out += `"${items[i]!.replace(/\\/g, "\\\\").replace(/"/g, "\\\"")}"`
+  }
+  return out + "}"
+}
+
+const CHUNK_BYTES = 1 << 20
+
+/**
+ * Streams rows into `COPY <target> FROM STDIN`. `encode` turns each element into one
+ * line (tab-separated, no newline). Writes ~1 MB chunks and waits when the socket is full,
+ * so memory stays flat. A failure or interruption aborts the COPY (CopyFail) and leaves
+ * the connection usable.
+ */
+export const copyIn = <A, E, R>(
+  client: pg.PoolClient,
+  statement: string,
+  rows: Stream.Stream<A, E, R>,
+  encode: (row: A) => string
+): Effect.Effect<number, E | SqlError, R> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const stream = client.query(copyFrom(statement))
+      let failure: Error | undefined
+      stream.on("error", (error: Error) => {
+        failure = error
+      })
+      return { stream, failure: () => failure }
+    }),
+    ({ failure, stream }) =>
+      Effect.gen(function*() {
+        let count = 0
+        const write = (text: string) =>
+          Effect.async<void, SqlError>((resume) => {
+            const error = failure()
+            if (error !== undefined) return resume(Effect.fail(new SqlError({ cause: error, message: "COPY failed" })))
+            if (stream.write(text)) return resume(Effect.void)
+            const onDrain = () => {
+              stream.off("error", onError)
+              resume(Effect.void)
+            }
+            const onError = (cause: Error) => {
+              stream.off("drain", onDrain)
+              resume(Effect.fail(new SqlError({ cause, message: "COPY failed" })))
+            }
+            stream.once("drain", onDrain)
+            stream.once("error", onError)
+          })
+        let pending: Array<string> = []
+        let size = 0
+        yield* Stream.runForEachChunk(rows, (chunk) => {
+          for (const row of chunk) {
+            const text = encode(row)
+            pending.push(text)
+            size += text.length + 1
+          }
+          count += chunk.length
+          if (size < CHUNK_BYTES) return Effect.void
+          const text = pending.join("\n") + "\n"
+          pending = []
+          size = 0
+          return write(text)
+        })
+        if (pending.length > 0) yield* write(pending.join("\n") + "\n")
+        yield* Effect.async<void, SqlError>((resume) => {
+          const error = failure()
+          if (error !== undefined) return resume(Effect.fail(new SqlError({ cause: error, message: "COPY failed" })))
+          stream.once("finish", () => resume(Effect.void))
+          stream.once("error", (cause: Error) => resume(Effect.fail(new SqlError({ cause, message: "COPY failed" }))))
+          stream.end()
+        })
+        return count
+      }),
+    ({ stream }, exit) =>
+      exit._tag === "Success" || stream.destroyed
+        ? Effect.void
+        : Effect.async<void>((resume) => {
+          // destroy() sends CopyFail; the server answers with an error, after which the
+          // connection is idle again.
+          stream.once("close", () => resume(Effect.void))
+          stream.destroy(new Error("rosterd: sync aborted"))
+        })
+  )

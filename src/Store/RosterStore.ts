@@ -1,0 +1,222 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, Option, Schema } from "effect"
+import { District, DistrictId } from "../Domain/District.ts"
+import { DistrictExists, DistrictNotFound } from "../Domain/Errors.ts"
+import { emptyRunCounts, RunCounts } from "../Reconcile/Counts.ts"
+
+/**
+ * Districts, run history and the status contract: the store's operator-facing side.
+ * (The roster tables themselves are written only by the reconcile, see Reconcile/.)
+ *
+ * SQL failures here are infrastructure failures the caller cannot handle: they become
+ * defects, reported by the CLI and the daemon as such.
+ */
+
+export const RunStatus = Schema.Literal("running", "succeeded", "failed", "held", "interrupted")
+export type RunStatus = typeof RunStatus.Type
+
+export class RunRecord extends Schema.Class<RunRecord>("RunRecord")({
+  id: Schema.Number,
+  districtId: Schema.String,
+  status: RunStatus,
+  mode: Schema.Literal("full", "delta"),
+  trigger: Schema.String,
+  startedAt: Schema.DateFromSelf,
+  finishedAt: Schema.NullOr(Schema.DateFromSelf),
+  counts: Schema.NullOr(RunCounts),
+  sourceDescription: Schema.NullOr(Schema.String),
+  errorReason: Schema.NullOr(Schema.String),
+  error: Schema.NullOr(Schema.String),
+  findings: Schema.Number
+}) {}
+
+export class FindingRecord extends Schema.Class<FindingRecord>("FindingRecord")({
+  severity: Schema.Literal("error", "warning", "info"),
+  code: Schema.String,
+  entity: Schema.NullOr(Schema.String),
+  sourceId: Schema.NullOr(Schema.String),
+  file: Schema.NullOr(Schema.String),
+  line: Schema.NullOr(Schema.Number),
+  detail: Schema.String
+}) {}
+
+/** The status contract (README "Status"): one object per district. Fields may be added, never removed. */
+export interface DistrictStatus {
+  readonly district: string
+  readonly name: string
+  readonly provider: string
+  readonly lastRun: null | {
+    readonly id: number
+    readonly status: RunStatus
+    readonly mode: "full" | "delta"
+    readonly startedAt: string
+    readonly finishedAt: string | null
+    readonly counts: RunCounts
+    readonly findings: number
+    readonly error: string | null
+  }
+  readonly lastSuccessAt: string | null
+  readonly nextRunAt: string | null
+}
+
+const DistrictRow = Schema.Struct({
+  id: DistrictId,
+  name: Schema.String,
+  provider: District.fields.provider,
+  timezone: Schema.String,
+  settings: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
+  origin: Schema.Literal("config", "cli")
+})
+
+const iso = (date: Date | null) => (date === null ? null : date.toISOString())
+
+export interface NewDistrict {
+  readonly id: DistrictId
+  readonly name: string
+  readonly provider: District["provider"]
+  readonly timezone: string
+  readonly settings: Readonly<Record<string, unknown>>
+}
+
+export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterStore", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const decodeDistrict = Schema.decodeUnknown(DistrictRow)
+    const toDistrict = (row: unknown) =>
+      decodeDistrict(row).pipe(Effect.map((d) => new District(d)), Effect.orDie)
+
+    const findDistrict = Effect.fn("RosterStore.findDistrict")(function*(id: string) {
+      const rows = yield* sql`SELECT id, name, provider, timezone, settings, origin FROM districts
+                              WHERE id = ${id} AND removed_at IS NULL`
+      return rows.length === 0 ? Option.none() : Option.some(yield* toDistrict(rows[0]))
+    })
+
+    const getDistrict = (id: string) =>
+      findDistrict(id).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(new DistrictNotFound({ district: id })),
+          onSome: Effect.succeed
+        }))
+      )
+
+    const listDistricts = Effect.fn("RosterStore.listDistricts")(function*() {
+      const rows = yield* sql`SELECT id, name, provider, timezone, settings, origin FROM districts
+                              WHERE removed_at IS NULL ORDER BY id`
+      return yield* Effect.forEach(rows, toDistrict)
+    })
+
+    /** `district add`: a new district (or one removed earlier, brought back with new settings). */
+    const addDistrict = Effect.fn("RosterStore.addDistrict")(function*(input: NewDistrict) {
+      const rows = yield* sql`
+        INSERT INTO districts (id, name, provider, timezone, settings, origin)
+        VALUES (${input.id}, ${input.name}, ${input.provider}, ${input.timezone}, ${JSON.stringify(input.settings)}::jsonb, 'cli')
+        ON CONFLICT (id) DO UPDATE
+          SET name = excluded.name, provider = excluded.provider, timezone = excluded.timezone,
+              settings = excluded.settings, origin = 'cli', removed_at = NULL, updated_at = now()
+          WHERE districts.removed_at IS NOT NULL
+        RETURNING id`
+      if (rows.length === 0) return yield* new DistrictExists({ district: input.id })
+      return yield* getDistrict(input.id)
+    })
+
+    /** Districts declared in the config file are (re)registered at every daemon start. */
+    const declareDistrict = Effect.fn("RosterStore.declareDistrict")(function*(input: NewDistrict) {
+      yield* sql`
+        INSERT INTO districts (id, name, provider, timezone, settings, origin)
+        VALUES (${input.id}, ${input.name}, ${input.provider}, ${input.timezone}, ${JSON.stringify(input.settings)}::jsonb, 'config')
+        ON CONFLICT (id) DO UPDATE
+          SET name = excluded.name, provider = excluded.provider, timezone = excluded.timezone,
+              settings = excluded.settings, origin = 'config', removed_at = NULL, updated_at = now()
+          WHERE (districts.name, districts.provider, districts.timezone, districts.settings, districts.origin, districts.removed_at)
+                IS DISTINCT FROM (excluded.name, excluded.provider, excluded.timezone, excluded.settings, 'config', NULL)`
+    })
+
+    /** Stops syncing the district. Its roster rows and history stay (erasure is a separate, explicit act). */
+    const removeDistrict = Effect.fn("RosterStore.removeDistrict")(function*(id: string) {
+      const rows = yield* sql`UPDATE districts SET removed_at = now(), next_run_at = NULL
+                              WHERE id = ${id} AND removed_at IS NULL RETURNING id`
+      if (rows.length === 0) return yield* new DistrictNotFound({ district: id })
+    })
+
+    const setNextRunAt = (id: string, at: Date | null) =>
+      sql`UPDATE districts SET next_run_at = ${at} WHERE id = ${id}`.pipe(Effect.asVoid, Effect.orDie)
+
+    const decodeRun = Schema.decodeUnknown(RunRecord)
+    const runColumns = sql`id, district_id, status, mode, trigger, started_at, finished_at, counts,
+                           source_description, error_reason, error, findings`
+
+    const runs = Effect.fn("RosterStore.runs")(function*(districtId: string, limit = 20) {
+      const rows = yield* sql`SELECT ${runColumns} FROM sync_runs WHERE district_id = ${districtId}
+                              ORDER BY id DESC LIMIT ${limit}`
+      return yield* Effect.forEach(rows, (row) => Effect.orDie(decodeRun(row)))
+    })
+
+    const getRun = Effect.fn("RosterStore.getRun")(function*(runId: number) {
+      const rows = yield* sql`SELECT ${runColumns} FROM sync_runs WHERE id = ${runId}`
+      return rows.length === 0 ? Option.none() : Option.some(yield* Effect.orDie(decodeRun(rows[0])))
+    })
+
+    const decodeFinding = Schema.decodeUnknown(FindingRecord)
+    const findings = Effect.fn("RosterStore.findings")(function*(runId: number, limit = 200) {
+      const rows = yield* sql`SELECT severity, code, entity, source_id, file, line, detail FROM findings
+                              WHERE run_id = ${runId} ORDER BY id LIMIT ${limit}`
+      return yield* Effect.forEach(rows, (row) => Effect.orDie(decodeFinding(row)))
+    })
+
+    const status = Effect.fn("RosterStore.status")(function*(districtId?: string) {
+      const rows = yield* sql<{
+        readonly id: string
+        readonly name: string
+        readonly provider: string
+        readonly nextRunAt: Date | null
+        readonly lastSuccessAt: Date | null
+        readonly runId: number | null
+      }>`
+        SELECT d.id, d.name, d.provider, d.next_run_at,
+               (SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status = 'succeeded') AS last_success_at,
+               (SELECT max(id) FROM sync_runs r WHERE r.district_id = d.id) AS run_id
+        FROM districts d
+        WHERE d.removed_at IS NULL ${districtId === undefined ? sql`` : sql`AND d.id = ${districtId}`}
+        ORDER BY d.id`
+      if (districtId !== undefined && rows.length === 0) return yield* new DistrictNotFound({ district: districtId })
+      return yield* Effect.forEach(rows, (row) =>
+        Effect.gen(function*() {
+          const run = row.runId === null ? Option.none() : yield* getRun(row.runId)
+          return {
+            district: row.id,
+            name: row.name,
+            provider: row.provider,
+            lastRun: Option.match(run, {
+              onNone: () => null,
+              onSome: (r) => ({
+                id: r.id,
+                status: r.status,
+                mode: r.mode,
+                startedAt: r.startedAt.toISOString(),
+                finishedAt: iso(r.finishedAt),
+                counts: r.counts ?? emptyRunCounts,
+                findings: r.findings,
+                error: r.error
+              })
+            }),
+            lastSuccessAt: iso(row.lastSuccessAt),
+            nextRunAt: iso(row.nextRunAt)
+          } satisfies DistrictStatus
+        }))
+    })
+
+    return {
+      findDistrict: (id: string) => Effect.orDie(findDistrict(id)),
+      getDistrict: (id: string) => getDistrict(id).pipe(Effect.catchTag("SqlError", Effect.die)),
+      listDistricts: () => Effect.orDie(listDistricts()),
+      addDistrict: (input: NewDistrict) => addDistrict(input).pipe(Effect.catchTag("SqlError", Effect.die)),
+      declareDistrict: (input: NewDistrict) => Effect.orDie(declareDistrict(input)),
+      removeDistrict: (id: string) => removeDistrict(id).pipe(Effect.catchTag("SqlError", Effect.die)),
+      setNextRunAt,
+      runs: (districtId: string, limit?: number) => Effect.orDie(runs(districtId, limit)),
+      getRun: (runId: number) => Effect.orDie(getRun(runId)),
+      findings: (runId: number, limit?: number) => Effect.orDie(findings(runId, limit)),
+      status: (districtId?: string) => status(districtId).pipe(Effect.catchTag("SqlError", Effect.die))
+    } as const
+  })
+}) {}
