@@ -28,6 +28,10 @@ const clientOptions = {
   types
 } as const
 
+/** The client with rosterd's options (name transforms, type parsers) for the given connection. */
+export const pgClientLayer = (config: Omit<PgClient.PgClientConfig, keyof typeof clientOptions>) =>
+  PgClient.layer({ ...config, ...clientOptions })
+
 export const SqlLive = Layer.unwrapEffect(
   Effect.gen(function*() {
     const url = yield* Config.option(Config.redacted("databaseUrl"))
@@ -36,17 +40,16 @@ export const SqlLive = Layer.unwrapEffect(
       Config.nested("rosterd"),
       Config.withDefault(10)
     )
-    if (Option.isSome(url)) return PgClient.layer({ url: url.value, maxConnections, ...clientOptions })
+    if (Option.isSome(url)) return pgClientLayer({ url: url.value, maxConnections })
     return Layer.unwrapEffect(
       Effect.map(EmbeddedPostgres, (embedded) =>
-        PgClient.layer({
+        pgClientLayer({
           host: embedded.host,
           port: embedded.port,
           username: embedded.user,
           password: embedded.password,
           database: embedded.database,
-          maxConnections,
-          ...clientOptions
+          maxConnections
         }))
     ).pipe(Layer.provide(EmbeddedPostgres.Default))
   })

@@ -1,0 +1,69 @@
+import { SqlClient } from "@effect/sql"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
+import pg from "pg"
+import { inject } from "vitest"
+import { pgClientLayer } from "../../src/Store/Sql.ts"
+
+/**
+ * A database of the test file's own, cloned from the migrated template (fast: no
+ * migrations per file). `TestDatabase.layer` provides `SqlClient`/`PgClient` on it;
+ * `url` is for processes spawned by tests (`DATABASE_URL`).
+ */
+export interface TestDatabaseInfo {
+  readonly name: string
+  readonly url: string
+}
+
+export class TestDatabaseUrl extends Context.Tag("test/TestDatabaseUrl")<TestDatabaseUrl, TestDatabaseInfo>() {}
+
+const admin = () => inject("postgres")
+
+const adminQuery = async (text: string) => {
+  const { host, password, port, user } = admin()
+  const client = new pg.Client({ host, port, user, password, database: "postgres" })
+  await client.connect()
+  try {
+    await client.query(text)
+  } finally {
+    await client.end()
+  }
+}
+
+export const createTestDatabase = async (): Promise<TestDatabaseInfo> => {
+  const name = `test_${randomBytes(6).toString("hex")}`
+  await adminQuery(`CREATE DATABASE ${name} TEMPLATE rosterd_template`)
+  const { host, password, port, user } = admin()
+  return { name, url: `postgres://${user}:${encodeURIComponent(password)}@${host}:${port}/${name}` }
+}
+
+export const dropTestDatabase = (name: string) => adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+
+/** Layer: a fresh database for this file, dropped when the layer is released. */
+export const TestDatabase = Layer.unwrapScoped(
+  Effect.gen(function*() {
+    const info = yield* Effect.acquireRelease(
+      Effect.promise(() => createTestDatabase()),
+      (info) => Effect.promise(() => dropTestDatabase(info.name))
+    )
+    const { host, password, port, user } = admin()
+    return pgClientLayer({ host, port, username: user, password: Redacted.make(password), database: info.name }).pipe(
+      Layer.merge(Layer.succeed(TestDatabaseUrl, info))
+    )
+  })
+)
+
+
+/** Every roster table's rows with their physical version, to prove a sync wrote nothing. */
+export const rosterFingerprint = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const tables = ["schools", "terms", "courses", "classes", "users", "enrollments"]
+  const out: Record<string, string> = {}
+  for (const table of tables) {
+    const [row] = yield* sql.unsafe<{ readonly digest: string | null }>(
+      `SELECT md5(string_agg(ctid::text || ':' || xmin::text, ',' ORDER BY ctid)) AS digest FROM ${table}`
+    )
+    out[table] = row?.digest ?? "empty"
+  }
+  return out
+})

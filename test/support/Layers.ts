@@ -1,0 +1,11 @@
+import { Layer } from "effect"
+import { RosterProviderLive } from "../../src/Providers/Providers.ts"
+import { Sync } from "../../src/Reconcile/SyncRun.ts"
+import { RosterStore } from "../../src/Store/RosterStore.ts"
+import { TestDatabase } from "./Database.ts"
+
+/** The reconcile over a real Postgres database of the test file's own, with the live providers. */
+export const SyncTestLayer = Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
+  Layer.provide(RosterProviderLive),
+  Layer.provideMerge(TestDatabase)
+)
