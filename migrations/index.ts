@@ -6,6 +6,11 @@ import roster from "./0001_roster.ts"
  * under tsx, node and vitest (a file-system loader would `import()` `.ts` files from inside
  * @effect/sql, which vitest cannot follow). Add each new migration here.
  */
-export const migrations = Migrator.fromRecord({
+const all = {
   "0001_roster": roster
-})
+}
+
+export const migrations = Migrator.fromRecord(all)
+
+/** The newest migration id: `/readyz` is ready only when the database has it. */
+export const latestMigration = Math.max(...Object.keys(all).map((key) => Number(key.split("_")[0])))

@@ -1,0 +1,72 @@
+import { Command } from "@effect/cli"
+import { Config, Console, Effect, Layer, Logger, LogLevel } from "effect"
+import { ConfigFile, ConfigProviderLive } from "../Config/ConfigFile.ts"
+import { HttpLive } from "../Http/Server.ts"
+import { RosterProviderLive } from "../Providers/Providers.ts"
+import { Sync } from "../Reconcile/SyncRun.ts"
+import { DaemonLive } from "../Schedule/Daemon.ts"
+import { RosterStore } from "../Store/RosterStore.ts"
+import { DatabaseLive, migrate, SqlLive } from "../Store/Sql.ts"
+import { districtCommand } from "./DistrictCommands.ts"
+import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
+
+/**
+ * The `rosterd` command tree, and the only place (with main.ts) where layers are composed.
+ * Each command provides just what it needs: `migrate` no scheduler, `status` no HTTP.
+ */
+
+/** Config file + environment, for everything below. */
+const ConfigLive = ConfigProviderLive.pipe(Layer.provideMerge(ConfigFile.Default))
+
+const logLevel = Config.logLevel("logLevel").pipe(Config.nested("rosterd"))
+
+/** The daemon logs JSON lines to stdout (level `rosterd.logLevel`, default Info). */
+const DaemonLoggerLive = Layer.unwrapEffect(
+  Effect.map(Config.withDefault(logLevel, LogLevel.Info), (level) =>
+    Layer.mergeAll(Logger.replace(Logger.defaultLogger, Logger.withConsoleLog(Logger.jsonLogger)), Logger.minimumLogLevel(level)))
+)
+
+/** Commands print results on stdout; their logs go to stderr, warnings and worse unless configured. */
+const CommandLoggerLive = Layer.unwrapEffect(
+  Effect.map(Config.withDefault(logLevel, LogLevel.Warning), (level) =>
+    Layer.mergeAll(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)), Logger.minimumLogLevel(level)))
+)
+
+/** Store, reconcile and providers over a migrated database. */
+const AppLive = Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
+  Layer.provide(RosterProviderLive),
+  Layer.provideMerge(DatabaseLive)
+)
+
+const CommandLive = AppLive.pipe(Layer.provideMerge(CommandLoggerLive), Layer.provide(ConfigLive))
+
+const daemon = Command.make("daemon", {}, () =>
+  Effect.never.pipe(Effect.provide(
+    Layer.mergeAll(HttpLive, DaemonLive).pipe(
+      Layer.provide(AppLive),
+      Layer.provide(DaemonLoggerLive),
+      Layer.provide(ConfigLive)
+    )
+  ))).pipe(Command.withDescription("run the sync daemon in the foreground (what `npm start` runs)"))
+
+const migrateCommand = Command.make("migrate", {}, () =>
+  Effect.gen(function*() {
+    const applied = yield* migrate
+    yield* Console.log(applied.length === 0 ? "the database is up to date" : `applied: ${applied.map(([id, name]) => `${id}_${name}`).join(", ")}`)
+  }).pipe(Effect.provide(SqlLive.pipe(Layer.provideMerge(CommandLoggerLive), Layer.provide(ConfigLive))))).pipe(
+    Command.withDescription("apply pending database migrations (every command also does this first)")
+  )
+
+const root = Command.make("rosterd").pipe(
+  Command.withDescription("roster sync daemon: keeps a platform's roster in step with school districts' official rosters"),
+  Command.withSubcommands([
+    daemon,
+    syncCommand.pipe(Command.provide(CommandLive)),
+    statusCommand.pipe(Command.provide(CommandLive)),
+    runsCommand.pipe(Command.provide(CommandLive)),
+    districtCommand.pipe(Command.provide(CommandLive)),
+    migrateCommand
+  ])
+)
+
+export const runCli = Command.run(root, { name: "rosterd", version: "0.1.0" })

@@ -1,0 +1,37 @@
+import { Effect, Schema } from "effect"
+import * as NodePath from "node:path"
+import { DistrictId, ProviderKind, TimeZone } from "../Domain/District.ts"
+import type { NewDistrict } from "../Store/RosterStore.ts"
+import { ConfigFile, ConfigFileError } from "./ConfigFile.ts"
+
+/**
+ * Districts declared in the config file (`districts:`), registered by the daemon at start.
+ * Relative paths are relative to the config file's folder, so the bundled demo district
+ * works from any working directory.
+ */
+const DeclaredDistrict = Schema.Struct({
+  id: DistrictId,
+  name: Schema.optional(Schema.String),
+  provider: ProviderKind,
+  timezone: Schema.optionalWith(TimeZone, { default: () => "UTC" }),
+  path: Schema.optional(Schema.String)
+})
+
+const DeclaredDistricts = Schema.Struct({
+  districts: Schema.optionalWith(Schema.NullOr(Schema.Array(DeclaredDistrict)), { default: () => [] })
+})
+
+export const declaredDistricts: Effect.Effect<ReadonlyArray<NewDistrict>, ConfigFileError, ConfigFile> = Effect.gen(function*() {
+  const file = yield* ConfigFile
+  const decoded = yield* Schema.decodeUnknown(DeclaredDistricts)(file.document, { onExcessProperty: "ignore" }).pipe(
+    Effect.mapError((error) => new ConfigFileError({ path: file.path, message: `districts: ${error.message.split("\n").slice(-1)[0]}` }))
+  )
+  const base = NodePath.dirname(file.path)
+  return (decoded.districts ?? []).map((d) => ({
+    id: d.id,
+    name: d.name ?? d.id,
+    provider: d.provider,
+    timezone: d.timezone,
+    settings: d.path === undefined ? {} : { path: NodePath.resolve(base, d.path) }
+  }))
+})

@@ -1,0 +1,62 @@
+import { HttpMiddleware, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
+import { Config, Effect, Layer } from "effect"
+import { createServer } from "node:http"
+import { latestMigration } from "../../migrations/index.ts"
+import { RosterStore } from "../Store/RosterStore.ts"
+
+/**
+ * The daemon's HTTP face for monitoring:
+ * - `GET /healthz` — the process is alive (no dependencies; for liveness probes);
+ * - `GET /readyz` — the database answers and carries the newest migration;
+ * - `GET /status` — the status contract (README "Status"), the same JSON as `rosterd status --json`.
+ * Responses carry source IDs and counts only: no personal data, no versions, no stack traces.
+ */
+
+const noStore = { headers: { "cache-control": "no-store" } }
+
+const readiness = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ readonly latest: number | null }>`SELECT max(migration_id) AS latest FROM rosterd_migrations`
+  return (rows[0]?.latest ?? 0) >= latestMigration
+})
+
+export const HttpRoutes = HttpRouter.empty.pipe(
+  HttpRouter.get("/healthz", HttpServerResponse.json({ status: "ok" }, noStore)),
+  HttpRouter.get(
+    "/readyz",
+    readiness.pipe(
+      Effect.timeout("2 seconds"),
+      Effect.flatMap((ready) =>
+        ready
+          ? HttpServerResponse.json({ status: "ready" }, noStore)
+          : HttpServerResponse.json({ status: "not ready", reason: "database not migrated" }, { ...noStore, status: 503 })
+      ),
+      Effect.catchAll(() => HttpServerResponse.json({ status: "not ready", reason: "database unreachable" }, { ...noStore, status: 503 }))
+    )
+  ),
+  HttpRouter.get(
+    "/status",
+    Effect.flatMap(RosterStore, (store) => store.status()).pipe(
+      Effect.flatMap((status) => HttpServerResponse.json(status, noStore)),
+      Effect.catchAllCause((cause) =>
+        Effect.logError("status failed", cause).pipe(
+          Effect.zipRight(HttpServerResponse.json({ error: "status unavailable" }, { ...noStore, status: 503 }))
+        )
+      )
+    )
+  )
+)
+
+/** The server on `rosterd.http.host`:`rosterd.http.port` (`ROSTERD_HTTP_HOST` / `ROSTERD_HTTP_PORT`). */
+export const HttpLive = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const host = yield* Config.string("host").pipe(Config.nested("http"), Config.nested("rosterd"), Config.withDefault("127.0.0.1"))
+    const port = yield* Config.port("port").pipe(Config.nested("http"), Config.nested("rosterd"), Config.withDefault(8080))
+    return HttpServer.serve(HttpRoutes, HttpMiddleware.withLoggerDisabled).pipe(
+      HttpServer.withLogAddress,
+      Layer.provide(NodeHttpServer.layer(() => createServer({ requestTimeout: 10_000 }), { port, host }))
+    )
+  })
+)

@@ -1,0 +1,70 @@
+import { Config, Context, Effect, Layer, Schema } from "effect"
+import * as Fs from "node:fs"
+import * as NodePath from "node:path"
+import nodemailer from "nodemailer"
+
+/**
+ * The mail port: deliver one message. Implementations: the spool (the embedded default,
+ * below: `.eml` files an operator can open) and SMTP (issue "Administrators and mail").
+ * Messages reach the port through the outbox, never directly from a sync.
+ */
+export interface MailMessage {
+  /** Stable across retries, so a resent message collapses with the first in mail clients. */
+  readonly messageId: string
+  readonly to: string
+  readonly subject: string
+  readonly text: string
+  readonly html?: string
+}
+
+export class MailError extends Schema.TaggedError<MailError>()("MailError", {
+  messageId: Schema.String,
+  message: Schema.String
+}) {}
+
+export class Mailer extends Context.Tag("rosterd/Mailer")<Mailer, {
+  readonly send: (message: MailMessage) => Effect.Effect<void, MailError>
+}>() {}
+
+/** `From:` of every message. */
+const fromAddress = Config.string("from").pipe(Config.nested("mail"), Config.nested("rosterd"), Config.withDefault("rosterd <noreply@rosterd.invalid>"))
+
+/**
+ * The embedded default: each message becomes `<spool>/<messageId>.eml` (RFC 5322, built by
+ * nodemailer's stream transport), written atomically. Logs that it did, by message id only
+ * (recipients are personal data).
+ */
+export const SpoolMailerLive = Layer.effect(
+  Mailer,
+  Effect.gen(function*() {
+    const dataDir = yield* Config.string("dataDir").pipe(Config.nested("rosterd"), Config.withDefault("./.rosterd"))
+    const spoolDir = NodePath.resolve(
+      yield* Config.string("spoolDir").pipe(Config.nested("mail"), Config.nested("rosterd"), Config.withDefault(NodePath.join(dataDir, "mail-spool")))
+    )
+    const from = yield* fromAddress
+    const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: "unix" })
+    return Mailer.of({
+      send: (message) =>
+        Effect.tryPromise({
+          try: async () => {
+            const info = await transport.sendMail({
+              from,
+              to: message.to,
+              subject: message.subject,
+              text: message.text,
+              ...(message.html === undefined ? {} : { html: message.html }),
+              messageId: `<${message.messageId}@rosterd>`
+            })
+            Fs.mkdirSync(spoolDir, { recursive: true, mode: 0o700 })
+            const file = NodePath.join(spoolDir, `${message.messageId.replace(/[^A-Za-z0-9._-]/g, "_")}.eml`)
+            Fs.writeFileSync(`${file}.tmp`, info.message as Buffer, { mode: 0o600 })
+            Fs.renameSync(`${file}.tmp`, file)
+          },
+          catch: (cause) => new MailError({ messageId: message.messageId, message: `cannot write to the mail spool: ${String(cause)}` })
+        }).pipe(
+          Effect.tap(() => Effect.logInfo("mail spooled").pipe(Effect.annotateLogs({ messageId: message.messageId }))),
+          Effect.withSpan("Mailer.send")
+        )
+    })
+  })
+)
