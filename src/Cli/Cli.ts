@@ -1,5 +1,5 @@
 import { Command } from "@effect/cli"
-import { Config, Console, Effect, Layer, Logger, LogLevel } from "effect"
+import { Config, ConfigError, Console, Effect, Either, Layer, Logger, LogLevel } from "effect"
 import { ConfigFile, ConfigProviderLive } from "../Config/ConfigFile.ts"
 import { HttpLive } from "../Http/Server.ts"
 import { RosterProviderLive } from "../Providers/Providers.ts"
@@ -18,7 +18,17 @@ import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
 /** Config file + environment, for everything below. */
 const ConfigLive = ConfigProviderLive.pipe(Layer.provideMerge(ConfigFile.Default))
 
-const logLevel = Config.logLevel("logLevel").pipe(Config.nested("rosterd"))
+/** `rosterd.logLevel`: trace, debug, info, warning (or warn), error, fatal, none — any case. */
+const logLevel = Config.string("logLevel").pipe(
+  Config.mapOrFail((text) => {
+    const wanted = text.trim().toLowerCase().replace(/^warn$/, "warning")
+    const level = LogLevel.allLevels.find((l) => l._tag.toLowerCase() === wanted)
+    return level === undefined
+      ? Either.left(ConfigError.InvalidData([], `logLevel must be one of trace, debug, info, warning, error, fatal, none (got "${text}")`))
+      : Either.right(level)
+  }),
+  Config.nested("rosterd")
+)
 
 /** The daemon logs JSON lines to stdout (level `rosterd.logLevel`, default Info). */
 const DaemonLoggerLive = Layer.unwrapEffect(
@@ -52,7 +62,7 @@ const daemon = Command.make("daemon", {}, () =>
 const migrateCommand = Command.make("migrate", {}, () =>
   Effect.gen(function*() {
     const applied = yield* migrate
-    yield* Console.log(applied.length === 0 ? "the database is up to date" : `applied: ${applied.map(([id, name]) => `${id}_${name}`).join(", ")}`)
+    yield* Console.log(applied.length === 0 ? "the database is up to date" : `applied: ${applied.map(([id, name]) => `${String(id).padStart(4, "0")}_${name}`).join(", ")}`)
   }).pipe(Effect.provide(SqlLive.pipe(Layer.provideMerge(CommandLoggerLive), Layer.provide(ConfigLive))))).pipe(
     Command.withDescription("apply pending database migrations (every command also does this first)")
   )

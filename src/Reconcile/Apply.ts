@@ -78,7 +78,10 @@ const keyedColumns = (kind: KeyedKind, birthDates: BirthDates): ReadonlyArray<Co
   return [...plain, {
     name: "birth_date",
     type: "date",
-    value: birthDates === "bulk" ? "d.birth_date" : "CASE WHEN d.source_id IS NOT NULL THEN d.birth_date ELSE l.birth_date END"
+    // A user whose demographics row is held (unreadable, or listed twice) keeps the stored date.
+    value: birthDates === "bulk"
+      ? "CASE WHEN hd.source_id IS NOT NULL THEN l.birth_date ELSE d.birth_date END"
+      : "CASE WHEN d.source_id IS NOT NULL AND hd.source_id IS NULL THEN d.birth_date ELSE l.birth_date END"
   }]
 }
 
@@ -111,7 +114,9 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
     const names = columns.map((c) => c.name).join(", ")
     const demographics = kind === "users" && birthDates !== null
       ? `LEFT JOIN (SELECT source_id, CASE WHEN status = 'active' THEN birth_date END AS birth_date
-                    FROM ${stageTable("demographics")} WHERE NOT invalid) d ON d.source_id = s.source_id`
+                    FROM ${stageTable("demographics")} WHERE NOT invalid) d ON d.source_id = s.source_id
+       LEFT JOIN (SELECT DISTINCT source_id FROM ${stageTable("demographics")} WHERE invalid AND source_id IS NOT NULL) hd
+         ON hd.source_id = s.source_id`
       : ""
     const params = [context.districtId, context.rosterSource, mode === "bulk"]
 
@@ -194,7 +199,7 @@ const ENROLLMENT_VALUES = ["source_id", "role", "is_primary", "school_source_id"
  * for one pair were reduced to one by the checks. Each change of membership is a new
  * period: ending closes the open row, a later return opens a new one, so history is kept.
  */
-export const applyEnrollments = (mode: FeedMode, context: ApplyContext) =>
+export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const stage = stageTable("enrollments")
@@ -259,7 +264,7 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext) =>
        SELECT $1::bigint, $2::text, 'error', 'dangling_reference', 'enrollments', NULL, $3::text, NULL,
               (total - ${FINDINGS_PER_CODE}) || ' more findings like this are not listed'
        FROM found WHERE rn = 1 AND total > ${FINDINGS_PER_CODE}`,
-      [context.runId, context.districtId, "enrollments"]
+      [context.runId, context.districtId, file]
     )
 
     yield* sql.unsafe(

@@ -151,7 +151,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           counts.users = { ...counts.users, updated: counts.users.updated + updated }
         }
         if (modes.enrollments !== null) {
-          counts.enrollments = yield* applyEnrollments(modes.enrollments, context)
+          counts.enrollments = yield* applyEnrollments(modes.enrollments, context, files.enrollments ?? "enrollments")
         } else {
           const ended = yield* endOrphanedEnrollments(context)
           counts.enrollments = { ...counts.enrollments, deactivated: ended }
@@ -252,7 +252,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
                 const { message, reason } = describeFailure(exit.cause)
                 const status: RunStatus = Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failed"
                 yield* finishRun(runId, status, { reason, error: message }).pipe(Effect.ignore)
-                yield* Effect.logWarning(`sync ${status}`).pipe(Effect.annotateLogs({ reason }))
+                yield* Effect.logInfo(`sync ${status}`).pipe(Effect.annotateLogs({ reason }))
               })
             ),
             Effect.annotateLogs({ district: district.id, runId })

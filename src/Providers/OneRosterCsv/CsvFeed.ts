@@ -32,15 +32,7 @@ export const csvFeedItems = <K extends EntityKind, Row>(
     const decoder = makeRowDecoder(spec)
     const lines = lineCounter()
     let header: HeaderIndex | undefined
-    return Stream.fromAsyncIterable(
-      drainBatches(parser),
-      (cause) =>
-        new ProviderError({
-          reason: "Malformed",
-          message: `not valid CSV: ${cause instanceof Error ? cause.message.replace(/^Invalid Record Length: /, "") : String(cause)}`,
-          file: spec.file
-        })
-    ).pipe(
+    return Stream.fromAsyncIterable(drainBatches(parser), (cause) => csvSyntaxError(cause, spec.file)).pipe(
       Stream.mapEffect((batch) => {
         const out: Array<FeedItem<EntityRecord[K]>> = []
         for (const row of batch) {
@@ -66,6 +58,37 @@ export const csvFeedItems = <K extends EntityKind, Row>(
   }))
 
 type RawRow = ReadonlyArray<string>
+
+/**
+ * A file csv-parse gives up on. Its own messages can quote the cell it stopped in
+ * ("Invalid Opening Quote: ... value is \"Mary \"", "got \"x\""), and a cell may be a name or
+ * an e-mail, so they are never passed on: the message is rebuilt from the error's code
+ * and line. Errors that are not csv-parse's (a read error of the file or zip) carry no
+ * cell and are passed on as they are.
+ */
+export const csvSyntaxError = (cause: unknown, file: string): ProviderError => {
+  const { code, column, lines } = (typeof cause === "object" && cause !== null ? cause : {}) as {
+    readonly code?: unknown
+    readonly column?: unknown
+    readonly lines?: unknown
+  }
+  const line = typeof lines === "number" ? { line: lines } : {}
+  const field = typeof column === "number" ? ` (field ${column + 1})` : ""
+  const malformed = (message: string, at: { readonly line?: number } = line) =>
+    new ProviderError({ reason: "Malformed", message: `not valid CSV: ${message}`, file, ...at })
+  switch (code) {
+    case "CSV_QUOTE_NOT_CLOSED":
+      // csv-parse reports the last line of the file here, not where the quote opened.
+      return malformed("the file ends inside a quoted cell (a quote that is never closed)", {})
+    case "INVALID_OPENING_QUOTE":
+      return malformed(`a quote inside an unquoted cell${field}; a cell with quotes must be quoted, its quotes doubled`)
+    case "CSV_INVALID_CLOSING_QUOTE":
+    case "CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE":
+      return malformed(`a quoted cell${field} is followed by other characters before the next comma`)
+  }
+  if (typeof code === "string" && code.startsWith("CSV_")) return malformed(`csv-parse error ${code}`)
+  return malformed(cause instanceof Error ? cause.message : String(cause), {})
+}
 
 /** Physical line of each record: one line per record, plus the line breaks inside quoted cells. */
 const lineCounter = () => {

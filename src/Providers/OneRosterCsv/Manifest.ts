@@ -1,6 +1,7 @@
 import { parse } from "csv-parse"
 import { Effect } from "effect"
 import { ProviderError } from "../../Domain/Errors.ts"
+import { csvSyntaxError } from "./CsvFeed.ts"
 import type { CsvSource } from "./CsvSource.ts"
 
 export type FileMode = "bulk" | "delta" | "absent"
@@ -33,12 +34,7 @@ export const readManifest = (source: CsvSource): Effect.Effect<Manifest, Provide
         }
         return out
       },
-      catch: (cause) =>
-        new ProviderError({
-          reason: "Malformed",
-          message: `not valid CSV: ${cause instanceof Error ? cause.message : String(cause)}`,
-          file: MANIFEST
-        })
+      catch: (cause) => csvSyntaxError(cause, MANIFEST)
     })
     const [header, ...properties] = rows
     if (header === undefined || header.cells[0]?.trim() !== "propertyName" || header.cells[1]?.trim() !== "value") {

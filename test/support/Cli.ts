@@ -1,0 +1,71 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as NodePath from "node:path"
+
+/** Runs the real `rosterd` CLI (the same entry as `npx rosterd`) in a child process. */
+export const ROOT = NodePath.resolve(import.meta.dirname, "../..")
+const entry = [NodePath.join(ROOT, "bin/rosterd.mjs")]
+
+export interface CliResult {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** An environment for a spawned rosterd: no inherited DATABASE_URL/ROSTERD_* settings unless given. */
+export const cleanEnv = (env: Record<string, string>): NodeJS.ProcessEnv => {
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith("ROSTERD_") && key !== "DATABASE_URL" && !key.startsWith("npm_"))
+  )
+  return { ...base, NODE_NO_WARNINGS: "1", ...env }
+}
+
+export const rosterd = (args: ReadonlyArray<string>, env: Record<string, string>, cwd = ROOT): Promise<CliResult> =>
+  new Promise((resolve) => {
+    execFile(process.execPath, [...entry, ...args], { env: cleanEnv(env), cwd, timeout: 90_000 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
+    })
+  })
+
+/** Starts `rosterd daemon` in the background; stdout lines are collected. */
+export const startDaemon = (env: Record<string, string>) => {
+  const child: ChildProcess = spawn(process.execPath, [...entry, "daemon"], { env: cleanEnv(env), cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
+  const lines: Array<string> = []
+  const errors: Array<string> = []
+  child.stdout!.on("data", (chunk: Buffer) => lines.push(...chunk.toString().split("\n").filter((l) => l.length > 0)))
+  child.stderr!.on("data", (chunk: Buffer) => errors.push(chunk.toString()))
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  return {
+    child,
+    lines,
+    errors,
+    exited,
+    stop: async (signal: NodeJS.Signals = "SIGTERM") => {
+      if (child.exitCode === null) child.kill(signal)
+      return exited
+    }
+  }
+}
+
+/** Polls `probe` until it returns a value (not undefined) or the time is up. */
+export const eventually = async <A>(probe: () => Promise<A | undefined>, timeoutMs = 60_000, everyMs = 250): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe()
+      if (value !== undefined) return value
+    } catch (error) {
+      lastError = error
+    }
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+  throw new Error(`timed out${lastError ? `: ${String(lastError)}` : ""}`)
+}
+
+/** A config file for a spawned rosterd. */
+export const writeConfig = (dir: string, yaml: string) => {
+  const path = NodePath.join(dir, "rosterd.yaml")
+  Fs.writeFileSync(path, yaml)
+  return path
+}
