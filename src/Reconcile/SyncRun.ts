@@ -187,8 +187,12 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         const client = rawClient(connection)
         // Pin every statement of this fiber to the reserved connection; `withTransaction`
         // then opens its transaction on it (counter -1 makes its first level a BEGIN, not a savepoint).
+        // (The module-level steps in Findings/Apply ask for the SqlClient: give them ours.)
         const pinned = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-          Effect.provideService(effect, SqlClient.TransactionConnection, [connection, -1] as const)
+          effect.pipe(
+            Effect.provideService(SqlClient.TransactionConnection, [connection, -1] as const),
+            Effect.provideService(SqlClient.SqlClient, sql)
+          )
 
         // The lease.
         const [lease] = yield* connection.executeRaw(
