@@ -96,6 +96,9 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         const progress = yield* SyncProgress
         yield* sql.unsafe(stagingDdl())
         yield* sql.unsafe(planDdl())
+        // The diff only needs row counts and rough distributions of the staged tables: a
+        // small sample keeps ANALYZE of a million-row table well under a second.
+        yield* sql.unsafe(`SET default_statistics_target = 10`)
         for (const kind of EntityKinds) {
           const feed = snapshot.feeds[kind]
           if (feed === null) continue
@@ -109,6 +112,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           yield* stageFeed(client, kind, items)
           yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
         }
+        yield* sql.unsafe(`RESET default_statistics_target`)
       })
 
     /** The transaction: checks, then the diff and apply of each kind in dependency order. */

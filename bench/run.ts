@@ -1,0 +1,544 @@
+/**
+ * `npm run bench [-- --students 100000] [--seed bench] [--regenerate] [--keep]`
+ *
+ * How fast does a sync load a district, compared to the fastest way Postgres can take the
+ * same rows? Three timed phases over one generated OneRoster CSV district:
+ *
+ * 1. **full sync** — `Sync.run` of a new district (staging, checks, diff, apply), in-process;
+ * 2. **COPY baseline** — the same rows, same columns, same tables (foreign keys and all),
+ *    loaded with plain `COPY` into a second fresh database; the COPY text is prepared before
+ *    the timer starts, so the timer sees only Postgres loading rows;
+ * 3. **no-op sync** — the same district again, unchanged; it must write no roster row
+ *    (checked with pg_stat_user_tables and a ctid/xmin fingerprint of every roster table).
+ *
+ * Before each phase the database is `VACUUM ANALYZE`d and `CHECKPOINT`ed, so no phase pays
+ * for another's background work. Postgres is a throwaway embedded server, or, when
+ * `DATABASE_URL` is set, two fresh databases created (and dropped) on that server.
+ *
+ * Progress goes to stderr; the report to stdout, ending with three machine-readable lines:
+ * `full_vs_copy=`, `noop_vs_copy=` (ratios of seconds) and `peak_rss_mib=` (this process).
+ */
+import { Effect, Layer, ManagedRuntime, Redacted, type Tracer } from "effect"
+import { spawn } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as NodePath from "node:path"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import pg from "pg"
+import type { DistrictId } from "../src/Domain/District.ts"
+import { rosterSourceOf } from "../src/Domain/District.ts"
+import { RosterProviderLive } from "../src/Providers/Providers.ts"
+import type { RunCounts } from "../src/Reconcile/Counts.ts"
+import { Entities } from "../src/Reconcile/Entities.ts"
+import { Sync, SyncProgress } from "../src/Reconcile/SyncRun.ts"
+import { startTemporary } from "../src/Store/EmbeddedPostgres.ts"
+import { RosterStore } from "../src/Store/RosterStore.ts"
+import { migrate, pgClientLayer } from "../src/Store/Sql.ts"
+import { advanceSequences, loadCopy, type PreparedCopy } from "./Baseline.ts"
+import { breakdown, machineCpuReader, recordingTracer, serverCpuReader, type SpanRecord, type Step } from "./Profile.ts"
+
+const ROOT = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "..")
+const ROSTER_TABLES = ["schools", "terms", "courses", "classes", "users", "enrollments"] as const
+const DISTRICT = "bench"
+const SCHOOL_SIZE = 500
+
+const { values: args } = parseArgs({
+  options: {
+    students: { type: "string", default: "100000" },
+    seed: { type: "string", default: "bench" },
+    regenerate: { type: "boolean", default: false },
+    keep: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false }
+  }
+})
+if (args.help) {
+  process.stdout.write(`usage: npm run bench -- [--students N] [--seed S] [--regenerate] [--keep]
+  --students N    district size (default 100000)
+  --seed S        generator seed (default "bench")
+  --regenerate    generate the CSV set again even if bench/.data has it
+  --keep          keep the two bench databases (only with DATABASE_URL; the embedded server is always removed)
+`)
+  process.exit(0)
+}
+const students = Number(args.students)
+if (!Number.isInteger(students) || students < 1) {
+  process.stderr.write(`--students must be a positive integer, got "${args.students}"\n`)
+  process.exit(2)
+}
+
+const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
+/** Peak RSS so far, for the progress lines: shows which step sets the peak. */
+const peakRss = () => `peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`
+const seconds = (ms: number) => (ms / 1000).toFixed(2)
+const int = (n: number) => n.toLocaleString("en-US")
+
+// ---------------------------------------------------------------------------------------
+// Cleanup: run once, in reverse order, on success, failure and SIGINT/SIGTERM.
+
+const finalizers: Array<{ readonly name: string; readonly run: () => Promise<unknown> }> = []
+const onCleanup = (name: string, run: () => Promise<unknown>) => finalizers.push({ name, run })
+let cleaning: Promise<void> | undefined
+const cleanup = () =>
+  (cleaning ??= (async () => {
+    for (const { name, run } of finalizers.reverse()) {
+      try {
+        await Promise.race([run(), new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), 30_000).unref())])
+      } catch (error) {
+        log(`cleanup: ${name} failed: ${error instanceof Error ? error.message : String(error)}`)
+      }
+    }
+  })())
+// `on`, not `once`: Ctrl-C reaches us twice (from the terminal and relayed by tsx), and a
+// second signal must not kill the process half-way through the cleanup.
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  process.on(signal, () => {
+    if (cleaning !== undefined) return
+    log(`${signal}: cleaning up`)
+    void cleanup().finally(() => process.exit(code))
+  })
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. The district: generated once per parameters, in a child process (not in our RSS).
+
+interface Marker {
+  readonly students: number
+  readonly seed: string
+  readonly schoolSize: number
+  readonly missingBirthDates: number
+  /** Hash of the generator's source: a changed generator means new data. */
+  readonly generator: string
+  readonly counts?: Record<string, number>
+}
+
+/** Runs `npx tsx <script> ...args` from the repository root; resolves with its stdout's last line. */
+const runChild = (script: string, childArgs: ReadonlyArray<string>) =>
+  new Promise<string>((resolve, reject) => {
+    const child = spawn("npx", ["tsx", script, ...childArgs], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] })
+    let out = ""
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+    })
+    child.once("error", reject)
+    child.once("exit", (code, signal) =>
+      code === 0 ? resolve(out.trim().split("\n").pop() ?? "") : reject(new Error(`${script} exited with ${signal ?? code}`)))
+  })
+
+const ensureDistrict = async (): Promise<{ dir: string; reused: boolean; counts: Record<string, number> | undefined }> => {
+  const dir = NodePath.join(ROOT, "bench", ".data", `district-${students}-${args.seed.replace(/[^A-Za-z0-9_-]/g, "_")}`)
+  const markerFile = NodePath.join(dir, "bench-params.json")
+  const wanted: Marker = {
+    students,
+    seed: args.seed,
+    schoolSize: SCHOOL_SIZE,
+    missingBirthDates: 0,
+    generator: createHash("sha256").update(Fs.readFileSync(NodePath.join(ROOT, "bench", "OneRosterGenerator.ts"))).digest("hex").slice(0, 16)
+  }
+  if (!args.regenerate) {
+    try {
+      const found = JSON.parse(Fs.readFileSync(markerFile, "utf8")) as Marker
+      const same = (Object.keys(wanted) as Array<keyof Marker>).every((key) => key === "counts" || found[key] === wanted[key])
+      if (same && Fs.existsSync(NodePath.join(dir, "manifest.csv"))) return { dir, reused: true, counts: found.counts }
+    } catch {
+      // no marker: generate
+    }
+  }
+  Fs.rmSync(dir, { recursive: true, force: true })
+  log(`generating ${int(students)} students (seed "${args.seed}") into ${NodePath.relative(ROOT, dir)} …`)
+  const started = performance.now()
+  const counts = JSON.parse(
+    await runChild("bench/generate.ts", [
+      "--students", String(students),
+      "--seed", args.seed,
+      "--school-size", String(SCHOOL_SIZE),
+      "--missing-birth-dates", "0",
+      "--out", dir
+    ])
+  ) as Record<string, number>
+  Fs.writeFileSync(markerFile, JSON.stringify({ ...wanted, counts }, null, 2) + "\n")
+  log(`generated in ${seconds(performance.now() - started)} s: ${JSON.stringify(counts)}`)
+  return { dir, reused: false, counts }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Postgres: a temporary embedded server, or DATABASE_URL's server.
+
+const withDatabase = (url: URL, database: string) => {
+  const copy = new URL(url.href)
+  copy.pathname = `/${encodeURIComponent(database)}`
+  return copy
+}
+
+const connect = async (url: URL) => {
+  const client = new pg.Client({ connectionString: url.href, application_name: "rosterd-bench" })
+  await client.connect()
+  return client
+}
+
+const adminQuery = async (url: URL, text: string) => {
+  const client = await connect(url)
+  try {
+    return (await client.query(text)).rows as Array<Record<string, unknown>>
+  } finally {
+    await client.end().catch(() => undefined)
+  }
+}
+
+const startServer = async (): Promise<{ adminUrl: URL; description: string }> => {
+  const external = process.env.DATABASE_URL
+  if (external !== undefined && external !== "") {
+    const url = new URL(external)
+    return { adminUrl: url, description: `DATABASE_URL server ${url.hostname}:${url.port || 5432}` }
+  }
+  if (args.keep) log("--keep has no effect without DATABASE_URL: the embedded server and its data are removed at the end")
+  log("starting a temporary embedded Postgres …")
+  const server = await startTemporary()
+  onCleanup("stop the embedded Postgres", () => server.stop())
+  const url = new URL(`postgres://${server.host}:${server.port}/${server.database}`)
+  url.username = server.user
+  url.password = Redacted.value(server.password)
+  return { adminUrl: url, description: "temporary embedded Postgres" }
+}
+
+/**
+ * A quiet start for the next phase: `VACUUM ANALYZE` both bench databases (so neither has
+ * autovacuum work pending from the phase before), wait for running autovacuum workers,
+ * then `CHECKPOINT`.
+ */
+const settle = async (clients: ReadonlyArray<pg.Client>) => {
+  for (const client of clients) await client.query("VACUUM ANALYZE")
+  const deadline = Date.now() + 120_000
+  while (Date.now() < deadline) {
+    const { rows } = await clients[0]!.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname IS NOT NULL`
+    )
+    if (rows[0]!.n === 0) break
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+  await clients[0]!.query("CHECKPOINT").catch((error: Error) => log(`CHECKPOINT failed (${error.message}); continuing without`))
+}
+
+/** Rows inserted, updated or deleted in the roster tables, per the statistics collector. */
+const rosterWrites = async (client: pg.Client) => {
+  await client.query("SELECT pg_stat_force_next_flush()")
+  await client.query("SELECT pg_stat_clear_snapshot()")
+  const { rows } = await client.query<{ n: string }>(
+    `SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint AS n FROM pg_stat_user_tables WHERE relname = ANY($1)`,
+    [ROSTER_TABLES]
+  )
+  return Number(rows[0]!.n)
+}
+
+/**
+ * Backends flush their table statistics when idle, at most once a second: wait until the
+ * count has been still for 1.5 s (at most 15 s).
+ */
+const settledRosterWrites = async (client: pg.Client) => {
+  const deadline = Date.now() + 15_000
+  let last = await rosterWrites(client)
+  let stableSince = Date.now()
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    const now = await rosterWrites(client)
+    if (now !== last) {
+      last = now
+      stableSince = Date.now()
+    } else if (Date.now() - stableSince >= 1500) break
+  }
+  return last
+}
+
+/** Every roster row's physical version (test/support/Database.ts rosterFingerprint). */
+const fingerprint = async (client: pg.Client) => {
+  const out: Record<string, string> = {}
+  for (const table of ROSTER_TABLES) {
+    const { rows } = await client.query<{ digest: string | null }>(
+      `SELECT md5(string_agg(ctid::text || ':' || xmin::text, ',' ORDER BY ctid)) AS digest FROM ${table}`
+    )
+    out[table] = rows[0]?.digest ?? "empty"
+  }
+  return out
+}
+
+/** Order-independent content hash of each roster table (ids and timestamps aside). */
+const contentHashes = async (client: pg.Client) => {
+  const keyed = (kind: "orgs" | "terms" | "courses" | "classes" | "users") => [
+    "source_id",
+    "roster_source",
+    "active",
+    ...Entities[kind].columns.map((c) => c.name),
+    ...(kind === "users" ? ["birth_date"] : [])
+  ]
+  const queries: Record<string, string> = {
+    schools: `SELECT ${keyed("orgs")} FROM schools WHERE district_id = '${DISTRICT}'`,
+    terms: `SELECT ${keyed("terms")} FROM terms WHERE district_id = '${DISTRICT}'`,
+    courses: `SELECT ${keyed("courses")} FROM courses WHERE district_id = '${DISTRICT}'`,
+    classes: `SELECT ${keyed("classes")} FROM classes WHERE district_id = '${DISTRICT}'`,
+    users: `SELECT ${keyed("users")} FROM users WHERE district_id = '${DISTRICT}'`,
+    enrollments: `SELECT e.source_id, e.roster_source, e.ended_at IS NULL AS open, ${
+      Entities.enrollments.columns.map((c) => `e.${c.name}`).join(", ")
+    }, c.source_id AS class_ref, u.source_id AS user_ref
+      FROM enrollments e JOIN classes c ON c.id = e.class_id JOIN users u ON u.id = e.user_id WHERE e.district_id = '${DISTRICT}'`
+  }
+  const out: Record<string, { rows: number; hash: string }> = {}
+  for (const [table, query] of Object.entries(queries)) {
+    const { rows } = await client.query<{ n: string; h: string }>(
+      `SELECT count(*) AS n, coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text AS h FROM (${query}) t`
+    )
+    out[table] = { rows: Number(rows[0]!.n), hash: rows[0]!.h }
+  }
+  return out
+}
+
+const changedRows = (counts: RunCounts) =>
+  Object.values(counts).reduce((sum, c) => sum + c.created + c.updated + c.deactivated, 0)
+
+interface PhaseResult {
+  readonly name: string
+  readonly ms: number
+  readonly rows: number
+  readonly nodeCpuMs: number
+  readonly serverCpuS: number | undefined
+  readonly otherCpuS: number | undefined
+}
+
+const nodeCpuMs = () => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1000
+}
+
+// ---------------------------------------------------------------------------------------
+
+const main = async () => {
+  const district = await ensureDistrict()
+  const { adminUrl, description } = await startServer()
+
+  const tag = `rosterd_bench_${process.pid}_${randomBytes(3).toString("hex")}`
+  const syncDb = `${tag}_sync`
+  const copyDb = `${tag}_copy`
+  for (const name of [syncDb, copyDb]) {
+    await adminQuery(adminUrl, `CREATE DATABASE ${name}`)
+    if (!(args.keep && process.env.DATABASE_URL)) {
+      onCleanup(`drop database ${name}`, () => adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))
+    }
+  }
+  const syncUrl = withDatabase(adminUrl, syncDb)
+  const copyUrl = withDatabase(adminUrl, copyDb)
+  for (const url of [syncUrl, copyUrl]) {
+    await Effect.runPromise(migrate.pipe(Effect.provide(pgClientLayer({ url: Redacted.make(url.href) }))))
+  }
+  const [versionRow] = await adminQuery(adminUrl, "SHOW server_version")
+  log(`${description} (PostgreSQL ${String(versionRow?.server_version)}): databases ${syncDb}, ${copyDb} migrated (${peakRss()})`)
+
+  // Server CPU, when the server is local and readable.
+  let serverCpu: (() => number) | undefined
+  if (["127.0.0.1", "localhost", "[::1]"].includes(adminUrl.hostname)) {
+    const rows = await adminQuery(adminUrl, "SHOW data_directory").catch(() => [])
+    const dir = rows[0]?.data_directory
+    if (typeof dir === "string") serverCpu = serverCpuReader(dir)
+  }
+  const machineCpu = serverCpu === undefined ? undefined : machineCpuReader()
+
+  const syncObserver = await connect(syncUrl)
+  onCleanup("close the sync database observer", () => syncObserver.end())
+  const copyClient = await connect(copyUrl)
+  onCleanup("close the COPY database client", () => copyClient.end())
+
+  // The sync, in-process, over its own pool.
+  const runtime = ManagedRuntime.make(
+    Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
+      Layer.provide(RosterProviderLive),
+      Layer.provideMerge(pgClientLayer({ url: Redacted.make(syncUrl.href) }))
+    )
+  )
+  onCleanup("close the sync runtime", () => runtime.dispose())
+  const path = district.dir
+  await runtime.runPromise(Effect.flatMap(RosterStore, (store) =>
+    store.addDistrict({ id: DISTRICT as DistrictId, name: "Bench district", provider: "oneroster-csv", timezone: "UTC", settings: { path } })))
+
+  // The baseline's COPY text, prepared before any timer starts (in a child process: its
+  // memory is not the sync's).
+  const copyDir = Fs.mkdtempSync(NodePath.join(Os.tmpdir(), "rosterd-bench-copy-"))
+  onCleanup("remove the COPY files", async () => Fs.rmSync(copyDir, { recursive: true, force: true }))
+  log("preparing the COPY text of the baseline …")
+  const started = performance.now()
+  const prepared = JSON.parse(
+    await runChild("bench/prepare-copy.ts", [
+      "--data", district.dir,
+      "--out", copyDir,
+      "--district", DISTRICT,
+      "--roster-source", rosterSourceOf("oneroster-csv")
+    ])
+  ) as PreparedCopy
+  log(`prepared ${int(prepared.tables.reduce((n, t) => n + t.rows, 0))} rows in ${seconds(performance.now() - started)} s` +
+    (prepared.skipped > 0 ? `, ${prepared.skipped} CSV rows skipped (a sync would not write them either)` : "") + ` (${peakRss()})`)
+  await copyClient.query(
+    `INSERT INTO districts (id, name, provider, timezone, settings, origin) VALUES ($1, 'Bench district', 'oneroster-csv', 'UTC', $2::jsonb, 'cli')`,
+    [DISTRICT, JSON.stringify({ path })]
+  )
+
+  /** Settles the database, runs `before` (measurements), then times `body`. */
+  const timed = async <A>(name: string, before: () => Promise<void>, body: () => Promise<A>) => {
+    await settle([syncObserver, copyClient])
+    await before()
+    const cpu0 = nodeCpuMs()
+    const machine0 = machineCpu?.()
+    const server0 = serverCpu?.()
+    const t0 = performance.now()
+    const value = await body()
+    const ms = performance.now() - t0
+    const nodeCpu = nodeCpuMs() - cpu0
+    const server1 = serverCpu?.()
+    const machine1 = machineCpu?.()
+    const serverCpuS = server0 === undefined || server1 === undefined ? undefined : server1 - server0
+    const otherCpuS = machine0 === undefined || machine1 === undefined || serverCpuS === undefined
+      ? undefined
+      : Math.max(0, machine1 - machine0 - serverCpuS - nodeCpu / 1000)
+    log(`${name}: ${seconds(ms)} s (${peakRss()})`)
+    if (otherCpuS !== undefined && otherCpuS > 0.1 * (ms / 1000)) {
+      log(`  note: other processes kept the machine busy for ${otherCpuS.toFixed(1)} CPU-s during this phase; its time is inflated`)
+    }
+    return { value, ms, nodeCpuMs: nodeCpu, serverCpuS, otherCpuS }
+  }
+
+  const runSync = (spans: Map<Tracer.AnySpan, SpanRecord>) =>
+    runtime.runPromise(
+      Effect.gen(function*() {
+        const sync = yield* Sync
+        const base = yield* Effect.tracer
+        return yield* sync.run(DISTRICT, { request: "auto", trigger: "bench" }).pipe(
+          Effect.withTracer(recordingTracer(base, spans)),
+          Effect.provideService(SyncProgress, {
+            staging: () => Effect.void,
+            phase: (phase) => Effect.sync(() => phase === "fetch" || phase === "apply" ? log(`  … ${phase === "fetch" ? "staging" : "applying"}`) : undefined)
+          })
+        )
+      })
+    )
+
+  // 3. The full sync.
+  log("full sync …")
+  const fullSpans = new Map<Tracer.AnySpan, SpanRecord>()
+  let writesBeforeFull = 0
+  const full = await timed("full sync", async () => {
+    writesBeforeFull = await settledRosterWrites(syncObserver)
+  }, () => runSync(fullSpans))
+  const fullWrites = (await settledRosterWrites(syncObserver)) - writesBeforeFull
+  if (full.value.findings > 0) log(`note: the full sync recorded ${full.value.findings} findings`)
+
+  // 4. The COPY baseline.
+  log("COPY baseline …")
+  const copy = await timed("COPY baseline", async () => {}, () => loadCopy(copyClient, prepared))
+  await advanceSequences(copyClient, prepared)
+  const copyRows = Object.values(copy.value).reduce((n, t) => n + t.rows, 0)
+
+  log("checking that both databases hold the same rows …")
+  const [syncContent, copyContent] = await Promise.all([contentHashes(syncObserver), contentHashes(copyClient)])
+  const mismatched = ROSTER_TABLES.filter((t) => syncContent[t]!.rows !== copyContent[t]!.rows || syncContent[t]!.hash !== copyContent[t]!.hash)
+
+  // 5. The no-op sync.
+  log("no-op sync …")
+  const noopSpans = new Map<Tracer.AnySpan, SpanRecord>()
+  let writesBeforeNoop = 0
+  let fingerprintBefore: Record<string, string> = {}
+  const noop = await timed("no-op sync", async () => {
+    writesBeforeNoop = await settledRosterWrites(syncObserver)
+    fingerprintBefore = await fingerprint(syncObserver)
+  }, () => runSync(noopSpans))
+  const noopWrites = (await settledRosterWrites(syncObserver)) - writesBeforeNoop
+  const fingerprintAfter = await fingerprint(syncObserver)
+  const unchangedTables = ROSTER_TABLES.filter((t) => fingerprintBefore[t] === fingerprintAfter[t])
+
+  // ---- report ------------------------------------------------------------------------
+  const phases: Array<PhaseResult> = [
+    { ...full, name: "full sync", rows: fullWrites },
+    { ...copy, name: "COPY baseline", rows: copyRows },
+    { ...noop, name: "no-op sync", rows: noopWrites }
+  ]
+  const peakRssMib = Math.round(process.resourceUsage().maxRSS / 1024)
+  const out: Array<string> = []
+  const pad = (text: string, width: number, right = false) => (right ? text.padStart(width) : text.padEnd(width))
+  const counts = district.counts
+  out.push("")
+  out.push(`rosterd bench: ${int(students)} students (seed "${args.seed}"), ${description}, ${Os.cpus().length} CPUs, Node ${process.version}`)
+  out.push(`district: ${NodePath.relative(ROOT, district.dir)} (${district.reused ? "reused" : "generated"})` +
+    (counts === undefined ? "" : `: ${int(counts.users ?? 0)} users, ${int(counts.classes ?? 0)} classes, ${int(counts.enrollments ?? 0)} enrollments`))
+  out.push("")
+  const cpu = (value: number | undefined) => (value === undefined ? "n/a" : value.toFixed(2))
+  out.push(`${pad("phase", 16)}${pad("seconds", 10, true)}${pad("rows", 13, true)}${pad("node CPU s", 13, true)}${
+    pad("server CPU s", 15, true)
+  }${pad("other CPU s", 14, true)}`)
+  for (const p of phases) {
+    out.push(`${pad(p.name, 16)}${pad(seconds(p.ms), 10, true)}${pad(int(p.rows), 13, true)}${pad(seconds(p.nodeCpuMs), 13, true)}${
+      pad(cpu(p.serverCpuS), 15, true)
+    }${pad(cpu(p.otherCpuS), 14, true)}`)
+  }
+  out.push("")
+  out.push(`${pad("table", 14)}${pad("sync created", 14, true)}${pad("COPY rows", 12, true)}${pad("COPY s", 9, true)}${pad("same rows", 11, true)}`)
+  const createdBy: Record<string, number> = {
+    schools: full.value.counts.schools.created,
+    terms: full.value.counts.terms.created,
+    courses: full.value.counts.courses.created,
+    classes: full.value.counts.classes.created,
+    users: full.value.counts.users.created,
+    enrollments: full.value.counts.enrollments.created
+  }
+  for (const t of ROSTER_TABLES) {
+    const loaded = copy.value[t] ?? { rows: 0, ms: 0 }
+    out.push(`${pad(t, 14)}${pad(int(createdBy[t]!), 14, true)}${pad(int(loaded.rows), 12, true)}${pad(seconds(loaded.ms), 9, true)}${
+      pad(mismatched.includes(t) ? "NO" : "yes", 11, true)
+    }`)
+  }
+  out.push("")
+  out.push(`full sync: counts say ${int(changedRows(full.value.counts))} rows changed, pg_stat says ${int(fullWrites)} roster rows written; ${full.value.findings} findings`)
+  out.push(`no-op sync: ${int(changedRows(noop.value.counts))} changes counted, ${int(noopWrites)} roster rows written (pg_stat), ` +
+    `ctid/xmin fingerprint unchanged in ${unchangedTables.length}/${ROSTER_TABLES.length} tables`)
+
+  const showBreakdown = (title: string, spans: Map<Tracer.AnySpan, SpanRecord>) => {
+    const { steps, totalMs } = breakdown(spans)
+    const shown = steps.filter((s) => s.wallMs >= 50)
+    const rest = steps.filter((s) => s.wallMs < 50)
+    const accounted = steps.reduce((n, s) => n + s.wallMs, 0)
+    out.push("")
+    out.push(`${pad(title, 56)}${pad("seconds", 9, true)}${pad("node CPU s", 12, true)}`)
+    const row = (s: Pick<Step, "label" | "wallMs" | "cpuMs">) =>
+      out.push(`  ${pad(s.label, 54)}${pad(seconds(s.wallMs), 9, true)}${pad(seconds(s.cpuMs), 12, true)}`)
+    for (const s of shown) row(s)
+    if (rest.length > 0) {
+      row({ label: `${rest.length} smaller steps`, wallMs: rest.reduce((n, s) => n + s.wallMs, 0), cpuMs: rest.reduce((n, s) => n + s.cpuMs, 0) })
+    }
+    out.push(`  ${pad("rest (commit, transaction, run bookkeeping)", 54)}${pad(seconds(totalMs - accounted), 9, true)}`)
+  }
+  showBreakdown("full sync, step by step", fullSpans)
+  showBreakdown("no-op sync, step by step", noopSpans)
+
+  out.push("")
+  out.push(`peak RSS of the bench process: ${peakRssMib} MiB`)
+  if (args.keep && process.env.DATABASE_URL) out.push(`kept databases: ${syncDb}, ${copyDb}`)
+
+  const problems: Array<string> = []
+  if (mismatched.length > 0) problems.push(`the baseline differs from the sync in ${mismatched.join(", ")}`)
+  if (noopWrites !== 0 || unchangedTables.length !== ROSTER_TABLES.length || changedRows(noop.value.counts) !== 0) {
+    problems.push("the no-op sync wrote roster rows")
+  }
+  for (const problem of problems) out.push(`PROBLEM: ${problem}`)
+
+  out.push(`full_vs_copy=${(full.ms / copy.ms).toFixed(2)}`)
+  out.push(`noop_vs_copy=${(noop.ms / copy.ms).toFixed(2)}`)
+  out.push(`peak_rss_mib=${peakRssMib}`)
+  process.stdout.write(out.join("\n") + "\n")
+  return problems.length === 0 ? 0 : 1
+}
+
+let exitCode = 1
+try {
+  exitCode = await main()
+} catch (error) {
+  // After a signal, the cleanup closing connections under the run is what failed: say nothing.
+  if (cleaning === undefined) log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`)
+} finally {
+  await cleanup()
+}
+process.exit(exitCode)
