@@ -1,8 +1,8 @@
 import { Chunk, Effect, Stream } from "effect"
-import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import { fileURLToPath } from "node:url"
+import yazl from "yazl"
 import { tempDir } from "../support/Fixtures.ts"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { District } from "../../src/Domain/District.ts"
@@ -15,11 +15,8 @@ import type { FeedItem, FeedMode, SyncRequest } from "../../src/Providers/Roster
  * provider, with no database, and collect every feed's items.
  */
 
-/** The shared reference samples (../shared/reference/data/oneroster-csv-samples). */
-export const SAMPLES = NodePath.resolve(
-  NodePath.dirname(fileURLToPath(import.meta.url)),
-  "../../../shared/reference/data/oneroster-csv-samples"
-)
+/** The public OneRoster sample sets (test/fixtures/oneroster-csv-samples, see its NOTICE.md). */
+export const SAMPLES = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "../fixtures/oneroster-csv-samples")
 
 export const sample = (name: "v1p1-full" | "v1p1-minimal" | "v1p2-small") => NodePath.join(SAMPLES, name)
 
@@ -76,19 +73,23 @@ export const bySourceId = <A extends { readonly sourceId: string }>(records: Rea
   return found
 }
 
-/** The `zip` command line tool, when installed (no zip writer is among the dependencies). */
-export const zipTool: string | null = (() => {
-  try {
-    return execFileSync("which", ["zip"], { encoding: "utf8" }).trim() || null
-  } catch {
-    return null
+/** Zips `entries` (paths relative to `cwd`; folders recursively) into `out`, with fixed timestamps. */
+export const zipInto = (out: string, cwd: string, entries: ReadonlyArray<string>): Promise<void> => {
+  const zip = new yazl.ZipFile()
+  const add = (relative: string) => {
+    const full = NodePath.join(cwd, relative)
+    if (Fs.statSync(full).isDirectory()) {
+      zip.addEmptyDirectory(relative, { mtime: new Date(0) })
+      for (const child of Fs.readdirSync(full)) add(NodePath.join(relative, child))
+    } else {
+      zip.addFile(full, relative, { mtime: new Date(0) })
+    }
   }
-})()
-
-/** Zips `entries` (paths relative to `cwd`, recursively) into `out`, with no extra file attributes. */
-export const zipInto = (out: string, cwd: string, entries: ReadonlyArray<string>) => {
-  if (zipTool === null) throw new Error("the zip tool is not installed")
-  execFileSync(zipTool, ["-q", "-r", "-X", out, ...entries], { cwd })
+  for (const entry of entries) add(entry)
+  zip.end()
+  return new Promise((resolve, reject) => {
+    zip.outputStream.pipe(Fs.createWriteStream(out)).on("close", () => resolve()).on("error", reject)
+  })
 }
 
 export const copyDir = (from: string, to: string) => Fs.cpSync(from, to, { recursive: true })
