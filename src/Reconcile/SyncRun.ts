@@ -12,7 +12,7 @@ import type { RunStatus } from "../Store/RosterStore.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
 import type { EntityCounts, RunCounts } from "./Counts.ts"
-import { zeroCounts } from "./Counts.ts"
+import { emptyRunCounts } from "./Counts.ts"
 import { Entities, stageTable } from "./Entities.ts"
 import { checkStaged } from "./Findings.ts"
 import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
@@ -134,14 +134,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         yield* checkStaged({ runId, districtId: district.id, modes, files })
 
         const context = { runId, districtId: district.id, rosterSource: district.rosterSource }
-        const counts: Record<keyof RunCounts, EntityCounts> = {
-          schools: zeroCounts,
-          terms: zeroCounts,
-          courses: zeroCounts,
-          classes: zeroCounts,
-          users: zeroCounts,
-          enrollments: zeroCounts
-        }
+        const counts: Record<keyof RunCounts, EntityCounts> = { ...emptyRunCounts }
         for (const kind of ["orgs", "terms", "courses", "classes", "users"] as const) {
           const mode = modes[kind]
           if (mode === null) continue
