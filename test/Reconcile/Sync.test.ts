@@ -5,6 +5,7 @@ import type { DistrictId } from "../../src/Domain/District.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { rosterFingerprint } from "../support/Database.ts"
+import { writeManifest } from "../../bench/OneRosterGenerator.ts"
 import { generated, readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
 
@@ -12,7 +13,8 @@ const addCsvDistrict = (id: string, path: string) =>
   Effect.flatMap(RosterStore, (store) =>
     store.addDistrict({ id: id as DistrictId, name: id, provider: "oneroster-csv", timezone: "America/Chicago", settings: { path } }))
 
-const syncNow = (id: string) => Effect.flatMap(Sync, (sync) => sync.run(id, { request: "auto", trigger: "test" }))
+const syncNow = (id: string, request: "auto" | "full" | "delta" = "auto") =>
+  Effect.flatMap(Sync, (sync) => sync.run(id, { request, trigger: "test" }))
 
 layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("sync of a OneRoster CSV district", (it) => {
   const small = tempDir()
@@ -134,5 +136,45 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("syn
       assert.strictEqual(second.counts.enrollments.unchanged, counts.enrollments)
       assert.strictEqual(second.counts.users.unchanged, counts.users)
       dir.remove()
+    }))
+
+  it.effect("a delta run applies changes and tobedeleted removals, but removes nothing for being absent", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const dir = tempDir()
+      writeSmallDistrict(dir.dir)
+      yield* addCsvDistrict("delta", dir.dir)
+      yield* syncNow("delta")
+
+      // `--delta` on a bulk set: s-3 is absent but stays; s-2's change applies.
+      const users = readRows(dir.dir, "users")
+      writeCsv(dir.dir, "users", users.filter((u) => u.sourcedId !== "s-3").map((u) => u.sourcedId === "s-2" ? { ...u, givenName: "Changed" } : u))
+      const delta = yield* syncNow("delta", "delta")
+      assert.strictEqual(delta.mode, "delta")
+      assert.deepStrictEqual(delta.counts.users, { created: 0, updated: 1, deactivated: 0, unchanged: 3 })
+      const [kept] = yield* sql<{ active: boolean }>`SELECT active FROM users WHERE district_id = 'delta' AND source_id = 's-3'`
+      assert.strictEqual(kept!.active, true)
+
+      // A delta export: only changed rows, removals marked tobedeleted, other files absent.
+      const deltaDir = tempDir()
+      writeManifest(deltaDir.dir, { academicSessions: "absent", classes: "absent", courses: "absent", demographics: "absent", orgs: "absent", users: "delta", enrollments: "delta" })
+      writeCsv(deltaDir.dir, "users", [{ ...users.find((u) => u.sourcedId === "s-3")!, status: "tobedeleted" }])
+      writeCsv(deltaDir.dir, "enrollments", [{ sourcedId: "e-4", status: "tobedeleted", classSourcedId: "cls-1", userSourcedId: "s-2", role: "student" }])
+      yield* sql`UPDATE districts SET settings = ${JSON.stringify({ path: deltaDir.dir })}::jsonb WHERE id = 'delta'`
+      const exported = yield* syncNow("delta")
+      assert.strictEqual(exported.mode, "delta")
+      assert.deepStrictEqual(exported.counts.users, { created: 0, updated: 0, deactivated: 1, unchanged: 0 })
+      // s-2's enrollment removed explicitly, s-3's ended with its user.
+      assert.strictEqual(exported.counts.enrollments.deactivated, 2)
+      const [removed] = yield* sql<{ active: boolean; deactivationReason: string }>`
+        SELECT active, deactivation_reason FROM users WHERE district_id = 'delta' AND source_id = 's-3'`
+      assert.deepStrictEqual([removed!.active, removed!.deactivationReason], [false, "tobedeleted"])
+      const [{ n }] = (yield* sql<{ n: number }>`SELECT count(*) AS n FROM users WHERE district_id = 'delta' AND active`) as any
+      assert.strictEqual(n, 4)
+      // A full sync cannot be asked of a delta export.
+      const refused = yield* Effect.flip(syncNow("delta", "full"))
+      assert.strictEqual(refused._tag, "ModeNotAvailable")
+      dir.remove()
+      deltaDir.remove()
     }))
 })
