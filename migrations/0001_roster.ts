@@ -43,6 +43,8 @@ export default Effect.gen(function*() {
       finished_at        timestamptz,
       counts             jsonb,
       source_description text,
+      -- What the run decided on its own, for operators (e.g. "delta fell back to full: ...").
+      notes              text,
       error_reason       text,
       error              text,
       findings           integer NOT NULL DEFAULT 0,
@@ -65,6 +67,16 @@ export default Effect.gen(function*() {
       detail       text NOT NULL
     );
     CREATE INDEX findings_by_run ON findings (run_id);
+
+    -- Where a provider's change feed stands for a district (Clever's newest event id): written
+    -- in the same transaction as the changes it covers.
+    CREATE TABLE sync_cursors (
+      district_id  text PRIMARY KEY REFERENCES districts (id),
+      cursor       text NOT NULL,
+      taken_at     timestamptz NOT NULL,
+      run_id       bigint NOT NULL REFERENCES sync_runs (id),
+      updated_at   timestamptz NOT NULL DEFAULT now()
+    );
 
     CREATE TYPE roster_source AS ENUM ('csv', 'clever', 'classlink', 'in-product', 'manual');
 
@@ -92,8 +104,8 @@ export default Effect.gen(function*() {
       roster_source       roster_source NOT NULL,
       title               text NOT NULL,
       session_type        text NOT NULL,
-      start_date          date NOT NULL,
-      end_date            date NOT NULL,
+      start_date          date,
+      end_date            date,
       parent_source_id    text,
       school_year         text,
       active              boolean NOT NULL DEFAULT true,

@@ -14,10 +14,18 @@ const add = Command.make(
   "add",
   {
     district: districtArg,
-    provider: Options.choice("provider", ["oneroster-csv"]).pipe(
-      Options.withDescription("where the roster comes from (clever and oneroster-rest arrive with their providers)")
+    provider: Options.choice("provider", ["oneroster-csv", "clever"]).pipe(
+      Options.withDescription("where the roster comes from (oneroster-rest arrives with its provider)")
     ),
     path: Options.text("path").pipe(Options.withDescription("oneroster-csv: the folder or zip of the CSV set"), Options.optional),
+    cleverDistrict: Options.text("district-id").pipe(Options.withDescription("clever: the Clever district id"), Options.optional),
+    tokenFile: Options.text("token-file").pipe(
+      Options.withDescription("clever: a file holding the district-app token (read at each sync; the token is not copied)"),
+      Options.optional
+    ),
+    tokenEnv: Options.text("token-env").pipe(Options.withDescription("clever: an environment variable holding the token"), Options.optional),
+    baseUrl: Options.text("base-url").pipe(Options.withDescription("clever: the API host (default https://api.clever.com)"), Options.optional),
+    pageSize: Options.integer("page-size").pipe(Options.withDescription("clever: records per page, 1-10000 (default 1000)"), Options.optional),
     name: Options.text("name").pipe(Options.withDescription("display name (default: the id)"), Options.optional),
     timezone: Options.text("timezone").pipe(Options.withDescription("IANA time zone of the district (default UTC)"), Options.withDefault("UTC"))
   },
@@ -29,22 +37,57 @@ const add = Command.make(
       const timezone = yield* Schema.decodeUnknown(TimeZone)(args.timezone).pipe(
         Effect.mapError(() => new InvalidDistrict({ district: args.district, message: `unknown IANA time zone "${args.timezone}"` }))
       )
-      if (Option.isNone(args.path)) {
-        return yield* new InvalidDistrict({ district: id, message: "--path is required for a oneroster-csv district" })
-      }
-      const path = NodePath.resolve(args.path.value)
-      if (!Fs.existsSync(path)) return yield* new InvalidDistrict({ district: id, message: `--path ${path} does not exist` })
+      const invalid = (message: string) => new InvalidDistrict({ district: id, message })
+      const settings = args.provider === "oneroster-csv"
+        ? yield* csvSettings(args.path).pipe(Effect.mapError(invalid))
+        : yield* cleverSettings(args).pipe(Effect.mapError(invalid))
       const store = yield* RosterStore
       const district = yield* store.addDistrict({
         id,
         name: Option.getOrElse(args.name, () => id),
         provider: args.provider,
         timezone,
-        settings: { path }
+        settings
       })
-      yield* Console.log(`added district ${district.id} (${district.provider}, ${path}); sync it with: rosterd sync ${district.id}`)
+      yield* Console.log(`added district ${district.id} (${district.provider}); sync it with: rosterd sync ${district.id}`)
     })
 ).pipe(Command.withDescription("register a district"))
+
+const csvSettings = (path: Option.Option<string>) =>
+  Effect.gen(function*() {
+    if (Option.isNone(path)) return yield* Effect.fail("--path is required for a oneroster-csv district")
+    const absolute = NodePath.resolve(path.value)
+    if (!Fs.existsSync(absolute)) return yield* Effect.fail(`--path ${absolute} does not exist`)
+    return { path: absolute }
+  })
+
+/** Clever: where to find the token, never the token itself. */
+const cleverSettings = (args: {
+  readonly cleverDistrict: Option.Option<string>
+  readonly tokenFile: Option.Option<string>
+  readonly tokenEnv: Option.Option<string>
+  readonly baseUrl: Option.Option<string>
+  readonly pageSize: Option.Option<number>
+}) =>
+  Effect.gen(function*() {
+    if (Option.isNone(args.cleverDistrict)) return yield* Effect.fail("--district-id (the Clever district id) is required for a clever district")
+    if (Option.isSome(args.tokenFile) === Option.isSome(args.tokenEnv)) {
+      return yield* Effect.fail("give the token with exactly one of --token-file or --token-env")
+    }
+    const tokenFile = Option.map(args.tokenFile, (file) => NodePath.resolve(file))
+    if (Option.isSome(tokenFile) && !Fs.existsSync(tokenFile.value)) return yield* Effect.fail(`--token-file ${tokenFile.value} does not exist`)
+    if (Option.isSome(args.pageSize) && (args.pageSize.value < 1 || args.pageSize.value > 10_000)) {
+      return yield* Effect.fail("--page-size must be between 1 and 10000 (Clever's limit)")
+    }
+    if (Option.isSome(args.baseUrl) && !/^https?:\/\//.test(args.baseUrl.value)) return yield* Effect.fail("--base-url must be an http(s) URL")
+    return {
+      districtId: args.cleverDistrict.value,
+      ...Option.match(tokenFile, { onNone: () => ({}), onSome: (file) => ({ tokenFile: file }) }),
+      ...Option.match(args.tokenEnv, { onNone: () => ({}), onSome: (name) => ({ tokenEnv: name }) }),
+      ...Option.match(args.baseUrl, { onNone: () => ({}), onSome: (url) => ({ baseUrl: url.replace(/\/+$/, "") }) }),
+      ...Option.match(args.pageSize, { onNone: () => ({}), onSome: (size) => ({ pageSize: size }) })
+    }
+  })
 
 const list = Command.make("list", { json: jsonOption }, (args) =>
   Effect.gen(function*() {

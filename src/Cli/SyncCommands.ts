@@ -31,6 +31,7 @@ export const syncCommand = Command.make(
       yield* Console.log(
         `${summary.district}: run ${summary.runId} ${summary.status} (${summary.mode}) in ${(summary.durationMs / 1000).toFixed(1)} s — ${summary.source}`
       )
+      for (const note of summary.notes) yield* Console.log(`note: ${note}`)
       yield* Console.log(countsTable(summary.counts))
       yield* Console.log(
         summary.findings === 0 ? "no findings" : `${summary.findings} findings: rosterd runs ${summary.district} --run ${summary.runId}`
@@ -90,6 +91,7 @@ export const runsCommand = Command.make(
         const r = run.value
         yield* Console.log(`run ${r.id} of ${r.districtId}: ${r.status} (${r.mode}, ${r.trigger}) ${when(r.startedAt)} → ${when(r.finishedAt)}`)
         if (r.sourceDescription) yield* Console.log(`source: ${r.sourceDescription}`)
+        if (r.notes) yield* Console.log(`notes: ${r.notes}`)
         if (r.error) yield* Console.log(`error (${r.errorReason}): ${r.error}`)
         if (r.counts) yield* Console.log(countsTable(r.counts))
         if (findings.length === 0) return yield* Console.log("no findings")

@@ -35,8 +35,9 @@ export interface Term {
   readonly status: RecordStatus
   readonly title: string
   readonly type: SessionType
-  readonly startDate: IsoDate
-  readonly endDate: IsoDate
+  /** OneRoster requires the dates; Clever may leave them out. */
+  readonly startDate: IsoDate | null
+  readonly endDate: IsoDate | null
   readonly parentSourceId: string | null
   readonly schoolYear: string | null
 }

@@ -1,24 +1,33 @@
+import { FetchHttpClient, HttpClient } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { InvalidDistrict } from "../Domain/Errors.ts"
+import { cleverSnapshot } from "./Clever/CleverProvider.ts"
+import { ProviderBudgets } from "./Http.ts"
 import { oneRosterCsvSnapshot } from "./OneRosterCsv/OneRosterCsvProvider.ts"
 import { RosterProvider } from "./RosterProvider.ts"
 
 /**
  * The live `RosterProvider`: dispatches each district to the implementation of its
- * provider kind. New providers (Clever, OneRoster REST) plug in here.
+ * provider kind. REST providers share one HTTP client and the per-credential request
+ * budgets of this process.
  */
-export const RosterProviderLive = Layer.succeed(
+export const RosterProviderLive = Layer.effect(
   RosterProvider,
-  RosterProvider.of({
-    snapshot: (district, request) => {
-      switch (district.provider) {
-        case "oneroster-csv":
-          return oneRosterCsvSnapshot(district, request)
-        default:
-          return Effect.fail(
-            new InvalidDistrict({ district: district.id, message: `the ${district.provider} provider is not available yet` })
-          )
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const budgets = yield* ProviderBudgets
+    const clever = cleverSnapshot({ client, budgets })
+    return RosterProvider.of({
+      snapshot: (district, request, state) => {
+        switch (district.provider) {
+          case "oneroster-csv":
+            return oneRosterCsvSnapshot(district, request)
+          case "clever":
+            return clever(district, request, state)
+          case "oneroster-rest":
+            return Effect.fail(new InvalidDistrict({ district: district.id, message: "the oneroster-rest provider is not available yet" }))
+        }
       }
-    }
+    })
   })
-)
+).pipe(Layer.provide([FetchHttpClient.layer, ProviderBudgets.Default]))

@@ -54,6 +54,26 @@ export interface RosterSnapshot {
   /** For the run record and logs: what was read, without secrets. */
   readonly description: string
   readonly feeds: Feeds
+  /**
+   * Where the provider's change feed stands once this snapshot is applied (Clever: the
+   * newest event id, taken *before* a full listing so nothing falls between). Stored in the
+   * same transaction as the changes; `undefined` leaves the stored cursor as it is.
+   */
+  readonly cursor?: Cursor | undefined
+  /** Decisions worth telling an operator (a delta that fell back to a full sync, and why). */
+  readonly notes?: ReadonlyArray<string> | undefined
+}
+
+export interface Cursor {
+  readonly value: string
+  /** When the cursor was taken: a change feed keeps a limited window. */
+  readonly takenAt: Date
+}
+
+/** What the store knows of a district that a provider needs: its change-feed cursor, its last full sync. */
+export interface ProviderState {
+  readonly cursor: Cursor | null
+  readonly lastFullSyncAt: Date | null
 }
 
 export type SyncRequest = "full" | "delta" | "auto"
@@ -67,6 +87,7 @@ export type SnapshotError = ProviderError | InvalidDistrict | ModeNotAvailable |
 export class RosterProvider extends Context.Tag("rosterd/RosterProvider")<RosterProvider, {
   readonly snapshot: (
     district: District,
-    request: SyncRequest
+    request: SyncRequest,
+    state: ProviderState
   ) => Effect.Effect<RosterSnapshot, SnapshotError, Scope.Scope>
 }>() {}

@@ -5,7 +5,7 @@ import type { District } from "../Domain/District.ts"
 import { DistrictBusy } from "../Domain/Errors.ts"
 import type { EntityKind } from "../Domain/Roster.ts"
 import { EntityKinds } from "../Domain/Roster.ts"
-import type { RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
+import type { Cursor, ProviderState, RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
 import { RosterProvider } from "../Providers/RosterProvider.ts"
 import { rawClient } from "../Store/Copy.ts"
 import type { RunStatus } from "../Store/RosterStore.ts"
@@ -39,6 +39,7 @@ export interface RunSummary {
   readonly findings: number
   readonly durationMs: number
   readonly source: string
+  readonly notes: ReadonlyArray<string>
 }
 
 /** Progress of a run, for a terminal. The default ignores it. */
@@ -162,6 +163,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
       readonly counts?: RunCounts
       readonly findings?: number
       readonly source?: string
+      readonly notes?: string
       readonly reason?: string
       readonly error?: string
     }) =>
@@ -170,8 +172,28 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             counts = coalesce(${fields.counts === undefined ? null : JSON.stringify(fields.counts)}::jsonb, counts),
             findings = coalesce(${fields.findings ?? null}, findings),
             source_description = coalesce(${fields.source ?? null}, source_description),
+            notes = coalesce(${fields.notes ?? null}, notes),
             error_reason = ${fields.reason ?? null}, error = ${fields.error ?? null}
           WHERE id = ${runId}`
+
+    /** The change-feed cursor and the last successful full sync, for providers with deltas. */
+    const providerState = (districtId: string) =>
+      Effect.gen(function*() {
+        const [cursor] = yield* sql<{ readonly cursor: string; readonly takenAt: Date }>`
+          SELECT cursor, taken_at FROM sync_cursors WHERE district_id = ${districtId}`
+        const [full] = yield* sql<{ readonly at: Date | null }>`
+          SELECT max(started_at) AS at FROM sync_runs
+          WHERE district_id = ${districtId} AND status = 'succeeded' AND mode = 'full'`
+        return {
+          cursor: cursor === undefined ? null : { value: cursor.cursor, takenAt: cursor.takenAt },
+          lastFullSyncAt: full?.at ?? null
+        } satisfies ProviderState
+      })
+
+    const saveCursor = (districtId: string, runId: number, cursor: Cursor) =>
+      sql`INSERT INTO sync_cursors (district_id, cursor, taken_at, run_id) VALUES (${districtId}, ${cursor.value}, ${cursor.takenAt}, ${runId})
+          ON CONFLICT (district_id) DO UPDATE
+            SET cursor = excluded.cursor, taken_at = excluded.taken_at, run_id = excluded.run_id, updated_at = now()`
 
     const run = Effect.fn("Sync.run")(function*(
       districtId: string,
@@ -218,13 +240,15 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
 
           const work = Effect.gen(function*() {
             yield* progress.phase("fetch")
-            const snapshot = yield* provider.snapshot(district, options.request)
+            const snapshot = yield* provider.snapshot(district, options.request, yield* providerState(district.id))
             yield* Effect.annotateCurrentSpan({ "run.mode": snapshot.mode })
             yield* stage(snapshot, client)
             yield* progress.phase("apply")
             const applied = yield* sql.withTransaction(Effect.gen(function*() {
               const result = yield* apply(runId, district, snapshot)
+              if (snapshot.cursor !== undefined) yield* saveCursor(district.id, runId, snapshot.cursor)
               yield* finishRun(runId, "succeeded", {
+                ...(snapshot.notes?.length ? { notes: snapshot.notes.join("; ") } : {}),
                 mode: snapshot.mode,
                 counts: result.counts,
                 findings: result.findings,
@@ -241,7 +265,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
               counts: applied.counts,
               findings: applied.findings,
               durationMs: Date.now() - startedAt,
-              source: snapshot.description
+              source: snapshot.description,
+              notes: snapshot.notes ?? []
             } satisfies RunSummary
           }).pipe(Effect.scoped)
 

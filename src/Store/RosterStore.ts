@@ -25,6 +25,7 @@ export class RunRecord extends Schema.Class<RunRecord>("RunRecord")({
   finishedAt: Schema.NullOr(Schema.DateFromSelf),
   counts: Schema.NullOr(RunCounts),
   sourceDescription: Schema.NullOr(Schema.String),
+  notes: Schema.NullOr(Schema.String),
   errorReason: Schema.NullOr(Schema.String),
   error: Schema.NullOr(Schema.String),
   findings: Schema.Number
@@ -143,7 +144,7 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
 
     const decodeRun = Schema.decodeUnknown(RunRecord)
     const runColumns = sql`id, district_id, status, mode, trigger, started_at, finished_at, counts,
-                           source_description, error_reason, error, findings`
+                           source_description, notes, error_reason, error, findings`
 
     const runs = Effect.fn("RosterStore.runs")(function*(districtId: string, limit = 20) {
       const rows = yield* sql`SELECT ${runColumns} FROM sync_runs WHERE district_id = ${districtId}

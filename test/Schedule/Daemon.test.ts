@@ -46,7 +46,7 @@ const withDaemon = (failures: number) => {
             if (calls.length <= failures) {
               return yield* new ProviderError({ reason: "Unreachable", message: "the source is down" })
             }
-            return { runId: calls.length, district: district as DistrictId, status: "succeeded" as const, mode: "full" as const, counts: emptyRunCounts, findings: 0, durationMs: 1, source: "fake" }
+            return { runId: calls.length, district: district as DistrictId, status: "succeeded" as const, mode: "full" as const, counts: emptyRunCounts, findings: 0, durationMs: 1, source: "fake", notes: [] }
           })
       }) as unknown as Sync
     )

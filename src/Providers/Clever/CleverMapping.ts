@@ -1,0 +1,189 @@
+import type { Class, Course, Demographic, Enrollment, Org, RecordStatus, Term, User, UserRole } from "../../Domain/Roster.ts"
+import type { CleverSection, CleverUser } from "./CleverWire.ts"
+import type { CleverCourse, CleverSchool, CleverTerm } from "./CleverWire.ts"
+
+/**
+ * Clever records → the neutral model (providers.md §4). Clever ids are the source IDs.
+ * Grades become the CEDS codes OneRoster uses (`Kindergarten` → `KG`, `7` → `07`,
+ * `PostGraduate` → `PS`), so districts of both providers read alike. E-mails are kept as
+ * given; matching normalises them separately.
+ */
+
+const blank = (value: string | null | undefined): string | null => {
+  const trimmed = value?.trim() ?? ""
+  return trimmed.length > 0 ? trimmed : null
+}
+
+const GRADES: Readonly<Record<string, string>> = {
+  InfantToddler: "IT",
+  Preschool: "PR",
+  PreKindergarten: "PK",
+  TransitionalKindergarten: "TK",
+  Kindergarten: "KG",
+  PostGraduate: "PS",
+  Ungraded: "UG",
+  Other: "Other"
+}
+
+/** A Clever grade as a CEDS grade code; unknown values are kept as given. */
+export const cleverGrade = (grade: string | null | undefined): string | null => {
+  const value = blank(grade)
+  if (value === null) return null
+  if (/^\d{1,2}$/.test(value)) return value.padStart(2, "0")
+  return GRADES[value] ?? value
+}
+
+/** Clever's `dob` is `M/D/YYYY` (1–2 digit month and day): as `YYYY-MM-DD`, or `undefined` when invalid. */
+export const cleverDob = (dob: string | null | undefined): string | null | undefined => {
+  const value = blank(dob)
+  if (value === null) return null
+  const match = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/.exec(value)
+  if (match === null) return undefined
+  const [, month, day, year] = match
+  const iso = `${year}-${month!.padStart(2, "0")}-${day!.padStart(2, "0")}`
+  const date = new Date(`${iso}T00:00:00Z`)
+  return !Number.isNaN(date.getTime()) && date.toISOString().startsWith(iso) ? iso : undefined
+}
+
+const isoDate = (value: string | null | undefined): string | null | undefined => {
+  const text = blank(value)
+  if (text === null) return null
+  const day = text.slice(0, 10)
+  return /^\d{4}-\d{2}-\d{2}$/.test(day) && !Number.isNaN(Date.parse(`${day}T00:00:00Z`)) ? day : undefined
+}
+
+export const districtOrg = (id: string, name: string | null | undefined, status: RecordStatus = "active"): Org => ({
+  sourceId: id,
+  status,
+  name: blank(name) ?? id,
+  type: "district",
+  identifier: null,
+  parentSourceId: null
+})
+
+export const schoolOrg = (school: typeof CleverSchool.Type, status: RecordStatus = "active"): Org => ({
+  sourceId: school.id,
+  status,
+  name: blank(school.name) ?? school.id,
+  type: "school",
+  identifier: blank(school.school_number) ?? blank(school.sis_id) ?? blank(school.nces_id),
+  parentSourceId: blank(school.district)
+})
+
+/** A term; `undefined` when a date is present but not a date. */
+export const term = (record: typeof CleverTerm.Type, status: RecordStatus = "active"): Term | undefined => {
+  const startDate = isoDate(record.start_date)
+  const endDate = isoDate(record.end_date)
+  if (startDate === undefined || endDate === undefined) return undefined
+  return { sourceId: record.id, status, title: blank(record.name) ?? record.id, type: "term", startDate, endDate, parentSourceId: null, schoolYear: null }
+}
+
+export const course = (record: typeof CleverCourse.Type, status: RecordStatus = "active"): Course => ({
+  sourceId: record.id,
+  status,
+  title: blank(record.name) ?? blank(record.number) ?? record.id,
+  courseCode: blank(record.number),
+  schoolYearSourceId: null,
+  orgSourceId: null,
+  grades: [],
+  subjects: [],
+  subjectCodes: []
+})
+
+export const sectionClass = (section: CleverSection, status: RecordStatus = "active"): Class | undefined => {
+  const school = blank(section.school)
+  if (school === null) return undefined
+  const grade = cleverGrade(section.grade)
+  return {
+    sourceId: section.id,
+    status,
+    title: blank(section.name) ?? section.id,
+    classCode: blank(section.section_number) ?? blank(section.sis_id),
+    classType: null,
+    location: null,
+    schoolSourceId: school,
+    courseSourceId: blank(section.course),
+    termSourceIds: blank(section.term_id) === null ? [] : [section.term_id!.trim()],
+    grades: grade === null ? [] : [grade],
+    subjects: blank(section.subject) === null ? [] : [section.subject!.trim()],
+    subjectCodes: [],
+    periods: blank(section.period) === null ? [] : [section.period!.trim()]
+  }
+}
+
+export interface Membership {
+  readonly userSourceId: string
+  readonly role: "teacher" | "student"
+  readonly primary: boolean
+}
+
+/** A section's members: the primary `teacher`, the other `teachers` (co-teachers), the `students`. */
+export const sectionMembers = (section: {
+  readonly teacher?: unknown
+  readonly teachers?: unknown
+  readonly students?: unknown
+}): Array<Membership> => {
+  const ids = (value: unknown): Array<string> => (Array.isArray(value) ? value.filter((v): v is string => typeof v === "string" && v.length > 0) : [])
+  const primary = typeof section.teacher === "string" && section.teacher.length > 0 ? section.teacher : null
+  const out: Array<Membership> = []
+  if (primary !== null) out.push({ userSourceId: primary, role: "teacher", primary: true })
+  for (const teacher of new Set(ids(section.teachers))) {
+    if (teacher !== primary) out.push({ userSourceId: teacher, role: "teacher", primary: false })
+  }
+  for (const student of new Set(ids(section.students))) out.push({ userSourceId: student, role: "student", primary: false })
+  return out
+}
+
+export const enrollment = (sectionId: string, school: string | null, member: Membership, status: RecordStatus = "active"): Enrollment => ({
+  sourceId: `${sectionId}:${member.userSourceId}`,
+  status,
+  classSourceId: sectionId,
+  userSourceId: member.userSourceId,
+  schoolSourceId: school,
+  role: member.role,
+  primary: member.primary,
+  beginDate: null,
+  endDate: null
+})
+
+/** A user, or `null` for people rosterd does not roster (contacts: parents and guardians). */
+export const user = (record: CleverUser, status: RecordStatus = "active"): User | null => {
+  const { district_admin, staff, student, teacher } = record.roles
+  const roles: Array<UserRole> = []
+  if (student) roles.push("student")
+  if (teacher) roles.push("teacher")
+  if (staff) roles.push("staff")
+  if (district_admin) roles.push("district_admin")
+  if (roles.length === 0) return null
+  const orgs = new Set<string>()
+  for (const id of [student?.school, ...(student?.schools ?? []), teacher?.school, ...(teacher?.schools ?? []), ...(staff?.schools ?? [])]) {
+    const value = blank(id)
+    if (value !== null) orgs.add(value)
+  }
+  if (district_admin && blank(record.district) !== null) orgs.add(record.district!.trim())
+  const grade = cleverGrade(student?.grade)
+  return {
+    sourceId: record.id,
+    status,
+    enabled: true,
+    roles,
+    username: blank(student?.credentials?.district_username) ?? blank(teacher?.credentials?.district_username) ??
+      blank(staff?.credentials?.district_username),
+    givenName: blank(record.name?.first),
+    familyName: blank(record.name?.last),
+    middleName: blank(record.name?.middle),
+    identifier: blank(student?.student_number) ?? blank(student?.sis_id) ?? blank(teacher?.teacher_number) ??
+      blank(teacher?.sis_id) ?? blank(staff?.staff_id),
+    email: blank(record.email),
+    orgSourceIds: [...orgs],
+    grades: grade === null ? [] : [grade]
+  }
+}
+
+/** A student's birth date as demographics; `undefined` when `dob` is not a valid M/D/YYYY date. */
+export const demographic = (record: CleverUser, status: RecordStatus = "active"): Demographic | null | undefined => {
+  if (!record.roles.student) return null
+  const birthDate = cleverDob(record.roles.student.dob)
+  if (birthDate === undefined) return undefined
+  return { userSourceId: record.id, status, birthDate }
+}

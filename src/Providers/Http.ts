@@ -1,0 +1,234 @@
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { Duration, Effect, Either, ParseResult, Random, RateLimiter, Schema, Scope, SynchronizedRef } from "effect"
+import { createHash } from "node:crypto"
+import { ProviderError } from "../Domain/Errors.ts"
+
+/**
+ * The HTTP behaviour every REST provider shares (Clever, OneRoster REST):
+ *
+ * - a request **budget** per credential (a token bucket shared by every run that uses it,
+ *   e.g. half of Clever's 1,200 requests per minute);
+ * - **429**: wait as the server says (`Retry-After` seconds or date, `X-RateLimit-Reset`
+ *   unix time), plus jitter, then try again;
+ * - **5xx, timeouts, dropped connections, cut-off bodies**: retry with capped exponential
+ *   backoff and jitter, a bounded number of times;
+ * - **401 / 403**: fail at once (a revoked token does not get better by asking again);
+ * - a body that is not the expected JSON fails with the endpoint named.
+ *
+ * Every failure is a `ProviderError` that fails the run before anything is applied.
+ * Messages name the endpoint path (never the token, never response bodies).
+ */
+
+export interface RetryPolicy {
+  /** Attempts per request, the first included. */
+  readonly attempts: number
+  readonly base: Duration.Duration
+  readonly max: Duration.Duration
+  /** Longest wait a 429 may ask for before we give up on the run. */
+  readonly maxRateLimitWait: Duration.Duration
+  readonly timeout: Duration.Duration
+}
+
+export const defaultRetryPolicy: RetryPolicy = {
+  attempts: 6,
+  base: Duration.seconds(1),
+  max: Duration.seconds(30),
+  maxRateLimitWait: Duration.minutes(2),
+  timeout: Duration.seconds(60)
+}
+
+export interface ProviderHttp {
+  /** GETs `pathOrUrl` (relative to the base URL, or a path+query the server gave in a link) and decodes it. */
+  readonly getJson: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) => Effect.Effect<A, ProviderError>
+  /** Like `getJson`, but a 404 is a value (`null`), not a failure. */
+  readonly getJsonOrNotFound: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) => Effect.Effect<A | null, ProviderError>
+}
+
+export interface ProviderHttpOptions {
+  /** For messages: "Clever", "the OneRoster server". */
+  readonly name: string
+  readonly baseUrl: string
+  /** Adds credentials to a request (a bearer token, an OAuth 1.0a signature of the final URL). */
+  readonly authorize: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientRequest.HttpClientRequest>
+  /** The budget this credential draws from. */
+  readonly budget: RateLimiter.RateLimiter
+  readonly retry?: RetryPolicy | undefined
+}
+
+/** A transient failure: worth another attempt. */
+interface Transient {
+  readonly _tag: "Transient"
+  readonly reason: string
+  /** The server said how long to wait. */
+  readonly wait?: Duration.Duration | undefined
+}
+
+const transient = (reason: string, wait?: Duration.Duration): Transient => ({ _tag: "Transient", reason, wait })
+
+/** `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (unix seconds), relative to `now`. */
+export const rateLimitWait = (headers: Readonly<Record<string, string>>, now: number): Duration.Duration | undefined => {
+  const retryAfter = headers["retry-after"]
+  if (retryAfter !== undefined) {
+    const seconds = Number(retryAfter)
+    if (Number.isFinite(seconds)) return Duration.seconds(Math.max(0, seconds))
+    const date = Date.parse(retryAfter)
+    if (!Number.isNaN(date)) return Duration.millis(Math.max(0, date - now))
+  }
+  const reset = Number(headers["x-ratelimit-reset"])
+  if (Number.isFinite(reset) && reset > 0) return Duration.millis(Math.max(0, reset * 1000 - now))
+  return undefined
+}
+
+/** Path and query of a URL, for messages (no host: it may carry credentials; no fragment). */
+const where = (url: string) => {
+  try {
+    const parsed = new URL(url)
+    return parsed.pathname + parsed.search
+  } catch {
+    return url
+  }
+}
+
+export const makeProviderHttp = (options: ProviderHttpOptions) =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const policy = options.retry ?? defaultRetryPolicy
+    const base = options.baseUrl.replace(/\/+$/, "")
+    const urlOf = (pathOrUrl: string) => (/^https?:\/\//.test(pathOrUrl) ? pathOrUrl : `${base}${pathOrUrl.startsWith("/") ? "" : "/"}${pathOrUrl}`)
+
+    /** One attempt: a response body (text), 404 as null, or a transient / final failure. */
+    const attempt = (url: string) =>
+      Effect.gen(function*() {
+        const request = yield* options.authorize(HttpClientRequest.get(url).pipe(HttpClientRequest.acceptJson))
+        const result = yield* options.budget(
+          client.execute(request).pipe(
+            Effect.flatMap((response) => Effect.map(response.text, (text) => ({ status: response.status, headers: response.headers, text }))),
+            Effect.scoped,
+            Effect.timeoutFail({ duration: policy.timeout, onTimeout: () => transient(`no answer within ${Duration.format(policy.timeout)}`) })
+          )
+        ).pipe(Effect.catchTags({
+          RequestError: (error) => Effect.fail(transient(`connection failed (${error.reason})`)),
+          ResponseError: (error) => Effect.fail(transient(`the response broke off (${error.reason})`))
+        }))
+        const { headers, status, text } = result
+        if (status === 200) return text
+        if (status === 404) return null
+        if (status === 401 || status === 403) {
+          return yield* new ProviderError({
+            reason: "Unauthorized",
+            message: `${options.name} refused the credentials (HTTP ${status}) for ${where(url)}; check the district's token`
+          })
+        }
+        if (status === 429) return yield* Effect.fail(transient("rate limited (HTTP 429)", rateLimitWait(headers, Date.now()) ?? policy.base))
+        if (status >= 500 || status === 408) return yield* Effect.fail(transient(`HTTP ${status}`))
+        return yield* new ProviderError({ reason: "Malformed", message: `${options.name} answered HTTP ${status} for ${where(url)}` })
+      })
+
+    /** Attempts until a body, with the waits of the policy; gives up as `Unreachable`. */
+    const fetchText = (url: string): Effect.Effect<string | null, ProviderError> => {
+      const loop = (n: number): Effect.Effect<string | null, ProviderError> =>
+        attempt(url).pipe(
+          Effect.catchIf((error): error is Transient => error._tag === "Transient", (failure) =>
+            Effect.gen(function*() {
+              if (n >= policy.attempts) {
+                return yield* new ProviderError({
+                  reason: "Unreachable",
+                  message: `${options.name}: ${where(url)} failed ${n} times, last: ${failure.reason}`
+                })
+              }
+              const backoff = Duration.min(Duration.times(policy.base, 2 ** (n - 1)), policy.max)
+              const wanted = failure.wait ?? backoff
+              if (Duration.greaterThan(wanted, policy.maxRateLimitWait)) {
+                return yield* new ProviderError({
+                  reason: "Unreachable",
+                  message: `${options.name} asks to wait ${Duration.format(wanted)} for ${where(url)}; giving up this run`
+                })
+              }
+              const jitter = yield* Random.nextRange(0.8, 1.2)
+              yield* Effect.logDebug("provider request retried").pipe(
+                Effect.annotateLogs({ provider: options.name, path: where(url), reason: failure.reason, attempt: n })
+              )
+              yield* Effect.sleep(Duration.times(wanted, failure.wait !== undefined ? Math.max(1, jitter) : jitter))
+              return yield* loop(n + 1)
+            })),
+          Effect.mapError((error) => error as ProviderError)
+        )
+      return loop(1).pipe(Effect.withSpan("ProviderHttp.get", { attributes: { provider: options.name, path: where(url) } }))
+    }
+
+    const decode = <A, I>(url: string, text: string, schema: Schema.Schema<A, I>) =>
+      Effect.gen(function*() {
+        let json: unknown
+        try {
+          json = JSON.parse(text)
+        } catch {
+          return yield* Either.left(transient("the body is not JSON (cut off, or an error page)"))
+        }
+        const decoded = Schema.decodeUnknownEither(schema)(json, { errors: "first" })
+        if (Either.isLeft(decoded)) {
+          const [issue] = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
+          return yield* new ProviderError({
+            reason: "Malformed",
+            message: `${options.name}: ${where(url)} is not the expected JSON (at ${issue?.path.join(".") || "the top"}: ${
+              issue?._tag === "Missing" ? "missing" : "unexpected value"
+            })`
+          })
+        }
+        return decoded.right
+      })
+
+    /** GET + decode, where a body that is not JSON at all counts as a transient failure too. */
+    const getJsonOr = <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>, allowNotFound: boolean) => {
+      const url = urlOf(pathOrUrl)
+      const loop = (n: number): Effect.Effect<A | null, ProviderError> =>
+        fetchText(url).pipe(
+          Effect.flatMap((text) => {
+            if (text === null) {
+              return allowNotFound
+                ? Effect.succeed(null)
+                : Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name} answered HTTP 404 for ${where(url)}` }))
+            }
+            return decode(url, text, schema).pipe(
+              Effect.catchIf((e): e is Transient => e._tag === "Transient", (failure) =>
+                n >= policy.attempts
+                  ? Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name}: ${where(url)}: ${failure.reason}` }))
+                  : Effect.sleep(Duration.times(policy.base, n)).pipe(Effect.zipRight(loop(n + 1)))),
+              Effect.mapError((e) => e as ProviderError)
+            )
+          })
+        )
+      return loop(1)
+    }
+
+    return {
+      getJson: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) =>
+        getJsonOr(pathOrUrl, schema, false) as Effect.Effect<A, ProviderError>,
+      getJsonOrNotFound: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) => getJsonOr(pathOrUrl, schema, true)
+    } satisfies ProviderHttp
+  })
+
+/**
+ * Request budgets, one per credential, shared by all runs in this process (several
+ * districts can share a credential; a run retried soon after must not start a fresh
+ * allowance). Keyed by a hash: the credential itself is never kept as a key.
+ */
+export class ProviderBudgets extends Effect.Service<ProviderBudgets>()("rosterd/ProviderBudgets", {
+  scoped: Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const budgets = yield* SynchronizedRef.make(new Map<string, RateLimiter.RateLimiter>())
+    return {
+      /** The budget of `credential`: `perMinute` requests per minute. */
+      forCredential: (provider: string, credential: string, perMinute: number): Effect.Effect<RateLimiter.RateLimiter> => {
+        const key = `${provider}:${perMinute}:${createHash("sha256").update(credential).digest("hex").slice(0, 16)}`
+        return SynchronizedRef.modifyEffect(budgets, (map) => {
+          const existing = map.get(key)
+          if (existing !== undefined) return Effect.succeed([existing, map] as const)
+          return RateLimiter.make({ limit: perMinute, interval: Duration.minutes(1), algorithm: "token-bucket" }).pipe(
+            Effect.provideService(Scope.Scope, scope),
+            Effect.map((limiter) => [limiter, new Map(map).set(key, limiter)] as const)
+          )
+        })
+      }
+    }
+  })
+}) {}
