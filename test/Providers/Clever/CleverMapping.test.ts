@@ -1,0 +1,106 @@
+import { describe, expect, it } from "vitest"
+import { Chunk, Effect, Stream } from "effect"
+import { cleverDeltaFeeds } from "../../../src/Providers/Clever/CleverEvents.ts"
+import { cleverDob, cleverGrade, sectionMembers, user } from "../../../src/Providers/Clever/CleverMapping.ts"
+import type { CleverEvent } from "../../../src/Providers/Clever/CleverWire.ts"
+import { rateLimitWait } from "../../../src/Providers/Http.ts"
+import type { Feed } from "../../../src/Providers/RosterProvider.ts"
+
+const drain = <A>(feed: Feed<A> | null) =>
+  feed === null ? [] : Chunk.toArray(Effect.runSync(Stream.runCollect(feed.items)))
+
+describe("Clever mapping", () => {
+  it("grades become CEDS codes", () => {
+    expect(["Kindergarten", "1", "9", "12", "13", "PreKindergarten", "TransitionalKindergarten", "PostGraduate", "Ungraded", "Other", "", null].map(cleverGrade))
+      .toEqual(["KG", "01", "09", "12", "13", "PK", "TK", "PS", "UG", "Other", null, null])
+  })
+
+  it("dob M/D/YYYY becomes a date; impossible dates are refused", () => {
+    expect(cleverDob("3/1/2014")).toBe("2014-03-01")
+    expect(cleverDob("12/31/2009")).toBe("2009-12-31")
+    expect(cleverDob("")).toBe(null)
+    expect(cleverDob(null)).toBe(null)
+    expect(cleverDob("2/30/2014")).toBe(undefined)
+    expect(cleverDob("2014-03-01")).toBe(undefined)
+  })
+
+  it("users keep their roles, schools and the e-mail as given; contacts are not rostered", () => {
+    const teacher = user({
+      id: "u1",
+      district: "d1",
+      email: " Teacher@School.Example ",
+      name: { first: "Ada", last: "Lovelace" },
+      roles: { teacher: { schools: ["s1", "s2"], teacher_number: "T9" }, staff: { schools: ["s3"] }, district_admin: { title: "x" } }
+    })
+    expect(teacher).toMatchObject({
+      sourceId: "u1",
+      roles: ["teacher", "staff", "district_admin"],
+      orgSourceIds: ["s1", "s2", "s3", "d1"],
+      identifier: "T9",
+      email: "Teacher@School.Example"
+    })
+    expect(user({ id: "c1", roles: { contact: {} } })).toBe(null)
+  })
+
+  it("a section's members: the primary teacher, co-teachers once, then students", () => {
+    expect(sectionMembers({ teacher: "t1", teachers: ["t1", "t2", "t2"], students: ["s1", "s2"] })).toEqual([
+      { userSourceId: "t1", role: "teacher", primary: true },
+      { userSourceId: "t2", role: "teacher", primary: false },
+      { userSourceId: "s1", role: "student", primary: false },
+      { userSourceId: "s2", role: "student", primary: false }
+    ])
+  })
+})
+
+describe("Clever events", () => {
+  const section = (students: Array<string>, name = "Math") => ({ id: "sec1", school: "s1", name, teacher: "t1", teachers: ["t1"], students })
+  const event = (id: string, type: string, object: Record<string, unknown>, previous?: Record<string, unknown>, beside = false): CleverEvent =>
+    ({
+      id,
+      type,
+      created: "2026-11-01T00:00:00.000Z",
+      data: { object, ...(previous && !beside ? { previous_attributes: previous } : {}) },
+      ...(previous && beside ? { previous_attributes: previous } : {})
+    }) as CleverEvent
+
+  it("reduce to the latest record; members dropped since the cursor become removals, unless back", () => {
+    const feeds = cleverDeltaFeeds([
+      event("e1", "sections.updated", section(["a", "b"]), { students: ["a", "b", "c"] }),
+      event("e2", "sections.updated", section(["a", "b", "d"], "Math 2"), { students: ["a", "b"], name: "Math" }, true),
+      event("e3", "sections.updated", section(["b", "d"], "Math 2"), { students: ["a", "b", "d"] })
+    ])
+    const classes = drain(feeds.classes)
+    expect(classes).toHaveLength(1)
+    expect(classes[0]).toMatchObject({ _tag: "Valid", record: { sourceId: "sec1", title: "Math 2", status: "active" } })
+    const enrollments = drain(feeds.enrollments).map((i) => i._tag === "Valid" ? `${i.record.userSourceId}:${i.record.status}` : "invalid")
+    expect(enrollments.sort()).toEqual(["a:tobedeleted", "b:active", "c:tobedeleted", "d:active", "t1:active"])
+    expect(feeds.enrollments!.mode).toBe("delta")
+  })
+
+  it("created, updated and deleted users; a deleted section ends with no member list", () => {
+    const student = (id: string, dob: string) => ({ id, roles: { student: { dob, school: "s1" } }, name: { first: "X" } })
+    const feeds = cleverDeltaFeeds([
+      event("e1", "users.created", student("u1", "1/2/2015")),
+      event("e2", "users.updated", student("u1", "1/3/2015")),
+      event("e3", "users.deleted", student("u2", "5/5/2014")),
+      event("e4", "sections.deleted", section(["a"])),
+      event("e5", "resources.created", { id: "r1" })
+    ])
+    const users = drain(feeds.users).map((i) => i._tag === "Valid" ? `${i.record.sourceId}:${i.record.status}` : "invalid")
+    expect(users).toEqual(["u1:active", "u2:tobedeleted"])
+    const dobs = drain(feeds.demographics).map((i) => i._tag === "Valid" ? `${i.record.userSourceId}:${i.record.birthDate}` : "invalid")
+    expect(dobs).toEqual(["u1:2015-01-03"])
+    expect(drain(feeds.classes).map((i) => i._tag === "Valid" ? i.record.status : "invalid")).toEqual(["tobedeleted"])
+    expect(drain(feeds.enrollments)).toEqual([])
+  })
+})
+
+describe("rate-limit waits", () => {
+  it("reads Retry-After (seconds or date) and X-RateLimit-Reset (unix seconds)", () => {
+    const now = Date.parse("2026-11-23T12:00:00Z")
+    expect(rateLimitWait({ "retry-after": "7" }, now)).toMatchObject({ value: { _tag: "Millis", millis: 7000 } })
+    expect(rateLimitWait({ "retry-after": "Mon, 23 Nov 2026 12:00:30 GMT" }, now)).toMatchObject({ value: { millis: 30000 } })
+    expect(rateLimitWait({ "x-ratelimit-reset": String(now / 1000 + 12) }, now)).toMatchObject({ value: { millis: 12000 } })
+    expect(rateLimitWait({}, now)).toBe(undefined)
+  })
+})
