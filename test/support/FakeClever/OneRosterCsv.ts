@@ -44,15 +44,34 @@ export interface ConvertOptions {
 
 type Row = Readonly<Record<string, string | undefined>>
 
-/** Streams the rows of `<dir>/<file>.csv` as objects keyed by header; a missing file has no rows. */
-async function* readRows(dir: string, file: string): AsyncGenerator<Row> {
+/**
+ * Streams the rows of `<dir>/<file>.csv` to `onRow` as objects keyed by header; a missing
+ * file has no rows. A callback drained per parser batch, not `for await` per row: that
+ * halves the time of a 90 MB enrollments file.
+ */
+const readRows = (dir: string, file: string, onRow: (row: Row) => void): Promise<void> => {
   const path = NodePath.join(dir, `${file}.csv`)
-  if (!Fs.existsSync(path)) return
-  const parser = Fs.createReadStream(path).pipe(parse({ columns: true, bom: true, skip_empty_lines: true, relax_column_count: true }))
-  for await (const row of parser as AsyncIterable<Row>) {
-    if (row["status"]?.trim().toLowerCase() === "tobedeleted") continue
-    yield row
-  }
+  if (!Fs.existsSync(path)) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const parser = Fs.createReadStream(path, { highWaterMark: 1 << 20 })
+      .on("error", reject)
+      .pipe(parse({ bom: true, skip_empty_lines: true, relax_column_count: true }))
+    let header: Array<string> | undefined
+    parser.on("readable", () => {
+      let cells: Array<string> | null
+      while ((cells = parser.read() as Array<string> | null) !== null) {
+        if (header === undefined) {
+          header = cells.map((name) => name.trim())
+          continue
+        }
+        const row: Record<string, string> = {}
+        for (let i = 0; i < header.length; i++) row[header[i]!] = cells[i] ?? ""
+        if (row["status"]?.trim().toLowerCase() !== "tobedeleted") onRow(row)
+      }
+    })
+    parser.on("error", reject)
+    parser.on("end", () => resolve())
+  })
 }
 
 const text = (value: string | undefined): string | undefined => {
@@ -112,7 +131,7 @@ export const convertOneRosterCsv = async (dir: string, options: ConvertOptions =
 
   // Orgs: small, read whole. The district must be known before anything points at it.
   const orgRows: Array<Row> = []
-  for await (const row of readRows(dir, "orgs")) orgRows.push(row)
+  await readRows(dir, "orgs", (row) => orgRows.push(row))
   const districtRow = orgRows.find((row) => row["type"]?.trim() === "district")
   if (districtRow === undefined) throw new Error(`${dir}: orgs.csv has no org of type district`)
   const districtId = id("orgs", districtRow)
@@ -137,17 +156,17 @@ export const convertOneRosterCsv = async (dir: string, options: ConvertOptions =
   const drafts = new Map<string, SectionDraft>()
   const termsNamedByClasses = new Set<string>()
   const classRows: Array<Row> = []
-  for await (const row of readRows(dir, "classes")) {
-    if (!schoolIds.has(row["schoolSourcedId"] ?? "")) continue
+  await readRows(dir, "classes", (row) => {
+    if (!schoolIds.has(row["schoolSourcedId"] ?? "")) return
     classRows.push(row)
     const term = list(row["termSourcedIds"])[0]
     if (term !== undefined) termsNamedByClasses.add(term)
-  }
+  })
 
   const terms: Array<Term> = []
-  for await (const row of readRows(dir, "academicSessions")) {
+  await readRows(dir, "academicSessions", (row) => {
     const type = row["type"]?.trim()
-    if (type !== "term" && type !== "semester" && !termsNamedByClasses.has(row["sourcedId"] ?? "")) continue
+    if (type !== "term" && type !== "semester" && !termsNamedByClasses.has(row["sourcedId"] ?? "")) return
     terms.push(compact<Term>({
       id: id("academicSessions", row),
       district: districtId,
@@ -155,12 +174,12 @@ export const convertOneRosterCsv = async (dir: string, options: ConvertOptions =
       start_date: cleverDate(row["startDate"]),
       end_date: cleverDate(row["endDate"])
     }))
-  }
+  })
 
   const courses: Array<Course> = []
-  for await (const row of readRows(dir, "courses")) {
+  await readRows(dir, "courses", (row) => {
     courses.push(compact<Course>({ id: id("courses", row), district: districtId, name: text(row["title"]), number: text(row["courseCode"]) }))
-  }
+  })
 
   for (const row of classRows) {
     const school = schoolIds.get(row["schoolSourcedId"] ?? "")!
@@ -193,14 +212,14 @@ export const convertOneRosterCsv = async (dir: string, options: ConvertOptions =
   classRows.length = 0
 
   const demographics = new Map<string, { readonly dob: string | undefined; readonly gender: "M" | "F" | "X" | undefined }>()
-  for await (const row of readRows(dir, "demographics")) {
+  await readRows(dir, "demographics", (row) => {
     demographics.set(row["sourcedId"] ?? "", { dob: cleverDob(row["birthDate"]), gender: cleverGender(row["sex"]) })
-  }
+  })
 
   const users: Array<User> = []
-  for await (const row of readRows(dir, "users")) {
-    const roles = userRoles(row, districtId, schoolIds, demographics, ids)
-    if (roles === undefined) continue
+  await readRows(dir, "users", (row) => {
+    const roles = userRoles(row, districtId, schoolIds, demographics, importedAt)
+    if (roles === undefined) return
     const userId = id("users", row)
     if (roles.student?.school !== undefined) grades.add(roles.student.school, roles.student.grade)
     users.push(compact<User>({
@@ -212,19 +231,19 @@ export const convertOneRosterCsv = async (dir: string, options: ConvertOptions =
       created: stamp(row),
       last_modified: stamp(row)
     }))
-  }
+  })
   demographics.clear()
 
-  for await (const row of readRows(dir, "enrollments")) {
+  await readRows(dir, "enrollments", (row) => {
     const draft = drafts.get(row["classSourcedId"] ?? "")
     const user = ids.cleverId("users", row["userSourcedId"] ?? "")
-    if (draft === undefined || user === undefined) continue
+    if (draft === undefined || user === undefined) return
     const role = row["role"]?.trim()
     if (role === "teacher") {
       draft.teachers.push(user)
       if (draft.primary === undefined && row["primary"]?.trim().toLowerCase() === "true") draft.primary = user
     } else if (role === "student") draft.students.push(user)
-  }
+  })
 
   const sections: Array<Section> = []
   for (const draft of drafts.values()) {
@@ -258,7 +277,7 @@ const userRoles = (
   districtId: string,
   schoolIds: ReadonlyMap<string, string>,
   demographics: ReadonlyMap<string, { readonly dob: string | undefined; readonly gender: "M" | "F" | "X" | undefined }>,
-  ids: IdMap
+  importedAt: number
 ): Roles | undefined => {
   const sourcedId = row["sourcedId"] ?? ""
   const schools = list(row["orgSourcedIds"]).flatMap((org) => {
@@ -309,7 +328,7 @@ const userRoles = (
           phone: text(row["phone"]),
           // Agents are students, maybe further down the file: their ids are a pure function of the sourcedId.
           student_relationships: list(row["agentSourcedIds"]).map((agent) => ({
-            student: cleverIdFor("users", agent, ids.importedAt),
+            student: cleverIdFor("users", agent, importedAt),
             relationship,
             type: "Parent/Guardian"
           }))

@@ -196,11 +196,17 @@ export type EventType = `${CollectionName}.${"created" | "updated" | "deleted"}`
  */
 export interface CleverEvent {
   readonly id: string
-  readonly type: EventType
+  readonly type: EventType | (string & {})
   readonly created: string
   readonly data: {
-    readonly object: Records[CollectionName]
+    readonly object: Records[CollectionName] | ForeignObject
     readonly previous_attributes?: Readonly<Record<string, unknown>>
   }
   readonly previous_attributes?: Readonly<Record<string, unknown>>
+}
+
+/** The object of an event the fake does not model (e.g. `resources.created`), appended by a test. */
+export interface ForeignObject {
+  readonly id: string
+  readonly [key: string]: unknown
 }

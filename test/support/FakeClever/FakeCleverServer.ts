@@ -1,0 +1,207 @@
+/**
+ * A fake Clever API on a real `node:http` server (127.0.0.1, random port) serving a
+ * {@link CleverDistrict}: bearer auth, Clever's rate limit, paged lists and events
+ * (Routes.ts), per-test faults (Faults.ts) and a request log.
+ *
+ * Per request: faults that replace the API (`status`, `rateLimit`, `notJson`) or hold it
+ * (`delay`) come first; then auth (missing/unknown token → 401 `{message:"Invalid token"}`,
+ * the forbidden token → 403), then the rate limit (429 once over it), then the route; the
+ * remaining faults damage that response.
+ */
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+import type { CleverDistrict } from "./CleverDistrict.ts"
+import { type Fault, FaultControl, type FaultKind } from "./Faults.ts"
+import { type RateLimitOptions, RateLimiter, rateLimitHeaders } from "./RateLimit.ts"
+import { type Reply, route } from "./Routes.ts"
+
+export interface FakeCleverOptions {
+  /** The accepted district-app token(s). */
+  readonly token: string | ReadonlyArray<string>
+  /** A token Clever knows but refuses (403), e.g. an app the district stopped sharing with. */
+  readonly forbiddenToken?: string
+  readonly host?: string
+  /** Default 0: a free port. */
+  readonly port?: number
+  /** Clever's per-token limit (default 1,200 a minute); `false` turns it off. */
+  readonly rateLimit?: RateLimitOptions | false
+  /** Page size without `limit` (default 100). */
+  readonly defaultLimit?: number
+  /** Largest `limit` (default 10,000; above it 413). */
+  readonly maxLimit?: number
+  /** How far back `/events` reaches, against the district's clock (default 30 days). */
+  readonly eventRetentionMs?: number
+}
+
+export interface RequestLog {
+  readonly method: string
+  /** Path and query as requested. */
+  readonly path: string
+  /** Status sent; 0 when the client went away before an answer (during a `delay`). */
+  readonly status: number
+  /** Whether an Authorization header was present (the token itself is never logged). */
+  readonly auth: boolean
+  /** The injected fault this request got, if any. */
+  readonly fault?: FaultKind
+  readonly at: number
+}
+
+export interface FakeClever {
+  /** `http://127.0.0.1:<port>` — the API lives under `/v3.0`, and `links` uris are relative to this. */
+  readonly baseUrl: string
+  readonly port: number
+  readonly district: CleverDistrict
+  /** Every request, in arrival order (`requests.length = 0` to start over). */
+  readonly requests: Array<RequestLog>
+  readonly faults: FaultControl
+  /** Undefined when the rate limit is off. `rateLimiter.reset()` forgets the counts. */
+  readonly rateLimiter: RateLimiter | undefined
+  close(): Promise<void>
+}
+
+export const DEFAULT_EVENT_RETENTION_MS = 30 * 24 * 60 * 60 * 1000
+
+const HTML_ERROR = "<!DOCTYPE html>\n<html><head><title>Clever | Error</title></head><body><h1>Something went wrong</h1></body></html>\n"
+
+interface Outgoing {
+  readonly status: number
+  readonly body: string
+  readonly headers: Readonly<Record<string, string>>
+}
+
+const json = (status: number, body: string, headers: Readonly<Record<string, string>> = {}): Outgoing => ({
+  status,
+  body,
+  headers: { "Content-Type": "application/json; charset=utf-8", ...headers }
+})
+
+const message = (status: number, text: string, headers?: Readonly<Record<string, string>>) => json(status, JSON.stringify({ message: text }), headers)
+
+/** The reply as JSON, minus the links a fault removes. */
+const render = (reply: Reply, fault: Fault | undefined): { readonly status: number; readonly body: string } => {
+  if (reply._tag === "Error") return { status: reply.status, body: JSON.stringify({ message: reply.message }) }
+  const links = fault?.kind === "endEarly" ? reply.links.filter((link) => link.rel !== "next") : reply.links
+  const tail = fault?.kind === "noLinks" ? "}" : `,"links":${JSON.stringify(links)}}`
+  if (reply._tag === "Single") return { status: 200, body: reply.item.slice(0, -1) + tail }
+  return { status: 200, body: `{"data":[${reply.items.join(",")}]${tail}` }
+}
+
+export const start = async (district: CleverDistrict, options: FakeCleverOptions): Promise<FakeClever> => {
+  const tokens = new Set(typeof options.token === "string" ? [options.token] : options.token)
+  const limiter = options.rateLimit === false ? undefined : new RateLimiter(options.rateLimit ?? {})
+  const settings = {
+    defaultLimit: options.defaultLimit ?? 100,
+    maxLimit: options.maxLimit ?? 10_000,
+    eventRetentionMs: options.eventRetentionMs ?? DEFAULT_EVENT_RETENTION_MS
+  }
+  const faults = new FaultControl()
+  const requests: Array<RequestLog> = []
+  const delays = new Set<{ readonly timer: NodeJS.Timeout; readonly done: () => void }>()
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const entry = { timer: setTimeout(() => finish(), ms), done: () => finish() }
+      const finish = () => {
+        clearTimeout(entry.timer)
+        delays.delete(entry)
+        resolve()
+      }
+      delays.add(entry)
+    })
+
+  /** What the API answers, before transport faults. */
+  const answer = (req: Http.IncomingMessage, url: URL, fault: Fault | undefined): Outgoing => {
+    if (fault?.kind === "status") return message(fault.status, fault.message ?? Http.STATUS_CODES[fault.status] ?? "Error")
+    if (fault?.kind === "rateLimit") {
+      const headers: Record<string, string> = { "X-RateLimit-Limit": String(limiter?.limit ?? 1200), "X-RateLimit-Remaining": "0" }
+      if (fault.retryAfterSeconds !== undefined) headers["Retry-After"] = String(fault.retryAfterSeconds)
+      const resetIn = fault.resetInSeconds ?? (fault.retryAfterSeconds === undefined ? 1 : undefined)
+      if (resetIn !== undefined) headers["X-RateLimit-Reset"] = String(Math.ceil(Date.now() / 1000 + resetIn))
+      return message(429, "Too Many Requests", headers)
+    }
+    if (fault?.kind === "notJson") return { status: 200, body: HTML_ERROR, headers: { "Content-Type": "text/html; charset=utf-8" } }
+
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "")?.[1]
+    if (token !== undefined && token === options.forbiddenToken) return message(403, "Forbidden")
+    if (token === undefined || !tokens.has(token)) return message(401, "Invalid token")
+    const limit = limiter?.hit(token)
+    const limitHeaders = limit === undefined ? {} : rateLimitHeaders(limit)
+    if (limit !== undefined && !limit.allowed) return message(429, "Too Many Requests", limitHeaders)
+    if (req.method !== "GET") return message(501, "Unsupported request", limitHeaders)
+
+    const rendered = render(route(district, url.pathname, url.searchParams, settings), fault)
+    return json(rendered.status, rendered.body, limitHeaders)
+  }
+
+  const handle = async (req: Http.IncomingMessage, res: Http.ServerResponse) => {
+    const at = Date.now()
+    const rawUrl = req.url ?? "/"
+    const url = new URL(rawUrl, "http://fake.invalid")
+    const method = req.method ?? "GET"
+    const fault = faults.take({ method, path: url.pathname, url: rawUrl, query: url.searchParams })
+    const log = (status: number) =>
+      requests.push({ method, path: rawUrl, status, auth: req.headers.authorization !== undefined, ...(fault === undefined ? {} : { fault: fault.kind }), at })
+    res.on("error", () => {}) // a client that hangs up is part of the game, not a server failure
+
+    if (fault?.kind === "delay") {
+      await sleep(fault.ms)
+      if (res.destroyed || req.socket.destroyed) return log(0)
+    }
+    const out = answer(req, url, fault)
+    log(out.status)
+    const body = Buffer.from(out.body, "utf8")
+    const half = body.subarray(0, Math.floor(body.length / 2))
+
+    if (fault?.kind === "dropConnection") {
+      // The full length is announced, so the client sees the connection die mid-body.
+      res.writeHead(out.status, { ...out.headers, "Content-Length": String(body.length) })
+      res.write(half, () => res.destroy())
+      return
+    }
+    if (fault?.kind === "truncate") {
+      // No Content-Length: the response ends cleanly (chunked), only the JSON is cut.
+      res.writeHead(out.status, { ...out.headers, Connection: "close" })
+      res.end(half)
+      return
+    }
+    res.writeHead(out.status, { ...out.headers, "Content-Length": String(body.length) })
+    res.end(body)
+  }
+
+  const server = Http.createServer((req, res) => {
+    handle(req, res).catch((cause: unknown) => {
+      // A bug in the fake: make it loud in the test output and answer 500.
+      console.error("FakeClever: request failed", cause)
+      if (!res.headersSent) res.writeHead(500, { "Content-Type": "application/json" })
+      res.end(JSON.stringify({ message: "fake server error" }))
+    })
+  })
+  // Large pages over keep-alive connections: no server-side timeouts get in the way of slow clients.
+  server.keepAliveTimeout = 5_000
+  server.requestTimeout = 0
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+      server.off("error", reject)
+      resolve()
+    })
+  })
+  const address = server.address() as AddressInfo
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address
+
+  return {
+    baseUrl: `http://${host}:${address.port}`,
+    port: address.port,
+    district,
+    requests,
+    faults,
+    rateLimiter: limiter,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        for (const delay of [...delays]) delay.done()
+        server.close((cause) => (cause === undefined ? resolve() : reject(cause)))
+        server.closeAllConnections()
+      })
+  }
+}
