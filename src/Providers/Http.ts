@@ -1,5 +1,5 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { Duration, Effect, Either, ParseResult, Random, RateLimiter, Schema, Scope, SynchronizedRef } from "effect"
+import { Config, Duration, Effect, Either, ParseResult, Random, RateLimiter, Schema, Scope, SynchronizedRef } from "effect"
 import { createHash } from "node:crypto"
 import { ProviderError } from "../Domain/Errors.ts"
 
@@ -29,13 +29,14 @@ export interface RetryPolicy {
   readonly timeout: Duration.Duration
 }
 
-export const defaultRetryPolicy: RetryPolicy = {
-  attempts: 6,
-  base: Duration.seconds(1),
-  max: Duration.seconds(30),
-  maxRateLimitWait: Duration.minutes(2),
-  timeout: Duration.seconds(60)
-}
+/** `rosterd.providers.*` (`ROSTERD_PROVIDERS_RETRY_BASE`, …). */
+export const RetryPolicyConfig: Config.Config<RetryPolicy> = Config.all({
+  attempts: Config.integer("attempts").pipe(Config.withDefault(6)),
+  base: Config.duration("retryBase").pipe(Config.withDefault(Duration.seconds(1))),
+  max: Config.duration("retryMax").pipe(Config.withDefault(Duration.seconds(30))),
+  maxRateLimitWait: Config.duration("maxRateLimitWait").pipe(Config.withDefault(Duration.minutes(2))),
+  timeout: Config.duration("timeout").pipe(Config.withDefault(Duration.seconds(60)))
+}).pipe(Config.nested("providers"), Config.nested("rosterd"))
 
 export interface ProviderHttp {
   /** GETs `pathOrUrl` (relative to the base URL, or a path+query the server gave in a link) and decodes it. */
@@ -52,7 +53,7 @@ export interface ProviderHttpOptions {
   readonly authorize: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientRequest.HttpClientRequest>
   /** The budget this credential draws from. */
   readonly budget: RateLimiter.RateLimiter
-  readonly retry?: RetryPolicy | undefined
+  readonly retry: RetryPolicy
 }
 
 /** A transient failure: worth another attempt. */
@@ -92,7 +93,7 @@ const where = (url: string) => {
 export const makeProviderHttp = (options: ProviderHttpOptions) =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
-    const policy = options.retry ?? defaultRetryPolicy
+    const policy = options.retry
     const base = options.baseUrl.replace(/\/+$/, "")
     const urlOf = (pathOrUrl: string) => (/^https?:\/\//.test(pathOrUrl) ? pathOrUrl : `${base}${pathOrUrl.startsWith("/") ? "" : "/"}${pathOrUrl}`)
 

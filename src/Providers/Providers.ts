@@ -2,7 +2,7 @@ import { FetchHttpClient, HttpClient } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { InvalidDistrict } from "../Domain/Errors.ts"
 import { cleverSnapshot } from "./Clever/CleverProvider.ts"
-import { ProviderBudgets } from "./Http.ts"
+import { ProviderBudgets, RetryPolicyConfig } from "./Http.ts"
 import { oneRosterCsvSnapshot } from "./OneRosterCsv/OneRosterCsvProvider.ts"
 import { RosterProvider } from "./RosterProvider.ts"
 
@@ -16,7 +16,8 @@ export const RosterProviderLive = Layer.effect(
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
     const budgets = yield* ProviderBudgets
-    const clever = cleverSnapshot({ client, budgets })
+    const retry = yield* RetryPolicyConfig
+    const clever = cleverSnapshot({ client, budgets, retry })
     return RosterProvider.of({
       snapshot: (district, request, state) => {
         switch (district.provider) {

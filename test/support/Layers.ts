@@ -1,4 +1,4 @@
-import { Layer } from "effect"
+import { ConfigProvider, Layer } from "effect"
 import { RosterProviderLive } from "../../src/Providers/Providers.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
@@ -9,3 +9,11 @@ export const SyncTestLayer = Layer.mergeAll(Sync.Default, RosterStore.Default).p
   Layer.provide(RosterProviderLive),
   Layer.provideMerge(TestDatabase)
 )
+
+/** The same, with settings (e.g. fast provider retries) as `rosterd.x.y` keys. */
+export const syncTestLayer = (settings: ReadonlyMap<string, string>) =>
+  Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
+    Layer.provide(RosterProviderLive),
+    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(settings)))),
+    Layer.provideMerge(TestDatabase)
+  )

@@ -4,7 +4,7 @@ import * as Fs from "node:fs"
 import type { District } from "../../Domain/District.ts"
 import { InvalidDistrict, ProviderError } from "../../Domain/Errors.ts"
 import type { Demographic, Enrollment, Org, User } from "../../Domain/Roster.ts"
-import type { ProviderBudgets, ProviderHttp } from "../Http.ts"
+import type { ProviderBudgets, ProviderHttp, RetryPolicy } from "../Http.ts"
 import { makeProviderHttp } from "../Http.ts"
 import type { Feed, FeedItem, Feeds, ProviderState, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
 import { makeSpool, type Spool } from "../Spool.ts"
@@ -216,6 +216,7 @@ const fullSnapshot = (context: CleverContext, notes: ReadonlyArray<string>) =>
 export interface CleverDependencies {
   readonly client: HttpClient.HttpClient
   readonly budgets: ProviderBudgets
+  readonly retry: RetryPolicy
 }
 
 export const cleverSnapshot = (dependencies: CleverDependencies) => (district: District, request: SyncRequest, state: ProviderState) =>
@@ -229,6 +230,7 @@ export const cleverSnapshot = (dependencies: CleverDependencies) => (district: D
       name: "Clever",
       baseUrl: settings.baseUrl,
       budget,
+      retry: dependencies.retry,
       authorize: (request) => Effect.succeed(HttpClientRequest.bearerToken(request, token))
     }).pipe(Effect.provideService(HttpClient.HttpClient, dependencies.client))
 
