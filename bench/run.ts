@@ -50,6 +50,7 @@ const { values: args } = parseArgs({
     seed: { type: "string", default: "bench" },
     regenerate: { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
+    "skip-clever": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false }
   }
 })
@@ -58,7 +59,8 @@ if (args.help) {
   --students N    district size (default 100000)
   --seed S        generator seed (default "bench")
   --regenerate    generate the CSV set again even if bench/.data has it
-  --keep          keep the two bench databases (only with DATABASE_URL; the embedded server is always removed)
+  --keep          keep the bench databases (only with DATABASE_URL; the embedded server is always removed)
+  --skip-clever   leave out the Clever-source full sync through the fake Clever API
 `)
   process.exit(0)
 }
@@ -112,6 +114,41 @@ interface Marker {
   readonly generator: string
   readonly counts?: Record<string, number>
 }
+
+interface CleverResult {
+  readonly ms: number
+  readonly processMs: number
+  readonly counts: RunCounts
+  readonly findings: number
+  readonly peakRssMib: number
+}
+
+/** Starts a long-running `npx tsx <script>`; resolves once it prints its first stdout line. */
+const startChild = (script: string, childArgs: ReadonlyArray<string>) =>
+  new Promise<{ readonly line: string; readonly stop: () => Promise<void> }>((resolve, reject) => {
+    const child = spawn("npx", ["tsx", script, ...childArgs], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true })
+    let out = ""
+    let exited = false
+    const stop = () =>
+      exited ? Promise.resolve() : new Promise<void>((done) => {
+        child.once("exit", () => done())
+        try {
+          process.kill(-child.pid!, "SIGTERM")
+        } catch {
+          done()
+        }
+      })
+    child.once("exit", () => {
+      exited = true
+    })
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      const newline = out.indexOf("\n")
+      if (newline >= 0) resolve({ line: out.slice(0, newline), stop })
+    })
+    child.once("error", reject)
+    child.once("exit", (code) => reject(new Error(`${script} exited with ${code} before it was ready`)))
+  })
 
 /** Runs `npx tsx <script> ...args` from the repository root; resolves with its stdout's last line. */
 const runChild = (script: string, childArgs: ReadonlyArray<string>) =>
@@ -451,6 +488,40 @@ const main = async () => {
   const fingerprintAfter = await fingerprint(syncObserver)
   const unchangedTables = ROSTER_TABLES.filter((t) => fingerprintBefore[t] === fingerprintAfter[t])
 
+  // 6. The same district from Clever: the fake Clever API (its own process, serving the
+  //    district converted from the CSV set) and a full sync in a process of its own, so the
+  //    peak memory reported is that sync's.
+  let clever: CleverResult | undefined
+  if (!args["skip-clever"]) {
+    const cleverDb = `${tag}_clever`
+    await adminQuery(adminUrl, `CREATE DATABASE ${cleverDb}`)
+    if (!(args.keep && process.env.DATABASE_URL)) {
+      onCleanup(`drop database ${cleverDb}`, () => adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${cleverDb} WITH (FORCE)`))
+    }
+    const cleverUrl = withDatabase(adminUrl, cleverDb)
+    await Effect.runPromise(migrate.pipe(Effect.provide(pgClientLayer({ url: Redacted.make(cleverUrl.href) }))))
+    log("starting the fake Clever API …")
+    const token = `bench-${randomBytes(8).toString("hex")}`
+    const tokenFile = NodePath.join(copyDir, "clever-token")
+    Fs.writeFileSync(tokenFile, token, { mode: 0o600 })
+    const fake = await startChild("test/support/FakeClever/cli.ts", ["--csv", district.dir, "--token", token, "--rate-limit", "off"])
+    onCleanup("stop the fake Clever API", () => fake.stop())
+    const served = JSON.parse(fake.line) as { baseUrl: string; districtId: string }
+    log("Clever full sync (pages of 1,000) …")
+    await settle([syncObserver, copyClient])
+    const wall0 = performance.now()
+    const result = JSON.parse(await runChild("bench/clever-sync.ts", [
+      "--database-url", cleverUrl.href,
+      "--base-url", served.baseUrl,
+      "--district-id", served.districtId,
+      "--token-file", tokenFile,
+      "--page-size", "1000"
+    ])) as { ms: number; counts: RunCounts; findings: number; peakRssMib: number }
+    clever = { ...result, processMs: performance.now() - wall0 }
+    log(`Clever full sync: ${seconds(result.ms)} s, peak RSS ${result.peakRssMib} MiB (its own process)`)
+    await fake.stop()
+  }
+
   // ---- report ------------------------------------------------------------------------
   const phases: Array<PhaseResult> = [
     { ...full, name: "full sync", rows: fullWrites },
@@ -514,6 +585,12 @@ const main = async () => {
   showBreakdown("full sync, step by step", fullSpans)
   showBreakdown("no-op sync, step by step", noopSpans)
 
+  if (clever !== undefined) {
+    out.push("")
+    out.push(`Clever full sync (fake Clever API on loopback, pages of 1,000, sync in its own process):`)
+    out.push(`  ${seconds(clever.ms)} s (${(clever.ms / copy.ms).toFixed(2)} x COPY), ${int(changedRows(clever.counts))} rows changed, ` +
+      `${clever.findings} findings, peak RSS ${clever.peakRssMib} MiB`)
+  }
   out.push("")
   out.push(`peak RSS of the bench process: ${peakRssMib} MiB`)
   if (args.keep && process.env.DATABASE_URL) out.push(`kept databases: ${syncDb}, ${copyDb}`)

@@ -5,7 +5,7 @@
  *   npx tsx test/support/FakeClever/cli.ts --csv <dir> --token <t> [--port N] [--rate-limit N]
  *     [--forbidden-token T] [--default-limit N]
  *
- * Prints one JSON line `{"baseUrl":…,"port":…,"counts":{…}}` on stdout once listening;
+ * Prints one JSON line `{"baseUrl":…,"port":…,"districtId":…,"counts":{…}}` on stdout once listening;
  * stops on SIGTERM or SIGINT.
  */
 import { parseArgs } from "node:util"
@@ -37,7 +37,7 @@ const fake = await start(district, {
   ...(values["default-limit"] === undefined ? {} : { defaultLimit: Number(values["default-limit"]) })
 })
 const counts = Object.fromEntries((["schools", "terms", "courses", "sections", "users"] as const).map((name) => [name, district[name].length]))
-process.stdout.write(JSON.stringify({ baseUrl: fake.baseUrl, port: fake.port, counts }) + "\n")
+process.stdout.write(JSON.stringify({ baseUrl: fake.baseUrl, port: fake.port, districtId: district.districts.first()?.id, counts }) + "\n")
 
 const stop = () => {
   fake.close().then(() => process.exit(0), () => process.exit(1))
