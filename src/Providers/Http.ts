@@ -41,6 +41,11 @@ export const RetryPolicyConfig: Config.Config<RetryPolicy> = Config.all({
 export interface ProviderHttp {
   /** GETs `pathOrUrl` (relative to the base URL, or a path+query the server gave in a link) and decodes it. */
   readonly getJson: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) => Effect.Effect<A, ProviderError>
+  /** Like `getJson`, with the response headers (lower-case names): paging totals and links. */
+  readonly getJsonWithHeaders: <A, I>(
+    pathOrUrl: string,
+    schema: Schema.Schema<A, I>
+  ) => Effect.Effect<{ readonly value: A; readonly headers: Readonly<Record<string, string>> }, ProviderError>
   /** Like `getJson`, but a 404 is a value (`null`), not a failure. */
   readonly getJsonOrNotFound: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) => Effect.Effect<A | null, ProviderError>
 }
@@ -112,7 +117,7 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
           ResponseError: (error) => Effect.fail(transient(`the response broke off (${error.reason})`))
         }))
         const { headers, status, text } = result
-        if (status === 200) return text
+        if (status === 200) return { text, headers }
         if (status === 404) return null
         if (status === 401 || status === 403) {
           return yield* new ProviderError({
@@ -126,8 +131,9 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
       })
 
     /** Attempts until a body, with the waits of the policy; gives up as `Unreachable`. */
-    const fetchText = (url: string): Effect.Effect<string | null, ProviderError> => {
-      const loop = (n: number): Effect.Effect<string | null, ProviderError> =>
+    type Body = { readonly text: string; readonly headers: Readonly<Record<string, string>> }
+    const fetchText = (url: string): Effect.Effect<Body | null, ProviderError> => {
+      const loop = (n: number): Effect.Effect<Body | null, ProviderError> =>
         attempt(url).pipe(
           Effect.catchIf((error): error is Transient => error._tag === "Transient", (failure) =>
             Effect.gen(function*() {
@@ -181,15 +187,16 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
     /** GET + decode, where a body that is not JSON at all counts as a transient failure too. */
     const getJsonOr = <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>, allowNotFound: boolean) => {
       const url = urlOf(pathOrUrl)
-      const loop = (n: number): Effect.Effect<A | null, ProviderError> =>
+      const loop = (n: number): Effect.Effect<{ value: A; headers: Body["headers"] } | null, ProviderError> =>
         fetchText(url).pipe(
-          Effect.flatMap((text) => {
-            if (text === null) {
+          Effect.flatMap((body) => {
+            if (body === null) {
               return allowNotFound
                 ? Effect.succeed(null)
                 : Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name} answered HTTP 404 for ${where(url)}` }))
             }
-            return decode(url, text, schema).pipe(
+            return decode(url, body.text, schema).pipe(
+              Effect.map((value) => ({ value, headers: body.headers })),
               Effect.catchIf((e): e is Transient => e._tag === "Transient", (failure) =>
                 n >= policy.attempts
                   ? Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name}: ${where(url)}: ${failure.reason}` }))
@@ -203,8 +210,11 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
 
     return {
       getJson: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) =>
-        getJsonOr(pathOrUrl, schema, false) as Effect.Effect<A, ProviderError>,
-      getJsonOrNotFound: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) => getJsonOr(pathOrUrl, schema, true)
+        getJsonOr(pathOrUrl, schema, false).pipe(Effect.map((result) => result!.value)),
+      getJsonWithHeaders: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) =>
+        getJsonOr(pathOrUrl, schema, false).pipe(Effect.map((result) => result!)),
+      getJsonOrNotFound: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) =>
+        getJsonOr(pathOrUrl, schema, true).pipe(Effect.map((result) => result?.value ?? null))
     } satisfies ProviderHttp
   })
 

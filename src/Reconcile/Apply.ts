@@ -114,7 +114,7 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
     const names = columns.map((c) => c.name).join(", ")
     const demographics = kind === "users" && birthDates !== null
       ? `LEFT JOIN (SELECT source_id, CASE WHEN status = 'active' THEN birth_date END AS birth_date
-                    FROM ${stageTable("demographics")} WHERE NOT invalid) d ON d.source_id = s.source_id
+                    FROM ${stageTable("demographics")} WHERE NOT invalid AND NOT shadowed) d ON d.source_id = s.source_id
        LEFT JOIN (SELECT DISTINCT source_id FROM ${stageTable("demographics")} WHERE invalid AND source_id IS NOT NULL) hd
          ON hd.source_id = s.source_id`
       : ""
@@ -137,7 +137,7 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
           CASE WHEN s.status = 'tobedeleted' THEN 'tobedeleted' ELSE 'missing_from_source' END AS reason,
           l.id AS live_id, coalesce(s.source_id, l.source_id) AS source_id, s.line,
           ${columns.map((c) => `${c.value} AS ${c.name}`).join(", ")}
-        FROM (SELECT * FROM ${stage} WHERE NOT invalid) s
+        FROM (SELECT * FROM ${stage} WHERE NOT invalid AND NOT shadowed) s
         ${demographics}
         FULL JOIN (SELECT * FROM ${table} WHERE district_id = $1) l ON l.source_id = s.source_id
         LEFT JOIN held h ON h.source_id = l.source_id

@@ -9,8 +9,9 @@ import { Entities, stageTable } from "./Entities.ts"
  * problem becomes a finding of the run (file, line, source ID, what is wrong — never a
  * personal value). Problems never stop a run; they only decide what the diff may touch:
  *
- * - a row that failed to decode, or a source ID listed twice, is *held*: the stored record
- *   is left exactly as it is (neither updated nor deactivated) until the source is fixed;
+ * - a row that failed to decode, or a source ID listed twice with different content, is
+ *   *held*: the stored record is left exactly as it is (neither updated nor deactivated)
+ *   until the source is fixed; a record repeated with identical content is read once;
  * - an enrollment whose class or user does not exist is skipped (reported by Apply);
  * - other dangling references (a class's school, course or terms; a user's orgs) are kept
  *   as given and reported, since providers routinely share records whose references they
@@ -29,10 +30,10 @@ export interface FindingsContext {
   readonly files: { readonly [K in EntityKind]: string | null }
 }
 
-const quote = (text: string) => `'${text.replace(/'/g, "''")}'`
+export const quote = (text: string) => `'${text.replace(/'/g, "''")}'`
 
 /** Inserts the rows of `select` (severity, code, entity, source_id, file, line, detail) as capped findings. */
-const insertFindings = (context: FindingsContext, select: string) =>
+export const insertFindings = (context: FindingsContext, select: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql.unsafe(
@@ -91,17 +92,41 @@ export const checkStaged = (context: FindingsContext) =>
       )
       const [dups] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM duplicate_ids`)
       if ((dups?.n ?? 0) === 0) continue
+      // A record repeated with identical content (a re-sent CSV line, offset paging that
+      // drifted over a page boundary) is not ambiguous: kept once, reported as a warning.
+      const content = `(to_jsonb(s) - 'line' - 'invalid' - 'problem' - 'shadowed')`
+      yield* sql.unsafe(`ALTER TABLE duplicate_ids ADD COLUMN identical boolean`)
+      yield* sql.unsafe(
+        `UPDATE duplicate_ids d SET identical = x.identical
+         FROM (SELECT s.source_id, count(DISTINCT ${content}) = 1 AND bool_and(NOT s.invalid) AS identical
+               FROM ${table} s JOIN duplicate_ids d USING (source_id) GROUP BY s.source_id) x
+         WHERE x.source_id = d.source_id`
+      )
+      yield* insertFindings(
+        context,
+        `SELECT 'warning' AS severity, 'repeated_record' AS code, ${quote(kind)} AS entity, s.source_id, ${file(kind)} AS file,
+                min(s.line) AS line,
+                'the record is listed ' || count(*) || ' times with identical content (lines ' ||
+                string_agg(s.line::text, ', ' ORDER BY s.line) || '); it is read once' AS detail
+         FROM ${table} s JOIN duplicate_ids d ON d.source_id = s.source_id AND d.identical GROUP BY s.source_id`
+      )
+      yield* sql.unsafe(
+        `UPDATE ${table} s SET shadowed = true
+         FROM duplicate_ids d
+         WHERE d.source_id = s.source_id AND d.identical
+           AND s.line > (SELECT min(line) FROM ${table} f WHERE f.source_id = s.source_id)`
+      )
       yield* insertFindings(
         context,
         `SELECT 'error' AS severity, 'duplicate_source_id' AS code, ${quote(kind)} AS entity, s.source_id, ${file(kind)} AS file,
                 min(s.line) AS line,
                 'the source ID appears ' || count(*) || ' times (lines ' || string_agg(s.line::text, ', ' ORDER BY s.line) ||
                 '); the stored record is left unchanged' AS detail
-         FROM ${table} s JOIN duplicate_ids d ON d.source_id = s.source_id GROUP BY s.source_id`
+         FROM ${table} s JOIN duplicate_ids d ON d.source_id = s.source_id AND NOT d.identical GROUP BY s.source_id`
       )
       yield* sql.unsafe(
         `UPDATE ${table} s SET invalid = true, problem = coalesce(problem, 'duplicate source ID')
-         FROM duplicate_ids d WHERE d.source_id = s.source_id`
+         FROM duplicate_ids d WHERE d.source_id = s.source_id AND NOT d.identical`
       )
     }
 
@@ -112,7 +137,7 @@ export const checkStaged = (context: FindingsContext) =>
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_pairs`)
       yield* sql.unsafe(
         `CREATE TEMP TABLE duplicate_pairs AS
-           SELECT class_source_id, user_source_id FROM stage_enrollments WHERE NOT invalid
+           SELECT class_source_id, user_source_id FROM stage_enrollments WHERE NOT invalid AND NOT shadowed
            GROUP BY class_source_id, user_source_id HAVING count(*) > 1`
       )
       const [pairs] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM duplicate_pairs`)
@@ -124,7 +149,7 @@ export const checkStaged = (context: FindingsContext) =>
                   'user ' || s.user_source_id || ' is enrolled in class ' || s.class_source_id || ' ' || count(*) ||
                   ' times (lines ' || string_agg(s.line::text, ', ' ORDER BY s.line) || '); one enrollment is kept' AS detail
            FROM stage_enrollments s JOIN duplicate_pairs p USING (class_source_id, user_source_id)
-           WHERE NOT s.invalid GROUP BY s.class_source_id, s.user_source_id`
+           WHERE NOT s.invalid AND NOT s.shadowed GROUP BY s.class_source_id, s.user_source_id`
         )
         yield* sql.unsafe(
           `UPDATE stage_enrollments SET shadowed = true
@@ -134,7 +159,7 @@ export const checkStaged = (context: FindingsContext) =>
                         PARTITION BY s.class_source_id, s.user_source_id
                         ORDER BY (s.status = 'active') DESC, (s.role = 'teacher') DESC, s.is_primary DESC, s.line) AS rn
                FROM stage_enrollments s JOIN duplicate_pairs p USING (class_source_id, user_source_id)
-               WHERE NOT s.invalid) ranked
+               WHERE NOT s.invalid AND NOT s.shadowed) ranked
              WHERE rn > 1)`
         )
       }

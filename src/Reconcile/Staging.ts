@@ -25,8 +25,9 @@ export const stagingDdl = (): string =>
   EntityKinds.map((kind) => {
     const table = stageTable(kind)
     const columns = Entities[kind].columns.map((column) => `${column.name} ${SQL_TYPES[column.type]}`)
-    // Enrollments: set on all but one of several rows for the same (class, user) pair.
-    if (kind === "enrollments") columns.push("shadowed boolean NOT NULL DEFAULT false")
+    // Set by the checks on rows that repeat another (identical content, or the same
+    // enrollment pair): the diff reads the kept row only.
+    columns.push("shadowed boolean NOT NULL DEFAULT false")
     return `DROP TABLE IF EXISTS pg_temp.${table};
 CREATE TEMP TABLE ${table} (
   line integer NOT NULL,

@@ -15,6 +15,7 @@ import type { EntityCounts, RunCounts } from "./Counts.ts"
 import { emptyRunCounts } from "./Counts.ts"
 import { Entities, stageTable } from "./Entities.ts"
 import { checkStaged } from "./Findings.ts"
+import { checkQuality } from "./Quality.ts"
 import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
 
 /**
@@ -133,6 +134,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         yield* sql.unsafe(`SET LOCAL work_mem = '256MB'`)
         yield* sql.unsafe(`SET LOCAL enable_nestloop = off`)
         yield* checkStaged({ runId, districtId: district.id, modes, files })
+        yield* checkQuality({ runId, districtId: district.id, modes, files })
 
         const context = { runId, districtId: district.id, rosterSource: district.rosterSource }
         const counts: Record<keyof RunCounts, EntityCounts> = { ...emptyRunCounts }

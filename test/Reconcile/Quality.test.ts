@@ -1,0 +1,78 @@
+import { SqlClient } from "@effect/sql"
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import type { DistrictId } from "../../src/Domain/District.ts"
+import { Sync } from "../../src/Reconcile/SyncRun.ts"
+import { RosterStore } from "../../src/Store/RosterStore.ts"
+import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
+import { SyncTestLayer } from "../support/Layers.ts"
+
+/** Data-quality findings: reported with source IDs and counts, never changing what is applied, never naming values. */
+const syncFindings = (id: string, dir: string) =>
+  Effect.gen(function*() {
+    const store = yield* RosterStore
+    const sql = yield* SqlClient.SqlClient
+    yield* store.addDistrict({ id: id as DistrictId, name: id, provider: "oneroster-csv", timezone: "UTC", settings: { path: dir } })
+    const summary = yield* Effect.flatMap(Sync, (sync) => sync.run(id, { request: "auto", trigger: "test" }))
+    const findings = yield* sql<{ severity: string; code: string; sourceId: string | null; line: number | null; detail: string }>`
+      SELECT severity, code, source_id, line, detail FROM findings WHERE run_id = ${summary.runId} ORDER BY code, source_id`
+    return { summary, findings }
+  })
+
+layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("data-quality findings", (it) => {
+  it.effect("missing e-mail, missing birth date, no or several primary teachers, a repeated identical row", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      writeSmallDistrict(dir.dir)
+      const users = readRows(dir.dir, "users")
+      writeCsv(dir.dir, "users", [...users.map((u) => (u.sourcedId === "t-2" ? { ...u, email: "" } : u)), users.find((u) => u.sourcedId === "s-1")!])
+      writeCsv(dir.dir, "demographics", readRows(dir.dir, "demographics").filter((d) => d.sourcedId !== "s-3"))
+      writeCsv(dir.dir, "enrollments", readRows(dir.dir, "enrollments").map((e) =>
+        e.sourcedId === "e-1" ? { ...e, primary: "false" } : e.sourcedId === "e-3" ? { ...e, classSourcedId: "cls-2", role: "teacher", primary: "true", userSourcedId: "t-1" } : e
+      ))
+      const { findings, summary } = yield* syncFindings("quality", dir.dir)
+      const codes = findings.map((f) => `${f.code}:${f.sourceId}`)
+      assert.includeMembers(codes, [
+        "missing_email:t-2",
+        "missing_birth_date:s-3",
+        "several_primary_teachers:cls-2",
+        "no_primary_teacher:cls-1",
+        "repeated_record:s-1"
+      ])
+      // Reported, not refused: everyone is there, once.
+      assert.strictEqual(summary.counts.users.created, 5)
+      const repeated = findings.find((f) => f.code === "repeated_record")!
+      assert.strictEqual(repeated.severity, "warning")
+      assert.match(repeated.detail, /listed 2 times with identical content \(lines 4, 7\)/)
+      for (const f of findings) for (const value of ["tess@small.example", "Theo", "Sam", "2014-03-01"]) assert.notInclude(f.detail, value)
+      dir.remove()
+    }))
+
+  it.effect("masked personal fields are an error finding with counts, for each field", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      writeSmallDistrict(dir.dir)
+      const students = Array.from({ length: 20 }, (_, i) => ({
+        sourcedId: `m-${i}`,
+        enabledUser: "true",
+        orgSourcedIds: "org-s1",
+        role: "student",
+        givenName: "Student",
+        familyName: "5f4dcc3b5aa765d61d8327deb882cf99",
+        email: i < 15 ? "" : `m${i}@small.example`
+      }))
+      writeCsv(dir.dir, "users", [...readRows(dir.dir, "users"), ...students])
+      const { findings, summary } = yield* syncFindings("masked", dir.dir)
+      const masked = findings.filter((f) => f.code === "masked_pii")
+      assert.strictEqual(masked.length, 3)
+      assert.isTrue(masked.every((f) => f.severity === "error"))
+      const text = masked.map((f) => f.detail).join("\n")
+      assert.match(text, /e-mail looks masked: 15 of 25 users have none/)
+      assert.match(text, /given name looks masked: .*20 of 25 users share one value/)
+      assert.match(text, /family name looks masked: 20 of 25 look hashed/)
+      assert.notInclude(text, "5f4dcc3b5aa765d61d8327deb882cf99")
+      assert.notInclude(text, "Student")
+      assert.strictEqual(summary.counts.users.created, 25)
+      dir.remove()
+    }))
+})
