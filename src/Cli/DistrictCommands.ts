@@ -14,8 +14,8 @@ const add = Command.make(
   "add",
   {
     district: districtArg,
-    provider: Options.choice("provider", ["oneroster-csv", "clever"]).pipe(
-      Options.withDescription("where the roster comes from (oneroster-rest arrives with its provider)")
+    provider: Options.choice("provider", ["oneroster-csv", "clever", "oneroster-rest"]).pipe(
+      Options.withDescription("where the roster comes from")
     ),
     path: Options.text("path").pipe(Options.withDescription("oneroster-csv: the folder or zip of the CSV set"), Options.optional),
     cleverDistrict: Options.text("district-id").pipe(Options.withDescription("clever: the Clever district id"), Options.optional),
@@ -24,8 +24,17 @@ const add = Command.make(
       Options.optional
     ),
     tokenEnv: Options.text("token-env").pipe(Options.withDescription("clever: an environment variable holding the token"), Options.optional),
-    baseUrl: Options.text("base-url").pipe(Options.withDescription("clever: the API host (default https://api.clever.com)"), Options.optional),
-    pageSize: Options.integer("page-size").pipe(Options.withDescription("clever: records per page, 1-10000 (default 1000)"), Options.optional),
+    keyFile: Options.text("key-file").pipe(Options.withDescription("oneroster-rest: a file holding the OAuth 1.0a consumer key"), Options.optional),
+    keyEnv: Options.text("key-env").pipe(Options.withDescription("oneroster-rest: an environment variable holding the consumer key"), Options.optional),
+    secretFile: Options.text("secret-file").pipe(Options.withDescription("oneroster-rest: a file holding the consumer secret"), Options.optional),
+    secretEnv: Options.text("secret-env").pipe(Options.withDescription("oneroster-rest: an environment variable holding the consumer secret"), Options.optional),
+    bearerFile: Options.text("bearer-file").pipe(Options.withDescription("oneroster-rest: a file holding a bearer token (ClassLink's proxy)"), Options.optional),
+    bearerEnv: Options.text("bearer-env").pipe(Options.withDescription("oneroster-rest: an environment variable holding the bearer token"), Options.optional),
+    baseUrl: Options.text("base-url").pipe(
+      Options.withDescription("clever: the API host (default https://api.clever.com); oneroster-rest: the server, without /ims/oneroster/v1p1"),
+      Options.optional
+    ),
+    pageSize: Options.integer("page-size").pipe(Options.withDescription("clever, oneroster-rest: records per page, 1-10000 (default 1000)"), Options.optional),
     name: Options.text("name").pipe(Options.withDescription("display name (default: the id)"), Options.optional),
     timezone: Options.text("timezone").pipe(Options.withDescription("IANA time zone of the district (default UTC)"), Options.withDefault("UTC"))
   },
@@ -40,7 +49,9 @@ const add = Command.make(
       const invalid = (message: string) => new InvalidDistrict({ district: id, message })
       const settings = args.provider === "oneroster-csv"
         ? yield* csvSettings(args.path).pipe(Effect.mapError(invalid))
-        : yield* cleverSettings(args).pipe(Effect.mapError(invalid))
+        : args.provider === "clever"
+        ? yield* cleverSettings(args).pipe(Effect.mapError(invalid))
+        : yield* oneRosterRestSettings(args).pipe(Effect.mapError(invalid))
       const store = yield* RosterStore
       const district = yield* store.addDistrict({
         id,
@@ -87,6 +98,52 @@ const cleverSettings = (args: {
       ...Option.match(args.baseUrl, { onNone: () => ({}), onSome: (url) => ({ baseUrl: url.replace(/\/+$/, "") }) }),
       ...Option.match(args.pageSize, { onNone: () => ({}), onSome: (size) => ({ pageSize: size }) })
     }
+  })
+
+/** OneRoster REST: OAuth 1.0a key and secret, or a bearer token — each from a file or a variable. */
+const oneRosterRestSettings = (args: {
+  readonly baseUrl: Option.Option<string>
+  readonly keyFile: Option.Option<string>
+  readonly keyEnv: Option.Option<string>
+  readonly secretFile: Option.Option<string>
+  readonly secretEnv: Option.Option<string>
+  readonly bearerFile: Option.Option<string>
+  readonly bearerEnv: Option.Option<string>
+  readonly pageSize: Option.Option<number>
+}) =>
+  Effect.gen(function*() {
+    if (Option.isNone(args.baseUrl) || !/^https?:\/\//.test(args.baseUrl.value)) {
+      return yield* Effect.fail("--base-url (the OneRoster server, http(s)) is required for a oneroster-rest district")
+    }
+    const file = (option: Option.Option<string>, flag: string) =>
+      Option.isNone(option)
+        ? Effect.succeed(undefined)
+        : Fs.existsSync(NodePath.resolve(option.value))
+        ? Effect.succeed(NodePath.resolve(option.value))
+        : Effect.fail(`--${flag} ${NodePath.resolve(option.value)} does not exist`)
+    const one = (a: Option.Option<string>, b: Option.Option<string>) => Option.isSome(a) !== Option.isSome(b)
+    const bearer = Option.isSome(args.bearerFile) || Option.isSome(args.bearerEnv)
+    const oauth = [args.keyFile, args.keyEnv, args.secretFile, args.secretEnv].some(Option.isSome)
+    if (bearer === oauth) return yield* Effect.fail("give either --bearer-file/--bearer-env, or --key-file/--key-env with --secret-file/--secret-env")
+    if (bearer && !one(args.bearerFile, args.bearerEnv)) return yield* Effect.fail("give the bearer token once: --bearer-file or --bearer-env")
+    if (oauth && (!one(args.keyFile, args.keyEnv) || !one(args.secretFile, args.secretEnv))) {
+      return yield* Effect.fail("OAuth 1.0a needs the consumer key (--key-file or --key-env) and the secret (--secret-file or --secret-env)")
+    }
+    if (Option.isSome(args.pageSize) && (args.pageSize.value < 1 || args.pageSize.value > 10_000)) {
+      return yield* Effect.fail("--page-size must be between 1 and 10000")
+    }
+    const entries: Record<string, unknown> = {
+      baseUrl: args.baseUrl.value.replace(/\/+$/, ""),
+      auth: bearer ? "bearer" : "oauth1",
+      bearerFile: yield* file(args.bearerFile, "bearer-file"),
+      bearerEnv: Option.getOrUndefined(args.bearerEnv),
+      keyFile: yield* file(args.keyFile, "key-file"),
+      keyEnv: Option.getOrUndefined(args.keyEnv),
+      secretFile: yield* file(args.secretFile, "secret-file"),
+      secretEnv: Option.getOrUndefined(args.secretEnv),
+      pageSize: Option.getOrUndefined(args.pageSize)
+    }
+    return Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined))
   })
 
 const list = Command.make("list", { json: jsonOption }, (args) =>

@@ -1,9 +1,9 @@
 import { FetchHttpClient, HttpClient } from "@effect/platform"
 import { Effect, Layer } from "effect"
-import { InvalidDistrict } from "../Domain/Errors.ts"
 import { cleverSnapshot } from "./Clever/CleverProvider.ts"
 import { ProviderBudgets, RetryPolicyConfig } from "./Http.ts"
 import { oneRosterCsvSnapshot } from "./OneRosterCsv/OneRosterCsvProvider.ts"
+import { oneRosterRestSnapshot } from "./OneRosterRest/OneRosterRestProvider.ts"
 import { RosterProvider } from "./RosterProvider.ts"
 
 /**
@@ -18,6 +18,7 @@ export const RosterProviderLive = Layer.effect(
     const budgets = yield* ProviderBudgets
     const retry = yield* RetryPolicyConfig
     const clever = cleverSnapshot({ client, budgets, retry })
+    const oneRosterRest = oneRosterRestSnapshot({ client, budgets, retry })
     return RosterProvider.of({
       snapshot: (district, request, state) => {
         switch (district.provider) {
@@ -26,7 +27,7 @@ export const RosterProviderLive = Layer.effect(
           case "clever":
             return clever(district, request, state)
           case "oneroster-rest":
-            return Effect.fail(new InvalidDistrict({ district: district.id, message: "the oneroster-rest provider is not available yet" }))
+            return oneRosterRest(district, request, state)
         }
       }
     })

@@ -73,7 +73,10 @@ export interface Cursor {
 /** What the store knows of a district that a provider needs: its change-feed cursor, its last full sync. */
 export interface ProviderState {
   readonly cursor: Cursor | null
+  /** Start of the last successful full sync. */
   readonly lastFullSyncAt: Date | null
+  /** Start of the last successful sync of any mode (a delta's watermark). */
+  readonly lastSuccessAt: Date | null
 }
 
 export type SyncRequest = "full" | "delta" | "auto"

@@ -183,12 +183,13 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
       Effect.gen(function*() {
         const [cursor] = yield* sql<{ readonly cursor: string; readonly takenAt: Date }>`
           SELECT cursor, taken_at FROM sync_cursors WHERE district_id = ${districtId}`
-        const [full] = yield* sql<{ readonly at: Date | null }>`
-          SELECT max(started_at) AS at FROM sync_runs
-          WHERE district_id = ${districtId} AND status = 'succeeded' AND mode = 'full'`
+        const [last] = yield* sql<{ readonly full: Date | null; readonly any: Date | null }>`
+          SELECT max(started_at) FILTER (WHERE mode = 'full') AS full, max(started_at) AS any FROM sync_runs
+          WHERE district_id = ${districtId} AND status = 'succeeded'`
         return {
           cursor: cursor === undefined ? null : { value: cursor.cursor, takenAt: cursor.takenAt },
-          lastFullSyncAt: full?.at ?? null
+          lastFullSyncAt: last?.full ?? null,
+          lastSuccessAt: last?.any ?? null
         } satisfies ProviderState
       })
 

@@ -1,10 +1,10 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Chunk, Clock, Duration, Effect, Either, Option, Schema, Stream } from "effect"
-import * as Fs from "node:fs"
 import type { District } from "../../Domain/District.ts"
 import { InvalidDistrict, ProviderError } from "../../Domain/Errors.ts"
 import type { Demographic, Enrollment, Org, User } from "../../Domain/Roster.ts"
 import type { ProviderBudgets, ProviderHttp, RetryPolicy } from "../Http.ts"
+import { readSecret } from "../Credentials.ts"
 import { makeProviderHttp } from "../Http.ts"
 import type { Feed, FeedItem, Feeds, ProviderState, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
 import { makeSpool, type Spool } from "../Spool.ts"
@@ -48,26 +48,6 @@ export const CURSOR_WINDOW = Duration.days(25)
 export const MAX_DELTA_EVENTS = 100_000
 
 const API = "/v3.0"
-
-/** The token, from the file or environment variable the district's settings name. Never logged. */
-const readToken = (district: District, settings: CleverSettings) =>
-  Effect.gen(function*() {
-    const fail = (message: string) => new InvalidDistrict({ district: district.id, message })
-    if (settings.tokenFile !== undefined) {
-      const token = yield* Effect.try({
-        try: () => Fs.readFileSync(settings.tokenFile!, "utf8").trim(),
-        catch: () => fail(`cannot read the Clever token file ${settings.tokenFile}`)
-      })
-      if (token.length === 0) return yield* fail(`the Clever token file ${settings.tokenFile} is empty`)
-      return token
-    }
-    if (settings.tokenEnv !== undefined) {
-      const token = process.env[settings.tokenEnv]?.trim() ?? ""
-      if (token.length === 0) return yield* fail(`the environment variable ${settings.tokenEnv} (the Clever token) is not set`)
-      return token
-    }
-    return yield* fail("a clever district needs a token (tokenFile or tokenEnv)")
-  })
 
 /** One record of a page decoded leniently: a record that does not decode is a finding. */
 const decodeRecord = <A, I>(schema: Schema.Schema<A, I>) => {
@@ -224,7 +204,7 @@ export const cleverSnapshot = (dependencies: CleverDependencies) => (district: D
     const settings = yield* Schema.decodeUnknown(CleverSettings)(district.settings).pipe(
       Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a clever district needs districtId and tokenFile or tokenEnv settings" }))
     )
-    const token = yield* readToken(district, settings)
+    const token = yield* readSecret(district.id, { file: settings.tokenFile, env: settings.tokenEnv }, "Clever token")
     const budget = yield* dependencies.budgets.forCredential("clever", token, settings.requestsPerMinute)
     const http = yield* makeProviderHttp({
       name: "Clever",
