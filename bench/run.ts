@@ -50,7 +50,7 @@ const { values: args } = parseArgs({
     seed: { type: "string", default: "bench" },
     regenerate: { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
-    "skip-clever": { type: "boolean", default: false },
+    "skip-rest": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false }
   }
 })
@@ -60,7 +60,7 @@ if (args.help) {
   --seed S        generator seed (default "bench")
   --regenerate    generate the CSV set again even if bench/.data has it
   --keep          keep the bench databases (only with DATABASE_URL; the embedded server is always removed)
-  --skip-clever   leave out the Clever-source full sync through the fake Clever API
+  --skip-rest     leave out the Clever and OneRoster REST full syncs through the fake servers
 `)
   process.exit(0)
 }
@@ -115,9 +115,8 @@ interface Marker {
   readonly counts?: Record<string, number>
 }
 
-interface CleverResult {
+interface RestResult {
   readonly ms: number
-  readonly processMs: number
   readonly counts: RunCounts
   readonly findings: number
   readonly peakRssMib: number
@@ -488,38 +487,48 @@ const main = async () => {
   const fingerprintAfter = await fingerprint(syncObserver)
   const unchangedTables = ROSTER_TABLES.filter((t) => fingerprintBefore[t] === fingerprintAfter[t])
 
-  // 6. The same district from Clever: the fake Clever API (its own process, serving the
-  //    district converted from the CSV set) and a full sync in a process of its own, so the
-  //    peak memory reported is that sync's.
-  let clever: CleverResult | undefined
-  if (!args["skip-clever"]) {
-    const cleverDb = `${tag}_clever`
-    await adminQuery(adminUrl, `CREATE DATABASE ${cleverDb}`)
+  // 6. The same district from the REST providers: each fake server (its own process) serves
+  //    the district converted from the CSV set; each full sync runs in a process of its own,
+  //    so the time and peak memory reported are that sync's.
+  const restPhase = async (label: string, provider: "clever" | "oneroster-rest", server: string, serverArgs: ReadonlyArray<string>,
+    settingsOf: (served: { baseUrl: string; districtId?: string }) => Record<string, unknown>) => {
+    const database = `${tag}_${provider.replace("-", "_")}`
+    await adminQuery(adminUrl, `CREATE DATABASE ${database}`)
     if (!(args.keep && process.env.DATABASE_URL)) {
-      onCleanup(`drop database ${cleverDb}`, () => adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${cleverDb} WITH (FORCE)`))
+      onCleanup(`drop database ${database}`, () => adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`))
     }
-    const cleverUrl = withDatabase(adminUrl, cleverDb)
-    await Effect.runPromise(migrate.pipe(Effect.provide(pgClientLayer({ url: Redacted.make(cleverUrl.href) }))))
-    log("starting the fake Clever API …")
-    const token = `bench-${randomBytes(8).toString("hex")}`
-    const tokenFile = NodePath.join(copyDir, "clever-token")
-    Fs.writeFileSync(tokenFile, token, { mode: 0o600 })
-    const fake = await startChild("test/support/FakeClever/cli.ts", ["--csv", district.dir, "--token", token, "--rate-limit", "off"])
-    onCleanup("stop the fake Clever API", () => fake.stop())
-    const served = JSON.parse(fake.line) as { baseUrl: string; districtId: string }
-    log("Clever full sync (pages of 1,000) …")
+    const url = withDatabase(adminUrl, database)
+    await Effect.runPromise(migrate.pipe(Effect.provide(pgClientLayer({ url: Redacted.make(url.href) }))))
+    log(`starting the fake ${label} …`)
+    const fake = await startChild(server, [...serverArgs, "--csv", district.dir])
+    onCleanup(`stop the fake ${label}`, () => fake.stop())
+    const served = JSON.parse(fake.line) as { baseUrl: string; districtId?: string }
+    log(`${label} full sync (pages of 1,000) …`)
     await settle([syncObserver, copyClient])
-    const wall0 = performance.now()
-    const result = JSON.parse(await runChild("bench/clever-sync.ts", [
-      "--database-url", cleverUrl.href,
-      "--base-url", served.baseUrl,
-      "--district-id", served.districtId,
-      "--token-file", tokenFile,
-      "--page-size", "1000"
-    ])) as { ms: number; counts: RunCounts; findings: number; peakRssMib: number }
-    clever = { ...result, processMs: performance.now() - wall0 }
-    log(`Clever full sync: ${seconds(result.ms)} s, peak RSS ${result.peakRssMib} MiB (its own process)`)
+    const result = JSON.parse(await runChild("bench/provider-sync.ts", [
+      "--database-url", url.href,
+      "--provider", provider,
+      "--settings", JSON.stringify({ ...settingsOf(served), pageSize: 1000, requestsPerMinute: 100_000 })
+    ])) as RestResult
+    log(`${label} full sync: ${seconds(result.ms)} s, peak RSS ${result.peakRssMib} MiB (its own process)`)
     await fake.stop()
+    return { ...result, label }
+  }
+  const rest: Array<RestResult & { readonly label: string }> = []
+  if (!args["skip-rest"]) {
+    const secret = (name: string) => {
+      const file = NodePath.join(copyDir, name)
+      Fs.writeFileSync(file, `bench-${name}-${randomBytes(8).toString("hex")}`, { mode: 0o600 })
+      return file
+    }
+    const token = secret("clever-token")
+    rest.push(await restPhase("Clever API", "clever", "test/support/FakeClever/cli.ts", ["--token", Fs.readFileSync(token, "utf8"), "--rate-limit", "off"],
+      (served) => ({ districtId: served.districtId, tokenFile: token, baseUrl: served.baseUrl })))
+    const key = secret("oneroster-key")
+    const secretFile = secret("oneroster-secret")
+    rest.push(await restPhase("OneRoster REST server", "oneroster-rest", "test/support/FakeOneRoster/cli.ts",
+      ["--key", Fs.readFileSync(key, "utf8"), "--secret", Fs.readFileSync(secretFile, "utf8"), "--max-limit", "1000", "--rate-limit", "off"],
+      (served) => ({ baseUrl: served.baseUrl, auth: "oauth1", keyFile: key, secretFile })))
   }
 
   // ---- report ------------------------------------------------------------------------
@@ -585,11 +594,11 @@ const main = async () => {
   showBreakdown("full sync, step by step", fullSpans)
   showBreakdown("no-op sync, step by step", noopSpans)
 
-  if (clever !== undefined) {
+  for (const r of rest) {
     out.push("")
-    out.push(`Clever full sync (fake Clever API on loopback, pages of 1,000, sync in its own process):`)
-    out.push(`  ${seconds(clever.ms)} s (${(clever.ms / copy.ms).toFixed(2)} x COPY), ${int(changedRows(clever.counts))} rows changed, ` +
-      `${clever.findings} findings, peak RSS ${clever.peakRssMib} MiB`)
+    out.push(`${r.label} full sync (fake server on loopback, pages of 1,000, OAuth/bearer as in production, sync in its own process):`)
+    out.push(`  ${seconds(r.ms)} s (${(r.ms / copy.ms).toFixed(2)} x COPY), ${int(changedRows(r.counts))} rows changed, ` +
+      `${r.findings} findings, peak RSS ${r.peakRssMib} MiB`)
   }
   out.push("")
   out.push(`peak RSS of the bench process: ${peakRssMib} MiB`)
