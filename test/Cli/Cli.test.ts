@@ -113,14 +113,14 @@ describe("rosterd CLI", () => {
       { sourcedId: "e-9", classSourcedId: "cls-404", userSourcedId: "s-1", role: "student" }
     ])
     const summary = JSON.parse((await rosterd(["sync", "small", "--json"], env)).stdout)
-    expect(summary.findings).toBe(1)
+    expect(summary.findings).toBeGreaterThanOrEqual(1)
     const run = await rosterd(["runs", "small", "--run", String(summary.runId)], env)
     expect(run.code).toBe(0)
     expect(run.stdout).toContain("dangling_reference")
     expect(run.stdout).toContain("enrollments.csv:3")
     expect(run.stdout).toContain("e-9")
     const json = JSON.parse((await rosterd(["runs", "small", "--run", String(summary.runId), "--json"], env)).stdout)
-    expect(json.findings[0]).toMatchObject({ code: "dangling_reference", file: "enrollments.csv", line: 3, sourceId: "e-9" })
+    expect(json.findings).toContainEqual(expect.objectContaining({ code: "dangling_reference", file: "enrollments.csv", line: 3, sourceId: "e-9" }))
   })
 
   it("district remove stops syncing but keeps the data; unknown commands exit 2", async () => {
