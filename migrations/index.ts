@@ -1,5 +1,6 @@
 import { Migrator } from "@effect/sql"
 import roster from "./0001_roster.ts"
+import districtRules from "./0002_district_rules.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -7,7 +8,8 @@ import roster from "./0001_roster.ts"
  * @effect/sql, which vitest cannot follow). Add each new migration here.
  */
 const all = {
-  "0001_roster": roster
+  "0001_roster": roster,
+  "0002_district_rules": districtRules
 }
 
 export const migrations = Migrator.fromRecord(all)

@@ -1,6 +1,7 @@
 import { Effect, Schema } from "effect"
 import * as NodePath from "node:path"
 import { DistrictId, ProviderKind, TimeZone } from "../Domain/District.ts"
+import { DistrictRules } from "../Domain/DistrictRules.ts"
 import type { NewDistrict } from "../Store/RosterStore.ts"
 import { ConfigFile, ConfigFileError } from "./ConfigFile.ts"
 
@@ -14,7 +15,9 @@ const DeclaredDistrict = Schema.Struct({
   name: Schema.optional(Schema.String),
   provider: ProviderKind,
   timezone: Schema.optionalWith(TimeZone, { default: () => "UTC" }),
-  path: Schema.optional(Schema.String)
+  path: Schema.optional(Schema.String),
+  /** District rules (scope, co-teacher limit): see src/Domain/DistrictRules.ts. */
+  rules: Schema.optional(Schema.encodedSchema(DistrictRules))
 })
 
 const DeclaredDistricts = Schema.Struct({
@@ -26,12 +29,19 @@ export const declaredDistricts: Effect.Effect<ReadonlyArray<NewDistrict>, Config
   const decoded = yield* Schema.decodeUnknown(DeclaredDistricts)(file.document, { onExcessProperty: "ignore" }).pipe(
     Effect.mapError((error) => new ConfigFileError({ path: file.path, message: `districts: ${error.message.split("\n").slice(-1)[0]}` }))
   )
+  for (const d of decoded.districts ?? []) {
+    if (d.rules === undefined) continue
+    yield* Schema.decodeUnknown(DistrictRules)(d.rules, { onExcessProperty: "error" }).pipe(
+      Effect.mapError((error) => new ConfigFileError({ path: file.path, message: `districts[${d.id}].rules: ${error.message.split("\n").slice(-1)[0]}` }))
+    )
+  }
   const base = NodePath.dirname(file.path)
   return (decoded.districts ?? []).map((d) => ({
     id: d.id,
     name: d.name ?? d.id,
     provider: d.provider,
     timezone: d.timezone,
-    settings: d.path === undefined ? {} : { path: NodePath.resolve(base, d.path) }
+    settings: d.path === undefined ? {} : { path: NodePath.resolve(base, d.path) },
+    rules: d.rules ?? {}
   }))
 })

@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { DistrictRules } from "./DistrictRules.ts"
 
 /** Ids are used in CLI arguments, file names and metrics labels: keep them boring. */
 export const DistrictId = Schema.String.pipe(
@@ -43,6 +44,8 @@ export class District extends Schema.Class<District>("District")({
   timezone: TimeZone,
   /** Provider settings as stored (jsonb); decoded by the provider that needs them. Never secrets. */
   settings: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
+  /** Scope, co-teacher limit… (see DistrictRules.ts); defaults filled in. */
+  rules: DistrictRules,
   /** `config` districts are (re)declared by the config file at daemon start; `cli` ones by `district add`. */
   origin: Schema.Literal("config", "cli")
 }) {

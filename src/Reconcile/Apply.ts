@@ -256,13 +256,13 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
          SELECT source_id, line, class_source_id, user_source_id,
                 row_number() OVER (ORDER BY line) AS rn, count(*) OVER () AS total
          FROM ${plan} WHERE action = 'dangling')
-       INSERT INTO findings (run_id, district_id, severity, code, entity, source_id, file, line, detail)
+       INSERT INTO findings (run_id, district_id, severity, code, entity, source_id, file, line, detail, unlisted)
        SELECT $1::bigint, $2::text, 'error', 'dangling_reference', 'enrollments', source_id, $3::text, line,
-              'class ' || class_source_id || ' or user ' || user_source_id || ' is not an active record; the enrollment is skipped'
+              'class ' || class_source_id || ' or user ' || user_source_id || ' is not an active record; the enrollment is skipped', 0
        FROM found WHERE rn <= ${FINDINGS_PER_CODE}
        UNION ALL
        SELECT $1::bigint, $2::text, 'error', 'dangling_reference', 'enrollments', NULL, $3::text, NULL,
-              (total - ${FINDINGS_PER_CODE}) || ' more findings like this are not listed'
+              (total - ${FINDINGS_PER_CODE}) || ' more findings like this are not listed', total - ${FINDINGS_PER_CODE}
        FROM found WHERE rn = 1 AND total > ${FINDINGS_PER_CODE}`,
       [context.runId, context.districtId, file]
     )

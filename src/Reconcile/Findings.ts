@@ -43,11 +43,11 @@ export const insertFindings = (context: FindingsContext, select: string) =>
                 count(*) OVER (PARTITION BY code, entity) AS total
          FROM found f
        )
-       INSERT INTO findings (run_id, district_id, severity, code, entity, source_id, file, line, detail)
-       SELECT $1::bigint, $2::text, severity, code, entity, source_id, file, line, detail FROM ranked WHERE rn <= ${FINDINGS_PER_CODE}
+       INSERT INTO findings (run_id, district_id, severity, code, entity, source_id, file, line, detail, unlisted)
+       SELECT $1::bigint, $2::text, severity, code, entity, source_id, file, line, detail, 0 FROM ranked WHERE rn <= ${FINDINGS_PER_CODE}
        UNION ALL
        SELECT $1::bigint, $2::text, severity, code, entity, NULL, file, NULL,
-              (total - ${FINDINGS_PER_CODE}) || ' more findings like this are not listed'
+              (total - ${FINDINGS_PER_CODE}) || ' more findings like this are not listed', total - ${FINDINGS_PER_CODE}
        FROM ranked WHERE rn = 1 AND total > ${FINDINGS_PER_CODE}`,
       [context.runId, context.districtId]
     )

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
 import { District, DistrictId } from "../Domain/District.ts"
+import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { DistrictExists, DistrictNotFound } from "../Domain/Errors.ts"
 import { emptyRunCounts, RunCounts } from "../Reconcile/Counts.ts"
 
@@ -66,6 +67,7 @@ const DistrictRow = Schema.Struct({
   provider: District.fields.provider,
   timezone: Schema.String,
   settings: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
+  rules: DistrictRules,
   origin: Schema.Literal("config", "cli")
 })
 
@@ -77,6 +79,8 @@ export interface NewDistrict {
   readonly provider: District["provider"]
   readonly timezone: string
   readonly settings: Readonly<Record<string, unknown>>
+  /** As written by the operator (defaults are filled in when read). */
+  readonly rules?: Readonly<Record<string, unknown>>
 }
 
 export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterStore", {
@@ -87,7 +91,7 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
       decodeDistrict(row).pipe(Effect.map((d) => new District(d)), Effect.orDie)
 
     const findDistrict = Effect.fn("RosterStore.findDistrict")(function*(id: string) {
-      const rows = yield* sql`SELECT id, name, provider, timezone, settings, origin FROM districts
+      const rows = yield* sql`SELECT id, name, provider, timezone, settings, rules, origin FROM districts
                               WHERE id = ${id} AND removed_at IS NULL`
       return rows.length === 0 ? Option.none() : Option.some(yield* toDistrict(rows[0]))
     })
@@ -101,7 +105,7 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
       )
 
     const listDistricts = Effect.fn("RosterStore.listDistricts")(function*() {
-      const rows = yield* sql`SELECT id, name, provider, timezone, settings, origin FROM districts
+      const rows = yield* sql`SELECT id, name, provider, timezone, settings, rules, origin FROM districts
                               WHERE removed_at IS NULL ORDER BY id`
       return yield* Effect.forEach(rows, toDistrict)
     })
@@ -109,11 +113,12 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
     /** `district add`: a new district (or one removed earlier, brought back with new settings). */
     const addDistrict = Effect.fn("RosterStore.addDistrict")(function*(input: NewDistrict) {
       const rows = yield* sql`
-        INSERT INTO districts (id, name, provider, timezone, settings, origin)
-        VALUES (${input.id}, ${input.name}, ${input.provider}, ${input.timezone}, ${JSON.stringify(input.settings)}::jsonb, 'cli')
+        INSERT INTO districts (id, name, provider, timezone, settings, rules, origin)
+        VALUES (${input.id}, ${input.name}, ${input.provider}, ${input.timezone}, ${JSON.stringify(input.settings)}::jsonb,
+                ${JSON.stringify(input.rules ?? {})}::jsonb, 'cli')
         ON CONFLICT (id) DO UPDATE
           SET name = excluded.name, provider = excluded.provider, timezone = excluded.timezone,
-              settings = excluded.settings, origin = 'cli', removed_at = NULL, updated_at = now()
+              settings = excluded.settings, rules = excluded.rules, origin = 'cli', removed_at = NULL, updated_at = now()
           WHERE districts.removed_at IS NOT NULL
         RETURNING id`
       if (rows.length === 0) return yield* new DistrictExists({ district: input.id })
@@ -123,13 +128,14 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
     /** Districts declared in the config file are (re)registered at every daemon start. */
     const declareDistrict = Effect.fn("RosterStore.declareDistrict")(function*(input: NewDistrict) {
       yield* sql`
-        INSERT INTO districts (id, name, provider, timezone, settings, origin)
-        VALUES (${input.id}, ${input.name}, ${input.provider}, ${input.timezone}, ${JSON.stringify(input.settings)}::jsonb, 'config')
+        INSERT INTO districts (id, name, provider, timezone, settings, rules, origin)
+        VALUES (${input.id}, ${input.name}, ${input.provider}, ${input.timezone}, ${JSON.stringify(input.settings)}::jsonb,
+                ${JSON.stringify(input.rules ?? {})}::jsonb, 'config')
         ON CONFLICT (id) DO UPDATE
           SET name = excluded.name, provider = excluded.provider, timezone = excluded.timezone,
-              settings = excluded.settings, origin = 'config', removed_at = NULL, updated_at = now()
-          WHERE (districts.name, districts.provider, districts.timezone, districts.settings, districts.origin, districts.removed_at)
-                IS DISTINCT FROM (excluded.name, excluded.provider, excluded.timezone, excluded.settings, 'config', NULL)`
+              settings = excluded.settings, rules = excluded.rules, origin = 'config', removed_at = NULL, updated_at = now()
+          WHERE (districts.name, districts.provider, districts.timezone, districts.settings, districts.rules, districts.origin, districts.removed_at)
+                IS DISTINCT FROM (excluded.name, excluded.provider, excluded.timezone, excluded.settings, excluded.rules, 'config', NULL)`
     })
 
     /** Stops syncing the district. Its roster rows and history stay (erasure is a separate, explicit act). */

@@ -1,3 +1,4 @@
+import { defaultRules } from "../../src/Domain/DistrictRules.ts"
 import { Chunk, Effect, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
@@ -26,6 +27,7 @@ export const csvDistrict = (path: string) =>
     name: "Provider test",
     provider: "oneroster-csv",
     timezone: "UTC",
+    rules: defaultRules,
     settings: { path },
     origin: "cli"
   })

@@ -1,3 +1,4 @@
+import { defaultRules } from "../../src/Domain/DistrictRules.ts"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Fiber, Layer, TestClock } from "effect"
 import { ConfigFile } from "../../src/Config/ConfigFile.ts"
@@ -26,7 +27,7 @@ const fakeStore = (district: string, nextRunAt: Map<string, Date>) =>
   Layer.succeed(
     RosterStore,
     RosterStore.make({
-      listDistricts: () => Effect.succeed([new District({ id: district as DistrictId, name: district, provider: "oneroster-csv", timezone: "UTC", settings: {}, origin: "cli" })]),
+      listDistricts: () => Effect.succeed([new District({ id: district as DistrictId, name: district, provider: "oneroster-csv", timezone: "UTC", settings: {}, rules: defaultRules, origin: "cli" })]),
       declareDistrict: () => Effect.void,
       setNextRunAt: (id: string, at: Date | null) => Effect.sync(() => void (at === null ? nextRunAt.delete(id) : nextRunAt.set(id, at)))
     } as unknown as RosterStore)

@@ -1,0 +1,32 @@
+import { Schema } from "effect"
+
+/**
+ * The district rules an operator may tune per district (`rules:` of a district in the
+ * config file, `rosterd district rules <id> --file`), stored in `districts.rules`. Every
+ * field has a default, so `{}` means "the defaults" and a district states only what
+ * differs. The rules themselves live in src/Reconcile/Rules and src/Accounts.
+ */
+
+/**
+ * Subjects the product is not used for (seed 001: "elective classes like P.E., Art,
+ * Chorus, and Band"). Matched case-insensitively as whole words or phrases.
+ */
+export const DEFAULT_EXCLUSIONS: ReadonlyArray<string> = ["physical education", "phys ed", "P.E.", "PE", "art", "chorus", "band"]
+
+export const ScopeRules = Schema.Struct({
+  /** Only sections of a current term (by the district's local date); a section with no known term dates is kept. */
+  currentTermsOnly: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** Words or phrases that exclude a section when found in its subjects or its course's subjects. */
+  excludeSubjects: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_EXCLUSIONS }),
+  /** Words or phrases that exclude a section when found in its title or its course's title. */
+  excludeTitles: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_EXCLUSIONS })
+})
+
+export const DistrictRules = Schema.Struct({
+  scope: Schema.optionalWith(ScopeRules, { default: () => Schema.decodeSync(ScopeRules)({}) }),
+  /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
+  coTeacherLimit: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 50)), { default: () => 9 })
+})
+export type DistrictRules = typeof DistrictRules.Type
+
+export const defaultRules: DistrictRules = Schema.decodeSync(DistrictRules)({})
