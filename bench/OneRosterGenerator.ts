@@ -16,7 +16,7 @@ import * as NodePath from "node:path"
 export interface GeneratorOptions {
   readonly students: number
   readonly seed: string
-  /** The district's "today", for plausible birth dates and terms. */
+  /** The school year (its spring calendar year), for birth dates and terms; default: the current one. */
   readonly schoolYear?: number
   /** Students per school (default 500). */
   readonly schoolSize?: number
@@ -108,11 +108,14 @@ export const writeManifest = (dir: string, modes: Partial<Record<string, "bulk" 
   )
 }
 
+/** The school year (its spring calendar year) containing `now`: from August on, the next one. */
+export const currentSchoolYear = (now = new Date()) => (now.getUTCMonth() >= 7 ? now.getUTCFullYear() + 1 : now.getUTCFullYear())
+
 export const generateDistrict = (dir: string, options: GeneratorOptions): GeneratedCounts => {
   Fs.mkdirSync(dir, { recursive: true })
   const rand = random(options.seed)
   const pick = <A>(items: ReadonlyArray<A>) => items[Math.floor(rand() * items.length)]!
-  const year = options.schoolYear ?? 2027 // the school year 2026-27
+  const year = options.schoolYear ?? currentSchoolYear()
   const schoolSize = options.schoolSize ?? 500
   const domain = options.emailDomain ?? "district.example.org"
   const stamp = `${year - 1}-08-15T00:00:00Z`
@@ -129,7 +132,9 @@ export const generateDistrict = (dir: string, options: GeneratorOptions): Genera
 
   const counts = { schools: schoolCount, terms: 3, courses: 0, classes: 0, users: 0, students: 0, enrollments: 0, demographics: 0 }
   orgs.write(["org-district", "", stamp, "Generated Unified School District", "district", "GUSD", ""])
-  sessions.write(["term-year", "", stamp, `${year - 1}-${year} School Year`, "schoolYear", `${year - 1}-08-15`, `${year}-06-15`, "", year])
+  // The school year covers the whole calendar year, so generated classes (all on it) are
+  // always in the current term whatever the date; the semesters are there for realism.
+  sessions.write(["term-year", "", stamp, `${year - 1}-${year} School Year`, "schoolYear", `${year - 1}-08-01`, `${year}-07-31`, "", year])
   sessions.write(["term-fall", "", stamp, `Fall ${year - 1}`, "semester", `${year - 1}-08-15`, `${year - 1}-12-20`, "term-year", year])
   sessions.write(["term-spring", "", stamp, `Spring ${year}`, "semester", `${year}-01-05`, `${year}-06-15`, "term-year", year])
 
@@ -179,16 +184,21 @@ export const generateDistrict = (dir: string, options: GeneratorOptions): Genera
       const id = `cls-${pad(classNo)}`
       classIds.push(id)
       const course = courseIds[k % courseIds.length]!
-      const term = k % 2 === 0 ? "term-fall" : "term-spring"
-      classes.write([id, "", stamp, `${SUBJECTS[k % SUBJECTS.length]} - Period ${(k % 7) + 1}`, grades[k % grades.length]!, course, `K${pad(classNo)}`, "scheduled", `Room ${100 + (k % 40)}`, school, term, SUBJECTS[k % SUBJECTS.length]!, "", String((k % 7) + 1)])
+      const term = "term-year"
+      // Teacher i's j-th class is in period 2j + (i mod 2) + 1: a teacher never has two
+      // sections in one period, nor does a co-teacher (a neighbour, of the other parity).
+      const teacherIndex = k % teachers.length
+      const period = 2 * Math.floor(k / teachers.length) + (teacherIndex % 2) + 1
+      classes.write([id, "", stamp, `${SUBJECTS[k % SUBJECTS.length]} - Period ${period}`, grades[k % grades.length]!, course, `K${pad(classNo)}`, "scheduled", `Room ${100 + (k % 40)}`, school, term, SUBJECTS[k % SUBJECTS.length]!, "", String(period)])
       counts.classes++
-      const teacher = teachers[k % teachers.length]!
+      const teacher = teachers[teacherIndex]!
       enrollmentNo++
       enrollments.write([`enr-${pad(enrollmentNo, 8)}`, "", stamp, id, school, teacher, "teacher", "true", `${year - 1}-08-15`, `${year}-06-15`])
       counts.enrollments++
       if (k % 10 === 0 && teachers.length > 1) {
         enrollmentNo++
-        enrollments.write([`enr-${pad(enrollmentNo, 8)}`, "", stamp, id, school, teachers[(k + 1) % teachers.length]!, "teacher", "false", `${year - 1}-08-15`, `${year}-06-15`])
+        const coTeacher = teachers[teacherIndex + 1 < teachers.length ? teacherIndex + 1 : teacherIndex - 1]!
+        enrollments.write([`enr-${pad(enrollmentNo, 8)}`, "", stamp, id, school, coTeacher, "teacher", "false", `${year - 1}-08-15`, `${year}-06-15`])
         counts.enrollments++
       }
     }

@@ -22,6 +22,8 @@ export const ScopeRules = Schema.Struct({
   excludeTitles: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_EXCLUSIONS })
 })
 
+export type ScopeRules = typeof ScopeRules.Type
+
 export const DistrictRules = Schema.Struct({
   scope: Schema.optionalWith(ScopeRules, { default: () => Schema.decodeSync(ScopeRules)({}) }),
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */

@@ -31,6 +31,8 @@ export interface ApplyContext {
   readonly runId: number
   readonly districtId: string
   readonly rosterSource: RosterSource
+  /** The district's local date (YYYY-MM-DD): ages and current terms are judged on it. */
+  readonly today: string
 }
 
 interface ColumnValue {
@@ -74,16 +76,27 @@ export type BirthDates = FeedMode | null
 
 const keyedColumns = (kind: KeyedKind, birthDates: BirthDates): ReadonlyArray<ColumnValue> => {
   const plain = Entities[kind].columns.map((c) => ({ name: c.name, value: `s.${c.name}`, type: SQL_TYPES[c.type] }))
-  if (kind !== "users" || birthDates === null) return plain
-  return [...plain, {
-    name: "birth_date",
-    type: "date",
-    // A user whose demographics row is held (unreadable, or listed twice) keeps the stored date.
-    value: birthDates === "bulk"
-      ? "CASE WHEN hd.source_id IS NOT NULL THEN l.birth_date ELSE d.birth_date END"
-      : "CASE WHEN d.source_id IS NOT NULL AND hd.source_id IS NULL THEN d.birth_date ELSE l.birth_date END"
-  }]
+  if (kind !== "users") return plain
+  // A user whose demographics row is held (unreadable, or listed twice) keeps the stored date.
+  const birthDate = birthDates === null
+    ? "l.birth_date"
+    : birthDates === "bulk"
+    ? "CASE WHEN hd.source_id IS NOT NULL THEN l.birth_date ELSE d.birth_date END"
+    : "CASE WHEN d.source_id IS NOT NULL AND hd.source_id IS NULL THEN d.birth_date ELSE l.birth_date END"
+  return [
+    ...plain,
+    ...(birthDates === null ? [] : [{ name: "birth_date", type: "date", value: birthDate }]),
+    // Age rule: see Rules/People.ts (\$4 is the district's local date).
+    { name: "under_13", type: "boolean", value: underThirteen("s.roles", `(${birthDate})`, "$4::date") }
+  ]
 }
+
+/**
+ * Under 13 on the district's local date `today`: students only; a missing birth date
+ * counts as under 13 (seed 001: the stricter permissions are the safe default).
+ */
+export const underThirteen = (roles: string, birthDate: string, today: string) =>
+  `('student' = ANY (${roles}) AND (${birthDate} IS NULL OR ${birthDate} > ${today} - interval '13 years'))`
 
 /** DDL of the plan tables (temp, per run). */
 export const planDdl = (): string => {
@@ -118,13 +131,16 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
        LEFT JOIN (SELECT DISTINCT source_id FROM ${stageTable("demographics")} WHERE invalid AND source_id IS NOT NULL) hd
          ON hd.source_id = s.source_id`
       : ""
-    const params = [context.districtId, context.rosterSource, mode === "bulk"]
+    const params = kind === "users"
+      ? [context.districtId, context.rosterSource, mode === "bulk", context.today]
+      : [context.districtId, context.rosterSource, mode === "bulk"]
 
     const [raw] = yield* sql.unsafe<RawCounts>(
       `WITH held AS (SELECT DISTINCT source_id FROM ${stage} WHERE invalid AND source_id IS NOT NULL),
       diff AS MATERIALIZED (
         SELECT
           CASE
+            WHEN s.excluded IS NOT NULL THEN CASE WHEN l.active THEN 'deactivate' ELSE 'excluded' END
             WHEN s.status = 'active' THEN
               CASE WHEN l.id IS NULL THEN 'create'
                    WHEN NOT l.active OR l.roster_source <> $2::roster_source
@@ -134,7 +150,8 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
             WHEN s.status = 'tobedeleted' THEN CASE WHEN l.active THEN 'deactivate' END
             WHEN l.active AND $3 AND h.source_id IS NULL THEN 'deactivate'
           END AS action,
-          CASE WHEN s.status = 'tobedeleted' THEN 'tobedeleted' ELSE 'missing_from_source' END AS reason,
+          CASE WHEN s.excluded IS NOT NULL THEN s.excluded
+               WHEN s.status = 'tobedeleted' THEN 'tobedeleted' ELSE 'missing_from_source' END AS reason,
           l.id AS live_id, coalesce(s.source_id, l.source_id) AS source_id, s.line,
           ${columns.map((c) => `${c.value} AS ${c.name}`).join(", ")}
         FROM (SELECT * FROM ${stage} WHERE NOT invalid AND NOT shadowed) s
@@ -216,6 +233,7 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
             WHEN l.id IS NOT NULL AND (l.class_id IN (SELECT id FROM classes WHERE district_id = $1 AND NOT active)
                                        OR l.user_id IN (SELECT id FROM users WHERE district_id = $1 AND NOT active))
               THEN 'deactivate'
+            WHEN s.excluded IS NOT NULL THEN CASE WHEN l.id IS NOT NULL THEN 'deactivate' ELSE 'excluded' END
             WHEN s.status = 'active' THEN
               CASE WHEN l.id IS NULL THEN CASE WHEN c.id IS NULL OR u.id IS NULL THEN 'dangling' ELSE 'create' END
                    WHEN (${values.map((v) => `l.${v}`).join(", ")}, l.roster_source) IS DISTINCT FROM
@@ -228,6 +246,7 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
           CASE
             WHEN l.class_id IN (SELECT id FROM classes WHERE district_id = $1 AND NOT active) THEN 'class_removed'
             WHEN l.user_id IN (SELECT id FROM users WHERE district_id = $1 AND NOT active) THEN 'user_removed'
+            WHEN s.excluded IS NOT NULL THEN s.excluded
             WHEN s.status = 'tobedeleted' THEN 'tobedeleted'
             ELSE 'missing_from_source' END AS reason,
           l.id AS live_id, coalesce(l.class_id, c.id) AS class_id, coalesce(l.user_id, u.id) AS user_id,

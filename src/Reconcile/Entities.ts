@@ -1,4 +1,5 @@
 import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
+import { normalizeGrades } from "../Domain/Grades.ts"
 import type { CopyValue } from "../Store/Copy.ts"
 
 /**
@@ -85,7 +86,9 @@ export const Entities: { readonly [K in EntityKind]: EntitySpec<K> } = {
       col("grades", "text[]", (r) => r.grades),
       col("subjects", "text[]", (r) => r.subjects),
       col("subject_codes", "text[]", (r) => r.subjectCodes),
-      col("periods", "text[]", (r) => r.periods)
+      col("periods", "text[]", (r) => r.periods),
+      // Grade rule: PK, K, 1-12 or Other (see Domain/Grades.ts); the district's values stay in `grades`.
+      col("grade_levels", "text[]", (r) => normalizeGrades(r.grades))
     ]
   },
   users: {
@@ -103,7 +106,8 @@ export const Entities: { readonly [K in EntityKind]: EntitySpec<K> } = {
       col("identifier", "text", (r) => r.identifier),
       col("email", "text", (r) => r.email),
       col("org_source_ids", "text[]", (r) => r.orgSourceIds),
-      col("grades", "text[]", (r) => r.grades)
+      col("grades", "text[]", (r) => r.grades),
+      col("grade_levels", "text[]", (r) => normalizeGrades(r.grades))
     ]
   },
   demographics: {

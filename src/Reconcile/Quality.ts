@@ -9,7 +9,6 @@ import { insertFindings, quote } from "./Findings.ts"
  *
  * - `missing_email` — account linking is by district e-mail;
  * - `missing_birth_date` — a student without one counts as under 13;
- * - `no_primary_teacher` / `several_primary_teachers` — a class wants exactly one;
  * - `masked_pii` (error) — names or e-mails that are mostly blank, hashed-looking or one
  *   value repeated: the district (or ClassLink's shared fields / Data Guard) is hiding
  *   them, and e-mail linking cannot work. Reported as counts, never values.
@@ -80,22 +79,4 @@ export const checkQuality = (context: FindingsContext) =>
       }
     }
 
-    // Primary teachers, from the complete membership lists.
-    if (context.modes.enrollments === "bulk" && context.modes.classes === "bulk") {
-      yield* insertFindings(
-        context,
-        `WITH teachers AS (
-           SELECT class_source_id, count(*) FILTER (WHERE is_primary) AS primaries, count(*) AS total
-           FROM stage_enrollments WHERE NOT invalid AND NOT shadowed AND status = 'active' AND role = 'teacher'
-           GROUP BY class_source_id)
-         SELECT 'warning' AS severity,
-                CASE WHEN coalesce(t.primaries, 0) = 0 THEN 'no_primary_teacher' ELSE 'several_primary_teachers' END AS code,
-                'classes' AS entity, c.source_id, ${quote(context.files.classes ?? "classes")} AS file, c.line,
-                CASE WHEN t.total IS NULL THEN 'the class has no teacher'
-                     WHEN t.primaries = 0 THEN 'none of its ' || t.total || ' teachers is marked primary'
-                     ELSE t.primaries || ' teachers are marked primary' END AS detail
-         FROM stage_classes c LEFT JOIN teachers t ON t.class_source_id = c.source_id
-         WHERE NOT c.invalid AND NOT c.shadowed AND c.status = 'active' AND coalesce(t.primaries, 0) <> 1`
-      )
-    }
   }).pipe(Effect.withSpan("Quality.checkQuality"))

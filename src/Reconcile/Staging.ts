@@ -28,6 +28,9 @@ export const stagingDdl = (): string =>
     // Set by the checks on rows that repeat another (identical content, or the same
     // enrollment pair): the diff reads the kept row only.
     columns.push("shadowed boolean NOT NULL DEFAULT false")
+    // Set by the district rules (out of scope, over the co-teacher limit): the record is
+    // treated as removed from the source, with this as the reason (see Rules/).
+    columns.push("excluded text")
     return `DROP TABLE IF EXISTS pg_temp.${table};
 CREATE TEMP TABLE ${table} (
   line integer NOT NULL,

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Cause, Context, Effect, Exit, Option, Stream } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Option, Stream } from "effect"
 import * as Os from "node:os"
 import type { District } from "../Domain/District.ts"
 import { DistrictBusy } from "../Domain/Errors.ts"
@@ -10,12 +10,17 @@ import { RosterProvider } from "../Providers/RosterProvider.ts"
 import { rawClient } from "../Store/Copy.ts"
 import type { RunStatus } from "../Store/RosterStore.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { Activation } from "../Accounts/Activation.ts"
+import { linkAccounts, refreshStudentActivation } from "../Accounts/Linking.ts"
 import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
 import type { EntityCounts, RunCounts } from "./Counts.ts"
 import { emptyRunCounts } from "./Counts.ts"
 import { Entities, stageTable } from "./Entities.ts"
 import { checkStaged } from "./Findings.ts"
 import { checkQuality } from "./Quality.ts"
+import { recomputeAges, reportPeople } from "./Rules/People.ts"
+import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
+import { rankTeachers, reportClassesWithoutTeacher } from "./Rules/Teachers.ts"
 import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
 
 /**
@@ -50,6 +55,14 @@ export class SyncProgress extends Context.Reference<SyncProgress>()("rosterd/Syn
     phase: (_phase: "fetch" | "check" | "apply" | "done") => Effect.void
   })
 }) {}
+
+/**
+ * The district's local date (YYYY-MM-DD) from the Effect clock: ages and current terms are
+ * judged on it, and tests can move it.
+ */
+export const districtToday = (timezone: string) =>
+  Effect.map(Clock.currentTimeMillis, (now) =>
+    new Intl.DateTimeFormat("en-CA", { timeZone: timezone, year: "numeric", month: "2-digit", day: "2-digit" }).format(now))
 
 /** Advisory-lock namespace of district leases ("ROST"), the district id hashed into the second key. */
 const LEASE_NAMESPACE = 0x524f5354
@@ -91,6 +104,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
     const sql = yield* SqlClient.SqlClient
     const provider = yield* RosterProvider
     const store = yield* RosterStore
+    const activation = yield* Activation
 
     /** Stages every provided feed, in dependency order. */
     const stage = (snapshot: RosterSnapshot, client: ReturnType<typeof rawClient>) =>
@@ -117,8 +131,11 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         yield* sql.unsafe(`RESET default_statistics_target`)
       })
 
-    /** The transaction: checks, then the diff and apply of each kind in dependency order. */
-    const apply = (runId: number, district: District, snapshot: RosterSnapshot) =>
+    /**
+     * The transaction: checks, then the diff and apply of each kind in dependency order,
+     * with the district rules (src/Reconcile/Rules, src/Accounts) where they belong.
+     */
+    const apply = (runId: number, district: District, snapshot: RosterSnapshot, today: string) =>
       Effect.gen(function*() {
         const feeds = snapshot.feeds
         const modes = Object.fromEntries(EntityKinds.map((k) => [k, feeds[k]?.mode ?? null])) as {
@@ -127,35 +144,53 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         const files = Object.fromEntries(EntityKinds.map((k) => [k, feeds[k]?.name ?? null])) as {
           [K in EntityKind]: string | null
         }
+        // The lock triggers let this transaction's writes through (migrations/0002).
+        yield* sql.unsafe(`SELECT set_config('rosterd.writer', 'sync', true)`)
         // The diff joins whole sets: hash joins, and memory for them. Nested loops are
         // disabled because the planner's estimates for rows this transaction just wrote (a
         // new district's classes and users) can be off by orders of magnitude, and a nested
         // loop over a misestimated set is quadratic.
         yield* sql.unsafe(`SET LOCAL work_mem = '256MB'`)
         yield* sql.unsafe(`SET LOCAL enable_nestloop = off`)
-        yield* checkStaged({ runId, districtId: district.id, modes, files })
-        yield* checkQuality({ runId, districtId: district.id, modes, files })
+        const context = { runId, districtId: district.id, rosterSource: district.rosterSource, today, modes, files }
+        yield* checkStaged(context)
+        yield* checkQuality(context)
 
-        const context = { runId, districtId: district.id, rosterSource: district.rosterSource }
+        const rules = district.rules
         const counts: Record<keyof RunCounts, EntityCounts> = { ...emptyRunCounts }
         for (const kind of ["orgs", "terms", "courses", "classes", "users"] as const) {
           const mode = modes[kind]
+          if (kind === "classes" && mode !== null) yield* markOutOfScope(context, rules.scope)
           if (mode === null) continue
           const applied = yield* applyKeyed(kind, mode, context, kind === "users" ? modes.demographics : null)
           counts[countsKey[kind]] = applied
           // Keep statistics current after a large change (a first sync), for the statements that follow.
           if (applied.created + applied.deactivated > 5000) yield* sql.unsafe(`ANALYZE ${Entities[kind].table}`)
         }
+        if (modes.classes !== "bulk") {
+          const expired = yield* expireEndedTerms(context, rules.scope)
+          counts.classes = { ...counts.classes, deactivated: counts.classes.deactivated + expired }
+        }
         if (modes.users === null && modes.demographics !== null) {
           const updated = yield* applyBirthDatesOnly(context)
           counts.users = { ...counts.users, updated: counts.users.updated + updated }
         }
         if (modes.enrollments !== null) {
+          yield* skipOutOfScopeEnrollments(context)
+          yield* rankTeachers(context, rules.coTeacherLimit, modes.enrollments === "delta")
+          if (modes.enrollments === "bulk" && modes.classes === "bulk") yield* reportClassesWithoutTeacher(context)
           counts.enrollments = yield* applyEnrollments(modes.enrollments, context, files.enrollments ?? "enrollments")
         } else {
           const ended = yield* endOrphanedEnrollments(context)
           counts.enrollments = { ...counts.enrollments, deactivated: ended }
         }
+        const aged = yield* recomputeAges(context)
+        counts.users = { ...counts.users, updated: counts.users.updated + aged }
+
+        yield* linkAccounts(context)
+        yield* refreshStudentActivation(context)
+        yield* activation.issue({ districtId: district.id, replace: false })
+        yield* reportPeople(context)
         const [row] = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM findings WHERE run_id = ${runId}`
         return { counts: counts as RunCounts, findings: row!.n }
       })
@@ -247,8 +282,9 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             yield* Effect.annotateCurrentSpan({ "run.mode": snapshot.mode })
             yield* stage(snapshot, client)
             yield* progress.phase("apply")
+            const today = yield* districtToday(district.timezone)
             const applied = yield* sql.withTransaction(Effect.gen(function*() {
-              const result = yield* apply(runId, district, snapshot)
+              const result = yield* apply(runId, district, snapshot, today)
               if (snapshot.cursor !== undefined) yield* saveCursor(district.id, runId, snapshot.cursor)
               yield* finishRun(runId, "succeeded", {
                 ...(snapshot.notes?.length ? { notes: snapshot.notes.join("; ") } : {}),
@@ -292,5 +328,5 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
 
     return { run } as const
   }),
-  dependencies: [RosterStore.Default]
+  dependencies: [RosterStore.Default, Activation.Default]
 }) {}

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import {
   type Class, type Demographics, type Enrollment, type FakeOneRoster, fromOneRosterCsv, type OneRosterDistrict, type Org, start, type User
 } from "../support/FakeOneRoster/index.ts"
-import { generated, tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
+import { generated, smallDistrictTerm, tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 
 /**
  * Smoke tests of the fake OneRoster 1.1 REST server with plain fetch (no rosterd code):
@@ -103,7 +103,7 @@ describe("conversion of a OneRoster CSV set", () => {
     const ref = (table: string, sourcedId: string, type: string) => ({ href: `${API}/${table}/${sourcedId}`, sourcedId, type })
     expect(district.orgs.get("org-d")).toMatchObject({ status: "active", name: "Small District", type: "district", identifier: "", children: [ref("orgs", "org-s1", "org")] })
     expect(district.orgs.get("org-s1")!.parent).toEqual(ref("orgs", "org-d", "org"))
-    expect(district.academicSessions.get("term-1")).toMatchObject({ title: "2026-27", type: "schoolYear", startDate: "2026-08-15", endDate: "2027-06-15", schoolYear: "2027" })
+    expect(district.academicSessions.get("term-1")).toMatchObject({ type: "schoolYear", ...smallDistrictTerm() })
     expect(district.courses.get("crs-1")).toMatchObject({ title: "Math 7", schoolYear: ref("academicSessions", "term-1", "academicSession"), org: ref("orgs", "org-s1", "org") })
     expect(district.classes.get("cls-1")).toMatchObject({
       title: "Math 7 - P1", classType: "scheduled", course: ref("courses", "crs-1", "course"), school: ref("orgs", "org-s1", "org"),

@@ -83,7 +83,7 @@ const withSyncedDistrict = <A, E, R>(id: string, use: (dir: string) => Effect.Ef
     Effect.sync(() => tempDir(`rosterd-bad-${id}-`)),
     (tmp) =>
       Effect.gen(function*() {
-        writeSmallDistrict(tmp.dir)
+        writeSmallDistrict(tmp.dir, `${id}.example`)
         yield* addCsvDistrict(id, tmp.dir)
         const first = yield* syncNow(id)
         assert.strictEqual(first.status, "succeeded")
@@ -136,7 +136,7 @@ const expectFailedRun = (id: string, breakIt: (dir: string) => void, expected: {
       assert.lengthOf(yield* findingsOf(failed.id), 0)
 
       // Repaired, the district syncs again (lease released, no staging left behind) and nothing changed.
-      writeSmallDistrict(dir)
+      writeSmallDistrict(dir, `${id}.example`)
       const again = yield* syncNow(id)
       assert.strictEqual(again.status, "succeeded")
       assert.deepStrictEqual(again.counts.users, { created: 0, updated: 0, deactivated: 0, unchanged: 5 })

@@ -1,7 +1,7 @@
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
-import { generateDistrict, HEADERS, writeManifest } from "../../bench/OneRosterGenerator.ts"
+import { currentSchoolYear, generateDistrict, HEADERS, writeManifest } from "../../bench/OneRosterGenerator.ts"
 
 /** A temporary folder, removed by the returned function. */
 export const tempDir = (prefix = "rosterd-test-") => {
@@ -51,8 +51,19 @@ const splitCsvLine = (line: string): Array<string> => {
   return out
 }
 
-/** A small hand-made district: 1 school, 1 term, 2 classes, 2 teachers, 3 students. */
-export const writeSmallDistrict = (dir: string) => {
+/** The small district's one term: the current school year, August to July (so its classes are always current). */
+export const smallDistrictTerm = () => {
+  const year = currentSchoolYear()
+  return { title: `${year - 1}-${String(year).slice(2)}`, startDate: `${year - 1}-08-01`, endDate: `${year}-07-31`, schoolYear: String(year) }
+}
+
+/**
+ * A small hand-made district: 1 school, 1 term, 2 classes, 2 teachers, 3 students. Give
+ * districts sharing a database their own `emailDomain`: the same address in two districts
+ * is the same person to account linking (a review item).
+ */
+export const writeSmallDistrict = (dir: string, emailDomain = "small.example") => {
+  const term = smallDistrictTerm()
   Fs.mkdirSync(dir, { recursive: true })
   writeManifest(dir)
   writeCsv(dir, "orgs", [
@@ -60,7 +71,7 @@ export const writeSmallDistrict = (dir: string) => {
     { sourcedId: "org-s1", name: "Small School", type: "school", parentSourcedId: "org-d" }
   ])
   writeCsv(dir, "academicSessions", [
-    { sourcedId: "term-1", title: "2026-27", type: "schoolYear", startDate: "2026-08-15", endDate: "2027-06-15", schoolYear: "2027" }
+    { sourcedId: "term-1", type: "schoolYear", ...term }
   ])
   writeCsv(dir, "courses", [{ sourcedId: "crs-1", title: "Math 7", schoolYearSourcedId: "term-1", orgSourcedId: "org-s1" }])
   writeCsv(dir, "classes", [
@@ -68,11 +79,11 @@ export const writeSmallDistrict = (dir: string) => {
     { sourcedId: "cls-2", title: "Math 7 - P2", courseSourcedId: "crs-1", classType: "scheduled", schoolSourcedId: "org-s1", termSourcedIds: "term-1" }
   ])
   writeCsv(dir, "users", [
-    { sourcedId: "t-1", enabledUser: "true", orgSourcedIds: "org-s1", role: "teacher", givenName: "Tess", familyName: "One", email: "tess@small.example" },
-    { sourcedId: "t-2", enabledUser: "true", orgSourcedIds: "org-s1", role: "teacher", givenName: "Theo", familyName: "Two", email: "theo@small.example" },
-    { sourcedId: "s-1", enabledUser: "true", orgSourcedIds: "org-s1", role: "student", givenName: "Sam", familyName: "A", email: "sam@small.example", grades: "07" },
-    { sourcedId: "s-2", enabledUser: "true", orgSourcedIds: "org-s1", role: "student", givenName: "Sia", familyName: "B", email: "sia@small.example", grades: "07" },
-    { sourcedId: "s-3", enabledUser: "true", orgSourcedIds: "org-s1", role: "student", givenName: "Sol", familyName: "C", email: "sol@small.example", grades: "07" }
+    { sourcedId: "t-1", enabledUser: "true", orgSourcedIds: "org-s1", role: "teacher", givenName: "Tess", familyName: "One", email: `tess@${emailDomain}` },
+    { sourcedId: "t-2", enabledUser: "true", orgSourcedIds: "org-s1", role: "teacher", givenName: "Theo", familyName: "Two", email: `theo@${emailDomain}` },
+    { sourcedId: "s-1", enabledUser: "true", orgSourcedIds: "org-s1", role: "student", givenName: "Sam", familyName: "A", email: `sam@${emailDomain}`, grades: "07" },
+    { sourcedId: "s-2", enabledUser: "true", orgSourcedIds: "org-s1", role: "student", givenName: "Sia", familyName: "B", email: `sia@${emailDomain}`, grades: "07" },
+    { sourcedId: "s-3", enabledUser: "true", orgSourcedIds: "org-s1", role: "student", givenName: "Sol", familyName: "C", email: `sol@${emailDomain}`, grades: "07" }
   ])
   writeCsv(dir, "enrollments", [
     { sourcedId: "e-1", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "t-1", role: "teacher", primary: "true" },

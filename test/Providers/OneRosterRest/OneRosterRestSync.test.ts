@@ -6,7 +6,7 @@ import * as NodePath from "node:path"
 import type { DistrictId } from "../../../src/Domain/District.ts"
 import { Sync } from "../../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../../src/Store/RosterStore.ts"
-import { rosterFingerprint } from "../../support/Database.ts"
+import { findingCodesBesidesReviews, rosterFingerprint } from "../../support/Database.ts"
 import { type FakeOneRoster, fromOneRosterCsv, type OneRosterFaultRule, start } from "../../support/FakeOneRoster/index.ts"
 import { generated, readRows, tempDir } from "../../support/Fixtures.ts"
 import { syncTestLayer } from "../../support/Layers.ts"
@@ -112,7 +112,7 @@ layer(TestLayer, { timeout: "180 seconds", excludeTestServices: true })("OneRost
       assert.strictEqual(summary.counts.enrollments.created, readRows(fake.csv, "enrollments").length)
       assert.strictEqual(summary.counts.classes.created, readRows(fake.csv, "classes").length)
       assert.strictEqual(summary.counts.terms.created, readRows(fake.csv, "academicSessions").length)
-      assert.strictEqual(summary.findings, 0)
+      assert.deepStrictEqual(yield* findingCodesBesidesReviews(summary.runId), [])
       const userPages = fake.requests.filter((r) => r.path.includes("/users?"))
       assert.strictEqual(userPages.length, Math.ceil(csvUsers / 100))
       assert.isTrue(fake.requests.every((r) => r.status === 200))

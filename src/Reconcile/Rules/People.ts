@@ -1,0 +1,81 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import type { ApplyContext } from "../Apply.ts"
+import { underThirteen } from "../Apply.ts"
+import type { FindingsContext } from "../Findings.ts"
+import { insertFindings } from "../Findings.ts"
+
+/**
+ * Rules on people judged over the stored roster after each apply, so they hold for full
+ * and delta runs alike:
+ *
+ * - **Age** (seed 001): `under_13` from the birth date on the district's local date. The
+ *   diff sets it for the users a run touches; this pass catches birthdays — students turn
+ *   13 while nothing in the roster changes. Writes only the rows that change.
+ * - **Students with no class**: they stay pending (seed 001: "Students must be enrolled in
+ *   at least one section … to activate") and are reported.
+ * - **Duplicate periods**: a teacher with several sections in one period of one term (seed
+ *   001: "let your rostering specialist know if you anticipate more than one section per
+ *   class period for each teacher").
+ * - **Administrators attached only to a district office**: orgs with no classes, so they
+ *   would see no usage data (seed 001).
+ */
+
+/** Recomputes `under_13` for the district's users; returns how many changed. */
+export const recomputeAges = (context: ApplyContext) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const value = underThirteen("roles", "birth_date", "$2::date")
+    const [row] = yield* sql.unsafe<{ readonly n: number }>(
+      `WITH changed AS (
+         UPDATE users SET under_13 = ${value}, updated_at = now()
+         WHERE district_id = $1 AND under_13 IS DISTINCT FROM ${value}
+         RETURNING 1)
+       SELECT count(*)::int AS n FROM changed`,
+      [context.districtId, context.today]
+    )
+    return row?.n ?? 0
+  }).pipe(Effect.withSpan("People.recomputeAges"))
+
+/** Open enrollments in active classes: "enrolled" in the sense of the activation rule. */
+export const enrolledUsers = (districtId: string) =>
+  `(SELECT DISTINCT e.user_id FROM enrollments e JOIN classes c ON c.id = e.class_id AND c.active
+    WHERE e.district_id = ${districtId} AND e.ended_at IS NULL)`
+
+export const reportPeople = (context: FindingsContext) =>
+  Effect.gen(function*() {
+    yield* insertFindings(
+      context,
+      `SELECT 'warning' AS severity, 'student_without_class' AS code, 'users' AS entity, u.source_id, NULL AS file,
+              NULL::int AS line, 'enrolled in no class: the student stays pending until enrolled in one' AS detail
+       FROM users u
+       WHERE u.district_id = $2 AND u.active AND 'student' = ANY (u.roles) AND NOT 'teacher' = ANY (u.roles)
+         AND u.id NOT IN ${enrolledUsers("$2")}`
+    )
+    yield* insertFindings(
+      context,
+      `WITH taught AS (
+         SELECT e.user_source_id, c.source_id AS class_source_id, p.period, t.term
+         FROM enrollments e
+         JOIN classes c ON c.id = e.class_id AND c.active
+         CROSS JOIN LATERAL unnest(c.periods) AS p(period)
+         CROSS JOIN LATERAL unnest(CASE WHEN cardinality(c.term_source_ids) = 0 THEN ARRAY[''] ELSE c.term_source_ids END) AS t(term)
+         WHERE e.district_id = $2 AND e.ended_at IS NULL AND e.role = 'teacher')
+       SELECT 'info' AS severity, 'duplicate_period' AS code, 'users' AS entity, user_source_id AS source_id, NULL AS file,
+              NULL::int AS line,
+              count(DISTINCT class_source_id) || ' sections in period ' || period ||
+              CASE WHEN term = '' THEN '' ELSE ' of term ' || term END || ': ' ||
+              string_agg(DISTINCT class_source_id, ', ') AS detail
+       FROM taught GROUP BY user_source_id, term, period HAVING count(DISTINCT class_source_id) > 1`
+    )
+    yield* insertFindings(
+      context,
+      `SELECT 'warning' AS severity, 'admin_district_office_only' AS code, 'users' AS entity, u.source_id, NULL AS file,
+              NULL::int AS line,
+              'an administrator attached only to orgs without classes (a district office) would see no usage data' AS detail
+       FROM users u
+       WHERE u.district_id = $2 AND u.active AND u.roles && ARRAY['administrator', 'district_admin']
+         AND NOT EXISTS (SELECT 1 FROM classes c
+                         WHERE c.district_id = $2 AND c.active AND c.school_source_id = ANY (u.org_source_ids))`
+    )
+  }).pipe(Effect.withSpan("People.reportPeople"))

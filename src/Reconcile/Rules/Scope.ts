@@ -1,0 +1,117 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import type { ScopeRules } from "../../Domain/DistrictRules.ts"
+import type { ApplyContext } from "../Apply.ts"
+import type { FindingsContext } from "../Findings.ts"
+import { insertFindings, quote } from "../Findings.ts"
+
+/**
+ * Scope: which sections become classes (seed 001: "Please only share the current
+ * semester's classes"; "ensure that elective classes like P.E., Art, Chorus, and Band are
+ * not included").
+ *
+ * A staged section is excluded — never created, or deactivated if it exists — when its
+ * subjects (or its course's) match an excluded subject, when its title (or its course's)
+ * matches an excluded title, or, with `currentTermsOnly`, when none of its known terms
+ * contains the district's local date. A section with no terms, or whose terms we do not
+ * have, is kept: we cannot tell. Enrollments of excluded sections are not written.
+ *
+ * Exclusion reuses the diff: the staged row is marked `excluded` with the reason, and the
+ * diff treats it as removed from the source with that reason (Apply.ts).
+ */
+
+export const SCOPE_REASONS = ["excluded_subject", "excluded_title", "not_current_term"] as const
+
+const escapeRegex = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/\s+/g, "\\s+")
+
+/** One case-insensitive Postgres regex matching any of the words or phrases as whole words; null for none. */
+export const wholeWords = (phrases: ReadonlyArray<string>): string | null =>
+  phrases.length === 0 ? null : `(^|[^[:alnum:]])(${phrases.map(escapeRegex).join("|")})($|[^[:alnum:]])`
+
+/** "None of the class's known terms contains `today`" (and it has known terms). */
+const notCurrent = (termIds: string, today: string) =>
+  `(cardinality(${termIds}) > 0
+    AND EXISTS (SELECT 1 FROM terms t WHERE t.district_id = $1 AND t.active AND t.source_id = ANY (${termIds}))
+    AND NOT EXISTS (SELECT 1 FROM terms t WHERE t.district_id = $1 AND t.active AND t.source_id = ANY (${termIds})
+                      AND (t.start_date IS NULL OR t.start_date <= ${today}) AND (t.end_date IS NULL OR t.end_date >= ${today})))`
+
+/** Marks staged sections out of scope (after terms and courses are applied, before classes). */
+export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: ScopeRules) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const subjects = wholeWords(rules.excludeSubjects)
+    const titles = wholeWords(rules.excludeTitles)
+    yield* sql.unsafe(
+      `UPDATE stage_classes s SET excluded = x.reason
+       FROM (
+         SELECT s.ctid AS row,
+                CASE WHEN $2::text IS NOT NULL AND EXISTS (
+                            SELECT 1 FROM unnest(s.subjects || coalesce(c.subjects, '{}')) v WHERE v ~* $2) THEN 'excluded_subject'
+                     WHEN $3::text IS NOT NULL AND (s.title ~* $3 OR coalesce(c.title, '') ~* $3) THEN 'excluded_title'
+                     WHEN $4 AND ${notCurrent("s.term_source_ids", "$5::date")} THEN 'not_current_term'
+                END AS reason
+         FROM stage_classes s
+         LEFT JOIN courses c ON c.district_id = $1 AND c.source_id = s.course_source_id AND c.active
+         WHERE NOT s.invalid AND NOT s.shadowed AND s.status = 'active'
+       ) x
+       WHERE s.ctid = x.row AND x.reason IS NOT NULL`,
+      [context.districtId, subjects, titles, rules.currentTermsOnly, context.today]
+    )
+    yield* insertFindings(
+      context,
+      `SELECT 'info' AS severity, 'excluded_section' AS code, 'classes' AS entity, source_id,
+              ${quote(context.files.classes ?? "classes")} AS file, line,
+              CASE excluded
+                WHEN 'excluded_subject' THEN 'its subject is one the district excludes'
+                WHEN 'excluded_title' THEN 'its title names a subject the district excludes'
+                ELSE 'none of its terms is current' END || '; the section is not rostered' AS detail
+       FROM stage_classes WHERE excluded IS NOT NULL`
+    )
+  }).pipe(Effect.withSpan("Scope.markOutOfScope"))
+
+/**
+ * Classes not in this run's staged set whose terms have all ended (a delta run, or a run
+ * without a classes feed): deactivated, because a term can end while nothing in the roster
+ * changes. Returns how many.
+ */
+export const expireEndedTerms = (context: ApplyContext, rules: ScopeRules) =>
+  Effect.gen(function*() {
+    if (!rules.currentTermsOnly) return 0
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* sql.unsafe<{ readonly n: number }>(
+      `WITH expired AS (
+         UPDATE classes l SET active = false, deactivated_at = now(), updated_at = now(), deactivation_reason = 'not_current_term'
+         WHERE l.district_id = $1 AND l.active AND ${notCurrent("l.term_source_ids", "$2::date")}
+           AND NOT EXISTS (SELECT 1 FROM stage_classes s WHERE s.source_id = l.source_id AND NOT s.invalid)
+         RETURNING 1)
+       SELECT count(*)::int AS n FROM expired`,
+      [context.districtId, context.today]
+    )
+    return row?.n ?? 0
+  }).pipe(Effect.withSpan("Scope.expireEndedTerms"))
+
+/**
+ * Staged enrollments of sections out of scope (staged as excluded, or stored as
+ * deactivated for scope and not back in this run) are not written, and not reported as
+ * dangling: the section is out of scope, not missing.
+ */
+export const skipOutOfScopeEnrollments = (context: ApplyContext) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.out_of_scope`)
+    yield* sql.unsafe(
+      `CREATE TEMP TABLE out_of_scope AS
+         SELECT source_id FROM stage_classes WHERE excluded IS NOT NULL
+         UNION
+         SELECT l.source_id FROM classes l
+         WHERE l.district_id = $1 AND NOT l.active AND l.deactivation_reason IN (${SCOPE_REASONS.map(quote).join(", ")})
+           AND NOT EXISTS (SELECT 1 FROM stage_classes s WHERE s.source_id = l.source_id AND s.excluded IS NULL AND NOT s.invalid)`,
+      [context.districtId]
+    )
+    const [count] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM out_of_scope`)
+    if ((count?.n ?? 0) === 0) return
+    yield* sql.unsafe(
+      `UPDATE stage_enrollments e SET excluded = 'class_out_of_scope'
+       FROM out_of_scope o WHERE o.source_id = e.class_source_id AND e.excluded IS NULL AND NOT e.invalid`
+    )
+  }).pipe(Effect.withSpan("Scope.skipOutOfScopeEnrollments"))
