@@ -48,6 +48,7 @@ const PERSONAL = [
 
 const assertNoPersonalValues = (text: string, what: string) => {
   for (const value of PERSONAL) assert.notInclude(text, value, `${what} carries a personal value`)
+  assert.notMatch(text, /@[a-z0-9.-]+\.example/, `${what} carries an e-mail address`)
 }
 
 interface FindingRow {
