@@ -2,7 +2,9 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
+import YAML from "yaml"
 import { DistrictId, TimeZone } from "../Domain/District.ts"
+import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { InvalidDistrict } from "../Domain/Errors.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { json, table } from "./Output.ts"
@@ -36,7 +38,11 @@ const add = Command.make(
     ),
     pageSize: Options.integer("page-size").pipe(Options.withDescription("clever, oneroster-rest: records per page, 1-10000 (default 1000)"), Options.optional),
     name: Options.text("name").pipe(Options.withDescription("display name (default: the id)"), Options.optional),
-    timezone: Options.text("timezone").pipe(Options.withDescription("IANA time zone of the district (default UTC)"), Options.withDefault("UTC"))
+    timezone: Options.text("timezone").pipe(Options.withDescription("IANA time zone of the district (default UTC)"), Options.withDefault("UTC")),
+    rulesFile: Options.text("rules-file").pipe(
+      Options.withDescription("a YAML or JSON file of district rules (scope, co-teacher limit; see the README); default: the defaults"),
+      Options.optional
+    )
   },
   (args) =>
     Effect.gen(function*() {
@@ -52,13 +58,15 @@ const add = Command.make(
         : args.provider === "clever"
         ? yield* cleverSettings(args).pipe(Effect.mapError(invalid))
         : yield* oneRosterRestSettings(args).pipe(Effect.mapError(invalid))
+      const rules = Option.isSome(args.rulesFile) ? yield* readRules(args.rulesFile.value).pipe(Effect.mapError(invalid)) : {}
       const store = yield* RosterStore
       const district = yield* store.addDistrict({
         id,
         name: Option.getOrElse(args.name, () => id),
         provider: args.provider,
         timezone,
-        settings
+        settings,
+        rules
       })
       yield* Console.log(`added district ${district.id} (${district.provider}); sync it with: rosterd sync ${district.id}`)
     })
@@ -146,6 +154,47 @@ const oneRosterRestSettings = (args: {
     return Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined))
   })
 
+/** Reads and checks a rules file; returns the rules as written (defaults are filled in when read). */
+const readRules = (path: string) =>
+  Effect.gen(function*() {
+    const text = yield* Effect.try({
+      try: () => Fs.readFileSync(path, "utf8"),
+      catch: () => `cannot read the rules file ${path}`
+    })
+    const document = yield* Effect.try({
+      try: () => (YAML.parse(text) ?? {}) as unknown,
+      catch: (e) => `${path}: not YAML or JSON (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`
+    })
+    yield* Schema.decodeUnknown(DistrictRules)(document, { onExcessProperty: "error" }).pipe(
+      Effect.mapError((e) => `${path}: ${e.message.split("\n").slice(-2).join(" ").trim()}`)
+    )
+    return document as Record<string, unknown>
+  })
+
+const rules = Command.make(
+  "rules",
+  {
+    district: districtArg,
+    file: Options.text("file").pipe(Options.withDescription("replace the district's rules with this YAML or JSON file"), Options.optional),
+    json: jsonOption
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const store = yield* RosterStore
+      let district = yield* store.getDistrict(args.district)
+      if (Option.isSome(args.file)) {
+        if (district.origin === "config") {
+          return yield* new InvalidDistrict({ district: district.id, message: "its rules are declared in the config file: change them there" })
+        }
+        const written = yield* readRules(args.file.value).pipe(Effect.mapError((message) => new InvalidDistrict({ district: district.id, message })))
+        district = yield* store.setRules(district.id, written)
+        yield* Console.log(`rules of ${district.id} replaced; they apply from the next sync`)
+      }
+      if (args.json) return yield* json(district.rules)
+      yield* Console.log(YAML.stringify(district.rules).trimEnd())
+    })
+).pipe(Command.withDescription("show a district's rules (defaults filled in), or replace them with --file"))
+
 const list = Command.make("list", { json: jsonOption }, (args) =>
   Effect.gen(function*() {
     const districts = yield* Effect.flatMap(RosterStore, (store) => store.listDistricts())
@@ -175,5 +224,5 @@ const remove = Command.make("remove", { district: districtArg }, (args) =>
 
 export const districtCommand = Command.make("district").pipe(
   Command.withDescription("manage districts"),
-  Command.withSubcommands([add, list, show, remove])
+  Command.withSubcommands([add, list, show, rules, remove])
 )

@@ -138,6 +138,14 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
                 IS DISTINCT FROM (excluded.name, excluded.provider, excluded.timezone, excluded.settings, excluded.rules, 'config', NULL)`
     })
 
+    /** `district rules --file`: the operator's rules, as written. */
+    const setRules = Effect.fn("RosterStore.setRules")(function*(id: string, rules: Readonly<Record<string, unknown>>) {
+      const rows = yield* sql`UPDATE districts SET rules = ${JSON.stringify(rules)}::jsonb, updated_at = now()
+                              WHERE id = ${id} AND removed_at IS NULL RETURNING id`
+      if (rows.length === 0) return yield* new DistrictNotFound({ district: id })
+      return yield* getDistrict(id)
+    })
+
     /** Stops syncing the district. Its roster rows and history stay (erasure is a separate, explicit act). */
     const removeDistrict = Effect.fn("RosterStore.removeDistrict")(function*(id: string) {
       const rows = yield* sql`UPDATE districts SET removed_at = now(), next_run_at = NULL
@@ -219,6 +227,7 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
       addDistrict: (input: NewDistrict) => addDistrict(input).pipe(Effect.catchTag("SqlError", Effect.die)),
       declareDistrict: (input: NewDistrict) => Effect.orDie(declareDistrict(input)),
       removeDistrict: (id: string) => removeDistrict(id).pipe(Effect.catchTag("SqlError", Effect.die)),
+      setRules: (id: string, rules: Readonly<Record<string, unknown>>) => setRules(id, rules).pipe(Effect.catchTag("SqlError", Effect.die)),
       setNextRunAt,
       runs: (districtId: string, limit?: number) => Effect.orDie(runs(districtId, limit)),
       getRun: (runId: number) => Effect.orDie(getRun(runId)),
