@@ -13,13 +13,24 @@ import { Schema } from "effect"
  */
 export const DEFAULT_EXCLUSIONS: ReadonlyArray<string> = ["physical education", "phys ed", "P.E.", "PE", "art", "chorus", "band"]
 
+/**
+ * Clever gives a section only a category: these two hold the default subjects (and also
+ * health and general music — a district using the product there removes them).
+ */
+export const DEFAULT_EXCLUDED_CODES: ReadonlyArray<string> = ["PE and health", "arts and music"]
+
 export const ScopeRules = Schema.Struct({
   /** Only sections of a current term (by the district's local date); a section with no known term dates is kept. */
   currentTermsOnly: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   /** Words or phrases that exclude a section when found in its subjects or its course's subjects. */
   excludeSubjects: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_EXCLUSIONS }),
   /** Words or phrases that exclude a section when found in its title or its course's title. */
-  excludeTitles: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_EXCLUSIONS })
+  excludeTitles: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_EXCLUSIONS }),
+  /**
+   * Subject codes that exclude a section, matched whole (any case) against its and its
+   * course's subject codes: Clever's section categories, or SCED codes from OneRoster.
+   */
+  excludeSubjectCodes: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_EXCLUDED_CODES })
 })
 
 export type ScopeRules = typeof ScopeRules.Type

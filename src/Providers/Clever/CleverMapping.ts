@@ -105,8 +105,10 @@ export const sectionClass = (section: CleverSection, status: RecordStatus = "act
     courseSourceId: blank(section.course),
     termSourceIds: blank(section.term_id) === null ? [] : [section.term_id!.trim()],
     grades: grade === null ? [] : [grade],
-    subjects: blank(section.subject) === null ? [] : [section.subject!.trim()],
-    subjectCodes: [],
+    // Clever's `subject` is a category from a fixed list ("PE and health", "arts and music"…),
+    // not the district's wording: a code, matched by the scope rule's excludeSubjectCodes.
+    subjects: [],
+    subjectCodes: blank(section.subject) === null ? [] : [section.subject!.trim()],
     periods: blank(section.period) === null ? [] : [section.period!.trim()]
   }
 }

@@ -11,7 +11,8 @@ import { insertFindings, quote } from "../Findings.ts"
  * not included").
  *
  * A staged section is excluded — never created, or deactivated if it exists — when its
- * subjects (or its course's) match an excluded subject, when its title (or its course's)
+ * subjects (or its course's) match an excluded subject or its subject codes an excluded
+ * code (Clever's categories are codes), when its title (or its course's)
  * matches an excluded title, or, with `currentTermsOnly`, when none of its known terms
  * contains the district's local date. A section with no terms, or whose terms we do not
  * have, is kept: we cannot tell. Enrollments of excluded sections are not written.
@@ -48,6 +49,8 @@ export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: S
                 CASE WHEN $2::text IS NOT NULL AND EXISTS (
                             SELECT 1 FROM unnest(s.subjects || coalesce(c.subjects, '{}')) v WHERE v ~* $2) THEN 'excluded_subject'
                      WHEN $3::text IS NOT NULL AND (s.title ~* $3 OR coalesce(c.title, '') ~* $3) THEN 'excluded_title'
+                     WHEN EXISTS (SELECT 1 FROM unnest(s.subject_codes || coalesce(c.subject_codes, '{}')) v
+                                  WHERE lower(btrim(v)) = ANY ($6::text[])) THEN 'excluded_subject'
                      WHEN $4 AND ${notCurrent("s.term_source_ids", "$5::date")} THEN 'not_current_term'
                 END AS reason
          FROM stage_classes s
@@ -55,7 +58,7 @@ export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: S
          WHERE NOT s.invalid AND NOT s.shadowed AND s.status = 'active'
        ) x
        WHERE s.ctid = x.row AND x.reason IS NOT NULL`,
-      [context.districtId, subjects, titles, rules.currentTermsOnly, context.today]
+      [context.districtId, subjects, titles, rules.currentTermsOnly, context.today, rules.excludeSubjectCodes.map((c) => c.trim().toLowerCase())]
     )
     yield* insertFindings(
       context,
