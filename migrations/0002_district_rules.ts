@@ -334,6 +334,10 @@ export default Effect.gen(function*() {
         WHERE l.user_id = t.user_id;
       UPDATE activation_tokens a SET used_at = now() WHERE a.id = t.id;
       UPDATE activation_tokens a SET revoked_at = now() WHERE a.user_id = t.user_id AND a.id <> t.id AND a.used_at IS NULL AND a.revoked_at IS NULL;
+      -- Messages of the other tokens not sent yet would carry dead links.
+      UPDATE outbox o SET state = 'cancelled'
+        WHERE o.state = 'pending' AND o.idempotency_key IN (
+          SELECT 'teacher-activation:' || a.id FROM activation_tokens a WHERE a.user_id = t.user_id AND a.id <> t.id);
       user_id := t.user_id;
       RETURN NEXT;
     END $$;

@@ -44,8 +44,13 @@ export class Activation extends Effect.Service<Activation>()("rosterd/Activation
       const mail = activationMail(platform, district.name, ttlDays)
       const only = options.userIds === undefined ? null : options.userIds.map(Number)
       if (options.replace) {
-        yield* sql`UPDATE activation_tokens SET revoked_at = now()
-                   WHERE used_at IS NULL AND revoked_at IS NULL AND user_id = ANY (${only ?? []}::bigint[])`
+        // The replaced tokens' messages, if not sent yet, would carry a dead link: cancelled.
+        yield* sql`WITH revoked AS (
+                     UPDATE activation_tokens SET revoked_at = now()
+                     WHERE used_at IS NULL AND revoked_at IS NULL AND user_id = ANY (${only ?? []}::bigint[])
+                     RETURNING id)
+                   UPDATE outbox SET state = 'cancelled'
+                   WHERE state = 'pending' AND idempotency_key IN (SELECT 'teacher-activation:' || id FROM revoked)`
       }
       const [row] = yield* sql.unsafe<{ readonly issued: number }>(
         `WITH due AS MATERIALIZED (

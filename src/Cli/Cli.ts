@@ -1,13 +1,21 @@
 import { Command } from "@effect/cli"
 import { Config, ConfigError, Console, Effect, Either, Layer, Logger, LogLevel } from "effect"
+import { Accounts } from "../Accounts/Accounts.ts"
+import { Activation } from "../Accounts/Activation.ts"
+import { Reviews } from "../Accounts/Reviews.ts"
 import { ConfigFile, ConfigProviderLive } from "../Config/ConfigFile.ts"
 import { HttpLive } from "../Http/Server.ts"
+import { SpoolMailerLive } from "../Mail/Mailer.ts"
+import { Outbox } from "../Mail/Outbox.ts"
 import { RosterProviderLive } from "../Providers/Providers.ts"
 import { Sync } from "../Reconcile/SyncRun.ts"
 import { DaemonLive } from "../Schedule/Daemon.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { DatabaseLive, migrate, SqlLive } from "../Store/Sql.ts"
+import { accountsCommand } from "./AccountCommands.ts"
+import { classCommand, Classes, userCommand } from "./ClassCommands.ts"
 import { districtCommand } from "./DistrictCommands.ts"
+import { Report, reportCommand } from "./ReportCommand.ts"
 import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
 
 /**
@@ -50,9 +58,19 @@ const AppLive = Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
 
 const CommandLive = AppLive.pipe(Layer.provideMerge(CommandLoggerLive), Layer.provide(ConfigLive))
 
+/**
+ * Accounts, reviews, teacher-made classes and the report, over the same migrated database.
+ * `Activation.Default` is provided here (and in the services' own dependencies): review
+ * create and resend-activation queue activation e-mails in their transactions.
+ */
+const AccountsCommandLive = Layer.mergeAll(Accounts.Default, Reviews.Default, Activation.Default, Classes.Default, Report.Default).pipe(
+  Layer.provideMerge(CommandLive)
+)
+
 const daemon = Command.make("daemon", {}, () =>
   Effect.never.pipe(Effect.provide(
     Layer.mergeAll(HttpLive, DaemonLive).pipe(
+      Layer.provide(Outbox.Default.pipe(Layer.provide(SpoolMailerLive))),
       Layer.provide(AppLive),
       Layer.provide(DaemonLoggerLive),
       Layer.provide(ConfigLive)
@@ -75,6 +93,10 @@ const root = Command.make("rosterd").pipe(
     statusCommand.pipe(Command.provide(CommandLive)),
     runsCommand.pipe(Command.provide(CommandLive)),
     districtCommand.pipe(Command.provide(CommandLive)),
+    accountsCommand.pipe(Command.provide(AccountsCommandLive)),
+    classCommand.pipe(Command.provide(AccountsCommandLive)),
+    userCommand.pipe(Command.provide(AccountsCommandLive)),
+    reportCommand.pipe(Command.provide(AccountsCommandLive)),
     migrateCommand
   ])
 )

@@ -1,5 +1,6 @@
 import { Clock, Config, Duration, Effect, FiberMap, Layer, Schedule } from "effect"
 import { declaredDistricts } from "../Config/Districts.ts"
+import { Outbox } from "../Mail/Outbox.ts"
 import { Sync } from "../Reconcile/SyncRun.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 
@@ -15,6 +16,10 @@ import { RosterStore } from "../Store/RosterStore.ts"
  *
  * Another process holding a district's lease (`DistrictBusy`) is not a failure: that
  * district is simply being synced elsewhere right now.
+ *
+ * The daemon also delivers the outbox (`Outbox.run`, forked for its lifetime): mail implied
+ * by syncs goes out every `rosterd.mail.pollSeconds`. Every replica runs it; rows are
+ * claimed with `FOR UPDATE SKIP LOCKED`, so no message is sent by two at once.
  */
 
 export const SyncScheduleConfig = Config.all({
@@ -35,6 +40,7 @@ export const DaemonLive = Layer.scopedDiscard(
     const config = yield* SyncScheduleConfig
     const store = yield* RosterStore
     const sync = yield* Sync
+    const outbox = yield* Outbox
     const permits = yield* Effect.makeSemaphore(Math.max(1, config.concurrency))
     const loops = yield* FiberMap.make<string>()
 
@@ -93,5 +99,6 @@ export const DaemonLive = Layer.scopedDiscard(
       Effect.annotateLogs({ interval: Duration.format(config.interval), concurrency: config.concurrency })
     )
     yield* reconcileLoops.pipe(Effect.repeat(Schedule.spaced(config.refresh)), Effect.forkScoped)
+    yield* Effect.forkScoped(outbox.run)
   })
 )

@@ -4,6 +4,7 @@ import { ConfigProvider, Effect, Fiber, Layer, TestClock } from "effect"
 import { ConfigFile } from "../../src/Config/ConfigFile.ts"
 import { District, type DistrictId } from "../../src/Domain/District.ts"
 import { ProviderError } from "../../src/Domain/Errors.ts"
+import { Outbox } from "../../src/Mail/Outbox.ts"
 import { emptyRunCounts } from "../../src/Reconcile/Counts.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { DaemonLive } from "../../src/Schedule/Daemon.ts"
@@ -33,6 +34,12 @@ const fakeStore = (district: string, nextRunAt: Map<string, Date>) =>
     } as unknown as RosterStore)
   )
 
+/** The outbox loop is not under test here: a stand-in that idles. */
+const idleOutbox = Layer.succeed(
+  Outbox,
+  Outbox.make({ deliverDue: () => Effect.succeed({ sent: 0, failed: 0, retried: 0 }), run: Effect.never })
+)
+
 const withDaemon = (failures: number) => {
   const calls: Array<number> = []
   const nextRunAt = new Map<string, Date>()
@@ -53,7 +60,7 @@ const withDaemon = (failures: number) => {
     )
   )
   const daemon = DaemonLive.pipe(
-    Layer.provide(Layer.mergeAll(FakeSync, fakeStore("d", nextRunAt), ConfigFile.fromDocument({}))),
+    Layer.provide(Layer.mergeAll(FakeSync, fakeStore("d", nextRunAt), idleOutbox, ConfigFile.fromDocument({}))),
     Layer.provide(Layer.setConfigProvider(settings))
   )
   return { calls, daemon, nextRunAt }

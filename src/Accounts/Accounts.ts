@@ -1,0 +1,351 @@
+import { SqlClient, type SqlError } from "@effect/sql"
+import { parse } from "csv-parse"
+import { Effect, Option, Schema } from "effect"
+import * as Fs from "node:fs"
+import { csvSyntaxError } from "../Providers/OneRosterCsv/CsvFeed.ts"
+import { Activation } from "./Activation.ts"
+
+/**
+ * The platform's accounts as operators handle them: importing the platform's existing
+ * ("grassroots") accounts, adding an address, confirming an activation token, resending
+ * one, looking at an account. The review queue is in Reviews.ts.
+ *
+ * Nothing here prints, logs or puts into an error a name, an e-mail address, a birth date
+ * or a token: errors name files, lines, columns and ids.
+ */
+
+// ---------------------------------------------------------------- errors
+
+export class AccountsImportError extends Schema.TaggedError<AccountsImportError>()("AccountsImportError", {
+  file: Schema.String,
+  line: Schema.optional(Schema.Number),
+  problem: Schema.String
+}) {
+  override get message() {
+    return `${this.file}${this.line === undefined ? "" : ` line ${this.line}`}: ${this.problem}; nothing was imported`
+  }
+}
+
+export class InvalidEmail extends Schema.TaggedError<InvalidEmail>()("InvalidEmail", {}) {
+  override get message() {
+    return "the address is not a valid e-mail address (expected local@domain)"
+  }
+}
+
+export class AccountNotFound extends Schema.TaggedError<AccountNotFound>()("AccountNotFound", {
+  accountId: Schema.Number
+}) {
+  override get message() {
+    return `no account ${this.accountId}`
+  }
+}
+
+export class AccountMerged extends Schema.TaggedError<AccountMerged>()("AccountMerged", {
+  accountId: Schema.Number,
+  mergedInto: Schema.Number
+}) {
+  override get message() {
+    return `account ${this.accountId} was merged into account ${this.mergedInto}; use that account`
+  }
+}
+
+export class UserNotFound extends Schema.TaggedError<UserNotFound>()("UserNotFound", {
+  userId: Schema.Number
+}) {
+  override get message() {
+    return `no rostered user ${this.userId}`
+  }
+}
+
+export class NotPendingTeacher extends Schema.TaggedError<NotPendingTeacher>()("NotPendingTeacher", {
+  userId: Schema.Number,
+  why: Schema.String
+}) {
+  override get message() {
+    return `user ${this.userId} is not a teacher waiting for activation: ${this.why}`
+  }
+}
+
+/** `rosterd_confirm_activation` said no: RSTOK (the token) or RSLNK (the chosen account). */
+export class ActivationRefused extends Schema.TaggedError<ActivationRefused>()("ActivationRefused", {
+  code: Schema.Literal("RSTOK", "RSLNK"),
+  reason: Schema.String
+}) {
+  override get message() {
+    return this.code === "RSTOK" ? `activation refused: ${this.reason}` : `cannot link: ${this.reason}`
+  }
+}
+
+/**
+ * A lock of the database refused a write (SQLSTATE RSLCK): the message is the database's
+ * own, which names the rule (`rosterd rule synced_class_name: …`).
+ */
+export class Refused extends Schema.TaggedError<Refused>()("Refused", {
+  rule: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `refused: ${this.reason}`
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/** The Postgres error behind a SqlError (node-postgres' DatabaseError), when there is one. */
+export const pgErrorOf = (error: SqlError.SqlError): Option.Option<{ readonly code: string; readonly message: string }> => {
+  const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | undefined
+  return typeof cause === "object" && cause !== null && typeof cause.code === "string"
+    ? Option.some({ code: cause.code, message: typeof cause.message === "string" ? cause.message : "" })
+    : Option.none()
+}
+
+/** The `Refused` a failure stands for, when it is a lock refusal of the database (SQLSTATE RSLCK). */
+const lockRefusal = (error: unknown): Refused | undefined => {
+  if (typeof error !== "object" || error === null || (error as { _tag?: unknown })._tag !== "SqlError") return undefined
+  const pg = pgErrorOf(error as SqlError.SqlError)
+  if (Option.isNone(pg) || pg.value.code !== "RSLCK") return undefined
+  const rule = /^rosterd rule ([a-z_]+):/.exec(pg.value.message)?.[1] ?? "unknown"
+  return new Refused({ rule, reason: pg.value.message })
+}
+
+/** Turns the database's lock refusals (SQLSTATE RSLCK) into `Refused`; other failures pass unchanged. */
+export const refuseOnLock = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Refused, R> =>
+  Effect.catchIf(effect, (error) => lockRefusal(error) !== undefined, (error) => Effect.fail(lockRefusal(error)!))
+
+/** Loose on purpose (the platform decides what it accepts): one `@`, no spaces, a dot in the domain. */
+const EMAIL = /^[^\s@,;<>()"]+@[^\s@,;<>()"]+\.[^\s@,;<>()".]+$/
+
+export const isEmail = (text: string) => text.length <= 254 && EMAIL.test(text)
+
+// ---------------------------------------------------------------- CSV import
+
+export interface ImportCounts {
+  readonly rows: number
+  /** Distinct external ids in the file. */
+  readonly accounts: number
+  readonly accountsCreated: number
+  readonly addressesAdded: number
+}
+
+interface ImportRows {
+  readonly externalIds: Array<string>
+  readonly emails: Array<string | null>
+  readonly displayNames: Array<string | null>
+}
+
+const COLUMNS = ["external_id", "email", "display_name"] as const
+
+/**
+ * Reads the whole file into column arrays (one statement per column later, not per row).
+ * Any bad row fails the whole import with its line; cell values never reach a message.
+ */
+const readImportFile = (file: string) =>
+  Effect.tryPromise({
+    try: async (): Promise<ImportRows> => {
+      const fail = (problem: string, line?: number): never => {
+        throw new AccountsImportError({ file, problem, ...(line === undefined ? {} : { line }) })
+      }
+      if (!Fs.existsSync(file)) fail("the file does not exist")
+      if (!Fs.statSync(file).isFile()) fail("not a file")
+      const input = Fs.createReadStream(file)
+      const parser = input.pipe(parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true }))
+      input.on("error", (cause) => parser.destroy(cause))
+      const rows: ImportRows = { externalIds: [], emails: [], displayNames: [] }
+      let positions: Record<(typeof COLUMNS)[number], number> | undefined
+      let width = 0
+      for await (const { info, record } of parser as AsyncIterable<{ record: Array<string>; info: { lines: number } }>) {
+        const line = info.lines
+        if (positions === undefined) {
+          const names = record.map((name) => name.trim())
+          if (!names.includes("external_id")) {
+            const near = names.find((name) => name.toLowerCase().replace(/[\s-]/g, "_") === "external_id")
+            fail(`the header has no external_id column${near === undefined ? "" : ` (found "${near}": column names are lower case)`}`, line)
+          }
+          positions = {
+            external_id: names.indexOf("external_id"),
+            email: names.indexOf("email"),
+            display_name: names.indexOf("display_name")
+          }
+          width = names.length
+          continue
+        }
+        if (record.length !== width) fail(`${record.length} fields where the header has ${width}`, line)
+        const cell = (column: (typeof COLUMNS)[number]) => {
+          const at = positions![column]
+          const value = at === -1 ? "" : (record[at] ?? "").trim()
+          return value === "" ? null : value
+        }
+        const externalId = cell("external_id")
+        if (externalId === null) fail("external_id is empty", line)
+        const email = cell("email")
+        if (email !== null && !isEmail(email)) fail("the email is not a valid e-mail address", line)
+        rows.externalIds.push(externalId!)
+        rows.emails.push(email)
+        rows.displayNames.push(cell("display_name"))
+      }
+      if (positions === undefined) fail("the file is empty (no header row)")
+      return rows
+    },
+    catch: (cause) => {
+      if (cause instanceof AccountsImportError) return cause
+      const error = csvSyntaxError(cause, file)
+      return new AccountsImportError({ file, problem: error.message, ...(error.line === undefined ? {} : { line: error.line }) })
+    }
+  })
+
+// ---------------------------------------------------------------- the service
+
+export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const activation = yield* Activation
+
+    /**
+     * `accounts import`: all or nothing, in one transaction; idempotent (an existing
+     * external id is reused, an address it already has is skipped). Two set-based
+     * statements whatever the size of the file.
+     */
+    const importCsv = Effect.fn("Accounts.importCsv")(function*(file: string) {
+      const rows = yield* readImportFile(file)
+      const result = yield* sql.withTransaction(Effect.gen(function*() {
+        const [created] = yield* sql<{ readonly created: number }>`
+          WITH input AS (
+            SELECT * FROM unnest(${rows.externalIds}::text[], ${rows.displayNames}::text[]) WITH ORDINALITY AS r(external_id, display_name, n)
+          ),
+          firsts AS (
+            SELECT DISTINCT ON (external_id) external_id, display_name FROM input ORDER BY external_id, display_name IS NULL, n
+          ),
+          inserted AS (
+            INSERT INTO accounts (origin, external_id, display_name, state)
+            SELECT 'grassroots', external_id, display_name, 'active' FROM firsts
+            ON CONFLICT (external_id) DO NOTHING
+            RETURNING 1
+          )
+          SELECT count(*)::int AS created FROM inserted`
+        const [added] = yield* sql<{ readonly added: number }>`
+          WITH input AS (
+            SELECT external_id, btrim(email) AS email, lower(btrim(email)) AS email_key, n
+            FROM unnest(${rows.externalIds}::text[], ${rows.emails}::text[]) WITH ORDINALITY AS r(external_id, email, n)
+            WHERE email IS NOT NULL
+          ),
+          firsts AS (
+            SELECT DISTINCT ON (external_id, email_key) external_id, email, email_key FROM input ORDER BY external_id, email_key, n
+          ),
+          inserted AS (
+            INSERT INTO account_emails (account_id, email, email_key, added_by)
+            SELECT a.id, f.email, f.email_key, 'import' FROM firsts f JOIN accounts a ON a.external_id = f.external_id
+            ON CONFLICT (account_id, email_key) DO NOTHING
+            RETURNING 1
+          )
+          SELECT count(*)::int AS added FROM inserted`
+        return { accountsCreated: created?.created ?? 0, addressesAdded: added?.added ?? 0 }
+      }))
+      return {
+        rows: rows.externalIds.length,
+        accounts: new Set(rows.externalIds).size,
+        ...result
+      } satisfies ImportCounts
+    })
+
+    /** The account, locked for the rest of the transaction; merged accounts are refused. */
+    const lockUsableAccount = Effect.fn("Accounts.lockUsableAccount")(function*(accountId: number) {
+      const [account] = yield* sql<{ readonly id: number; readonly state: string; readonly mergedInto: number | null; readonly origin: string }>`
+        SELECT id, state, merged_into, origin FROM accounts WHERE id = ${accountId} FOR UPDATE`
+      if (account === undefined) return yield* new AccountNotFound({ accountId })
+      if (account.state === "merged") return yield* new AccountMerged({ accountId, mergedInto: account.mergedInto ?? 0 })
+      return account
+    })
+
+    /** `accounts add-email`: true when added, false when the account already had it. */
+    const addEmail = Effect.fn("Accounts.addEmail")(function*(accountId: number, email: string) {
+      const address = email.trim()
+      if (!isEmail(address)) return yield* new InvalidEmail()
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        yield* lockUsableAccount(accountId)
+        const inserted = yield* sql`
+          INSERT INTO account_emails (account_id, email, email_key, added_by)
+          VALUES (${accountId}, ${address}, lower(btrim(${address}::text)), 'operator')
+          ON CONFLICT (account_id, email_key) DO NOTHING
+          RETURNING 1`
+        return inserted.length === 1
+      }))
+    })
+
+    /** `accounts show`: never the addresses or the name, only how many addresses. */
+    const show = Effect.fn("Accounts.show")(function*(accountId: number) {
+      const [account] = yield* sql<{
+        readonly id: number
+        readonly origin: string
+        readonly state: string
+        readonly externalId: string | null
+        readonly districtId: string | null
+        readonly mergedInto: number | null
+        readonly createdAt: Date
+        readonly activatedAt: Date | null
+        readonly addresses: number
+      }>`
+        SELECT a.id, a.origin, a.state, a.external_id, a.district_id, a.merged_into, a.created_at, a.activated_at,
+               (SELECT count(*)::int FROM account_emails e WHERE e.account_id = a.id) AS addresses
+        FROM accounts a WHERE a.id = ${accountId}`
+      if (account === undefined) return yield* new AccountNotFound({ accountId })
+      const links = yield* sql<{
+        readonly userId: number
+        readonly districtId: string
+        readonly sourceId: string
+        readonly roles: ReadonlyArray<string>
+        readonly active: boolean
+        readonly method: string
+        readonly activation: string
+      }>`
+        SELECT l.user_id, u.district_id, u.source_id, u.roles, u.active, l.method, l.activation
+        FROM account_links l JOIN users u ON u.id = l.user_id
+        WHERE l.account_id = ${accountId} ORDER BY l.user_id`
+      return { ...account, links }
+    })
+
+    /** `accounts confirm`: the database function does the work (and the platform calls the same). */
+    const confirm = Effect.fn("Accounts.confirm")(function*(token: string, linkAccount: Option.Option<number>) {
+      const rows = yield* sql<{ readonly userId: number; readonly accountId: number; readonly outcome: "activated" | "linked" }>`
+        SELECT * FROM rosterd_confirm_activation(${token}, ${Option.getOrNull(linkAccount)}::bigint)`.pipe(
+        Effect.catchTag("SqlError", (error): Effect.Effect<never, ActivationRefused | SqlError.SqlError> => {
+          const pg = pgErrorOf(error)
+          if (Option.isSome(pg) && (pg.value.code === "RSTOK" || pg.value.code === "RSLNK")) {
+            return Effect.fail(new ActivationRefused({ code: pg.value.code, reason: pg.value.message.replace(/^rosterd: /, "") }))
+          }
+          return Effect.fail(error)
+        })
+      )
+      return rows[0]!
+    })
+
+    /** `accounts resend-activation`: revokes the teacher's unused tokens and queues a new one. */
+    const resendActivation = Effect.fn("Accounts.resendActivation")(function*(userId: number) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const [user] = yield* sql<{
+          readonly districtId: string
+          readonly roles: ReadonlyArray<string>
+          readonly active: boolean
+          readonly hasEmail: boolean
+          readonly activation: string | null
+        }>`
+          SELECT u.district_id, u.roles, u.active, (coalesce(btrim(u.email), '') <> '') AS has_email, l.activation
+          FROM users u LEFT JOIN account_links l ON l.user_id = u.id
+          WHERE u.id = ${userId}
+          FOR UPDATE OF u`
+        if (user === undefined) return yield* new UserNotFound({ userId })
+        const refuse = (why: string) => new NotPendingTeacher({ userId, why })
+        if (!user.roles.includes("teacher")) return yield* refuse("not a teacher")
+        if (!user.active) return yield* refuse("no longer active in the roster")
+        if (user.activation === null) return yield* refuse("not linked to an account yet (see `rosterd accounts review list`)")
+        if (user.activation !== "pending") return yield* refuse("already active")
+        if (!user.hasEmail) return yield* refuse("the roster gives no e-mail address, so no activation e-mail can be sent")
+        const issued = yield* activation.issue({ districtId: user.districtId, userIds: [userId], replace: true })
+        if (issued === 0) return yield* refuse("no activation could be issued")
+        return { districtId: user.districtId, issued }
+      }))
+    })
+
+    return { importCsv, addEmail, show, confirm, resendActivation, lockUsableAccount } as const
+  }),
+  dependencies: [Activation.Default]
+}) {}

@@ -1,0 +1,162 @@
+import { Args, Command, Options } from "@effect/cli"
+import { Console, Effect } from "effect"
+import { Accounts } from "../Accounts/Accounts.ts"
+import { Reviews } from "../Accounts/Reviews.ts"
+import { json, table, when } from "./Output.ts"
+
+/**
+ * `rosterd accounts …`: the platform's accounts and the review queue. Output carries ids,
+ * states and counts — never names, e-mail addresses or tokens.
+ */
+
+const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON"))
+const accountArg = Args.integer({ name: "account-id" }).pipe(Args.withDescription("the account id"))
+const reviewArg = Args.integer({ name: "review-id" }).pipe(Args.withDescription("the review id (see `rosterd accounts review list`)"))
+const byOption = Options.text("by").pipe(Options.withDescription("who resolves the review (recorded as resolved_by)"))
+
+const importCommand = Command.make(
+  "import",
+  { file: Args.text({ name: "csv" }).pipe(Args.withDescription("CSV with a header: external_id (required), email, display_name; one row per address")) },
+  (args) =>
+    Effect.gen(function*() {
+      const counts = yield* Effect.flatMap(Accounts, (accounts) => accounts.importCsv(args.file))
+      yield* Console.log(
+        `imported ${args.file}: ${counts.rows} rows, ${counts.accounts} accounts (${counts.accountsCreated} created, ` +
+          `${counts.accounts - counts.accountsCreated} already present), ${counts.addressesAdded} addresses added`
+      )
+    })
+).pipe(Command.withDescription("import the platform's existing (grassroots) accounts; all or nothing, safe to repeat"))
+
+const addEmail = Command.make(
+  "add-email",
+  { accountId: accountArg, email: Args.text({ name: "email" }).pipe(Args.withDescription("the address to add")) },
+  (args) =>
+    Effect.gen(function*() {
+      const added = yield* Effect.flatMap(Accounts, (accounts) => accounts.addEmail(args.accountId, args.email))
+      yield* Console.log(added ? `added the address to account ${args.accountId}` : `account ${args.accountId} already has that address`)
+    })
+).pipe(Command.withDescription("add an address to an account, so a later sync links the rostered user with that district address"))
+
+const list = Command.make(
+  "list",
+  {
+    district: Options.text("district").pipe(Options.withDescription("only this district"), Options.optional),
+    json: jsonOption
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const reviews = yield* Effect.flatMap(Reviews, (r) => r.list(args.district))
+      if (args.json) return yield* json(reviews.map((r) => ({ ...r, createdAt: r.createdAt.toISOString() })))
+      if (reviews.length === 0) return yield* Console.log("no open account reviews")
+      yield* Console.log(table(
+        ["review", "district", "user", "source id", "reason", "candidate accounts", "opened"],
+        reviews.map((r) => [r.id, r.district, r.userId, r.sourceId, r.reason, r.candidateAccountIds.join(" ") || "-", when(r.createdAt)])
+      ))
+    })
+).pipe(Command.withDescription("open account reviews (rostered users the sync could not link on its own)"))
+
+const link = Command.make(
+  "link",
+  {
+    reviewId: reviewArg,
+    account: Options.integer("account").pipe(Options.withDescription("the existing account to link the rostered user to")),
+    by: byOption
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const outcome = yield* Effect.flatMap(Reviews, (r) => r.link(args.reviewId, args.account, args.by))
+      yield* Console.log(
+        `review ${outcome.reviewId} resolved: user ${outcome.userId} linked to account ${outcome.accountId} (activation ${outcome.activation})` +
+          (outcome.movedFrom === null ? "" : `; pending account ${outcome.movedFrom} merged into it`)
+      )
+    })
+).pipe(Command.withDescription("resolve a review by linking the rostered user to an existing account"))
+
+const create = Command.make("create", { reviewId: reviewArg, by: byOption }, (args) =>
+  Effect.gen(function*() {
+    const outcome = yield* Effect.flatMap(Reviews, (r) => r.create(args.reviewId, args.by))
+    yield* Console.log(
+      `review ${outcome.reviewId} resolved: user ${outcome.userId} linked to new district account ${outcome.accountId} ` +
+        `(account ${outcome.accountState}, activation ${outcome.activation}` +
+        (outcome.student || outcome.activation === "active"
+          ? ")"
+          : outcome.activationMails > 0
+          ? "; activation e-mail queued)"
+          : "; no activation e-mail: the roster gives this user no address)")
+    )
+  })).pipe(Command.withDescription("resolve a review by creating a new district account for the rostered user"))
+
+const review = Command.make("review").pipe(
+  Command.withDescription("the account review queue"),
+  Command.withSubcommands([list, link, create])
+)
+
+const confirm = Command.make(
+  "confirm",
+  {
+    token: Args.text({ name: "token" }).pipe(Args.withDescription("the activation token from the teacher's e-mail")),
+    linkAccount: Options.integer("link-account").pipe(
+      Options.withDescription("link the teacher to this existing account instead (\"log into my existing account\")"),
+      Options.optional
+    )
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const result = yield* Effect.flatMap(Accounts, (accounts) => accounts.confirm(args.token, args.linkAccount))
+      yield* Console.log(
+        result.outcome === "linked"
+          ? `linked: user ${result.userId} is now linked to account ${result.accountId}, active`
+          : `activated: user ${result.userId}, account ${result.accountId}`
+      )
+    })
+).pipe(Command.withDescription("confirm a teacher's activation token, as the platform's confirmation page does"))
+
+const resend = Command.make("resend-activation", { userId: Args.integer({ name: "user-id" }).pipe(Args.withDescription("the teacher's rostered user id")) }, (args) =>
+  Effect.gen(function*() {
+    yield* Effect.flatMap(Accounts, (accounts) => accounts.resendActivation(args.userId))
+    yield* Console.log(`activation e-mail queued for user ${args.userId}; earlier activation links no longer work`)
+  })).pipe(Command.withDescription("send a pending teacher a new activation e-mail (earlier tokens stop working)"))
+
+const show = Command.make("show", { accountId: accountArg, json: jsonOption }, (args) =>
+  Effect.gen(function*() {
+    const account = yield* Effect.flatMap(Accounts, (accounts) => accounts.show(args.accountId))
+    const view = {
+      id: account.id,
+      origin: account.origin,
+      state: account.state,
+      externalId: account.externalId,
+      district: account.districtId,
+      mergedInto: account.mergedInto,
+      addresses: account.addresses,
+      createdAt: account.createdAt.toISOString(),
+      activatedAt: account.activatedAt === null ? null : account.activatedAt.toISOString(),
+      links: account.links.map((l) => ({
+        userId: l.userId,
+        district: l.districtId,
+        sourceId: l.sourceId,
+        roles: l.roles,
+        active: l.active,
+        method: l.method,
+        activation: l.activation
+      }))
+    }
+    if (args.json) return yield* json(view)
+    yield* Console.log(
+      `account ${view.id}: ${view.origin}, ${view.state}` +
+        (view.mergedInto === null ? "" : ` (merged into account ${view.mergedInto})`) +
+        (view.externalId === null ? "" : `, external id ${view.externalId}`) +
+        (view.district === null ? "" : `, district ${view.district}`) +
+        `, ${view.addresses} address${view.addresses === 1 ? "" : "es"}`
+    )
+    if (view.links.length === 0) return yield* Console.log("no linked rostered users")
+    yield* Console.log(table(
+      ["user", "district", "source id", "roles", "active", "linked by", "activation"],
+      view.links.map((l) => [l.userId, l.district, l.sourceId, l.roles.join(","), l.active ? "yes" : "no", l.method, l.activation])
+    ))
+  })).pipe(Command.withDescription("an account: origin, state, how many addresses, linked rostered users"))
+
+export const accountsCommand = Command.make("accounts").pipe(
+  Command.withDescription("the platform's accounts: import, addresses, reviews, activation"),
+  Command.withSubcommands([importCommand, addEmail, review, confirm, resend, show])
+)
+

@@ -1,0 +1,232 @@
+import { SqlClient } from "@effect/sql"
+import { Cause, Config, Duration, Effect, Exit, Option } from "effect"
+import { MailError, Mailer, type MailMessage } from "./Mailer.ts"
+
+/**
+ * Delivery of the outbox: rows written by other code (e.g. Accounts/Activation.ts) in the
+ * same transaction as the change implying them, sent afterwards through the `Mailer` port.
+ *
+ * **Claiming.** A short transaction picks due rows (`state = 'pending' AND next_attempt_at
+ * <= now()`) with `FOR UPDATE SKIP LOCKED` and, in the same statement, counts the attempt
+ * (`attempts + 1`) and moves `next_attempt_at` forward by a *lease*. Once it commits the
+ * rows are no longer due, so other replicas (or a concurrent call) skip them without any
+ * lock held during the sends; a replica whose claim overlaps sees them locked and skips
+ * them too. The lease is `limit × sendTimeout + 60 s`, longer than the whole batch can
+ * take, so a row is never due again while its claimer may still be sending it.
+ *
+ * **Delivery is at least once.** If the process dies after claiming, the rows become due
+ * again when the lease ends; if it dies between sending and recording, the message is sent
+ * again. The message id is `outbox-<id>`, stable across attempts, so a repeat replaces the
+ * spool file and collapses with the first copy in mail clients. Because the attempt is
+ * counted when claimed, a message that crashes the worker cannot loop forever: it reaches
+ * `maxAttempts` like any failing one. When the worker is interrupted (daemon shutdown),
+ * claimed rows it had not finished are handed back at once, their attempt uncounted.
+ *
+ * **Outcome.** Success: `state = 'sent'`, `sent_at`. Failure: `last_error` (the error with
+ * e-mail addresses removed: SMTP replies often quote the recipient) and `next_attempt_at =
+ * now() + min(retryMax, retryBase × 2^(attempts − 1))`, or `state = 'failed'` once
+ * `attempts` reaches `maxAttempts`. `last_error` is kept after a later success, as a trace.
+ *
+ * Logs carry outbox ids, kinds and attempt numbers only: never recipients, subjects or bodies.
+ *
+ * Config (`rosterd.mail.*`): `retryBaseSeconds` (30), `retryMaxSeconds` (3600), `maxAttempts`
+ * (10), `pollSeconds` (10, the `run` loop), `batchSize` (20, rows per `deliverDue`),
+ * `sendTimeoutSeconds` (30, one send; a timeout is a failed attempt).
+ */
+
+const mailConfig = <A>(config: Config.Config<A>) => config.pipe(Config.nested("mail"), Config.nested("rosterd"))
+
+const positive = (name: string, fallback: number) =>
+  mailConfig(Config.number(name).pipe(
+    Config.validate({ message: `${name} must be a positive number`, validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  ))
+
+const positiveInteger = (name: string, fallback: number) =>
+  mailConfig(Config.integer(name).pipe(
+    Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  ))
+
+export const OutboxConfig = Config.all({
+  retryBaseSeconds: positive("retryBaseSeconds", 30),
+  retryMaxSeconds: positive("retryMaxSeconds", 3600),
+  maxAttempts: positiveInteger("maxAttempts", 10),
+  pollSeconds: positive("pollSeconds", 10),
+  batchSize: positiveInteger("batchSize", 20),
+  sendTimeoutSeconds: positive("sendTimeoutSeconds", 30)
+})
+
+export interface DeliveryCounts {
+  /** Delivered to the Mailer and marked `sent`. */
+  readonly sent: number
+  /** Failed for the last allowed time: now `failed`. */
+  readonly failed: number
+  /** Failed, scheduled for another attempt. */
+  readonly retried: number
+}
+
+interface ClaimedRow {
+  readonly id: number
+  readonly kind: string
+  readonly recipient: string
+  readonly subject: string
+  readonly bodyText: string
+  readonly bodyHtml: string | null
+  readonly attempts: number
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/** An error text fit for `last_error`: no recipient, no e-mail address at all, bounded. */
+export const scrubError = (text: string, recipient: string): string => {
+  const trimmed = recipient.trim()
+  const withoutRecipient = trimmed === "" ? text : text.replace(new RegExp(escapeRegExp(trimmed), "gi"), "<recipient>")
+  const clean = withoutRecipient
+    .replace(/[^\s<>()[\]@,;:"']+@[^\s<>()[\]@,;:"']+/g, "<address>")
+    .replace(/[\r\n\t]+/g, " ")
+  return clean.length > 500 ? `${clean.slice(0, 499)}…` : clean
+}
+
+/** Delay before the next attempt after `attempts` failed ones (1-based), in seconds. */
+export const backoffSeconds = (attempts: number, baseSeconds: number, maxSeconds: number) =>
+  Math.min(maxSeconds, baseSeconds * 2 ** Math.max(0, attempts - 1))
+
+export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const mailer = yield* Mailer
+    const config = yield* OutboxConfig
+    const sendTimeout = Duration.seconds(config.sendTimeoutSeconds)
+
+    /** Claims up to `limit` due rows: one statement, its own short transaction. */
+    const claim = (limit: number) => {
+      const leaseSeconds = limit * config.sendTimeoutSeconds + 60
+      return sql.withTransaction(sql<ClaimedRow>`
+        WITH due AS (
+          SELECT id FROM outbox
+          WHERE state = 'pending' AND next_attempt_at <= now()
+          ORDER BY next_attempt_at, id
+          LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED
+        )
+        UPDATE outbox o
+        SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => ${leaseSeconds}::float8)
+        FROM due WHERE o.id = due.id
+        RETURNING o.id, o.kind, o.recipient, o.subject, o.body_text, o.body_html, o.attempts`).pipe(
+        Effect.map((rows) => [...rows].sort((a, b) => a.id - b.id))
+      )
+    }
+
+    const markSent = (row: ClaimedRow) =>
+      sql`UPDATE outbox SET state = 'sent', sent_at = now() WHERE id = ${row.id} AND state = 'pending'`
+
+    const markFailed = (row: ClaimedRow, error: string, final: boolean, delaySeconds: number) =>
+      final
+        ? sql`UPDATE outbox SET state = 'failed', last_error = ${error} WHERE id = ${row.id} AND state = 'pending'`
+        : sql`UPDATE outbox SET last_error = ${error}, next_attempt_at = now() + make_interval(secs => ${delaySeconds}::float8)
+              WHERE id = ${row.id} AND state = 'pending'`
+
+    /** Hands claimed rows back (interrupted before finishing them): due now, attempt uncounted. */
+    const release = (ids: ReadonlyArray<number>) =>
+      ids.length === 0 ? Effect.void : sql`
+        UPDATE outbox SET attempts = greatest(attempts - 1, 0), next_attempt_at = now()
+        WHERE id = ANY (${ids}::bigint[]) AND state = 'pending'`.pipe(
+        Effect.asVoid,
+        // Shutdown must not hang on an unreachable database: the lease covers that case.
+        Effect.timeout("5 seconds"),
+        Effect.catchAllCause((cause) => Effect.logWarning("could not hand back claimed outbox rows", cause))
+      )
+
+    const message = (row: ClaimedRow): MailMessage => ({
+      messageId: `outbox-${row.id}`,
+      to: row.recipient,
+      subject: row.subject,
+      text: row.bodyText,
+      ...(row.bodyHtml === null ? {} : { html: row.bodyHtml })
+    })
+
+    const errorText = (cause: Cause.Cause<MailError>) =>
+      Option.match(Cause.failureOption(cause), {
+        onNone: () => `unexpected: ${Cause.pretty(cause)}`,
+        onSome: (error) => error.message
+      })
+
+    /** Sends one claimed row and records the outcome. Once the send is over, recording it is not interrupted. */
+    const deliverOne = (row: ClaimedRow) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const exit = yield* restore(mailer.send(message(row)).pipe(
+            Effect.timeoutFail({
+              duration: sendTimeout,
+              onTimeout: () => new MailError({ messageId: `outbox-${row.id}`, message: `no answer within ${Duration.format(sendTimeout)}` })
+            })
+          )).pipe(Effect.exit)
+          if (Exit.isSuccess(exit)) {
+            yield* markSent(row)
+            yield* Effect.logInfo("outbox message sent")
+            return "sent" as const
+          }
+          if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
+          const error = scrubError(errorText(exit.cause), row.recipient)
+          const final = row.attempts >= config.maxAttempts
+          const delay = backoffSeconds(row.attempts, config.retryBaseSeconds, config.retryMaxSeconds)
+          yield* markFailed(row, error, final, delay)
+          const tag = Option.match(Cause.failureOption(exit.cause), { onNone: () => "Defect", onSome: (e) => e._tag })
+          if (final) {
+            yield* Effect.logError("outbox message failed for good").pipe(Effect.annotateLogs({ error: tag }))
+            return "failed" as const
+          }
+          yield* Effect.logWarning("outbox delivery failed, will retry").pipe(Effect.annotateLogs({ error: tag, retryInSeconds: delay }))
+          return "retried" as const
+        })
+      ).pipe(Effect.annotateLogs({ outboxId: row.id, kind: row.kind, attempt: row.attempts }))
+
+    /**
+     * Claims due rows (at most `limit`, default `batchSize`), sends them one by one and
+     * records each outcome. SQL failures are defects (the `run` loop logs them).
+     */
+    const deliverDue = Effect.fn("Outbox.deliverDue")(
+      function*(limit: number = config.batchSize) {
+        const counts = { sent: 0, failed: 0, retried: 0 }
+        if (!(limit > 0)) return counts as DeliveryCounts
+        const rows = yield* claim(Math.floor(limit))
+        yield* Effect.annotateCurrentSpan({ claimed: rows.length })
+        if (rows.length === 0) return counts as DeliveryCounts
+        const unfinished = new Set(rows.map((row) => row.id))
+        yield* Effect.forEach(rows, (row) =>
+          deliverOne(row).pipe(Effect.tap((outcome) =>
+            Effect.sync(() => {
+              counts[outcome]++
+              unfinished.delete(row.id)
+            })
+          )), { discard: true }).pipe(
+            Effect.onInterrupt(() => release([...unfinished]))
+          )
+        yield* Effect.annotateCurrentSpan(counts)
+        return counts as DeliveryCounts
+      },
+      Effect.orDie
+    )
+
+    /**
+     * Delivers forever: a batch, then another at once if the batch was full, else after
+     * `pollSeconds`. Never fails: an error is logged and the loop goes on.
+     */
+    const run: Effect.Effect<never> = Effect.gen(function*() {
+      yield* Effect.logInfo("outbox delivery started").pipe(
+        Effect.annotateLogs({ pollSeconds: config.pollSeconds, batchSize: config.batchSize })
+      )
+      while (true) {
+        const counts = yield* deliverDue().pipe(
+          Effect.map(Option.some),
+          Effect.catchAllCause((cause) => Effect.as(Effect.logError("outbox delivery failed, will try again", cause), Option.none()))
+        )
+        const full = Option.exists(counts, (c) => c.sent + c.failed + c.retried >= config.batchSize)
+        if (!full) yield* Effect.sleep(Duration.seconds(config.pollSeconds))
+      }
+    })
+
+    return { deliverDue, run } as const
+  })
+}) {}
