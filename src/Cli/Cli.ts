@@ -13,9 +13,11 @@ import { DaemonLive } from "../Schedule/Daemon.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { DatabaseLive, migrate, SqlLive } from "../Store/Sql.ts"
 import { accountsCommand } from "./AccountCommands.ts"
-import { classCommand, Classes, userCommand } from "./ClassCommands.ts"
+import { Classes } from "../Classes/Classes.ts"
+import { classCommand, userCommand } from "./ClassCommands.ts"
 import { districtCommand } from "./DistrictCommands.ts"
-import { Report, reportCommand } from "./ReportCommand.ts"
+import { Report } from "../Report/Report.ts"
+import { reportCommand } from "./ReportCommand.ts"
 import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
 
 /**

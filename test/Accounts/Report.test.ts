@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { byReportOrder, Report } from "../../src/Cli/ReportCommand.ts"
+import { byReportOrder, Report } from "../../src/Report/Report.ts"
 import { AccountsTestLayer, addCsvDistrict, insertRosteredUser, openReview } from "./support.ts"
 
 /**

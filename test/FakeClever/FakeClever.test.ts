@@ -3,7 +3,8 @@ import * as NodePath from "node:path"
 import { createInterface } from "node:readline"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { type CleverDistrict, type CleverEvent, type FakeClever, fromOneRosterCsv, type Section, start, type User } from "../support/FakeClever/index.ts"
-import { generated, tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
+import { currentSchoolYear } from "../../bench/OneRosterGenerator.ts"
+import { generated, smallDistrictTerm, tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 
 /**
  * Smoke tests of the fake Clever API with plain fetch (no rosterd code): the conversion of
@@ -48,7 +49,8 @@ describe("conversion of a OneRoster CSV set", () => {
     expect(district.district.name).toBe("Small District")
     expect(district.schools.all().map((s) => s.name)).toEqual(["Small School"])
     expect(district.schools.first()!.district).toBe(district.district.id)
-    expect(district.terms.all().map((t) => [t.name, t.start_date, t.end_date])).toEqual([["2026-27", "2026-08-15", "2027-06-15"]])
+    const term = smallDistrictTerm()
+    expect(district.terms.all().map((t) => [t.name, t.start_date, t.end_date])).toEqual([[term.title, term.startDate, term.endDate]])
     expect(district.courses.all().map((c) => c.name)).toEqual(["Math 7"])
     expect(district.sections.length).toBe(2)
     expect(district.users.length).toBe(5)
@@ -78,7 +80,10 @@ describe("conversion of a OneRoster CSV set", () => {
       const counts = generated(dir.dir, 300)
       const big = await fromOneRosterCsv(dir.dir)
       expect([big.schools.length, big.courses.length, big.sections.length, big.users.length]).toEqual([counts.schools, counts.courses, counts.classes, counts.users])
-      expect(big.terms.all().map((t) => t.name).sort()).toEqual(["Fall 2026", "Spring 2027"])
+      // Generated classes are all on the school year (see bench/OneRosterGenerator.ts).
+      const year = currentSchoolYear()
+      expect(big.terms.all().map((t) => t.name)).toContain(`${year - 1}-${year} School Year`)
+      expect(new Set(big.sections.all().map((s) => big.terms.get(s.term_id!)?.name))).toEqual(new Set([`${year - 1}-${year} School Year`]))
       const memberships = big.sections.all().reduce((n, s) => n + s.students.length + s.teachers.length, 0)
       expect(memberships).toBe(counts.enrollments)
       const coTaught = big.sections.all().filter((s) => s.teachers.length === 2)
