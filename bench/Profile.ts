@@ -59,7 +59,22 @@ export interface Step {
   readonly count: number
 }
 
-const OWNERS = new Set(["Staging.stageFeed", "Findings.checkStaged", "Apply.applyKeyed", "Apply.applyEnrollments"])
+/** Spans of the district rules and data-quality checks: each is one step of its own. */
+const RULES = new Set([
+  "Quality.checkQuality",
+  "Scope.markOutOfScope",
+  "Scope.expireEndedTerms",
+  "Scope.skipOutOfScopeEnrollments",
+  "Teachers.rankTeachers",
+  "Teachers.reportClassesWithoutTeacher",
+  "People.enrolledUsers",
+  "People.recomputeAges",
+  "People.reportPeople",
+  "Linking.linkAccounts",
+  "Linking.refreshStudentActivation",
+  "Activation.issue"
+])
+const OWNERS = new Set(["Staging.stageFeed", "Findings.checkStaged", "Apply.applyKeyed", "Apply.applyEnrollments", ...RULES])
 const TABLE_OF: Record<string, string> = {
   orgs: "schools",
   terms: "terms",
@@ -105,6 +120,10 @@ export const breakdown = (spans: Map<Tracer.AnySpan, SpanRecord>): { steps: Arra
         continue
       }
       if (parent.name === "Staging.stageFeed" || parent.name === "Findings.checkStaged") continue
+      if (RULES.has(parent.name)) {
+        add(`rule: ${parent.name}`, record)
+        continue
+      }
       const table = parent.name === "Apply.applyEnrollments" ? "enrollments" : TABLE_OF[String(parent.attributes.get("kind"))]
       const what = /^WITH held AS/.test(text) ? "diff (plan)" : /^WITH created AS/.test(text) ? "write" : "findings"
       add(`${table ?? "?"} ${what}`, record)

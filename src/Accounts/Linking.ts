@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import type { ApplyContext } from "../Reconcile/Apply.ts"
 import type { FindingsContext } from "../Reconcile/Findings.ts"
 import { insertFindings } from "../Reconcile/Findings.ts"
-import { enrolledUsers } from "../Reconcile/Rules/People.ts"
+import { ENROLLED } from "../Reconcile/Rules/People.ts"
 
 /**
  * Account linking and activation (seeds 001, 002), run in every sync's transaction after
@@ -69,7 +69,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext) =>
               CASE WHEN NOT shared AND cardinality(candidate_ids) = 1 AND NOT taken THEN candidate_ids[1]
                    WHEN NOT shared AND cardinality(candidate_ids) = 0 THEN nextval(pg_get_serial_sequence('accounts', 'id'))
               END AS account_id,
-              user_id IN ${enrolledUsers("$1")} AS enrolled
+              user_id IN ${ENROLLED} AS enrolled
        FROM judged`,
       [district]
     )
@@ -143,14 +143,15 @@ const reportReviews = (context: ApplyContext & FindingsContext) =>
 
 /**
  * Students are active while enrolled in at least one active class (seed 001); their
- * account becomes active the first time. Writes only what changes.
+ * account becomes active the first time. Writes only what changes. (Run after
+ * `snapshotEnrolled`, like `linkAccounts`.)
  */
 export const refreshStudentActivation = (context: ApplyContext) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql.unsafe(
       `WITH wanted AS (
-         SELECT l.user_id, l.account_id, CASE WHEN u.id IN ${enrolledUsers("$1")} THEN 'active' ELSE 'pending' END AS activation
+         SELECT l.user_id, l.account_id, CASE WHEN u.id IN ${ENROLLED} THEN 'active' ELSE 'pending' END AS activation
          FROM account_links l JOIN users u ON u.id = l.user_id
          WHERE u.district_id = $1 AND 'student' = ANY (u.roles) AND NOT 'teacher' = ANY (u.roles)),
        changed AS (

@@ -18,7 +18,7 @@ import { emptyRunCounts } from "./Counts.ts"
 import { Entities, stageTable } from "./Entities.ts"
 import { checkStaged } from "./Findings.ts"
 import { checkQuality } from "./Quality.ts"
-import { recomputeAges, reportPeople } from "./Rules/People.ts"
+import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts"
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
 import { rankTeachers, reportClassesWithoutTeacher } from "./Rules/Teachers.ts"
 import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
@@ -187,6 +187,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         const aged = yield* recomputeAges(context)
         counts.users = { ...counts.users, updated: counts.users.updated + aged }
 
+        yield* snapshotEnrolled(context)
         yield* linkAccounts(context)
         yield* refreshStudentActivation(context)
         yield* activation.issue({ districtId: district.id, replace: false })

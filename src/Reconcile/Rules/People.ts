@@ -42,6 +42,22 @@ export const enrolledUsers = (districtId: string) =>
   `(SELECT DISTINCT e.user_id FROM enrollments e JOIN classes c ON c.id = e.class_id AND c.active
     WHERE e.district_id = ${districtId} AND e.ended_at IS NULL)`
 
+/** The run's enrolled users (after the apply), computed once: see `snapshotEnrolled`. */
+export const ENROLLED = `(SELECT user_id FROM pg_temp.enrolled_users)`
+
+/**
+ * The district's enrolled users as they stand after the apply, in a temp table: the
+ * activation, linking and no-class rules all ask, and one pass over a million enrollments
+ * is enough.
+ */
+export const snapshotEnrolled = (context: ApplyContext) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.enrolled_users`)
+    yield* sql.unsafe(`CREATE TEMP TABLE enrolled_users AS ${enrolledUsers("$1").slice(1, -1)}`, [context.districtId])
+    yield* sql.unsafe(`ANALYZE pg_temp.enrolled_users`)
+  }).pipe(Effect.withSpan("People.enrolledUsers"))
+
 export const reportPeople = (context: FindingsContext) =>
   Effect.gen(function*() {
     yield* insertFindings(
@@ -50,7 +66,7 @@ export const reportPeople = (context: FindingsContext) =>
               NULL::int AS line, 'enrolled in no class: the student stays pending until enrolled in one' AS detail
        FROM users u
        WHERE u.district_id = $2 AND u.active AND 'student' = ANY (u.roles) AND NOT 'teacher' = ANY (u.roles)
-         AND u.id NOT IN ${enrolledUsers("$2")}`
+         AND u.id NOT IN ${ENROLLED}`
     )
     yield* insertFindings(
       context,

@@ -97,4 +97,4 @@ export const reportClassesWithoutTeacher = (context: FindingsContext) =>
      WHERE NOT c.invalid AND NOT c.shadowed AND c.status = 'active' AND c.excluded IS NULL
        AND NOT EXISTS (SELECT 1 FROM stage_enrollments e
                        WHERE e.class_source_id = c.source_id AND e.role = 'teacher' AND e.status = 'active' AND NOT e.invalid)`
-  )
+  ).pipe(Effect.withSpan("Teachers.reportClassesWithoutTeacher"))
