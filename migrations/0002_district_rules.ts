@@ -146,7 +146,9 @@ export default Effect.gen(function*() {
            ELSE district_id IS NOT NULL AND source_id IS NOT NULL AND class_source_id IS NOT NULL AND user_source_id IS NOT NULL END);
     DROP INDEX enrollments_one_open_period;
     CREATE UNIQUE INDEX enrollments_one_open_period ON enrollments (class_id, user_id) WHERE ended_at IS NULL;
-    CREATE INDEX enrollments_by_district_open ON enrollments (district_id) WHERE ended_at IS NULL;
+    -- The rules read a district's open teacher memberships (periods, co-teachers): a few
+    -- percent of its enrollments.
+    CREATE INDEX enrollments_open_teachers ON enrollments (district_id) WHERE ended_at IS NULL AND role = 'teacher';
 
     -- Another product attached to a class (e.g. Google Classroom): teacher-made classes only.
     CREATE TABLE class_integrations (
