@@ -5,6 +5,7 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
+import { Report } from "../../src/Report/Report.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { readRows, tempDir, writeCsv } from "../support/Fixtures.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
@@ -268,5 +269,38 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("dis
       const again = yield* syncAt("office", MID_NOVEMBER)
       assert.lengthOf(yield* findings(again.runId, "admin_district_office_only"), 0)
       Fs.rmSync(NodePath.join(dir.dir), { recursive: true, force: true })
+    }))
+
+  it.effect("report: the last run's findings grouped by rule, rules first, with counts and source IDs, never names or addresses", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      writeRulesDistrict(dir.dir, { year: YEAR, emailDomain: "report.example" })
+      // Two teachers share an address: two review items.
+      writeCsv(dir.dir, "users", readRows(dir.dir, "users").map((u) => (u["sourcedId"] === "t-06" ? { ...u, email: "t-05@report.example" } : u)))
+      yield* addDistrict("report", dir.dir)
+      const run = yield* syncAt("report", MID_NOVEMBER)
+      const report = yield* Effect.flatMap(Report, (r) => r.make("report")).pipe(Effect.provide(Report.Default))
+      assert.strictEqual(report.run?.id, run.runId)
+      const codes = report.findings.map((g) => g.code)
+      assert.deepStrictEqual(codes, [
+        "missing_birth_date",
+        "student_without_class",
+        "co_teacher_limit",
+        "no_primary_teacher",
+        "several_primary_teachers",
+        "duplicate_period",
+        "excluded_section",
+        "account_review",
+        "admin_district_office_only"
+      ])
+      const group = (code: string) => report.findings.find((g) => g.code === code)!
+      assert.deepStrictEqual([...group("excluded_section").sourceIds].sort(), ["cls-band", "cls-old", "cls-pe"])
+      assert.strictEqual(group("excluded_section").count, 3)
+      assert.deepStrictEqual([...group("account_review").sourceIds].sort(), ["t-05", "t-06"])
+      assert.deepStrictEqual([...group("student_without_class").sourceIds].sort(), ["s-3", "s-5"])
+      assert.strictEqual(report.reviewQueue.open, 2)
+      const text = JSON.stringify(report)
+      assert.notMatch(text, /@|Given|Family/, "the report carries no names or addresses")
+      dir.remove()
     }))
 })
