@@ -1,6 +1,7 @@
 import { Migrator } from "@effect/sql"
 import roster from "./0001_roster.ts"
 import districtRules from "./0002_district_rules.ts"
+import safety from "./0003_safety.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -9,7 +10,8 @@ import districtRules from "./0002_district_rules.ts"
  */
 const all = {
   "0001_roster": roster,
-  "0002_district_rules": districtRules
+  "0002_district_rules": districtRules,
+  "0003_safety": safety
 }
 
 export const migrations = Migrator.fromRecord(all)

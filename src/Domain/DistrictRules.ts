@@ -35,10 +35,35 @@ export const ScopeRules = Schema.Struct({
 
 export type ScopeRules = typeof ScopeRules.Type
 
+/**
+ * The safety gate (see src/Reconcile/Gate.ts): when a run would change more than these
+ * allow, its destructive part is held for an operator. Per entity type (users per role).
+ */
+export const GateRules = Schema.Struct({
+  /** Hold deactivations of a type when they exceed this share of its active records… */
+  maxDeactivatePercent: Schema.optionalWith(Schema.Number.pipe(Schema.between(0, 100)), { default: () => 10 }),
+  /** …or this many records in one run. */
+  maxDeactivations: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 500 }),
+  /** Hold the updates of a type when they exceed this share of its active records. */
+  maxUpdatePercent: Schema.optionalWith(Schema.Number.pipe(Schema.between(0, 100)), { default: () => 75 }),
+  /**
+   * The percentages apply from this many records up: one record of three is not a mass
+   * change (an emptied type is always held, see below).
+   */
+  minRecords: Schema.optionalWith(Schema.Int.pipe(Schema.nonNegative()), { default: () => 10 }),
+  /** Hold the enrollment ends of a class of at least `classMinSize` losing this share or more. */
+  maxClassCutPercent: Schema.optionalWith(Schema.Number.pipe(Schema.between(0, 100)), { default: () => 50 }),
+  classMinSize: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 5 }),
+  /** Hold any run that would bring a non-empty type to zero active records. */
+  holdEmptying: Schema.optionalWith(Schema.Boolean, { default: () => true })
+})
+export type GateRules = typeof GateRules.Type
+
 export const DistrictRules = Schema.Struct({
   scope: Schema.optionalWith(ScopeRules, { default: () => Schema.decodeSync(ScopeRules)({}) }),
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
-  coTeacherLimit: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 50)), { default: () => 9 })
+  coTeacherLimit: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 50)), { default: () => 9 }),
+  gate: Schema.optionalWith(GateRules, { default: () => Schema.decodeSync(GateRules)({}) })
 })
 export type DistrictRules = typeof DistrictRules.Type
 

@@ -1,4 +1,5 @@
 import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import type { RosterSource } from "../Domain/District.ts"
 import type { FeedMode } from "../Providers/RosterProvider.ts"
@@ -74,7 +75,7 @@ export const planTable = (kind: KeyedKind | "enrollments") => `plan_${kind}`
  */
 export type BirthDates = FeedMode | null
 
-const keyedColumns = (kind: KeyedKind, birthDates: BirthDates): ReadonlyArray<ColumnValue> => {
+export const keyedColumns = (kind: KeyedKind, birthDates: BirthDates): ReadonlyArray<ColumnValue> => {
   const plain = Entities[kind].columns.map((c) => ({ name: c.name, value: `s.${c.name}`, type: SQL_TYPES[c.type] }))
   if (kind !== "users") return plain
   // A user whose demographics row is held (unreadable, or listed twice) keeps the stored date.
@@ -104,11 +105,13 @@ export const planDdl = (): string => {
     const columns = keyedColumns(kind, kind === "users" ? "bulk" : null).map((c) => `${c.name} ${c.type}`)
     return `DROP TABLE IF EXISTS pg_temp.${planTable(kind)};
 CREATE TEMP TABLE ${planTable(kind)} (action text NOT NULL, reason text, live_id bigint, source_id text NOT NULL, line integer,
+  held boolean NOT NULL DEFAULT false, rule text, fields text[],
   ${columns.join(", ")});`
   })
   return [...keyed, `DROP TABLE IF EXISTS pg_temp.${planTable("enrollments")};
 CREATE TEMP TABLE ${planTable("enrollments")} (action text NOT NULL, reason text, live_id bigint, class_id bigint, user_id bigint,
-  class_source_id text NOT NULL, user_source_id text NOT NULL, source_id text, line integer, role text, is_primary boolean,
+  class_source_id text NOT NULL, user_source_id text NOT NULL, source_id text, line integer,
+  held boolean NOT NULL DEFAULT false, rule text, fields text[], role text, is_primary boolean,
   school_source_id text, begin_date date, end_date date);`].join("\n")
 }
 
@@ -116,8 +119,31 @@ export const dropPlanDdl = (): string =>
   [...(["orgs", "terms", "courses", "classes", "users"] as const), "enrollments" as const]
     .map((kind) => `DROP TABLE IF EXISTS pg_temp.${planTable(kind)};`).join("\n")
 
+/** What the safety gate held back of a kind's plan (see Gate.ts). */
+export interface HeldCounts {
+  readonly deactivated: number
+  readonly updated: number
+}
+
+/** Judges a kind's plan between planning and writing, marking rows `held`; returns what it held. */
+export type GateHook = Effect.Effect<HeldCounts, SqlError, SqlClient.SqlClient>
+
+const noGate: GateHook = Effect.succeed({ deactivated: 0, updated: 0 })
+
+const applied = (raw: RawCounts | undefined, held: HeldCounts): EntityCounts => {
+  const counts = countsOf(raw)
+  return { ...counts, updated: counts.updated - held.updated, deactivated: counts.deactivated - held.deactivated }
+}
+
+/** Names the fields each planned update changes (for change lists and holds): update rows only. */
+const markChangedFields = (table: string, plan: string, names: ReadonlyArray<string>, active: string) =>
+  `UPDATE ${plan} p SET fields = array_remove(ARRAY[${active}${
+    names.map((n) => `CASE WHEN l.${n} IS DISTINCT FROM p.${n} THEN '${n}' END`).join(", ")
+  }], NULL)
+   FROM ${table} l WHERE p.action = 'update' AND l.id = p.live_id`
+
 /** Schools, terms, courses, classes, users: keyed by `(district_id, source_id)`. */
-export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContext, birthDates: BirthDates = null) =>
+export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContext, birthDates: BirthDates = null, gate: GateHook = noGate) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const table = Entities[kind].table!
@@ -167,6 +193,11 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
       params
     )
 
+    if ((raw?.updated ?? 0) > 0) {
+      yield* sql.unsafe(markChangedFields(table, plan, columns.map((c) => c.name), "CASE WHEN NOT l.active THEN 'active' END, "))
+    }
+    const held = (raw?.updated ?? 0) + (raw?.deactivated ?? 0) > 0 ? yield* gate : { deactivated: 0, updated: 0 }
+
     yield* sql.unsafe(
       `WITH created AS (
         INSERT INTO ${table} (district_id, source_id, roster_source, ${names})
@@ -176,14 +207,14 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
         UPDATE ${table} l
         SET (${names}, roster_source, active, deactivated_at, deactivation_reason, updated_at) =
             (${columns.map((c) => `p.${c.name}`).join(", ")}, $2::roster_source, true, NULL, NULL, now())
-        FROM ${plan} p WHERE p.action = 'update' AND l.id = p.live_id
+        FROM ${plan} p WHERE p.action = 'update' AND NOT p.held AND l.id = p.live_id
       )
       UPDATE ${table} l
       SET active = false, deactivated_at = now(), updated_at = now(), deactivation_reason = p.reason
-      FROM ${plan} p WHERE p.action = 'deactivate' AND l.id = p.live_id`,
+      FROM ${plan} p WHERE p.action = 'deactivate' AND NOT p.held AND l.id = p.live_id`,
       [context.districtId, context.rosterSource]
     )
-    return countsOf(raw)
+    return { counts: applied(raw, held), held }
   }).pipe(Effect.withSpan("Apply.applyKeyed", { attributes: { kind, mode } }))
 
 /**
@@ -206,7 +237,7 @@ export const applyBirthDatesOnly = (context: ApplyContext) =>
     return row!.updated
   })
 
-const ENROLLMENT_VALUES = ["source_id", "role", "is_primary", "school_source_id", "begin_date", "end_date"] as const
+export const ENROLLMENT_VALUES = ["source_id", "role", "is_primary", "school_source_id", "begin_date", "end_date"] as const
 
 /**
  * Enrollments: identity is the (class, user) pair, compared on source IDs (copied into the
@@ -216,7 +247,7 @@ const ENROLLMENT_VALUES = ["source_id", "role", "is_primary", "school_source_id"
  * for one pair were reduced to one by the checks. Each change of membership is a new
  * period: ending closes the open row, a later return opens a new one, so history is kept.
  */
-export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: string) =>
+export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: string, gate: GateHook = noGate) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const stage = stageTable("enrollments")
@@ -286,6 +317,9 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
       [context.runId, context.districtId, file]
     )
 
+    if ((raw?.updated ?? 0) > 0) yield* sql.unsafe(markChangedFields("enrollments", plan, values, ""))
+    const held = (raw?.updated ?? 0) + (raw?.deactivated ?? 0) > 0 ? yield* gate : { deactivated: 0, updated: 0 }
+
     yield* sql.unsafe(
       `WITH created AS (
         INSERT INTO enrollments (district_id, class_id, user_id, class_source_id, user_source_id, roster_source, ${values.join(", ")})
@@ -295,13 +329,13 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
       updated AS (
         UPDATE enrollments l
         SET (${values.join(", ")}, roster_source, updated_at) = (${values.map((v) => `p.${v}`).join(", ")}, $2::roster_source, now())
-        FROM ${plan} p WHERE p.action = 'update' AND l.id = p.live_id
+        FROM ${plan} p WHERE p.action = 'update' AND NOT p.held AND l.id = p.live_id
       )
       UPDATE enrollments l SET ended_at = now(), updated_at = now(), end_reason = p.reason
-      FROM ${plan} p WHERE p.action = 'deactivate' AND l.id = p.live_id`,
+      FROM ${plan} p WHERE p.action = 'deactivate' AND NOT p.held AND l.id = p.live_id`,
       [context.districtId, context.rosterSource]
     )
-    return countsOf(raw)
+    return { counts: applied(raw, held), held }
   }).pipe(Effect.withSpan("Apply.applyEnrollments", { attributes: { mode } }))
 
 /**

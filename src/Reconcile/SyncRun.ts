@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Cause, Clock, Context, Effect, Exit, Option, Stream } from "effect"
+import { Cause, Clock, Context, Data, Effect, Exit, Option, Stream } from "effect"
 import * as Os from "node:os"
 import type { District } from "../Domain/District.ts"
 import { DistrictBusy } from "../Domain/Errors.ts"
@@ -13,6 +13,12 @@ import { RosterStore } from "../Store/RosterStore.ts"
 import { Activation } from "../Accounts/Activation.ts"
 import { linkAccounts, refreshStudentActivation } from "../Accounts/Linking.ts"
 import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
+import type { HeldCounts } from "./Apply.ts"
+import type { ChangeGroup } from "./ChangeList.ts"
+import { changeList, recordChanges } from "./ChangeList.ts"
+import type { Tripped } from "./Gate.ts"
+import { gateEnrollments, gateKeyed } from "./Gate.ts"
+import { closePendingHold, recordHold } from "./Holds.ts"
 import type { EntityCounts, RunCounts } from "./Counts.ts"
 import { emptyRunCounts } from "./Counts.ts"
 import { Entities, stageTable } from "./Entities.ts"
@@ -41,12 +47,26 @@ export interface RunSummary {
   readonly district: string
   readonly status: RunStatus
   readonly mode: "full" | "delta"
+  /** What was applied (for a dry run: what would be). */
   readonly counts: RunCounts
   readonly findings: number
   readonly durationMs: number
   readonly source: string
   readonly notes: ReadonlyArray<string>
+  /** What the safety gate held back (not in `counts`), and why; null when nothing. */
+  readonly held: null | {
+    readonly tripped: ReadonlyArray<Tripped>
+    readonly counts: Readonly<Partial<Record<keyof RunCounts, HeldCounts>>>
+  }
+  /** A dry run's record-level change list. */
+  readonly changes?: ReadonlyArray<ChangeGroup>
 }
+
+/** Ends a dry run's transaction with a rollback, carrying what it would have done. */
+class DryRunRollback extends Data.TaggedError("DryRunRollback")<{
+  readonly result: { readonly counts: RunCounts; readonly findings: number; readonly held: RunSummary["held"]; readonly notes: ReadonlyArray<string> }
+  readonly changes: ReadonlyArray<ChangeGroup>
+}> {}
 
 /** Progress of a run, for a terminal. The default ignores it. */
 export class SyncProgress extends Context.Reference<SyncProgress>()("rosterd/SyncProgress", {
@@ -65,7 +85,7 @@ export const districtToday = (timezone: string) =>
     new Intl.DateTimeFormat("en-CA", { timeZone: timezone, year: "numeric", month: "2-digit", day: "2-digit" }).format(now))
 
 /** Advisory-lock namespace of district leases ("ROST"), the district id hashed into the second key. */
-const LEASE_NAMESPACE = 0x524f5354
+export const LEASE_NAMESPACE = 0x524f5354
 
 const countsKey: { readonly [K in Exclude<EntityKind, "demographics">]: keyof RunCounts } = {
   orgs: "schools",
@@ -158,18 +178,32 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
 
         const rules = district.rules
         const counts: Record<keyof RunCounts, EntityCounts> = { ...emptyRunCounts }
+        const tripped: Array<Tripped> = []
+        const held: Partial<Record<keyof RunCounts, HeldCounts>> = {}
+        const noteHeld = (key: keyof RunCounts, h: HeldCounts) => {
+          if (h.deactivated + h.updated > 0) held[key] = h
+        }
         for (const kind of ["orgs", "terms", "courses", "classes", "users"] as const) {
           const mode = modes[kind]
           if (kind === "classes" && mode !== null) yield* markOutOfScope(context, rules.scope)
           if (mode === null) continue
-          const applied = yield* applyKeyed(kind, mode, context, kind === "users" ? modes.demographics : null)
-          counts[countsKey[kind]] = applied
+          const result = yield* applyKeyed(
+            kind,
+            mode,
+            context,
+            kind === "users" ? modes.demographics : null,
+            gateKeyed(kind, context, rules.gate, tripped)
+          )
+          counts[countsKey[kind]] = result.counts
+          noteHeld(countsKey[kind], result.held)
           // Keep statistics current after a large change (a first sync), for the statements that follow.
-          if (applied.created + applied.deactivated > 5000) yield* sql.unsafe(`ANALYZE ${Entities[kind].table}`)
+          if (result.counts.created + result.counts.deactivated > 5000) yield* sql.unsafe(`ANALYZE ${Entities[kind].table}`)
         }
+        const notes: Array<string> = []
         if (modes.classes !== "bulk") {
-          const expired = yield* expireEndedTerms(context, rules.scope)
+          const { expired, note } = yield* expireEndedTerms(context, rules.scope, rules.gate)
           counts.classes = { ...counts.classes, deactivated: counts.classes.deactivated + expired }
+          if (note !== undefined) notes.push(note)
         }
         if (modes.users === null && modes.demographics !== null) {
           const updated = yield* applyBirthDatesOnly(context)
@@ -179,7 +213,14 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           yield* skipOutOfScopeEnrollments(context)
           yield* rankTeachers(context, rules.coTeacherLimit, modes.enrollments === "delta")
           if (modes.enrollments === "bulk" && modes.classes === "bulk") yield* reportClassesWithoutTeacher(context)
-          counts.enrollments = yield* applyEnrollments(modes.enrollments, context, files.enrollments ?? "enrollments")
+          const result = yield* applyEnrollments(
+            modes.enrollments,
+            context,
+            files.enrollments ?? "enrollments",
+            gateEnrollments(context, rules.gate, tripped)
+          )
+          counts.enrollments = result.counts
+          noteHeld("enrollments", result.held)
         } else {
           const ended = yield* endOrphanedEnrollments(context)
           counts.enrollments = { ...counts.enrollments, deactivated: ended }
@@ -192,8 +233,24 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         yield* refreshStudentActivation(context)
         yield* activation.issue({ districtId: district.id, replace: false })
         yield* reportPeople(context)
+
+        // The gate's verdict: a hold for what it kept back; an earlier pending hold closed.
+        const holding = Object.keys(held).length > 0
+        const closed = yield* closePendingHold(runId, district.id, { full: snapshot.mode === "full", holding })
+        if (closed !== undefined) notes.push(closed)
+        if (holding) {
+          yield* recordHold(runId, district.id, tripped)
+          notes.push(`held for an operator (rosterd holds show ${runId}): ${
+            tripped.map((t) => `${t.kind}${t.group === t.kind ? "" : ` (${t.group})`} ${t.rule} ${t.count} of ${t.of}`).join("; ")
+          }`)
+        }
         const [row] = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM findings WHERE run_id = ${runId}`
-        return { counts: counts as RunCounts, findings: row!.n }
+        return {
+          counts: counts as RunCounts,
+          findings: row!.n,
+          held: holding ? { tripped, counts: held } : null,
+          notes
+        }
       })
 
     const finishRun = (runId: number, status: RunStatus, fields: {
@@ -236,7 +293,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
 
     const run = Effect.fn("Sync.run")(function*(
       districtId: string,
-      options: { readonly request: SyncRequest; readonly trigger: string }
+      options: { readonly request: SyncRequest; readonly trigger: string; readonly dryRun?: boolean }
     ) {
       const district = yield* store.getDistrict(districtId)
       const progress = yield* SyncProgress
@@ -284,30 +341,43 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             yield* stage(snapshot, client)
             yield* progress.phase("apply")
             const today = yield* districtToday(district.timezone)
+            const summary = (status: RunStatus, result: DryRunRollback["result"], changes?: ReadonlyArray<ChangeGroup>): RunSummary => ({
+              runId,
+              district: district.id,
+              status,
+              mode: snapshot.mode,
+              counts: result.counts,
+              findings: result.findings,
+              durationMs: Date.now() - startedAt,
+              source: snapshot.description,
+              notes: [...(snapshot.notes ?? []), ...result.notes],
+              held: result.held,
+              ...(changes === undefined ? {} : { changes })
+            })
             const applied = yield* sql.withTransaction(Effect.gen(function*() {
               const result = yield* apply(runId, district, snapshot, today)
+              // A dry run: everything above ran for real inside this transaction; roll it back.
+              if (options.dryRun) return yield* new DryRunRollback({ result, changes: yield* changeList })
+              yield* recordChanges(runId, district.id)
               if (snapshot.cursor !== undefined) yield* saveCursor(district.id, runId, snapshot.cursor)
-              yield* finishRun(runId, "succeeded", {
-                ...(snapshot.notes?.length ? { notes: snapshot.notes.join("; ") } : {}),
+              const notes = [...(snapshot.notes ?? []), ...result.notes]
+              yield* finishRun(runId, result.held === null ? "succeeded" : "held", {
+                ...(notes.length > 0 ? { notes: notes.join("; ") } : {}),
                 mode: snapshot.mode,
                 counts: result.counts,
                 findings: result.findings,
                 source: snapshot.description
               })
-              return result
-            }))
+              return summary(result.held === null ? "succeeded" : "held", result)
+            })).pipe(
+              Effect.catchTag("DryRunRollback", (dry) =>
+                Effect.as(
+                  finishRun(runId, "dry-run", { mode: snapshot.mode, counts: dry.result.counts, source: snapshot.description, notes: "dry run: nothing was applied" }),
+                  summary("dry-run", dry.result, dry.changes)
+                ))
+            )
             yield* progress.phase("done")
-            return {
-              runId,
-              district: district.id,
-              status: "succeeded" as const,
-              mode: snapshot.mode,
-              counts: applied.counts,
-              findings: applied.findings,
-              durationMs: Date.now() - startedAt,
-              source: snapshot.description,
-              notes: snapshot.notes ?? []
-            } satisfies RunSummary
+            return applied
           }).pipe(Effect.scoped)
 
           return yield* work.pipe(

@@ -65,7 +65,7 @@ export class Report extends Effect.Service<Report>()("rosterd/Report", {
       // The last run that reached the apply step; without one, the latest run that has findings.
       const [run] = yield* sql<RunRow>`
         (SELECT id, status, mode, started_at, finished_at, 0 AS preference FROM sync_runs
-         WHERE district_id = ${district.id} AND status = 'succeeded' ORDER BY id DESC LIMIT 1)
+         WHERE district_id = ${district.id} AND status IN ('succeeded', 'held') ORDER BY id DESC LIMIT 1)
         UNION ALL
         (SELECT id, status, mode, started_at, finished_at, 1 FROM sync_runs r
          WHERE district_id = ${district.id} AND EXISTS (SELECT 1 FROM findings f WHERE f.run_id = r.id) ORDER BY id DESC LIMIT 1)

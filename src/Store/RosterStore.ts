@@ -13,7 +13,8 @@ import { emptyRunCounts, RunCounts } from "../Reconcile/Counts.ts"
  * defects, reported by the CLI and the daemon as such.
  */
 
-export const RunStatus = Schema.Literal("running", "succeeded", "failed", "held", "interrupted")
+/** `held`: applied, with a destructive part held for an operator (see Reconcile/Holds.ts); `dry-run`: applied nothing. */
+export const RunStatus = Schema.Literal("running", "succeeded", "failed", "held", "interrupted", "dry-run")
 export type RunStatus = typeof RunStatus.Type
 
 export class RunRecord extends Schema.Class<RunRecord>("RunRecord")({
@@ -188,8 +189,8 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
         readonly runId: number | null
       }>`
         SELECT d.id, d.name, d.provider, d.next_run_at,
-               (SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status = 'succeeded') AS last_success_at,
-               (SELECT max(id) FROM sync_runs r WHERE r.district_id = d.id) AS run_id
+               (SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status IN ('succeeded', 'held')) AS last_success_at,
+               (SELECT max(id) FROM sync_runs r WHERE r.district_id = d.id AND r.status <> 'dry-run') AS run_id
         FROM districts d
         WHERE d.removed_at IS NULL ${districtId === undefined ? sql`` : sql`AND d.id = ${districtId}`}
         ORDER BY d.id`

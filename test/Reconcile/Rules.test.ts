@@ -4,6 +4,7 @@ import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import type { DistrictId } from "../../src/Domain/District.ts"
+import { Holds } from "../../src/Reconcile/Holds.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { Report } from "../../src/Report/Report.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
@@ -100,18 +101,42 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("dis
       dir.remove()
     }))
 
-  it.effect("scope: when the term ends, a delta run deactivates its classes even though the roster did not change", () =>
+  it.effect("scope: when the term ends, a run deactivates its classes though the roster did not change (all of them: after review)", () =>
     Effect.gen(function*() {
       const dir = tempDir()
       writeRulesDistrict(dir.dir, { year: YEAR, emailDomain: "termend.example" })
       yield* addDistrict("termend", dir.dir)
       yield* syncAt("termend", MID_NOVEMBER)
       assert.isTrue((yield* classes("termend")).find((c) => c.sourceId === "cls-math-1")!.active)
+      // Every class of the district would go: the safety gate holds that for an operator.
       const run = yield* syncAt("termend", "2027-08-02T18:00:00Z", "delta")
+      assert.strictEqual(run.status, "held")
+      assert.deepStrictEqual(run.held?.counts.classes, { deactivated: 5, updated: 0 })
+      assert.lengthOf((yield* classes("termend")).filter((c) => c.active), 5)
+      const approved = yield* Effect.flatMap(Holds, (holds) => holds.approve(run.runId, "test", "new school year"))
+      assert.strictEqual(approved.applied["classes"], 5)
       const stored = yield* classes("termend")
       assert.deepStrictEqual(stored.filter((c) => c.active).map((c) => c.sourceId), [])
       assert.strictEqual(stored.find((c) => c.sourceId === "cls-math-1")!.deactivationReason, "not_current_term")
-      assert.strictEqual(run.counts.classes.deactivated, 5)
+      dir.remove()
+    }))
+
+  it.effect("scope: a class whose term ended is deactivated by a run that does not list it, under the gate", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      writeRulesDistrict(dir.dir, { year: YEAR, emailDomain: "termend2.example" })
+      const scope = { excludeSubjects: [], excludeTitles: [], excludeSubjectCodes: [] }
+      yield* addDistrict("termend2", dir.dir, { scope: { ...scope, currentTermsOnly: false } })
+      yield* syncAt("termend2", MID_NOVEMBER)
+      assert.isTrue((yield* classes("termend2")).find((c) => c.sourceId === "cls-old")!.active)
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`UPDATE districts SET rules = ${JSON.stringify({ scope })}::jsonb WHERE id = 'termend2'`
+      // A delta set listing no classes, in November: cls-old (one class of 8) expires.
+      writeCsv(dir.dir, "classes", [])
+      const run = yield* syncAt("termend2", MID_NOVEMBER, "delta")
+      assert.strictEqual(run.status, "succeeded")
+      const old = (yield* classes("termend2")).find((c) => c.sourceId === "cls-old")!
+      assert.deepStrictEqual([old.active, old.deactivationReason], [false, "not_current_term"])
       dir.remove()
     }))
 

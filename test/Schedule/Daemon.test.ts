@@ -54,7 +54,7 @@ const withDaemon = (failures: number) => {
             if (calls.length <= failures) {
               return yield* new ProviderError({ reason: "Unreachable", message: "the source is down" })
             }
-            return { runId: calls.length, district: district as DistrictId, status: "succeeded" as const, mode: "full" as const, counts: emptyRunCounts, findings: 0, durationMs: 1, source: "fake", notes: [] }
+            return { runId: calls.length, district: district as DistrictId, status: "succeeded" as const, mode: "full" as const, counts: emptyRunCounts, findings: 0, durationMs: 1, source: "fake", notes: [], held: null }
           })
       }) as unknown as Sync
     )

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
-import type { ScopeRules } from "../../Domain/DistrictRules.ts"
+import type { GateRules, ScopeRules } from "../../Domain/DistrictRules.ts"
 import type { ApplyContext } from "../Apply.ts"
 import type { FindingsContext } from "../Findings.ts"
 import { insertFindings, quote } from "../Findings.ts"
@@ -75,22 +75,35 @@ export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: S
 /**
  * Classes not in this run's staged set whose terms have all ended (a delta run, or a run
  * without a classes feed): deactivated, because a term can end while nothing in the roster
- * changes. Returns how many.
+ * changes. Like every deactivation, under the safety gate: when they trip it, none is
+ * deactivated here and the run says so (a full run then holds them for review). Returns
+ * how many were deactivated, and the note.
  */
-export const expireEndedTerms = (context: ApplyContext, rules: ScopeRules) =>
+export const expireEndedTerms = (context: ApplyContext, rules: ScopeRules, gate: GateRules) =>
   Effect.gen(function*() {
-    if (!rules.currentTermsOnly) return 0
+    if (!rules.currentTermsOnly) return { expired: 0, note: undefined }
     const sql = yield* SqlClient.SqlClient
-    const [row] = yield* sql.unsafe<{ readonly n: number }>(
-      `WITH expired AS (
-         UPDATE classes l SET active = false, deactivated_at = now(), updated_at = now(), deactivation_reason = 'not_current_term'
-         WHERE l.district_id = $1 AND l.active AND ${notCurrent("l.term_source_ids", "$2::date")}
-           AND NOT EXISTS (SELECT 1 FROM stage_classes s WHERE s.source_id = l.source_id AND NOT s.invalid)
-         RETURNING 1)
-       SELECT count(*)::int AS n FROM expired`,
+    const ended = `l.district_id = $1 AND l.active AND ${notCurrent("l.term_source_ids", "$2::date")}
+           AND NOT EXISTS (SELECT 1 FROM stage_classes s WHERE s.source_id = l.source_id AND NOT s.invalid)`
+    const [figures] = yield* sql.unsafe<{ readonly ended: number; readonly active: number }>(
+      `SELECT (SELECT count(*) FROM classes l WHERE ${ended})::int AS ended,
+              (SELECT count(*) FROM classes WHERE district_id = $1 AND active)::int AS active`,
       [context.districtId, context.today]
     )
-    return row?.n ?? 0
+    const n = figures?.ended ?? 0
+    if (n === 0) return { expired: 0, note: undefined }
+    const active = figures?.active ?? 0
+    const trips = n > gate.maxDeactivations || (n >= gate.minRecords && n * 100 > active * gate.maxDeactivatePercent) ||
+      (gate.holdEmptying && n >= active)
+    if (trips) {
+      return { expired: 0, note: `${n} of ${active} classes are in terms that have ended: too many to deactivate without review; a full run holds them` }
+    }
+    yield* sql.unsafe(
+      `UPDATE classes l SET active = false, deactivated_at = now(), updated_at = now(), deactivation_reason = 'not_current_term'
+       WHERE ${ended}`,
+      [context.districtId, context.today]
+    )
+    return { expired: n, note: undefined }
   }).pipe(Effect.withSpan("Scope.expireEndedTerms"))
 
 /**

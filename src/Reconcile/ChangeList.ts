@@ -1,0 +1,59 @@
+import { SqlClient } from "@effect/sql"
+import { Config, Effect } from "effect"
+import { planTable } from "./Apply.ts"
+import { Entities } from "./Entities.ts"
+
+/**
+ * The record-level change list of a run, from its plan tables: what it created, updated
+ * (with the names of the fields that changed — not their values) and deactivated, and
+ * what the gate held. Stored compactly in `run_changes` (one row per kind, action, reason,
+ * fields and held, with the source IDs as an array), printed by `rosterd runs --changes`
+ * and by `rosterd sync --dry-run --json`. Enrollments are named `class/user` by source IDs.
+ */
+
+export const PLAN_KINDS = ["orgs", "terms", "courses", "classes", "users", "enrollments"] as const
+export type PlanKind = (typeof PLAN_KINDS)[number]
+
+export const kindLabel = (kind: PlanKind) => (kind === "enrollments" ? "enrollments" : Entities[kind].label)
+
+/** The record identity a change list shows for a plan row. */
+export const planSourceId = (kind: PlanKind, alias = "p") =>
+  kind === "enrollments" ? `${alias}.class_source_id || '/' || ${alias}.user_source_id` : `${alias}.source_id`
+
+export interface ChangeGroup {
+  readonly kind: string
+  readonly action: "create" | "update" | "deactivate"
+  readonly reason: string | null
+  readonly fields: ReadonlyArray<string>
+  readonly held: boolean
+  readonly sourceIds: ReadonlyArray<string>
+}
+
+const groupsOf = (kind: PlanKind) =>
+  `SELECT '${kindLabel(kind)}' AS kind, action, CASE WHEN action = 'deactivate' THEN reason END AS reason,
+          coalesce(fields, '{}') AS fields, held, array_agg(${planSourceId(kind)}) AS source_ids
+   FROM ${planTable(kind)} p WHERE action IN ('create', 'update', 'deactivate')
+   GROUP BY action, CASE WHEN action = 'deactivate' THEN reason END, coalesce(fields, '{}'), held`
+
+/** The run's change list (inside the run's transaction, from its plan tables). */
+export const changeList = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql.unsafe<ChangeGroup>(PLAN_KINDS.map(groupsOf).join("\nUNION ALL\n"))
+  return rows
+})
+
+/** How long change lists are kept (`rosterd.changes.retentionDays`, default 90). */
+const retentionDays = Config.integer("retentionDays").pipe(Config.nested("changes"), Config.nested("rosterd"), Config.withDefault(90))
+
+/** Stores the run's change list, and prunes lists older than the retention period. */
+export const recordChanges = (runId: number, districtId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const days = yield* retentionDays.pipe(Effect.orDie)
+    yield* sql.unsafe(
+      `INSERT INTO run_changes (run_id, district_id, kind, action, reason, fields, held, source_ids)
+       SELECT $1, $2, kind, action, reason, fields, held, source_ids FROM (${PLAN_KINDS.map(groupsOf).join("\nUNION ALL\n")}) g`,
+      [runId, districtId]
+    )
+    yield* sql`DELETE FROM run_changes WHERE created_at < now() - make_interval(days => ${days})`
+  }).pipe(Effect.withSpan("ChangeList.recordChanges"))

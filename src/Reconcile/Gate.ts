@@ -1,0 +1,179 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import type { GateRules } from "../Domain/DistrictRules.ts"
+import type { ApplyContext, GateHook } from "./Apply.ts"
+import { planTable } from "./Apply.ts"
+import type { KeyedKind } from "./Entities.ts"
+import { Entities } from "./Entities.ts"
+
+/**
+ * The safety gate: the most common disaster of roster sync is a failed, empty or partial
+ * pull read as "everyone left". Between planning and writing each entity type, the gate
+ * compares what the plan would do with what the district has, per type (users per role):
+ *
+ * - deactivations over `maxDeactivations`, or over `maxDeactivatePercent` of the active
+ *   records (from `minRecords` up), or leaving a non-empty type with none (`holdEmptying`)
+ *   → the type's deactivations are held;
+ * - updates over `maxUpdatePercent` of the active records (from `minRecords` up) → its
+ *   updates are held;
+ * - enrollments: the same, and a class of at least `classMinSize` losing
+ *   `maxClassCutPercent` or more of its members → that class's enrollment ends are held.
+ *   Ends that follow a class or person removed by this run are never held: they follow a
+ *   decision already taken (an open enrollment always points at an active class and user).
+ *
+ * Held rows stay in the plan marked `held`; creates and the other changes apply. SyncRun
+ * turns the held rows into the run's hold (Holds.ts).
+ */
+
+export type GateRule = "deactivate_count" | "deactivate_percent" | "emptied" | "update_percent" | "class_cut"
+
+/** One tripped threshold, for the run record and `holds show`: never personal values. */
+export interface Tripped {
+  readonly kind: string
+  /** The role for users; the type's name otherwise; for class_cut the number of classes is `count`. */
+  readonly group: string
+  readonly rule: GateRule
+  readonly count: number
+  readonly of: number
+  readonly limit: number
+}
+
+const ROLE_GROUP = (roles: string) =>
+  `CASE WHEN 'student' = ANY (${roles}) THEN 'student' WHEN 'teacher' = ANY (${roles}) THEN 'teacher'
+        WHEN ${roles} && ARRAY['administrator', 'district_admin'] THEN 'administrator' ELSE 'other' END`
+
+interface GroupFigures {
+  readonly grp: string
+  readonly active: number
+  readonly deactivations: number
+  readonly updates: number
+  readonly additions: number
+}
+
+/** The rules a group's figures trip, for deactivations and for updates. */
+const judge = (g: GroupFigures, rules: GateRules, kind: string) => {
+  const trip = (rule: GateRule, count: number, limit: number): Tripped => ({ kind, group: g.grp, rule, count, of: g.active, limit })
+  let deactivations: Tripped | undefined
+  if (g.deactivations > 0) {
+    if (g.deactivations > rules.maxDeactivations) deactivations = trip("deactivate_count", g.deactivations, rules.maxDeactivations)
+    else if (g.deactivations >= rules.minRecords && g.deactivations * 100 > g.active * rules.maxDeactivatePercent) {
+      deactivations = trip("deactivate_percent", g.deactivations, rules.maxDeactivatePercent)
+    } else if (rules.holdEmptying && g.active > 0 && g.active - g.deactivations + g.additions <= 0) {
+      deactivations = trip("emptied", g.deactivations, 0)
+    }
+  }
+  const updates = g.updates >= rules.minRecords && g.updates * 100 > g.active * rules.maxUpdatePercent
+    ? trip("update_percent", g.updates, rules.maxUpdatePercent)
+    : undefined
+  return { deactivations, updates }
+}
+
+const holdGroup = (plan: string, from: string, group: string, action: "deactivate" | "update", grp: string, rule: GateRule, extra = "") =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe<{ readonly n: number }>(
+      `WITH marked AS (
+         UPDATE ${plan} p SET held = true, rule = $3
+         FROM (SELECT p2.ctid AS row FROM ${plan} p2 ${from} WHERE p2.action = $1 AND ${group} = $2 ${extra}) x
+         WHERE p.ctid = x.row
+         RETURNING 1)
+       SELECT count(*)::int AS n FROM marked`,
+      [action, grp, rule]
+    )).pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+
+/** The gate of a keyed kind (schools, terms, courses, classes, users). */
+export const gateKeyed = (kind: KeyedKind, context: ApplyContext, rules: GateRules, tripped: Array<Tripped>): GateHook =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const table = Entities[kind].table!
+    const label = Entities[kind].label
+    const plan = planTable(kind)
+    const group = (roles: string) => (kind === "users" ? ROLE_GROUP(roles) : `'${label}'`)
+    const figures = yield* sql.unsafe<GroupFigures>(
+      `WITH live AS (
+         SELECT ${group("t.roles")} AS grp, count(*) AS active FROM ${table} t WHERE t.district_id = $1 AND t.active GROUP BY 1),
+       planned AS (
+         SELECT ${group("coalesce(l.roles, p.roles)")} AS grp,
+                count(*) FILTER (WHERE p.action = 'deactivate') AS deactivations,
+                count(*) FILTER (WHERE p.action = 'update' AND l.active) AS updates,
+                count(*) FILTER (WHERE p.action = 'create' OR (p.action = 'update' AND NOT l.active)) AS additions
+         FROM ${plan} p LEFT JOIN ${table} l ON l.id = p.live_id GROUP BY 1)
+       SELECT coalesce(live.grp, planned.grp) AS grp, coalesce(active, 0)::int AS active,
+              coalesce(deactivations, 0)::int AS deactivations, coalesce(updates, 0)::int AS updates,
+              coalesce(additions, 0)::int AS additions
+       FROM live FULL JOIN planned ON planned.grp = live.grp`,
+      [context.districtId]
+    )
+    let deactivated = 0
+    let updated = 0
+    const from = `LEFT JOIN ${table} l ON l.id = p2.live_id`
+    const rowGroup = group("coalesce(l.roles, p2.roles)")
+    for (const g of figures) {
+      const verdict = judge(g, rules, label)
+      if (verdict.deactivations !== undefined) {
+        tripped.push(verdict.deactivations)
+        deactivated += yield* holdGroup(plan, from, rowGroup, "deactivate", g.grp, verdict.deactivations.rule)
+      }
+      if (verdict.updates !== undefined) {
+        tripped.push(verdict.updates)
+        updated += yield* holdGroup(plan, from, rowGroup, "update", g.grp, "update_percent", "AND l.active")
+      }
+    }
+    return { deactivated, updated }
+  }).pipe(Effect.withSpan("Gate.gateKeyed", { attributes: { kind } }))
+
+/** Enrollment ends that follow a class or person this run removed: never held. */
+const FOLLOWS_REMOVAL = `('class_removed', 'user_removed')`
+
+/** The gate of enrollments: the type's thresholds, then the per-class cut. */
+export const gateEnrollments = (context: ApplyContext, rules: GateRules, tripped: Array<Tripped>): GateHook =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const plan = planTable("enrollments")
+    const [figures] = yield* sql.unsafe<GroupFigures>(
+      `SELECT 'enrollments' AS grp,
+              (SELECT count(*) FROM enrollments WHERE district_id = $1 AND ended_at IS NULL)::int AS active,
+              count(*) FILTER (WHERE action = 'deactivate' AND reason NOT IN ${FOLLOWS_REMOVAL})::int AS deactivations,
+              count(*) FILTER (WHERE action = 'update')::int AS updates,
+              count(*) FILTER (WHERE action = 'create')::int AS additions
+       FROM ${plan}`,
+      [context.districtId]
+    )
+    let deactivated = 0
+    let updated = 0
+    const judged = `AND p2.reason NOT IN ${FOLLOWS_REMOVAL}`
+    if (figures !== undefined) {
+      const verdict = judge(figures, rules, "enrollments")
+      if (verdict.deactivations !== undefined) {
+        tripped.push(verdict.deactivations)
+        deactivated += yield* holdGroup(plan, "", "'enrollments'", "deactivate", "enrollments", verdict.deactivations.rule, judged)
+      }
+      if (verdict.updates !== undefined) {
+        tripped.push(verdict.updates)
+        updated += yield* holdGroup(plan, "", "'enrollments'", "update", "enrollments", "update_percent")
+      }
+    }
+    // A class losing half its members or more (classes of at least classMinSize).
+    const [cut] = yield* sql.unsafe<{ readonly classes: number; readonly ends: number; readonly of: number }>(
+      `WITH ends AS (
+         SELECT class_id, count(*) AS n FROM ${plan}
+         WHERE action = 'deactivate' AND NOT held AND reason NOT IN ${FOLLOWS_REMOVAL} GROUP BY class_id),
+       sizes AS (
+         SELECT e.class_id, count(*) AS members FROM enrollments e
+         WHERE e.district_id = $1 AND e.ended_at IS NULL AND e.class_id IN (SELECT class_id FROM ends) GROUP BY e.class_id),
+       cut AS (
+         SELECT ends.class_id, ends.n, sizes.members FROM ends JOIN sizes USING (class_id)
+         WHERE sizes.members >= $2 AND ends.n * 100 >= sizes.members * $3),
+       marked AS (
+         UPDATE ${plan} p SET held = true, rule = 'class_cut' FROM cut
+         WHERE p.class_id = cut.class_id AND p.action = 'deactivate' AND NOT p.held AND p.reason NOT IN ${FOLLOWS_REMOVAL}
+         RETURNING 1)
+       SELECT (SELECT count(*) FROM cut)::int AS classes, (SELECT count(*) FROM marked)::int AS ends,
+              (SELECT coalesce(sum(members), 0) FROM cut)::int AS of`,
+      [context.districtId, rules.classMinSize, rules.maxClassCutPercent]
+    )
+    if (cut !== undefined && cut.classes > 0) {
+      tripped.push({ kind: "enrollments", group: `${cut.classes} classes`, rule: "class_cut", count: cut.ends, of: cut.of, limit: rules.maxClassCutPercent })
+      deactivated += cut.ends
+    }
+    return { deactivated, updated }
+  }).pipe(Effect.withSpan("Gate.gateEnrollments"))
