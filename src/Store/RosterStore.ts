@@ -3,6 +3,7 @@ import { Effect, Option, Schema } from "effect"
 import { District, DistrictId } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { DistrictExists, DistrictNotFound } from "../Domain/Errors.ts"
+import type { ChangeGroup } from "../Reconcile/ChangeList.ts"
 import { emptyRunCounts, RunCounts } from "../Reconcile/Counts.ts"
 
 /**
@@ -60,6 +61,8 @@ export interface DistrictStatus {
   }
   readonly lastSuccessAt: string | null
   readonly nextRunAt: string | null
+  /** The run whose destructive part waits for an operator (`rosterd holds show <run>`), or null. */
+  readonly pendingHold: null | { readonly runId: number; readonly since: string }
 }
 
 const DistrictRow = Schema.Struct({
@@ -71,6 +74,10 @@ const DistrictRow = Schema.Struct({
   rules: DistrictRules,
   origin: Schema.Literal("config", "cli")
 })
+
+/** Kinds (as `run_changes` names them) and actions in the order a change list shows them. */
+const CHANGE_KINDS = ["schools", "terms", "courses", "classes", "users", "enrollments"]
+const CHANGE_ACTIONS = ["create", "update", "deactivate"]
 
 const iso = (date: Date | null) => (date === null ? null : date.toISOString())
 
@@ -179,6 +186,17 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
       return yield* Effect.forEach(rows, (row) => Effect.orDie(decodeFinding(row)))
     })
 
+    /**
+     * A run's change list (`run_changes`, see Reconcile/ChangeList.ts), grouped as stored:
+     * kinds in dependency order. Empty when the run applied nothing or its list was pruned.
+     */
+    const changes = Effect.fn("RosterStore.changes")(function*(runId: number) {
+      return yield* sql<ChangeGroup>`
+        SELECT kind, action, reason, fields, held, source_ids FROM run_changes WHERE run_id = ${runId}
+        ORDER BY array_position(${CHANGE_KINDS}::text[], kind), array_position(${CHANGE_ACTIONS}::text[], action),
+                 held, reason NULLS FIRST, fields`
+    })
+
     const status = Effect.fn("RosterStore.status")(function*(districtId?: string) {
       const rows = yield* sql<{
         readonly id: string
@@ -187,11 +205,14 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
         readonly nextRunAt: Date | null
         readonly lastSuccessAt: Date | null
         readonly runId: number | null
+        readonly holdRunId: number | null
+        readonly holdSince: Date | null
       }>`
         SELECT d.id, d.name, d.provider, d.next_run_at,
                (SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status IN ('succeeded', 'held')) AS last_success_at,
-               (SELECT max(id) FROM sync_runs r WHERE r.district_id = d.id AND r.status <> 'dry-run') AS run_id
-        FROM districts d
+               (SELECT max(id) FROM sync_runs r WHERE r.district_id = d.id AND r.status <> 'dry-run') AS run_id,
+               h.run_id AS hold_run_id, h.created_at AS hold_since
+        FROM districts d LEFT JOIN holds h ON h.district_id = d.id AND h.state = 'pending'
         WHERE d.removed_at IS NULL ${districtId === undefined ? sql`` : sql`AND d.id = ${districtId}`}
         ORDER BY d.id`
       if (districtId !== undefined && rows.length === 0) return yield* new DistrictNotFound({ district: districtId })
@@ -216,7 +237,8 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
               })
             }),
             lastSuccessAt: iso(row.lastSuccessAt),
-            nextRunAt: iso(row.nextRunAt)
+            nextRunAt: iso(row.nextRunAt),
+            pendingHold: row.holdRunId === null ? null : { runId: Number(row.holdRunId), since: iso(row.holdSince)! }
           } satisfies DistrictStatus
         }))
     })
@@ -233,6 +255,7 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
       runs: (districtId: string, limit?: number) => Effect.orDie(runs(districtId, limit)),
       getRun: (runId: number) => Effect.orDie(getRun(runId)),
       findings: (runId: number, limit?: number) => Effect.orDie(findings(runId, limit)),
+      changes: (runId: number) => Effect.orDie(changes(runId)),
       status: (districtId?: string) => status(districtId).pipe(Effect.catchTag("SqlError", Effect.die))
     } as const
   })
