@@ -7,6 +7,7 @@ import type { DistrictId } from "../../../src/Domain/District.ts"
 import type { ProviderError } from "../../../src/Domain/Errors.ts"
 import { Sync } from "../../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../../src/Store/RosterStore.ts"
+import { Holds } from "../../../src/Reconcile/Holds.ts"
 import { findingCodesBesidesReviews, rosterFingerprint } from "../../support/Database.ts"
 import { type FakeClever, type FaultRule, fromOneRosterCsv, start } from "../../support/FakeClever/index.ts"
 import { generated, tempDir } from "../../support/Fixtures.ts"
@@ -144,9 +145,13 @@ layer(TestLayer, { timeout: "180 seconds", excludeTestServices: true })("Clever 
       data.deleteUser(deleted.id)
       data.updateSection(section.id, { students: [staying!, created.id] } as never)
 
+      // The section loses most of its students: the safety gate holds those ends for review.
       const delta = yield* run("delta", "delta")
       assert.strictEqual(delta.mode, "delta")
+      assert.strictEqual(delta.status, "held")
+      assert.deepInclude(delta.held!.tripped[0], { kind: "enrollments", rule: "class_cut" })
       assert.deepStrictEqual(delta.counts.users, { created: 1, updated: 1, deactivated: 1, unchanged: 0 })
+      yield* Effect.flatMap(Holds, (holds) => holds.approve(delta.runId, "test", null))
       const [renamedRow] = yield* sql<{ familyName: string }>`SELECT family_name FROM users WHERE district_id = 'delta' AND source_id = ${renamed.id}`
       assert.strictEqual(renamedRow!.familyName, "Renamed")
       const [deletedRow] = yield* sql<{ active: boolean; deactivationReason: string }>`
