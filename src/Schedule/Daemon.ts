@@ -67,7 +67,9 @@ export const DaemonLive = Layer.scopedDiscard(
         ),
         Effect.retry({ schedule: retryPolicy(district), while: retryable }),
         Effect.tap((summary) =>
-          Effect.logInfo("sync succeeded").pipe(
+          (summary.status === "held"
+            ? Effect.logWarning("sync held: its destructive part waits for an operator (rosterd holds show)")
+            : Effect.logInfo("sync succeeded")).pipe(
             Effect.annotateLogs({ district, runId: summary.runId, mode: summary.mode, durationMs: summary.durationMs })
           )
         ),
