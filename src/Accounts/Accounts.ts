@@ -2,6 +2,8 @@ import { SqlClient, type SqlError } from "@effect/sql"
 import { parse } from "csv-parse"
 import { Effect, Option, Schema } from "effect"
 import * as Fs from "node:fs"
+import * as NodePath from "node:path"
+import { Audit, defaultActor } from "../Audit/Audit.ts"
 import { csvSyntaxError } from "../Providers/OneRosterCsv/CsvFeed.ts"
 import { Activation } from "./Activation.ts"
 
@@ -199,13 +201,14 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const activation = yield* Activation
+    const audit = yield* Audit
 
     /**
      * `accounts import`: all or nothing, in one transaction; idempotent (an existing
      * external id is reused, an address it already has is skipped). Two set-based
-     * statements whatever the size of the file.
+     * statements whatever the size of the file. Audited (counts only) in the same transaction.
      */
-    const importCsv = Effect.fn("Accounts.importCsv")(function*(file: string) {
+    const importCsv = Effect.fn("Accounts.importCsv")(function*(file: string, actor: string = defaultActor()) {
       const rows = yield* readImportFile(file)
       const result = yield* sql.withTransaction(Effect.gen(function*() {
         const [created] = yield* sql<{ readonly created: number }>`
@@ -238,7 +241,14 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
             RETURNING 1
           )
           SELECT count(*)::int AS added FROM inserted`
-        return { accountsCreated: created?.created ?? 0, addressesAdded: added?.added ?? 0 }
+        const result = { accountsCreated: created?.created ?? 0, addressesAdded: added?.added ?? 0 }
+        yield* audit.record({
+          actor,
+          action: "accounts.import",
+          subject: `file ${NodePath.basename(file)}`,
+          details: { rows: rows.externalIds.length, accounts: new Set(rows.externalIds).size, ...result }
+        })
+        return result
       }))
       return {
         rows: rows.externalIds.length,
@@ -256,8 +266,8 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
       return account
     })
 
-    /** `accounts add-email`: true when added, false when the account already had it. */
-    const addEmail = Effect.fn("Accounts.addEmail")(function*(accountId: number, email: string) {
+    /** `accounts add-email`: true when added, false when the account already had it. Audited without the address. */
+    const addEmail = Effect.fn("Accounts.addEmail")(function*(accountId: number, email: string, actor: string = defaultActor()) {
       const address = email.trim()
       if (!isEmail(address)) return yield* new InvalidEmail()
       return yield* sql.withTransaction(Effect.gen(function*() {
@@ -267,6 +277,7 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
           VALUES (${accountId}, ${address}, lower(btrim(${address}::text)), 'operator')
           ON CONFLICT (account_id, email_key) DO NOTHING
           RETURNING 1`
+        yield* audit.record({ actor, action: "account.add-email", subject: `account ${accountId}`, details: { added: inserted.length === 1 } })
         return inserted.length === 1
       }))
     })
@@ -318,8 +329,8 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
       return rows[0]!
     })
 
-    /** `accounts resend-activation`: revokes the teacher's unused tokens and queues a new one. */
-    const resendActivation = Effect.fn("Accounts.resendActivation")(function*(userId: number) {
+    /** `accounts resend-activation`: revokes the teacher's unused tokens and queues a new one; audited. */
+    const resendActivation = Effect.fn("Accounts.resendActivation")(function*(userId: number, actor: string = defaultActor()) {
       return yield* sql.withTransaction(Effect.gen(function*() {
         const [user] = yield* sql<{
           readonly districtId: string
@@ -341,11 +352,18 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
         if (!user.hasEmail) return yield* refuse("the roster gives no e-mail address, so no activation e-mail can be sent")
         const issued = yield* activation.issue({ districtId: user.districtId, userIds: [userId], replace: true })
         if (issued === 0) return yield* refuse("no activation could be issued")
+        yield* audit.record({
+          actor,
+          action: "account.resend-activation",
+          districtId: user.districtId,
+          subject: `user ${userId}`,
+          details: { issued }
+        })
         return { districtId: user.districtId, issued }
       }))
     })
 
     return { importCsv, addEmail, show, confirm, resendActivation, lockUsableAccount } as const
   }),
-  dependencies: [Activation.Default]
+  dependencies: [Activation.Default, Audit.Default]
 }) {}

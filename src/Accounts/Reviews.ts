@@ -1,5 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
+import { Audit } from "../Audit/Audit.ts"
 import { DistrictNotFound } from "../Domain/Errors.ts"
 import { Accounts, refuseOnLock, UserNotFound } from "./Accounts.ts"
 import { Activation } from "./Activation.ts"
@@ -84,6 +85,7 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
     const sql = yield* SqlClient.SqlClient
     const accounts = yield* Accounts
     const activation = yield* Activation
+    const audit = yield* Audit
 
     const list = Effect.fn("Reviews.list")(function*(districtId: Option.Option<string>) {
       if (Option.isSome(districtId)) {
@@ -198,6 +200,13 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
                      WHERE user_id = ${user.id} AND used_at IS NULL AND revoked_at IS NULL`
         }
         yield* resolve(review.id, "linked", accountId, by)
+        yield* audit.record({
+          actor: by,
+          action: "review.link",
+          districtId: user.districtId,
+          subject: `review ${review.id}`,
+          details: { userId: user.id, accountId, activation: activationState, movedFrom }
+        })
         return { reviewId: review.id, userId: user.id, accountId, activation: activationState, movedFrom } satisfies LinkOutcome
       }))
     })
@@ -229,6 +238,13 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
           ? 0
           : yield* activation.issue({ districtId: user.districtId, userIds: [user.id], replace: false })
         yield* resolve(review.id, "created", accountId, by)
+        yield* audit.record({
+          actor: by,
+          action: "review.create",
+          districtId: user.districtId,
+          subject: `review ${review.id}`,
+          details: { userId: user.id, accountId, accountState, activationMails }
+        })
         return {
           reviewId: review.id,
           userId: user.id,
@@ -243,5 +259,5 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
 
     return { list, link, create } as const
   }),
-  dependencies: [Accounts.Default, Activation.Default]
+  dependencies: [Accounts.Default, Activation.Default, Audit.Default]
 }) {}

@@ -2,20 +2,24 @@ import { Command } from "@effect/cli"
 import { Config, ConfigError, Console, Effect, Either, Layer, Logger, LogLevel } from "effect"
 import { Accounts } from "../Accounts/Accounts.ts"
 import { Activation } from "../Accounts/Activation.ts"
+import { Audit } from "../Audit/Audit.ts"
 import { Reviews } from "../Accounts/Reviews.ts"
 import { ConfigFile, ConfigProviderLive } from "../Config/ConfigFile.ts"
 import { HttpLive } from "../Http/Server.ts"
 import { SpoolMailerLive } from "../Mail/Mailer.ts"
 import { Outbox } from "../Mail/Outbox.ts"
 import { RosterProviderLive } from "../Providers/Providers.ts"
+import { Holds } from "../Reconcile/Holds.ts"
 import { Sync } from "../Reconcile/SyncRun.ts"
 import { DaemonLive } from "../Schedule/Daemon.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { DatabaseLive, migrate, SqlLive } from "../Store/Sql.ts"
 import { accountsCommand } from "./AccountCommands.ts"
+import { auditCommand } from "./AuditCommand.ts"
 import { Classes } from "../Classes/Classes.ts"
 import { classCommand, userCommand } from "./ClassCommands.ts"
 import { districtCommand } from "./DistrictCommands.ts"
+import { holdsCommand } from "./HoldCommands.ts"
 import { Report } from "../Report/Report.ts"
 import { reportCommand } from "./ReportCommand.ts"
 import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
@@ -58,7 +62,12 @@ const AppLive = Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
   Layer.provideMerge(DatabaseLive)
 )
 
-const CommandLive = AppLive.pipe(Layer.provideMerge(CommandLoggerLive), Layer.provide(ConfigLive))
+/** What commands use: the above, the held change sets and the audit log. */
+const CommandLive = Layer.mergeAll(Holds.Default, Audit.Default).pipe(
+  Layer.provideMerge(AppLive),
+  Layer.provideMerge(CommandLoggerLive),
+  Layer.provide(ConfigLive)
+)
 
 /**
  * Accounts, reviews, teacher-made classes and the report, over the same migrated database.
@@ -99,6 +108,8 @@ const root = Command.make("rosterd").pipe(
     classCommand.pipe(Command.provide(AccountsCommandLive)),
     userCommand.pipe(Command.provide(AccountsCommandLive)),
     reportCommand.pipe(Command.provide(AccountsCommandLive)),
+    holdsCommand.pipe(Command.provide(CommandLive)),
+    auditCommand.pipe(Command.provide(CommandLive)),
     migrateCommand
   ])
 )

@@ -7,6 +7,7 @@ import { DistrictId, TimeZone } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { InvalidDistrict } from "../Domain/Errors.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { actorOption, audited } from "./AuditCommand.ts"
 import { json, table } from "./Output.ts"
 
 const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district id"))
@@ -42,7 +43,8 @@ const add = Command.make(
     rulesFile: Options.text("rules-file").pipe(
       Options.withDescription("a YAML or JSON file of district rules (scope, co-teacher limit; see the README); default: the defaults"),
       Options.optional
-    )
+    ),
+    by: actorOption
   },
   (args) =>
     Effect.gen(function*() {
@@ -60,14 +62,23 @@ const add = Command.make(
         : yield* oneRosterRestSettings(args).pipe(Effect.mapError(invalid))
       const rules = Option.isSome(args.rulesFile) ? yield* readRules(args.rulesFile.value).pipe(Effect.mapError(invalid)) : {}
       const store = yield* RosterStore
-      const district = yield* store.addDistrict({
-        id,
-        name: Option.getOrElse(args.name, () => id),
-        provider: args.provider,
-        timezone,
-        settings,
-        rules
-      })
+      const district = yield* audited(
+        store.addDistrict({
+          id,
+          name: Option.getOrElse(args.name, () => id),
+          provider: args.provider,
+          timezone,
+          settings,
+          rules
+        }),
+        (d) => ({
+          actor: args.by,
+          action: "district.add",
+          districtId: d.id,
+          subject: `district ${d.id}`,
+          details: { provider: d.provider, rulesFile: Option.isSome(args.rulesFile) }
+        })
+      )
       yield* Console.log(`added district ${district.id} (${district.provider}); sync it with: rosterd sync ${district.id}`)
     })
 ).pipe(Command.withDescription("register a district"))
@@ -176,6 +187,7 @@ const rules = Command.make(
   {
     district: districtArg,
     file: Options.text("file").pipe(Options.withDescription("replace the district's rules with this YAML or JSON file"), Options.optional),
+    by: actorOption,
     json: jsonOption
   },
   (args) =>
@@ -187,7 +199,14 @@ const rules = Command.make(
           return yield* new InvalidDistrict({ district: district.id, message: "its rules are declared in the config file: change them there" })
         }
         const written = yield* readRules(args.file.value).pipe(Effect.mapError((message) => new InvalidDistrict({ district: district.id, message })))
-        district = yield* store.setRules(district.id, written)
+        district = yield* audited(store.setRules(district.id, written), (d) => ({
+          actor: args.by,
+          action: "district.rules",
+          districtId: d.id,
+          subject: `district ${d.id}`,
+          // Which sections the file sets (its values are the district's settings, not personal, but kept out of the log).
+          details: { sections: Object.keys(written).sort() }
+        }))
         yield* Console.log(`rules of ${district.id} replaced; they apply from the next sync`)
       }
       if (args.json) return yield* json(district.rules)
@@ -211,11 +230,17 @@ const show = Command.make("show", { district: districtArg, json: jsonOption }, (
     yield* Console.log(table(["field", "value"], Object.entries(view).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])))
   })).pipe(Command.withDescription("show a district's settings"))
 
-const remove = Command.make("remove", { district: districtArg }, (args) =>
+const remove = Command.make("remove", { district: districtArg, by: actorOption }, (args) =>
   Effect.gen(function*() {
     const store = yield* RosterStore
     const district = yield* store.getDistrict(args.district)
-    yield* store.removeDistrict(district.id)
+    yield* audited(store.removeDistrict(district.id), () => ({
+      actor: args.by,
+      action: "district.remove",
+      districtId: district.id,
+      subject: `district ${district.id}`,
+      details: { provider: district.provider, origin: district.origin }
+    }))
     yield* Console.log(
       `removed district ${district.id}: it is no longer synced; its roster and history are kept` +
         (district.origin === "config" ? " (it is declared in the config file: remove it there too, or the daemon re-adds it)" : "")

@@ -1,11 +1,31 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
+import type { ChangeGroup } from "../Reconcile/ChangeList.ts"
+import type { RunSummary } from "../Reconcile/SyncRun.ts"
 import { Sync, SyncProgress } from "../Reconcile/SyncRun.ts"
+import type { RunRecord } from "../Store/RosterStore.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { describeTripped } from "./HoldCommands.ts"
 import { countsTable, json, table, terminalProgress, when } from "./Output.ts"
+import { retentionDays } from "../Reconcile/ChangeList.ts"
 
 const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district id"))
 const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON"))
+
+/** A change list's groups expanded into records (`sync --dry-run --json`). */
+const changeRecords = (groups: ReadonlyArray<ChangeGroup>) =>
+  groups.flatMap((g) =>
+    g.sourceIds.map((sourceId) => ({ kind: g.kind, action: g.action, sourceId, reason: g.reason, fields: g.fields, held: g.held }))
+  )
+
+/** What the safety gate held (or, in a dry run, would hold): the tripped thresholds and the held counts. */
+const heldLines = (held: NonNullable<RunSummary["held"]>) => [
+  ...held.tripped.map((t) => `tripped: ${describeTripped(t)}`),
+  table(
+    ["held", "updates", "deactivations"],
+    Object.entries(held.counts).map(([kind, counts]) => [kind, counts?.updated ?? 0, counts?.deactivated ?? 0])
+  )
+]
 
 export const syncCommand = Command.make(
   "sync",
@@ -13,6 +33,9 @@ export const syncCommand = Command.make(
     district: districtArg,
     full: Options.boolean("full").pipe(Options.withDescription("a full sync: anything not in the source is deactivated")),
     delta: Options.boolean("delta").pipe(Options.withDescription("apply changes only; nothing is deactivated for being absent")),
+    dryRun: Options.boolean("dry-run").pipe(
+      Options.withDescription("do everything but commit: print what would change and what the safety gate would hold (--json: every record)")
+    ),
     json: jsonOption
   },
   (args) =>
@@ -22,22 +45,46 @@ export const syncCommand = Command.make(
       const progress = yield* terminalProgress
       const summary = yield* sync.run(args.district, {
         request: args.full ? "full" : args.delta ? "delta" : "auto",
-        trigger: "cli"
+        trigger: "cli",
+        dryRun: args.dryRun
       }).pipe(
         Effect.provideService(SyncProgress, progress),
         Effect.ensuring(Effect.sync(() => process.stderr.isTTY && process.stderr.write("\r\x1b[2K")))
       )
-      if (args.json) return yield* json(summary)
+      if (args.json) {
+        const { changes, ...rest } = summary
+        return yield* json(changes === undefined ? rest : { ...rest, changes: changeRecords(changes) })
+      }
       yield* Console.log(
         `${summary.district}: run ${summary.runId} ${summary.status} (${summary.mode}) in ${(summary.durationMs / 1000).toFixed(1)} s — ${summary.source}`
       )
-      for (const note of summary.notes) yield* Console.log(`note: ${note}`)
+      if (args.dryRun) yield* Console.log("dry run: nothing was applied; the counts are what the sync would do")
+      // The note naming the hold is left out: the section below says the same in full (and a
+      // dry run's hold was rolled back with the rest).
+      for (const note of summary.notes) {
+        if (!(summary.held !== null && (note.startsWith("held for an operator") || note.startsWith("would be held for an operator")))) yield* Console.log(`note: ${note}`)
+      }
       yield* Console.log(countsTable(summary.counts))
+      if (summary.held !== null) {
+        yield* Console.log(args.dryRun ? "the safety gate would hold (not in the counts above):" : "held for an operator (not applied, not in the counts above):")
+        for (const line of heldLines(summary.held)) yield* Console.log(line)
+        if (!args.dryRun) yield* Console.log(`review: rosterd holds show ${summary.runId}`)
+      } else if (args.dryRun) {
+        yield* Console.log("the safety gate would hold nothing")
+      }
+      if (args.dryRun && summary.changes !== undefined) {
+        const records = summary.changes.reduce((n, g) => n + g.sourceIds.length, 0)
+        yield* Console.log(`${records} records would change: rosterd sync ${summary.district} --dry-run --json lists them`)
+      }
       yield* Console.log(
-        summary.findings === 0 ? "no findings" : `${summary.findings} findings: rosterd runs ${summary.district} --run ${summary.runId}`
+        summary.findings === 0
+          ? "no findings"
+          : args.dryRun
+          ? `${summary.findings} findings (a dry run records none: a real sync lists them in rosterd runs ${summary.district} --run <id>)`
+          : `${summary.findings} findings: rosterd runs ${summary.district} --run ${summary.runId}`
       )
     })
-).pipe(Command.withDescription("sync one district now (without a flag: what the schedule would do)"))
+).pipe(Command.withDescription("sync one district now (without a flag: what the schedule would do; --dry-run: apply nothing)"))
 
 export const statusCommand = Command.make(
   "status",
@@ -65,15 +112,55 @@ export const statusCommand = Command.make(
       ))
       for (const s of status) {
         if (s.lastRun?.error) yield* Console.log(`${s.district}: last run ${s.lastRun.status}: ${s.lastRun.error}`)
+        if (s.pendingHold !== null) {
+          yield* Console.log(`${s.district}: changes of run ${s.pendingHold.runId} held since ${when(s.pendingHold.since)}: rosterd holds show ${s.pendingHold.runId}`)
+        }
       }
     })
 ).pipe(Command.withDescription("how every district (or one) stands"))
+
+
+/** Source IDs shown per group by `runs --changes` as text; --json lists them all. */
+const SHOWN_IDS = 5
+
+/** `runs <district> --run <id> --changes`: the run's change list from `run_changes`. */
+const printChanges = (run: RunRecord, asJson: boolean) =>
+  Effect.gen(function*() {
+    const groups = yield* Effect.flatMap(RosterStore, (store) => store.changes(run.id))
+    const days = yield* retentionDays
+    const view = groups.map((g) => ({ ...g, count: g.sourceIds.length }))
+    if (asJson) return yield* json({ runId: run.id, district: run.districtId, status: run.status, retentionDays: days, changes: view })
+    yield* Console.log(`changes of run ${run.id} of ${run.districtId}: ${run.status} (${run.mode}), ${when(run.startedAt)}`)
+    if (view.length === 0) {
+      return yield* Console.log(
+        run.status === "dry-run"
+          ? "no change list: a dry run keeps none (rosterd sync <district> --dry-run --json prints it)"
+          : `no change list (pruned after ${days} days, or the run applied nothing)`
+      )
+    }
+    yield* Console.log(table(
+      ["kind", "action", "reason", "fields", "held", "count", "source ids"],
+      view.map((g) => [
+        g.kind,
+        g.action,
+        g.reason ?? "",
+        g.fields.join(","),
+        g.held ? "held" : "",
+        g.count,
+        g.sourceIds.slice(0, SHOWN_IDS).join(" ") + (g.count > SHOWN_IDS ? ` (+${g.count - SHOWN_IDS} more)` : "")
+      ])
+    ))
+    if (view.some((g) => g.count > SHOWN_IDS)) yield* Console.log("every source ID: --json")
+  })
 
 export const runsCommand = Command.make(
   "runs",
   {
     district: districtArg,
     run: Options.integer("run").pipe(Options.withDescription("show one run with its findings"), Options.optional),
+    changes: Options.boolean("changes").pipe(
+      Options.withDescription("with --run: the run's record-level change list (source IDs and changed field names)")
+    ),
     limit: Options.integer("limit").pipe(Options.withDefault(20), Options.withDescription("how many runs to list")),
     json: jsonOption
   },
@@ -86,6 +173,7 @@ export const runsCommand = Command.make(
         if (Option.isNone(run) || run.value.districtId !== district.id) {
           return yield* Effect.fail(new Error(`no run ${args.run.value} for district ${district.id}`))
         }
+        if (args.changes) return yield* printChanges(run.value, args.json)
         const findings = yield* store.findings(run.value.id)
         if (args.json) return yield* json({ ...run.value, findings })
         const r = run.value
@@ -102,6 +190,7 @@ export const runsCommand = Command.make(
         if (findings.length < r.findings) yield* Console.log(`(${r.findings - findings.length} more; --json for all shown here)`)
         return
       }
+      if (args.changes) return yield* Effect.fail(new Error("--changes needs --run <id>"))
       const runs = yield* store.runs(district.id, args.limit)
       if (args.json) return yield* json(runs)
       if (runs.length === 0) return yield* Console.log(`no runs yet for ${district.id}`)
@@ -120,4 +209,4 @@ export const runsCommand = Command.make(
         ])
       ))
     })
-).pipe(Command.withDescription("a district's run history, or one run with its findings (--run)"))
+).pipe(Command.withDescription("a district's run history, one run with its findings (--run), or its change list (--run --changes)"))

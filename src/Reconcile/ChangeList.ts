@@ -43,7 +43,7 @@ export const changeList = Effect.gen(function*() {
 })
 
 /** How long change lists are kept (`rosterd.changes.retentionDays`, default 90). */
-const retentionDays = Config.integer("retentionDays").pipe(Config.nested("changes"), Config.nested("rosterd"), Config.withDefault(90))
+export const retentionDays = Config.integer("retentionDays").pipe(Config.nested("changes"), Config.nested("rosterd"), Config.withDefault(90))
 
 /** Stores the run's change list, and prunes lists older than the retention period. */
 export const recordChanges = (runId: number, districtId: string) =>

@@ -155,7 +155,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
      * The transaction: checks, then the diff and apply of each kind in dependency order,
      * with the district rules (src/Reconcile/Rules, src/Accounts) where they belong.
      */
-    const apply = (runId: number, district: District, snapshot: RosterSnapshot, today: string) =>
+    const apply = (runId: number, district: District, snapshot: RosterSnapshot, today: string, dryRun: boolean) =>
       Effect.gen(function*() {
         const feeds = snapshot.feeds
         const modes = Object.fromEntries(EntityKinds.map((k) => [k, feeds[k]?.mode ?? null])) as {
@@ -237,10 +237,10 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         // The gate's verdict: a hold for what it kept back; an earlier pending hold closed.
         const holding = Object.keys(held).length > 0
         const closed = yield* closePendingHold(runId, district.id, { full: snapshot.mode === "full", holding })
-        if (closed !== undefined) notes.push(closed)
+        if (closed !== undefined) notes.push(dryRun ? `a real run would close a pending hold: ${closed}` : closed)
         if (holding) {
           yield* recordHold(runId, district.id, tripped)
-          notes.push(`held for an operator (rosterd holds show ${runId}): ${
+          notes.push(`${dryRun ? "would be held for an operator" : `held for an operator (rosterd holds show ${runId})`}: ${
             tripped.map((t) => `${t.kind}${t.group === t.kind ? "" : ` (${t.group})`} ${t.rule} ${t.count} of ${t.of}`).join("; ")
           }`)
         }
@@ -355,7 +355,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
               ...(changes === undefined ? {} : { changes })
             })
             const applied = yield* sql.withTransaction(Effect.gen(function*() {
-              const result = yield* apply(runId, district, snapshot, today)
+              const result = yield* apply(runId, district, snapshot, today, options.dryRun ?? false)
               // A dry run: everything above ran for real inside this transaction; roll it back.
               if (options.dryRun) return yield* new DryRunRollback({ result, changes: yield* changeList })
               yield* recordChanges(runId, district.id)
