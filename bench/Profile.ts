@@ -74,7 +74,7 @@ const RULES = new Set([
   "Linking.refreshStudentActivation",
   "Activation.issue"
 ])
-const OWNERS = new Set(["Staging.stageFeed", "Findings.checkStaged", "Apply.applyKeyed", "Apply.applyEnrollments", ...RULES])
+const OWNERS = new Set(["Staging.stageFeed", "Findings.checkStaged", "Apply.applyKeyed", "Apply.applyEnrollments", "ChangeList.recordChanges", "Holds.closePendingHold", ...RULES])
 const TABLE_OF: Record<string, string> = {
   orgs: "schools",
   terms: "terms",
@@ -120,6 +120,10 @@ export const breakdown = (spans: Map<Tracer.AnySpan, SpanRecord>): { steps: Arra
         continue
       }
       if (parent.name === "Staging.stageFeed" || parent.name === "Findings.checkStaged") continue
+      if (parent.name === "ChangeList.recordChanges" || parent.name === "Holds.closePendingHold") {
+        add(parent.name === "ChangeList.recordChanges" ? "change list (run_changes)" : "pending hold check", record)
+        continue
+      }
       if (RULES.has(parent.name)) {
         add(`rule: ${parent.name}`, record)
         continue

@@ -122,14 +122,7 @@ export interface HeldChange {
   readonly fields: ReadonlyArray<string>
 }
 
-const TABLE: Record<PlanKind, string> = {
-  orgs: "schools",
-  terms: "terms",
-  courses: "courses",
-  classes: "classes",
-  users: "users",
-  enrollments: "enrollments"
-}
+const tableOf = (kind: PlanKind) => (kind === "enrollments" ? "enrollments" : Entities[kind].table!)
 
 /** `column = new value if it is one of the held update's fields, else as it is`. */
 const updateSet = (table: string, columns: ReadonlyArray<string>) =>
@@ -199,7 +192,7 @@ export class Holds extends Effect.Service<Holds>()("rosterd/Holds", {
         let total = 0
         let done = 0
         for (const kind of PLAN_KINDS) {
-          const table = TABLE[kind]
+          const table = tableOf(kind)
           const [counts] = yield* sql<{ readonly n: number }>`
             SELECT count(*)::int AS n FROM held_changes WHERE run_id = ${runId} AND kind = ${kind}`
           if ((counts?.n ?? 0) === 0) continue
