@@ -2,6 +2,7 @@ import { Migrator } from "@effect/sql"
 import roster from "./0001_roster.ts"
 import districtRules from "./0002_district_rules.ts"
 import safety from "./0003_safety.ts"
+import admins from "./0004_admins.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -11,7 +12,8 @@ import safety from "./0003_safety.ts"
 const all = {
   "0001_roster": roster,
   "0002_district_rules": districtRules,
-  "0003_safety": safety
+  "0003_safety": safety,
+  "0004_admins": admins
 }
 
 export const migrations = Migrator.fromRecord(all)

@@ -3,6 +3,7 @@ import { parse } from "csv-parse"
 import { Effect, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
+import { isAdminRole } from "../Admins/Roles.ts"
 import { Audit, defaultActor } from "../Audit/Audit.ts"
 import { csvSyntaxError } from "../Providers/OneRosterCsv/CsvFeed.ts"
 import { Activation } from "./Activation.ts"
@@ -345,7 +346,7 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
           FOR UPDATE OF u`
         if (user === undefined) return yield* new UserNotFound({ userId })
         const refuse = (why: string) => new NotPendingTeacher({ userId, why })
-        if (!user.roles.includes("teacher")) return yield* refuse("not a teacher")
+        if (!user.roles.some((role) => role === "teacher" || isAdminRole(role))) return yield* refuse("not a teacher or administrator")
         if (!user.active) return yield* refuse("no longer active in the roster")
         if (user.activation === null) return yield* refuse("not linked to an account yet (see `rosterd accounts review list`)")
         if (user.activation !== "pending") return yield* refuse("already active")

@@ -1,9 +1,11 @@
 import { SqlClient } from "@effect/sql"
 import { Config, Effect } from "effect"
+import { CONFIRMING_ROLES_SQL } from "../Admins/Roles.ts"
 import { activationMail, LINK_PLACEHOLDER } from "./ActivationMail.ts"
 
 /**
- * Teacher activation: a single-use, expiring token per teacher whose district account is
+ * Teacher activation (and roster admins', when the district syncs them — see Linking.ts):
+ * a single-use, expiring token per teacher whose district account is
  * new (pending), delivered by e-mail through the outbox in the same transaction as the
  * change that implies it. Only the token's SHA-256 is stored; the token itself exists only
  * in the message. Confirming is `rosterd_confirm_activation(token, link_account)` in the
@@ -41,7 +43,8 @@ export class Activation extends Effect.Service<Activation>()("rosterd/Activation
     const issue = Effect.fn("Activation.issue")(function*(options: IssueOptions) {
       const [district] = yield* sql<{ readonly name: string }>`SELECT name FROM districts WHERE id = ${options.districtId}`
       if (district === undefined) return 0
-      const mail = activationMail(platform, district.name, ttlDays)
+      const mail = activationMail(platform, district.name, ttlDays, "teacher")
+      const adminMail = activationMail(platform, district.name, ttlDays, "administrator")
       const only = options.userIds === undefined ? null : options.userIds.map(Number)
       if (options.replace) {
         // The replaced tokens' messages, if not sent yet, would carry a dead link: cancelled.
@@ -54,10 +57,10 @@ export class Activation extends Effect.Service<Activation>()("rosterd/Activation
       }
       const [row] = yield* sql.unsafe<{ readonly issued: number }>(
         `WITH due AS MATERIALIZED (
-           SELECT l.user_id, l.account_id, u.email,
+           SELECT l.user_id, l.account_id, u.email, 'teacher' = ANY (u.roles) AS teacher,
                   replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '') AS token
            FROM account_links l JOIN users u ON u.id = l.user_id
-           WHERE u.district_id = $1 AND u.active AND u.email IS NOT NULL AND 'teacher' = ANY (u.roles)
+           WHERE u.district_id = $1 AND u.active AND u.email IS NOT NULL AND u.roles && ${CONFIRMING_ROLES_SQL}
              AND l.activation = 'pending'
              AND ($2::bigint[] IS NULL OR l.user_id = ANY ($2::bigint[]))
              AND ($3 OR NOT EXISTS (SELECT 1 FROM activation_tokens t WHERE t.user_id = l.user_id))
@@ -70,12 +73,13 @@ export class Activation extends Effect.Service<Activation>()("rosterd/Activation
          queued AS (
            INSERT INTO outbox (district_id, idempotency_key, kind, recipient, subject, body_text, body_html)
            SELECT $1, 'teacher-activation:' || t.id, 'teacher_activation', btrim(d.email), $5,
-                  replace($6, $8, replace($9, '{token}', d.token)), replace($7, $8, replace($9, '{token}', d.token))
+                  replace(CASE WHEN d.teacher THEN $6 ELSE $10 END, $8, replace($9, '{token}', d.token)),
+                  replace(CASE WHEN d.teacher THEN $7 ELSE $11 END, $8, replace($9, '{token}', d.token))
            FROM tokens t JOIN due d USING (user_id)
            RETURNING 1
          )
          SELECT count(*)::int AS issued FROM queued`,
-        [options.districtId, only, options.replace, ttlDays, mail.subject, mail.text, mail.html, LINK_PLACEHOLDER, url]
+        [options.districtId, only, options.replace, ttlDays, mail.subject, mail.text, mail.html, LINK_PLACEHOLDER, url, adminMail.text, adminMail.html]
       )
       return row?.issued ?? 0
     })

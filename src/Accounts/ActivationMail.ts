@@ -15,12 +15,20 @@ const escapeHtml = (text: string) =>
 
 export const LINK_PLACEHOLDER = "{link}"
 
-export const activationMail = (platform: string, districtName: string, ttlDays: number): MailTemplate => ({
+/** Teachers get their classes from the roster; roster administrators their dashboards. */
+export type Audience = "teacher" | "administrator"
+
+const what = (audience: Audience) =>
+  audience === "teacher"
+    ? "your classes are created from the district roster"
+    : "it gives you the district's administrator dashboards for your schools"
+
+export const activationMail = (platform: string, districtName: string, ttlDays: number, audience: Audience = "teacher"): MailTemplate => ({
   subject: `Confirm your official ${platform} account`,
   text: [
     `Hello,`,
     ``,
-    `${districtName} has set up your official ${platform} account: your classes are created from the district roster.`,
+    `${districtName} has set up your official ${platform} account: ${what(audience)}.`,
     ``,
     `Confirm your account here (the link works once, for ${ttlDays} days):`,
     LINK_PLACEHOLDER,
@@ -32,7 +40,7 @@ export const activationMail = (platform: string, districtName: string, ttlDays: 
   ].join("\n"),
   html: [
     `<p>Hello,</p>`,
-    `<p>${escapeHtml(districtName)} has set up your official ${escapeHtml(platform)} account: your classes are created from the district roster.</p>`,
+    `<p>${escapeHtml(districtName)} has set up your official ${escapeHtml(platform)} account: ${what(audience)}.</p>`,
     `<p><a href="${LINK_PLACEHOLDER}">Confirm your account</a> (the link works once, for ${ttlDays} days).</p>`,
     `<p>Used ${escapeHtml(platform)} before with another e-mail address? Choose <em>Log into my existing account</em> on that page: `,
     `your earlier account and its classes are linked to your district account.</p>`,

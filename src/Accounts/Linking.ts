@@ -4,6 +4,7 @@ import type { ApplyContext } from "../Reconcile/Apply.ts"
 import type { FindingsContext } from "../Reconcile/Findings.ts"
 import { insertFindings } from "../Reconcile/Findings.ts"
 import { ENROLLED } from "../Reconcile/Rules/People.ts"
+import { ADMIN_ROLES_SQL, CONFIRMING_ROLES_SQL } from "../Admins/Roles.ts"
 
 /**
  * Account linking and activation (seeds 001, 002), run in every sync's transaction after
@@ -22,7 +23,9 @@ import { ENROLLED } from "../Reconcile/Rules/People.ts"
  * Links are permanent (a trigger refuses removing or moving them once the account is in
  * use); a deactivated user keeps its link, so a returning source ID comes back linked.
  * Students are active while enrolled in at least one active class, pending otherwise.
- * Other roles (administrators, aides, guardians…) get no account here.
+ * Roster admins (administrator, district_admin, staff) are handled like teachers when the
+ * district's rule `syncAdmins` is on (the default), and get no account here when it is off.
+ * Other roles (aides, guardians…) get no account here.
  */
 
 export interface LinkCounts {
@@ -33,18 +36,25 @@ export interface LinkCounts {
 
 const PEOPLE = `ARRAY['teacher', 'student']`
 
-export const linkAccounts = (context: ApplyContext & FindingsContext) =>
+export interface LinkOptions {
+  /** The district rule `syncAdmins`: roster admins are linked (like teachers) too. */
+  readonly syncAdmins: boolean
+}
+
+export const linkAccounts = (context: ApplyContext & FindingsContext, options: LinkOptions = { syncAdmins: true }) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const district = context.districtId
+    const people = options.syncAdmins ? `(${PEOPLE} || ${ADMIN_ROLES_SQL})` : PEOPLE
     yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_decisions`)
     yield* sql.unsafe(
       `CREATE TEMP TABLE link_decisions AS
        WITH unlinked AS (
          SELECT u.id AS user_id, nullif(lower(btrim(u.email)), '') AS email_key, btrim(u.email) AS email,
-                'teacher' = ANY (u.roles) AS teacher
+                -- "teacher": confirms by e-mail (teachers, and roster admins when linked)
+                u.roles && ${CONFIRMING_ROLES_SQL} AS teacher
          FROM users u
-         WHERE u.district_id = $1 AND u.active AND u.roles && ${PEOPLE}
+         WHERE u.district_id = $1 AND u.active AND u.roles && ${people}
            AND NOT EXISTS (SELECT 1 FROM account_links l WHERE l.user_id = u.id)
        ),
        candidates AS (

@@ -6,7 +6,7 @@ import { Audit } from "../Audit/Audit.ts"
 import { Reviews } from "../Accounts/Reviews.ts"
 import { ConfigFile, ConfigProviderLive } from "../Config/ConfigFile.ts"
 import { HttpLive } from "../Http/Server.ts"
-import { SpoolMailerLive } from "../Mail/Mailer.ts"
+import { MailerLive } from "../Mail/SmtpMailer.ts"
 import { Outbox } from "../Mail/Outbox.ts"
 import { RosterProviderLive } from "../Providers/Providers.ts"
 import { Holds } from "../Reconcile/Holds.ts"
@@ -15,11 +15,15 @@ import { DaemonLive } from "../Schedule/Daemon.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { DatabaseLive, migrate, SqlLive } from "../Store/Sql.ts"
 import { accountsCommand } from "./AccountCommands.ts"
+import { Admins } from "../Admins/Admins.ts"
+import { Partnerships } from "../Admins/Partnerships.ts"
+import { adminCommand } from "./AdminCommands.ts"
 import { auditCommand } from "./AuditCommand.ts"
 import { Classes } from "../Classes/Classes.ts"
 import { classCommand, userCommand } from "./ClassCommands.ts"
 import { districtCommand } from "./DistrictCommands.ts"
 import { holdsCommand } from "./HoldCommands.ts"
+import { outboxCommand } from "./OutboxCommands.ts"
 import { Report } from "../Report/Report.ts"
 import { reportCommand } from "./ReportCommand.ts"
 import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
@@ -78,10 +82,16 @@ const AccountsCommandLive = Layer.mergeAll(Accounts.Default, Reviews.Default, Ac
   Layer.provideMerge(CommandLive)
 )
 
+/** `rosterd outbox`: the Outbox service over the same database (its mailer is only built, never used, by list and retry). */
+const OutboxCommandLive = Outbox.Default.pipe(Layer.provide(MailerLive), Layer.provideMerge(CommandLive), Layer.provide(ConfigLive))
+
+/** Administrators and partnerships, over the same migrated database. */
+const AdminCommandLive = Layer.mergeAll(Admins.Default, Partnerships.Default).pipe(Layer.provideMerge(CommandLive), Layer.provide(ConfigLive))
+
 const daemon = Command.make("daemon", {}, () =>
   Effect.never.pipe(Effect.provide(
     Layer.mergeAll(HttpLive, DaemonLive).pipe(
-      Layer.provide(Outbox.Default.pipe(Layer.provide(SpoolMailerLive))),
+      Layer.provide(Outbox.Default.pipe(Layer.provide(MailerLive))),
       Layer.provide(AppLive),
       Layer.provide(DaemonLoggerLive),
       Layer.provide(ConfigLive)
@@ -105,11 +115,13 @@ const root = Command.make("rosterd").pipe(
     runsCommand.pipe(Command.provide(CommandLive)),
     districtCommand.pipe(Command.provide(CommandLive)),
     accountsCommand.pipe(Command.provide(AccountsCommandLive)),
+    adminCommand.pipe(Command.provide(AdminCommandLive)),
     classCommand.pipe(Command.provide(AccountsCommandLive)),
     userCommand.pipe(Command.provide(AccountsCommandLive)),
     reportCommand.pipe(Command.provide(AccountsCommandLive)),
     holdsCommand.pipe(Command.provide(CommandLive)),
     auditCommand.pipe(Command.provide(CommandLive)),
+    outboxCommand.pipe(Command.provide(OutboxCommandLive)),
     migrateCommand
   ])
 )

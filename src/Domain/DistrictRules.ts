@@ -63,7 +63,13 @@ export const DistrictRules = Schema.Struct({
   scope: Schema.optionalWith(ScopeRules, { default: () => Schema.decodeSync(ScopeRules)({}) }),
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
   coTeacherLimit: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 50)), { default: () => 9 }),
-  gate: Schema.optionalWith(GateRules, { default: () => Schema.decodeSync(GateRules)({}) })
+  gate: Schema.optionalWith(GateRules, { default: () => Schema.decodeSync(GateRules)({}) }),
+  /**
+   * Roster admins (OneRoster `administrator`, Clever district admins and staff) get accounts
+   * and links like teachers, and admin rights over the orgs they are attached to. Off: no
+   * admin accounts from the sync (seed 004, Classkick); admins are invited in the product.
+   */
+  syncAdmins: Schema.optionalWith(Schema.Boolean, { default: () => true })
 })
 export type DistrictRules = typeof DistrictRules.Type
 

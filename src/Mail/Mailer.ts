@@ -5,8 +5,9 @@ import nodemailer from "nodemailer"
 
 /**
  * The mail port: deliver one message. Implementations: the spool (the embedded default,
- * below: `.eml` files an operator can open) and SMTP (issue "Administrators and mail").
- * Messages reach the port through the outbox, never directly from a sync.
+ * below: `.eml` files an operator can open) and SMTP (SmtpMailer.ts, which also holds
+ * `MailerLive`, the choice between the two). Messages reach the port through the outbox,
+ * never directly from a sync.
  */
 export interface MailMessage {
   /** Stable across retries, so a resent message collapses with the first in mail clients. */
@@ -26,8 +27,30 @@ export class Mailer extends Context.Tag("rosterd/Mailer")<Mailer, {
   readonly send: (message: MailMessage) => Effect.Effect<void, MailError>
 }>() {}
 
+/** The `Message-ID` header of a message: `<outbox-12@rosterd>`, the same on every attempt. */
+export const headerMessageId = (message: MailMessage) => `<${message.messageId}@rosterd>`
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/**
+ * An error text fit for logs and `last_error`: no recipient, no e-mail address at all, none
+ * of the given secrets (an SMTP password, a user name), one line, bounded.
+ */
+export const scrubError = (text: string, recipient: string, secrets: ReadonlyArray<string> = []): string => {
+  let clean = text
+  for (const secret of secrets) {
+    if (secret.length >= 3) clean = clean.split(secret).join("<redacted>")
+  }
+  const trimmed = recipient.trim()
+  if (trimmed !== "") clean = clean.replace(new RegExp(escapeRegExp(trimmed), "gi"), "<recipient>")
+  clean = clean
+    .replace(/[^\s<>()[\]@,;:"']+@[^\s<>()[\]@,;:"']+/g, "<address>")
+    .replace(/[\r\n\t]+/g, " ")
+  return clean.length > 500 ? `${clean.slice(0, 499)}…` : clean
+}
+
 /** `From:` of every message. */
-const fromAddress = Config.string("from").pipe(Config.nested("mail"), Config.nested("rosterd"), Config.withDefault("rosterd <noreply@rosterd.invalid>"))
+export const fromAddress = Config.string("from").pipe(Config.nested("mail"), Config.nested("rosterd"), Config.withDefault("rosterd <noreply@rosterd.invalid>"))
 
 /**
  * The embedded default: each message becomes `<spool>/<messageId>.eml` (RFC 5322, built by
@@ -53,7 +76,7 @@ export const SpoolMailerLive = Layer.effect(
               subject: message.subject,
               text: message.text,
               ...(message.html === undefined ? {} : { html: message.html }),
-              messageId: `<${message.messageId}@rosterd>`
+              messageId: headerMessageId(message)
             })
             Fs.mkdirSync(spoolDir, { recursive: true, mode: 0o700 })
             const file = NodePath.join(spoolDir, `${message.messageId.replace(/[^A-Za-z0-9._-]/g, "_")}.eml`)

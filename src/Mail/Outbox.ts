@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
-import { Cause, Config, Duration, Effect, Exit, Option } from "effect"
-import { MailError, Mailer, type MailMessage } from "./Mailer.ts"
+import { Cause, Config, Duration, Effect, Exit, Option, Schema } from "effect"
+import { MailError, Mailer, type MailMessage, scrubError } from "./Mailer.ts"
 
 /**
  * Delivery of the outbox: rows written by other code (e.g. Accounts/Activation.ts) in the
@@ -28,6 +28,10 @@ import { MailError, Mailer, type MailMessage } from "./Mailer.ts"
  * `attempts` reaches `maxAttempts`. `last_error` is kept after a later success, as a trace.
  *
  * Logs carry outbox ids, kinds and attempt numbers only: never recipients, subjects or bodies.
+ *
+ * **Operators** see the queue with `list` (ids, kinds, districts, states, attempts, times,
+ * errors: no recipient beyond its domain, no subject, no body) and put a failed message back
+ * with `retry` (`rosterd outbox list|retry`).
  *
  * Config (`rosterd.mail.*`): `retryBaseSeconds` (30), `retryMaxSeconds` (3600), `maxAttempts`
  * (10), `pollSeconds` (10, the `run` loop), `batchSize` (20, rows per `deliverDue`),
@@ -76,17 +80,52 @@ interface ClaimedRow {
   readonly attempts: number
 }
 
-const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+export const OutboxState = Schema.Literal("pending", "sent", "failed", "cancelled")
+export type OutboxState = typeof OutboxState.Type
 
-/** An error text fit for `last_error`: no recipient, no e-mail address at all, bounded. */
-export const scrubError = (text: string, recipient: string): string => {
-  const trimmed = recipient.trim()
-  const withoutRecipient = trimmed === "" ? text : text.replace(new RegExp(escapeRegExp(trimmed), "gi"), "<recipient>")
-  const clean = withoutRecipient
-    .replace(/[^\s<>()[\]@,;:"']+@[^\s<>()[\]@,;:"']+/g, "<address>")
-    .replace(/[\r\n\t]+/g, " ")
-  return clean.length > 500 ? `${clean.slice(0, 499)}…` : clean
+/** A message as operators see it: never the recipient (its domain at most), the subject or the body. */
+export interface OutboxEntry {
+  readonly id: number
+  readonly kind: string
+  readonly districtId: string | null
+  readonly state: OutboxState
+  readonly attempts: number
+  readonly nextAttemptAt: Date
+  readonly sentAt: Date | null
+  readonly lastError: string | null
+  readonly createdAt: Date
+  /** The part after the `@`, lower-cased: which mail system, not which person. */
+  readonly recipientDomain: string
 }
+
+export interface RetriedMessage {
+  readonly id: number
+  readonly kind: string
+  readonly districtId: string | null
+  readonly previousState: OutboxState
+  readonly previousAttempts: number
+}
+
+export class OutboxMessageNotFound extends Schema.TaggedError<OutboxMessageNotFound>()("OutboxMessageNotFound", { id: Schema.Number }) {
+  override get message() {
+    return `no outbox message ${this.id} (see rosterd outbox list)`
+  }
+}
+
+export class OutboxMessageNotRetryable extends Schema.TaggedError<OutboxMessageNotRetryable>()("OutboxMessageNotRetryable", {
+  id: Schema.Number,
+  state: OutboxState,
+  sentAt: Schema.NullOr(Schema.String)
+}) {
+  override get message() {
+    return this.state === "sent"
+      ? `outbox message ${this.id} was sent${this.sentAt === null ? "" : ` at ${this.sentAt}`}; a sent message is not sent again`
+      : `outbox message ${this.id} is cancelled (a newer message replaced it, e.g. a resent activation); it is not sent again`
+  }
+}
+
+/** An error text fit for `last_error`. It lives in Mailer.ts now (the SMTP mailer scrubs its errors too). */
+export { scrubError }
 
 /** Delay before the next attempt after `attempts` failed ones (1-based), in seconds. */
 export const backoffSeconds = (attempts: number, baseSeconds: number, maxSeconds: number) =>
@@ -227,6 +266,40 @@ export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
       }
     })
 
-    return { deliverDue, run } as const
+    /** The queue, newest first; `state` narrows it. */
+    const list = Effect.fn("Outbox.list")(function*(options: { readonly state?: OutboxState; readonly limit?: number } = {}) {
+      return yield* sql<OutboxEntry>`
+        SELECT id, kind, district_id, state, attempts, next_attempt_at, sent_at, last_error, created_at,
+               lower(split_part(btrim(recipient), '@', 2)) AS recipient_domain
+        FROM outbox
+        WHERE ${options.state === undefined ? sql`true` : sql`state = ${options.state}`}
+        ORDER BY id DESC
+        LIMIT ${options.limit ?? 50}`
+    }, Effect.orDie)
+
+    /**
+     * A failed (or pending) message becomes pending, due now, its attempts counted from zero
+     * (`last_error` stays as a trace). Sent and cancelled messages are refused. Retrying a
+     * message a worker is sending right now may send it twice (same Message-ID).
+     */
+    const retry = Effect.fn("Outbox.retry")(function*(id: number) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const [row] = yield* sql<{ readonly kind: string; readonly districtId: string | null; readonly state: OutboxState; readonly attempts: number; readonly sentAt: Date | null }>`
+          SELECT kind, district_id, state, attempts, sent_at FROM outbox WHERE id = ${id} FOR UPDATE`
+        if (row === undefined) return yield* new OutboxMessageNotFound({ id })
+        if (row.state === "sent" || row.state === "cancelled") {
+          return yield* new OutboxMessageNotRetryable({
+            id,
+            state: row.state,
+            sentAt: row.sentAt === null ? null : new Date(row.sentAt).toISOString()
+          })
+        }
+        yield* sql`UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = now() WHERE id = ${id}`
+        yield* Effect.logInfo("outbox message queued again").pipe(Effect.annotateLogs({ outboxId: id, previousState: row.state }))
+        return { id, kind: row.kind, districtId: row.districtId, previousState: row.state, previousAttempts: row.attempts } satisfies RetriedMessage
+      }))
+    }, Effect.catchTag("SqlError", Effect.die))
+
+    return { deliverDue, run, list, retry } as const
   })
 }) {}

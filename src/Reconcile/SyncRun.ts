@@ -229,7 +229,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         counts.users = { ...counts.users, updated: counts.users.updated + aged }
 
         yield* snapshotEnrolled(context)
-        yield* linkAccounts(context)
+        yield* linkAccounts(context, { syncAdmins: rules.syncAdmins })
         yield* refreshStudentActivation(context)
         yield* activation.issue({ districtId: district.id, replace: false })
         yield* reportPeople(context)

@@ -329,6 +329,52 @@ layer(OutboxTestLayer, { timeout: "120 seconds", excludeTestServices: true })("o
       assert.deepStrictEqual(yield* outbox.deliverDue(), { sent: 2, failed: 0, retried: 0 })
     }))
 
+  it.effect("list: newest first, by state, limited, no recipient beyond its domain; retry: failed and pending requeued, sent, cancelled and unknown refused", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient.SqlClient
+      const outbox = yield* Outbox
+      const failed = yield* insert("l-failed", { recipient: "  Fay.Fail@Schools.Example " })
+      const pending = yield* insert("l-pending", { dueInSeconds: 600 })
+      const sent = yield* insert("l-sent", { state: "sent" })
+      const cancelled = yield* insert("l-cancelled", { state: "cancelled" })
+      yield* sql`UPDATE outbox SET state = 'failed', attempts = 4, last_error = 'gave up' WHERE id = ${failed}`
+      yield* sql`UPDATE outbox SET attempts = 2 WHERE id = ${pending}`
+
+      const all = yield* outbox.list()
+      assert.deepStrictEqual(all.map((e) => e.id), [cancelled, sent, pending, failed])
+      const entry = all.find((e) => e.id === failed)!
+      assert.deepStrictEqual(
+        { kind: entry.kind, state: entry.state, attempts: entry.attempts, lastError: entry.lastError, domain: entry.recipientDomain },
+        { kind: "teacher_activation", state: "failed", attempts: 4, lastError: "gave up", domain: "schools.example" }
+      )
+      assert.notProperty(entry, "recipient")
+      assert.notProperty(entry, "subject")
+      assert.deepStrictEqual((yield* outbox.list({ state: "failed" })).map((e) => e.id), [failed])
+      assert.deepStrictEqual((yield* outbox.list({ limit: 2 })).map((e) => e.id), [cancelled, sent])
+
+      const again = yield* outbox.retry(failed)
+      assert.deepStrictEqual(again, { id: failed, kind: "teacher_activation", districtId: null, previousState: "failed", previousAttempts: 4 })
+      const r = yield* row(failed)
+      assert.deepStrictEqual([r.state, r.attempts, r.lastError], ["pending", 0, "gave up"])
+      assert.isAtMost(r.dueIn, 0)
+      assert.strictEqual((yield* outbox.retry(pending)).previousAttempts, 2)
+      assert.isAtMost((yield* row(pending)).dueIn, 0)
+
+      const refusedSent = yield* Effect.flip(outbox.retry(sent))
+      assert.strictEqual(refusedSent._tag, "OutboxMessageNotRetryable")
+      assert.match(refusedSent.message, new RegExp(`^outbox message ${sent} was sent; a sent message is not sent again$`))
+      const refusedCancelled = yield* Effect.flip(outbox.retry(cancelled))
+      assert.include(refusedCancelled.message, "is cancelled")
+      assert.strictEqual((yield* row(cancelled)).state, "cancelled")
+      const unknown = yield* Effect.flip(outbox.retry(999_999))
+      assert.strictEqual(unknown.message, "no outbox message 999999 (see rosterd outbox list)")
+
+      // Both go out now.
+      assert.deepStrictEqual(yield* outbox.deliverDue(), { sent: 2, failed: 0, retried: 0 })
+      assert.deepStrictEqual([...mail.sent].sort(), [`outbox-${failed}`, `outbox-${pending}`].sort())
+    }))
+
   it.effect("the run loop keeps delivering, and survives a failing pass", () =>
     Effect.gen(function*() {
       yield* reset

@@ -93,11 +93,11 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("acc
       // Students: active while enrolled; s-3 has no class.
       assert.deepInclude(stored.get("s-3"), { method: "created", activation: "pending" })
       assert.deepInclude(stored.get("s-4"), { method: "created", activation: "active", state: "active" })
-      // Administrators get no account from the roster here.
-      assert.deepInclude(stored.get("a-1"), { accountId: null })
-      // Activation e-mails: new teachers only; not t-01, who already uses the platform.
+      // Roster admins are linked like teachers (the rule syncAdmins is on by default; test/Admins covers it off).
+      assert.deepInclude(stored.get("a-1"), { method: "created", activation: "pending", origin: "district", state: "pending" })
+      // Activation e-mails: new teachers (and the admin) only; not t-01, who already uses the platform.
       const mails = yield* activationMails("link")
-      assert.strictEqual(mails.length, 12)
+      assert.strictEqual(mails.length, 13)
       assert.notInclude(mails.map((m) => m.recipient), "T-01@Link.EXAMPLE")
       assert.include(mails.map((m) => m.recipient), "t-02@link.example")
       assert.match(mails[0]!.subject, /^Confirm your official .* account$/)
@@ -106,7 +106,7 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("acc
       // A second sync links nothing new and sends nothing again.
       const again = yield* syncNow("link")
       assert.strictEqual(again.status, "succeeded")
-      assert.strictEqual((yield* activationMails("link")).length, 12)
+      assert.strictEqual((yield* activationMails("link")).length, 13)
       assert.deepStrictEqual(yield* links("link"), stored)
       dir.remove()
     }))

@@ -285,8 +285,10 @@ layer(TestLayer, { timeout: "180 seconds", excludeTestServices: true })("distric
       assert.deepStrictEqual(csv.teachers["cls-big"], ["t-02 (primary)", "t-03", "t-04", "t-05", "t-06", "t-07", "t-08", "t-09", "t-10", "t-11"])
       assert.strictEqual(csv.links["t-07"], "email/active")
       assert.strictEqual(csv.links["t-05"], "none")
-      // 13 teachers: not t-07 (an account already in use), not t-05/t-06 (in review).
-      assert.strictEqual(csv.activationMails, 10)
+      // 13 teachers: not t-07 (an account already in use), not t-05/t-06 (in review); and a-1, the
+      // administrator (the rule syncAdmins is on by default).
+      assert.strictEqual(csv.links["a-1"], "created/pending")
+      assert.strictEqual(csv.activationMails, 11)
     }))
 
   it.effect("OneRoster REST (ClassLink): the same outcome as the CSV set", () =>

@@ -37,7 +37,12 @@ const fakeStore = (district: string, nextRunAt: Map<string, Date>) =>
 /** The outbox loop is not under test here: a stand-in that idles. */
 const idleOutbox = Layer.succeed(
   Outbox,
-  Outbox.make({ deliverDue: () => Effect.succeed({ sent: 0, failed: 0, retried: 0 }), run: Effect.never })
+  Outbox.make({
+    deliverDue: () => Effect.succeed({ sent: 0, failed: 0, retried: 0 }),
+    run: Effect.never,
+    list: () => Effect.dieMessage("not used by the daemon"),
+    retry: () => Effect.dieMessage("not used by the daemon")
+  })
 )
 
 const withDaemon = (failures: number) => {

@@ -1,4 +1,5 @@
 import { SqlClient } from "@effect/sql"
+import { ADMIN_ROLES_SQL } from "../../Admins/Roles.ts"
 import { Effect } from "effect"
 import type { ApplyContext } from "../Apply.ts"
 import { underThirteen } from "../Apply.ts"
@@ -90,7 +91,7 @@ export const reportPeople = (context: FindingsContext) =>
               NULL::int AS line,
               'an administrator attached only to orgs without classes (a district office) would see no usage data' AS detail
        FROM users u
-       WHERE u.district_id = $2 AND u.active AND u.roles && ARRAY['administrator', 'district_admin']
+       WHERE u.district_id = $2 AND u.active AND u.roles && ${ADMIN_ROLES_SQL}
          AND NOT EXISTS (SELECT 1 FROM classes c
                          WHERE c.district_id = $2 AND c.active AND c.school_source_id = ANY (u.org_source_ids))`
     )

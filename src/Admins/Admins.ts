@@ -1,0 +1,701 @@
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Config, Effect, Option, Schema } from "effect"
+import { isEmail, pgErrorOf } from "../Accounts/Accounts.ts"
+import { LINK_PLACEHOLDER } from "../Accounts/ActivationMail.ts"
+import { Audit } from "../Audit/Audit.ts"
+import { DistrictNotFound } from "../Domain/Errors.ts"
+import { invitationMail } from "./InvitationMail.ts"
+import { loadGeography } from "./Partnerships.ts"
+import type { Actor, AdminAction, AdminState, Geography, Permission, Scope } from "./Permissions.ts"
+import { authorize, describeScope } from "./Permissions.ts"
+
+/**
+ * Administrators (seeds 003, 004): in-product admins — invited, confirmed, edited, removed —
+ * and the roster admins the sync brings (when the district's rule `syncAdmins` is on).
+ *
+ * - Every change is one transaction with its audit row; an invitation's e-mail is written to
+ *   the outbox in the invite's (or resend's) transaction. Tokens exist only in that message:
+ *   the database keeps their SHA-256.
+ * - Who acts is an operator (`--by`, the default) or an admin (`--as <admin>`), whose
+ *   permission and scope are enforced (Permissions.ts).
+ * - Confirming is `rosterd_confirm_admin(token, link_account)` in the database
+ *   (migrations/0004), called by the platform and by `rosterd admin confirm`.
+ * - Nothing here logs or puts into an error or an audit row a name or an address: errors
+ *   name admin ids, districts and school source IDs. Only `list` returns names and
+ *   addresses — it is the operator's listing of administrators.
+ *
+ * Config (`rosterd.admins.*`): `invitationUrl` (the platform's confirmation page, `{token}`
+ * replaced), `invitationTtlDays` (14), `staleAfterDays` (30: invited and not confirmed for
+ * that long is listed as stale).
+ */
+
+// ---------------------------------------------------------------- errors
+
+export class AdminNotFound extends Schema.TaggedError<AdminNotFound>()("AdminNotFound", { adminId: Schema.Number }) {
+  override get message() {
+    return `no admin ${this.adminId} (see \`rosterd admin list <district>\`)`
+  }
+}
+
+/** The acting admin may not do this (Permissions.ts says why). */
+export class NotPermitted extends Schema.TaggedError<NotPermitted>()("NotPermitted", { reason: Schema.String }) {
+  override get message() {
+    return `not permitted: ${this.reason}`
+  }
+}
+
+/** The request itself is wrong (bad address, unknown schools, role without its region…). */
+export class InvalidAdmin extends Schema.TaggedError<InvalidAdmin>()("InvalidAdmin", { message: Schema.String }) {}
+
+export class AdminExists extends Schema.TaggedError<AdminExists>()("AdminExists", {
+  districtId: Schema.String,
+  adminId: Schema.Number
+}) {
+  override get message() {
+    return `district ${this.districtId} already has admin ${this.adminId} with this address: edit it instead (rosterd admin edit ${this.adminId})`
+  }
+}
+
+export class AdminStateConflict extends Schema.TaggedError<AdminStateConflict>()("AdminStateConflict", {
+  adminId: Schema.Number,
+  state: Schema.String,
+  wanted: Schema.String
+}) {
+  override get message() {
+    return `admin ${this.adminId} is ${this.state === "active" ? "confirmed" : this.state}: ${this.wanted}`
+  }
+}
+
+/** `rosterd_confirm_admin` said no: RSTOK (the token) or RSLNK (the chosen account). */
+export class InvitationRefused extends Schema.TaggedError<InvitationRefused>()("InvitationRefused", {
+  code: Schema.Literal("RSTOK", "RSLNK"),
+  reason: Schema.String
+}) {
+  override get message() {
+    return this.code === "RSTOK" ? `invitation refused: ${this.reason}` : `cannot use that account: ${this.reason}`
+  }
+}
+
+// ---------------------------------------------------------------- model
+
+export type Role = "school" | "region" | "partnership"
+
+/** Who acts: an operator (recorded by name) or an in-product admin (`--as`). */
+export interface Who {
+  readonly by: string
+  readonly as?: number
+}
+
+export interface ScopeRequest {
+  readonly role: Role
+  /** Region role: the region (of the district's partnership). School role: optional, must be the district's. */
+  readonly regionId: string | null
+  readonly allSchools: boolean
+  readonly schools: ReadonlyArray<string>
+}
+
+export interface InviteInput extends ScopeRequest {
+  readonly districtId: string
+  readonly name: string
+  readonly email: string
+  readonly permission: Permission
+  readonly canManageAdmins: boolean
+}
+
+/** What `edit` changes; absent fields stay. `allSchools: true` or `schools` replace the school list. */
+export interface EditChanges {
+  readonly name?: string
+  readonly email?: string
+  readonly permission?: Permission
+  readonly canManageAdmins?: boolean
+  readonly role?: Role
+  readonly regionId?: string
+  readonly allSchools?: boolean
+  readonly schools?: ReadonlyArray<string>
+}
+
+/** A stored grant: role and scope columns of `admins`. */
+interface Grant {
+  readonly role: Role
+  readonly partnershipId: string | null
+  readonly regionId: string | null
+  readonly allSchools: boolean
+  readonly schools: ReadonlyArray<string>
+}
+
+interface AdminRow extends Grant {
+  readonly id: number
+  readonly districtId: string
+  readonly email: string
+  readonly emailKey: string
+  readonly name: string
+  readonly permission: Permission
+  readonly canManageAdmins: boolean
+  readonly state: AdminState
+  readonly accountId: number | null
+}
+
+export const scopeOf = (districtId: string, grant: Grant): Scope =>
+  grant.role === "partnership"
+    ? { kind: "partnership", partnershipId: grant.partnershipId! }
+    : grant.role === "region"
+    ? { kind: "region", partnershipId: grant.partnershipId!, regionId: grant.regionId! }
+    : grant.allSchools
+    ? { kind: "district", districtId }
+    : { kind: "schools", districtId, schools: grant.schools }
+
+export type SourceLabel = "Clever" | "ClassLink" | "CSV" | "in-product"
+
+const SOURCE_LABELS: Readonly<Record<string, SourceLabel>> = {
+  clever: "Clever",
+  classlink: "ClassLink",
+  csv: "CSV",
+  "in-product": "in-product",
+  manual: "in-product"
+}
+export const sourceLabel = (source: string): SourceLabel => SOURCE_LABELS[source] ?? "in-product"
+
+export interface RosterRecord {
+  readonly userId: number
+  readonly sourceId: string
+  readonly roles: ReadonlyArray<string>
+  readonly source: SourceLabel
+  /** false: the roster no longer has this person (deactivated by a sync). */
+  readonly active: boolean
+}
+
+/**
+ * One line of `admin list`. `kind: "in-product"` rows are `admins` (id = admin id);
+ * `kind: "roster"` rows are rostered users with an admin role (id = user id).
+ */
+export interface AdminListing {
+  readonly kind: "in-product" | "roster"
+  readonly id: number
+  readonly name: string | null
+  readonly email: string | null
+  /** The district it was invited in (in-product) or is rostered in. */
+  readonly district: string
+  readonly role: Role
+  readonly partnership: string | null
+  readonly region: string | null
+  readonly allSchools: boolean
+  readonly schools: ReadonlyArray<string>
+  readonly permission: Permission
+  readonly canManageAdmins: boolean
+  readonly source: SourceLabel
+  /**
+   * In-product: pending (invited, its newest link still works), expired (its newest link
+   * expired: resend), confirmed, removed. Roster: pending (activation e-mail not
+   * confirmed), confirmed (account active), no account (not linked yet: see the review queue).
+   */
+  readonly invitation: "pending" | "expired" | "confirmed" | "removed" | "no account"
+  /** Invited and not confirmed for longer than `rosterd.admins.staleAfterDays`. */
+  readonly stale: boolean
+  readonly invitedAt: Date | null
+  readonly confirmedAt: Date | null
+  readonly accountId: number | null
+  /** In-product: the person's rostered user in the district (same address or account), if any; roster: itself. */
+  readonly rosterRecord: RosterRecord | null
+  /** Roster admins attached only to orgs without classes (a district office): reported by the sync. */
+  readonly districtOfficeOnly: boolean
+}
+
+export interface InviteOutcome {
+  readonly adminId: number
+  readonly districtId: string
+  readonly scope: Scope
+  readonly permission: Permission
+  readonly canManageAdmins: boolean
+  readonly expiresAt: Date
+}
+
+export interface EditOutcome {
+  readonly adminId: number
+  readonly districtId: string
+  /** Names of the fields that changed (no values). */
+  readonly changed: ReadonlyArray<string>
+  readonly scope: Scope
+  /** A new invitation went to the new address (an invited admin's address changed). */
+  readonly reinvited: boolean
+}
+
+// ---------------------------------------------------------------- the service
+
+const adminsConfig = <A>(config: Config.Config<A>) => config.pipe(Config.nested("admins"), Config.nested("rosterd"))
+
+const ADMIN_COLUMNS = `id, district_id, name, email, email_key, permission, can_manage_admins, role, partnership_id, region_id,
+                       all_schools, school_source_ids AS schools, state, account_id`
+
+const normaliseSchools = (schools: ReadonlyArray<string>) => [...new Set(schools.map((s) => s.trim()).filter((s) => s.length > 0))].sort()
+
+export class Admins extends Effect.Service<Admins>()("rosterd/Admins", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const audit = yield* Audit
+    const url = yield* adminsConfig(Config.string("invitationUrl")).pipe(
+      Config.withDefault("https://platform.invalid/admin-invitation?token={token}")
+    )
+    const ttlDays = yield* adminsConfig(Config.integer("invitationTtlDays")).pipe(Config.withDefault(14))
+    const staleAfterDays = yield* adminsConfig(Config.number("staleAfterDays")).pipe(Config.withDefault(30))
+    const platform = yield* Config.string("platformName").pipe(Config.nested("accounts"), Config.nested("rosterd"), Config.withDefault("rosterd"))
+
+    const districtNamed = (districtId: string) =>
+      Effect.gen(function*() {
+        const [district] = yield* sql<{ readonly id: string; readonly name: string }>`
+          SELECT id, name FROM districts WHERE id = ${districtId} AND removed_at IS NULL`
+        if (district === undefined) return yield* new DistrictNotFound({ district: districtId })
+        return district
+      })
+
+    const lockAdmin = (adminId: number) =>
+      Effect.gen(function*() {
+        const [row] = yield* sql.unsafe<AdminRow>(`SELECT ${ADMIN_COLUMNS} FROM admins WHERE id = $1 FOR UPDATE`, [adminId])
+        if (row === undefined) return yield* new AdminNotFound({ adminId })
+        return row
+      })
+
+    /** The actor, and how the audit log and `invited_by` name it. */
+    const resolveActor = (who: Who) =>
+      Effect.gen(function*() {
+        if (who.as === undefined) return { actor: { kind: "operator", name: who.by } as Actor, name: who.by, invitedBy: `operator:${who.by}` }
+        const [row] = yield* sql.unsafe<AdminRow>(`SELECT ${ADMIN_COLUMNS} FROM admins WHERE id = $1`, [who.as])
+        if (row === undefined) return yield* new AdminNotFound({ adminId: who.as })
+        const actor: Actor = {
+          kind: "admin",
+          admin: { id: row.id, state: row.state, permission: row.permission, canManageAdmins: row.canManageAdmins, scope: scopeOf(row.districtId, row) }
+        }
+        return { actor, name: `admin:${row.id}`, invitedBy: `admin:${row.id}` }
+      })
+
+    const enforce = (actor: Actor, action: AdminAction, scopes: ReadonlyArray<Scope>, geography: Geography) => {
+      const decision = authorize(actor, action, scopes, geography)
+      return decision.allowed ? Effect.void : Effect.fail(new NotPermitted({ reason: decision.reason }))
+    }
+
+    /** Checks a requested scope against the district, its partnership and its schools; the grant to store. */
+    const resolveGrant = (districtId: string, request: ScopeRequest, geography: Geography) =>
+      Effect.gen(function*() {
+        const invalid = (message: string) => new InvalidAdmin({ message })
+        const place = geography.get(districtId)
+        const schools = normaliseSchools(request.schools)
+        if (request.role !== "school" && (request.allSchools || schools.length > 0)) {
+          return yield* invalid(`--schools and --all-schools belong to the school role; a ${request.role} role covers every school of its ${request.role}`)
+        }
+        if (request.role !== "school" && place === undefined) {
+          return yield* invalid(`district ${districtId} is in no partnership, so there is no ${request.role} role (see rosterd admin partnership)`)
+        }
+        if (request.role === "partnership") {
+          if (request.regionId !== null) return yield* invalid("a partnership role covers every region: drop --region")
+          return { role: "partnership", partnershipId: place!.partnershipId, regionId: null, allSchools: false, schools: [] } satisfies Grant
+        }
+        if (request.role === "region") {
+          if (request.regionId === null) return yield* invalid("a region role needs --region <id>")
+          const known = yield* sql`SELECT 1 FROM regions WHERE partnership_id = ${place!.partnershipId} AND id = ${request.regionId}`
+          if (known.length === 0) return yield* invalid(`partnership ${place!.partnershipId} has no region ${request.regionId}`)
+          return { role: "region", partnershipId: place!.partnershipId, regionId: request.regionId, allSchools: false, schools: [] } satisfies Grant
+        }
+        if (request.regionId !== null && place?.regionId !== request.regionId) {
+          return yield* invalid(`district ${districtId} is not in region ${request.regionId}`)
+        }
+        if (request.allSchools === (schools.length > 0)) {
+          return yield* invalid(request.allSchools ? "give --schools or --all-schools, not both" : "give the schools (--schools <id,id…>) or --all-schools")
+        }
+        if (schools.length > 0) {
+          const found = yield* sql<{ readonly sourceId: string }>`
+            SELECT source_id FROM schools WHERE district_id = ${districtId} AND active AND source_id = ANY (${schools}::text[])`
+          const unknown = schools.filter((s) => !found.some((f) => f.sourceId === s))
+          if (unknown.length > 0) return yield* invalid(`district ${districtId} has no active school ${unknown.join(", ")} (school source IDs, as the roster gives them)`)
+        }
+        return { role: "school", partnershipId: null, regionId: null, allSchools: request.allSchools, schools } satisfies Grant
+      })
+
+    /** Revokes the admin's unused tokens; their messages not sent yet are cancelled (they would carry dead links). */
+    const revokeTokens = (adminId: number) =>
+      sql`WITH revoked AS (
+            UPDATE admin_tokens SET revoked_at = now() WHERE admin_id = ${adminId} AND used_at IS NULL AND revoked_at IS NULL
+            RETURNING id)
+          UPDATE outbox SET state = 'cancelled'
+          WHERE state = 'pending' AND idempotency_key IN (SELECT 'admin-invitation:' || id FROM revoked)`
+
+    /** A new token and its e-mail in the outbox (the token exists only in the message). */
+    const issueInvitation = (admin: { readonly id: number; readonly districtId: string; readonly permission: Permission }, districtName: string) =>
+      Effect.gen(function*() {
+        const mail = invitationMail(platform, districtName, admin.permission, ttlDays)
+        const [row] = yield* sql.unsafe<{ readonly tokenId: number; readonly expiresAt: Date }>(
+          `WITH token AS MATERIALIZED (
+             SELECT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '') AS value),
+           issued AS (
+             INSERT INTO admin_tokens (admin_id, token_hash, expires_at)
+             SELECT $1, sha256(convert_to(value, 'UTF8')), now() + make_interval(days => $2) FROM token
+             RETURNING id, expires_at),
+           queued AS (
+             INSERT INTO outbox (district_id, idempotency_key, kind, recipient, subject, body_text, body_html)
+             SELECT $3, 'admin-invitation:' || i.id, 'admin_invitation', btrim(a.email), $4,
+                    replace($5, $7, replace($8, '{token}', t.value)), replace($6, $7, replace($8, '{token}', t.value))
+             FROM issued i CROSS JOIN token t JOIN admins a ON a.id = $1)
+           SELECT id AS token_id, expires_at FROM issued`,
+          [admin.id, ttlDays, admin.districtId, mail.subject, mail.text, mail.html, LINK_PLACEHOLDER, url]
+        )
+        return row!
+      })
+
+    const liveAdminWithAddress = (districtId: string, emailKey: string, except: number | null) =>
+      sql<{ readonly id: number }>`
+        SELECT id FROM admins WHERE district_id = ${districtId} AND email_key = ${emailKey} AND state <> 'removed'
+          AND id IS DISTINCT FROM ${except}::bigint`
+
+    const checkAddress = (email: string) => {
+      const address = email.trim()
+      return isEmail(address)
+        ? Effect.succeed({ email: address, emailKey: address.toLowerCase() })
+        : Effect.fail(new InvalidAdmin({ message: "the address is not a valid e-mail address (expected local@domain)" }))
+    }
+
+    const grantDetails = (grant: Grant, permission: Permission, canManageAdmins: boolean) => ({
+      role: grant.role,
+      partnership: grant.partnershipId,
+      region: grant.regionId,
+      allSchools: grant.allSchools,
+      schools: grant.schools,
+      permission,
+      canManageAdmins
+    })
+
+    // ------------------------------------------------------------ invite
+
+    const invite = Effect.fn("Admins.invite")(function*(input: InviteInput, who: Who) {
+      const name = input.name.trim()
+      if (name.length === 0) return yield* new InvalidAdmin({ message: "--name is empty" })
+      const { email, emailKey } = yield* checkAddress(input.email)
+      if (input.canManageAdmins && input.permission !== "manage") {
+        return yield* new InvalidAdmin({ message: "--can-manage-admins needs --permission manage" })
+      }
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const district = yield* districtNamed(input.districtId)
+        const geography = yield* loadGeography
+        const grant = yield* resolveGrant(district.id, input, geography)
+        const scope = scopeOf(district.id, grant)
+        const { actor, invitedBy, name: actorName } = yield* resolveActor(who)
+        yield* enforce(actor, "invite", [scope], geography)
+        const [existing] = yield* liveAdminWithAddress(district.id, emailKey, null)
+        if (existing !== undefined) return yield* new AdminExists({ districtId: district.id, adminId: existing.id })
+        const [row] = yield* sql<{ readonly id: number }>`
+          INSERT INTO admins (district_id, name, email, email_key, permission, can_manage_admins, role, partnership_id, region_id,
+                              all_schools, school_source_ids, invited_by)
+          VALUES (${district.id}, ${name}, ${email}, ${emailKey}, ${input.permission}, ${input.canManageAdmins}, ${grant.role},
+                  ${grant.partnershipId}, ${grant.regionId}, ${grant.allSchools}, ${grant.schools}::text[], ${invitedBy})
+          RETURNING id`
+        const adminId = row!.id
+        const issued = yield* issueInvitation({ id: adminId, districtId: district.id, permission: input.permission }, district.name)
+        yield* audit.record({
+          actor: actorName,
+          action: "admin.invite",
+          districtId: district.id,
+          subject: `admin ${adminId}`,
+          details: { ...grantDetails(grant, input.permission, input.canManageAdmins), token: issued.tokenId }
+        })
+        return {
+          adminId,
+          districtId: district.id,
+          scope,
+          permission: input.permission,
+          canManageAdmins: input.canManageAdmins,
+          expiresAt: issued.expiresAt
+        } satisfies InviteOutcome
+      }))
+    })
+
+    // ------------------------------------------------------------ edit
+
+    const edit = Effect.fn("Admins.edit")(function*(adminId: number, changes: EditChanges, who: Who) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const current = yield* lockAdmin(adminId)
+        if (current.state === "removed") {
+          return yield* new AdminStateConflict({ adminId, state: current.state, wanted: "a removed admin is not edited (invite the person again)" })
+        }
+        const district = yield* districtNamed(current.districtId)
+        const geography = yield* loadGeography
+        const role = changes.role ?? current.role
+        const scopeChanged = changes.role !== undefined || changes.regionId !== undefined || changes.allSchools === true ||
+          changes.schools !== undefined
+        const keepSchools = role === "school" && current.role === "school" && changes.allSchools !== true && changes.schools === undefined
+        const grant: Grant = scopeChanged
+          ? yield* resolveGrant(current.districtId, {
+            role,
+            regionId: changes.regionId ?? (role === "region" && current.role === "region" ? current.regionId : null),
+            allSchools: keepSchools ? current.allSchools : changes.allSchools === true,
+            schools: keepSchools ? current.schools : changes.schools ?? []
+          }, geography)
+          : current
+        const permission = changes.permission ?? current.permission
+        // Down to view: managing admins goes with it (it needs manage).
+        const canManageAdmins = changes.canManageAdmins ?? (permission === "manage" && current.canManageAdmins)
+        if (canManageAdmins && permission !== "manage") return yield* new InvalidAdmin({ message: "--can-manage-admins needs --permission manage" })
+        const name = changes.name?.trim() ?? current.name
+        if (name.length === 0) return yield* new InvalidAdmin({ message: "--name is empty" })
+        const address = changes.email === undefined ? { email: current.email, emailKey: current.emailKey } : yield* checkAddress(changes.email)
+
+        const scope = scopeOf(current.districtId, grant)
+        const { actor, name: actorName } = yield* resolveActor(who)
+        yield* enforce(actor, "edit", [scopeOf(current.districtId, current), scope], geography)
+
+        const sameSchools = grant.allSchools === current.allSchools && grant.schools.join("\u0000") === current.schools.join("\u0000")
+        const changed = [
+          ...(name !== current.name ? ["name"] : []),
+          ...(address.email !== current.email ? ["email"] : []),
+          ...(permission !== current.permission ? ["permission"] : []),
+          ...(canManageAdmins !== current.canManageAdmins ? ["canManageAdmins"] : []),
+          ...(grant.role !== current.role ? ["role"] : []),
+          ...(grant.partnershipId !== current.partnershipId || grant.regionId !== current.regionId ? ["region"] : []),
+          ...(!sameSchools ? ["schools"] : [])
+        ]
+        if (changed.length === 0) return { adminId, districtId: current.districtId, changed, scope, reinvited: false } satisfies EditOutcome
+        const readdressed = address.emailKey !== current.emailKey
+        if (changed.includes("email") && current.state !== "invited") {
+          return yield* new AdminStateConflict({
+            adminId,
+            state: current.state,
+            wanted: "its address belongs to its confirmed account; remove it and invite the new address instead"
+          })
+        }
+        if (readdressed) {
+          const [existing] = yield* liveAdminWithAddress(current.districtId, address.emailKey, adminId)
+          if (existing !== undefined) return yield* new AdminExists({ districtId: current.districtId, adminId: existing.id })
+        }
+        yield* sql`
+          UPDATE admins SET name = ${name}, email = ${address.email}, email_key = ${address.emailKey}, permission = ${permission},
+                 can_manage_admins = ${canManageAdmins}, role = ${grant.role}, partnership_id = ${grant.partnershipId},
+                 region_id = ${grant.regionId}, all_schools = ${grant.allSchools}, school_source_ids = ${grant.schools}::text[],
+                 updated_at = now()
+          WHERE id = ${adminId}`
+        // A new address gets a new invitation; the old address's link stops working.
+        let token: number | null = null
+        if (readdressed) {
+          yield* revokeTokens(adminId)
+          token = (yield* issueInvitation({ id: adminId, districtId: current.districtId, permission }, district.name)).tokenId
+        }
+        yield* audit.record({
+          actor: actorName,
+          action: "admin.edit",
+          districtId: current.districtId,
+          subject: `admin ${adminId}`,
+          details: { changed, ...grantDetails(grant, permission, canManageAdmins), ...(token === null ? {} : { token }) }
+        })
+        return { adminId, districtId: current.districtId, changed, scope, reinvited: readdressed } satisfies EditOutcome
+      }))
+    })
+
+    // ------------------------------------------------------------ resend, remove
+
+    const resend = Effect.fn("Admins.resend")(function*(adminId: number, who: Who) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const current = yield* lockAdmin(adminId)
+        if (current.state !== "invited") {
+          return yield* new AdminStateConflict({ adminId, state: current.state, wanted: "only an invitation not yet confirmed is resent" })
+        }
+        const district = yield* districtNamed(current.districtId)
+        const geography = yield* loadGeography
+        const { actor, name: actorName } = yield* resolveActor(who)
+        yield* enforce(actor, "resend", [scopeOf(current.districtId, current)], geography)
+        yield* revokeTokens(adminId)
+        const issued = yield* issueInvitation(current, district.name)
+        yield* audit.record({ actor: actorName, action: "admin.resend", districtId: current.districtId, subject: `admin ${adminId}`, details: { token: issued.tokenId } })
+        return { adminId, districtId: current.districtId, expiresAt: issued.expiresAt }
+      }))
+    })
+
+    const remove = Effect.fn("Admins.remove")(function*(adminId: number, who: Who, reason: string | null) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const current = yield* lockAdmin(adminId)
+        if (current.state === "removed") return yield* new AdminStateConflict({ adminId, state: current.state, wanted: "nothing to remove" })
+        const geography = yield* loadGeography
+        const { actor, name: actorName } = yield* resolveActor(who)
+        yield* enforce(actor, "remove", [scopeOf(current.districtId, current)], geography)
+        yield* revokeTokens(adminId)
+        yield* sql`UPDATE admins SET state = 'removed', removed_at = now(), removed_by = ${actorName}, updated_at = now() WHERE id = ${adminId}`
+        yield* audit.record({
+          actor: actorName,
+          action: "admin.remove",
+          districtId: current.districtId,
+          subject: `admin ${adminId}`,
+          reason,
+          details: { was: current.state, accountId: current.accountId }
+        })
+        return { adminId, districtId: current.districtId, was: current.state, accountId: current.accountId }
+      }))
+    })
+
+    // ------------------------------------------------------------ confirm
+
+    /** `admin confirm`: the database function does the work (the platform calls the same); it writes the audit row. */
+    const confirm = Effect.fn("Admins.confirm")(function*(token: string, linkAccount: Option.Option<number>) {
+      const rows = yield* sql<{ readonly adminId: number; readonly accountId: number; readonly outcome: "created" | "linked" }>`
+        SELECT * FROM rosterd_confirm_admin(${token}, ${Option.getOrNull(linkAccount)}::bigint)`.pipe(
+        Effect.catchTag("SqlError", (error): Effect.Effect<never, InvitationRefused | SqlError.SqlError> => {
+          const pg = pgErrorOf(error)
+          if (Option.isSome(pg) && (pg.value.code === "RSTOK" || pg.value.code === "RSLNK")) {
+            return Effect.fail(new InvitationRefused({ code: pg.value.code, reason: pg.value.message.replace(/^rosterd: /, "") }))
+          }
+          return Effect.fail(error)
+        })
+      )
+      return rows[0]!
+    })
+
+    // ------------------------------------------------------------ list
+
+    /**
+     * The district's administrators: in-product admins whose scope reaches it (invited there,
+     * or a partnership / region role covering it), then its roster admins (none when the
+     * district does not sync admins). `all`: removed admins too.
+     */
+    const list = Effect.fn("Admins.list")(function*(districtId: string, options: { readonly all?: boolean } = {}) {
+      yield* districtNamed(districtId)
+      const inProduct = yield* sql.unsafe<{
+        readonly id: number
+        readonly districtId: string
+        readonly name: string
+        readonly email: string
+        readonly role: Role
+        readonly partnershipId: string | null
+        readonly regionId: string | null
+        readonly allSchools: boolean
+        readonly schools: ReadonlyArray<string>
+        readonly permission: Permission
+        readonly canManageAdmins: boolean
+        readonly state: AdminState
+        readonly accountId: number | null
+        readonly invitedAt: Date
+        readonly confirmedAt: Date | null
+        readonly stale: boolean
+        readonly expired: boolean
+        readonly recordUserId: number | null
+        readonly recordSourceId: string | null
+        readonly recordRoles: ReadonlyArray<string> | null
+        readonly recordSource: string | null
+        readonly recordActive: boolean | null
+      }>(
+        `WITH place AS (SELECT partnership_id, region_id FROM partnership_districts WHERE district_id = $1),
+         listed AS (
+           SELECT a.* FROM admins a
+           WHERE ($2 OR a.state <> 'removed')
+             AND (a.district_id = $1
+                  OR (a.role = 'partnership' AND a.partnership_id = (SELECT partnership_id FROM place))
+                  OR (a.role = 'region' AND (a.partnership_id, a.region_id) = (SELECT partnership_id, region_id FROM place)))),
+         newest AS (
+           SELECT DISTINCT ON (admin_id) admin_id, expires_at FROM admin_tokens
+           WHERE admin_id IN (SELECT id FROM listed) ORDER BY admin_id, id DESC),
+         records AS (
+           -- The same person in the district's roster: by address, or linked to the admin's account.
+           SELECT DISTINCT ON (admin_id) * FROM (
+             SELECT l.id AS admin_id, u.id AS user_id, u.source_id, u.roles, u.roster_source::text AS source, u.active
+             FROM listed l JOIN users u ON u.district_id = l.district_id AND lower(btrim(u.email)) = l.email_key
+             UNION
+             SELECT l.id, u.id, u.source_id, u.roles, u.roster_source::text, u.active
+             FROM listed l JOIN account_links k ON k.account_id = l.account_id JOIN users u ON u.id = k.user_id AND u.district_id = l.district_id
+           ) m ORDER BY admin_id, active DESC, user_id)
+         SELECT l.id, l.district_id, l.name, l.email, l.role, l.partnership_id, l.region_id, l.all_schools,
+                l.school_source_ids AS schools, l.permission, l.can_manage_admins, l.state, l.account_id, l.invited_at, l.confirmed_at,
+                l.state = 'invited' AND l.invited_at <= now() - $3::float8 * interval '1 day' AS stale,
+                l.state = 'invited' AND coalesce(n.expires_at <= now(), true) AS expired,
+                r.user_id AS record_user_id, r.source_id AS record_source_id, r.roles AS record_roles, r.source AS record_source,
+                r.active AS record_active
+         FROM listed l LEFT JOIN newest n ON n.admin_id = l.id LEFT JOIN records r ON r.admin_id = l.id
+         ORDER BY l.id`,
+        [districtId, options.all ?? false, staleAfterDays]
+      )
+      const roster = yield* sql<{
+        readonly userId: number
+        readonly sourceId: string
+        readonly source: string
+        readonly roles: ReadonlyArray<string>
+        readonly orgSourceIds: ReadonlyArray<string>
+        readonly accountId: number | null
+        readonly activation: "pending" | "active" | null
+        readonly givenName: string | null
+        readonly familyName: string | null
+        readonly email: string | null
+        readonly districtOfficeOnly: boolean
+      }>`
+        SELECT r.user_id, r.source_id, r.roster_source::text AS source, r.roles, r.org_source_ids, r.account_id, r.activation,
+               u.given_name, u.family_name, btrim(u.email) AS email,
+               NOT EXISTS (SELECT 1 FROM classes c WHERE c.district_id = r.district_id AND c.active
+                           AND c.school_source_id = ANY (r.org_source_ids)) AS district_office_only
+        FROM roster_admins r JOIN users u ON u.id = r.user_id
+        WHERE r.district_id = ${districtId} AND r.active
+        ORDER BY r.source_id`
+      const listed: Array<AdminListing> = inProduct.map((a) => ({
+        kind: "in-product",
+        id: a.id,
+        name: a.name,
+        email: a.email,
+        district: a.districtId,
+        role: a.role,
+        partnership: a.partnershipId,
+        region: a.regionId,
+        allSchools: a.allSchools,
+        schools: a.schools,
+        permission: a.permission,
+        canManageAdmins: a.canManageAdmins,
+        source: "in-product",
+        invitation: a.state === "active" ? "confirmed" : a.state === "removed" ? "removed" : a.expired ? "expired" : "pending",
+        stale: a.stale,
+        invitedAt: a.invitedAt,
+        confirmedAt: a.confirmedAt,
+        accountId: a.accountId,
+        rosterRecord: a.recordUserId === null
+          ? null
+          : {
+            userId: a.recordUserId,
+            sourceId: a.recordSourceId!,
+            roles: a.recordRoles!,
+            source: sourceLabel(a.recordSource!),
+            active: a.recordActive!
+          },
+        districtOfficeOnly: false
+      }))
+      for (const r of roster) {
+        const name = [r.givenName, r.familyName].filter((part) => part !== null).join(" ")
+        listed.push({
+          kind: "roster",
+          id: r.userId,
+          name: name.length === 0 ? null : name,
+          email: r.email,
+          district: districtId,
+          role: "school",
+          partnership: null,
+          region: null,
+          allSchools: false,
+          schools: r.orgSourceIds,
+          permission: "view",
+          canManageAdmins: false,
+          source: sourceLabel(r.source),
+          invitation: r.activation === null ? "no account" : r.activation === "active" ? "confirmed" : "pending",
+          stale: false,
+          invitedAt: null,
+          confirmedAt: null,
+          accountId: r.accountId,
+          rosterRecord: { userId: r.userId, sourceId: r.sourceId, roles: r.roles, source: sourceLabel(r.source), active: true },
+          districtOfficeOnly: r.districtOfficeOnly
+        })
+      }
+      return listed
+    })
+
+    const dieOnSql = <A, E, R>(effect: Effect.Effect<A, E | SqlError.SqlError, R>) =>
+      Effect.catchIf(effect, (error): error is SqlError.SqlError => (error as { _tag?: unknown })._tag === "SqlError", Effect.die) as Effect.Effect<A, Exclude<E, SqlError.SqlError>, R>
+
+    return {
+      invite: (input: InviteInput, who: Who) => dieOnSql(invite(input, who)),
+      edit: (adminId: number, changes: EditChanges, who: Who) => dieOnSql(edit(adminId, changes, who)),
+      resend: (adminId: number, who: Who) => dieOnSql(resend(adminId, who)),
+      remove: (adminId: number, who: Who, reason: string | null = null) => dieOnSql(remove(adminId, who, reason)),
+      confirm: (token: string, linkAccount: Option.Option<number> = Option.none()) => dieOnSql(confirm(token, linkAccount)),
+      list: (districtId: string, options?: { readonly all?: boolean }) => dieOnSql(list(districtId, options)),
+      staleAfterDays
+    } as const
+  }),
+  dependencies: [Audit.Default]
+}) {}
+
+export { describeScope }
