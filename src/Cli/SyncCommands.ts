@@ -112,6 +112,7 @@ export const statusCommand = Command.make(
       ))
       for (const s of status) {
         if (s.lastRun?.error) yield* Console.log(`${s.district}: last run ${s.lastRun.status}: ${s.lastRun.error}`)
+        if (s.stale) yield* Console.log(`${s.district}: stale: no successful sync for over 24 hours (rosterd.sync.staleAfter)`)
         if (s.pendingHold !== null) {
           yield* Console.log(`${s.district}: changes of run ${s.pendingHold.runId} held since ${when(s.pendingHold.since)}: rosterd holds show ${s.pendingHold.runId}`)
         }

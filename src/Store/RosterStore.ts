@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Option, Schema } from "effect"
+import { Config, Duration, Effect, Option, Schema } from "effect"
 import { District, DistrictId } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { DistrictExists, DistrictNotFound } from "../Domain/Errors.ts"
@@ -63,6 +63,14 @@ export interface DistrictStatus {
   readonly nextRunAt: string | null
   /** The run whose destructive part waits for an operator (`rosterd holds show <run>`), or null. */
   readonly pendingHold: null | { readonly runId: number; readonly since: string }
+  /**
+   * Freshness: no successful sync within `rosterd.sync.staleAfter` (default 24 hours; a
+   * district never synced counts from when it was added). The promise to districts is
+   * that a roster change reaches the platform within 24 hours.
+   */
+  readonly stale: boolean
+  /** The last run failed (or was interrupted): see `lastRun.error`. */
+  readonly failing: boolean
 }
 
 const DistrictRow = Schema.Struct({
@@ -90,6 +98,9 @@ export interface NewDistrict {
   /** As written by the operator (defaults are filled in when read). */
   readonly rules?: Readonly<Record<string, unknown>>
 }
+
+/** `rosterd.sync.staleAfter`: how old the last successful sync may be before a district is stale. */
+const staleAfter = Config.duration("staleAfter").pipe(Config.nested("sync"), Config.nested("rosterd"), Config.withDefault(Duration.hours(24)), Effect.orDie)
 
 export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterStore", {
   effect: Effect.gen(function*() {
@@ -198,6 +209,7 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
     })
 
     const status = Effect.fn("RosterStore.status")(function*(districtId?: string) {
+      const staleAfterSeconds = Duration.toSeconds(yield* staleAfter)
       const rows = yield* sql<{
         readonly id: string
         readonly name: string
@@ -207,8 +219,11 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
         readonly runId: number | null
         readonly holdRunId: number | null
         readonly holdSince: Date | null
+        readonly stale: boolean
       }>`
         SELECT d.id, d.name, d.provider, d.next_run_at,
+               coalesce((SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status IN ('succeeded', 'held')),
+                        d.created_at) < now() - make_interval(secs => ${staleAfterSeconds}) AS stale,
                (SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status IN ('succeeded', 'held')) AS last_success_at,
                (SELECT max(id) FROM sync_runs r WHERE r.district_id = d.id AND r.status <> 'dry-run') AS run_id,
                h.run_id AS hold_run_id, h.created_at AS hold_since
@@ -238,7 +253,9 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
             }),
             lastSuccessAt: iso(row.lastSuccessAt),
             nextRunAt: iso(row.nextRunAt),
-            pendingHold: row.holdRunId === null ? null : { runId: Number(row.holdRunId), since: iso(row.holdSince)! }
+            pendingHold: row.holdRunId === null ? null : { runId: Number(row.holdRunId), since: iso(row.holdSince)! },
+            stale: row.stale,
+            failing: Option.match(run, { onNone: () => false, onSome: (r) => r.status === "failed" || r.status === "interrupted" })
           } satisfies DistrictStatus
         }))
     })
