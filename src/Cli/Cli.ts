@@ -18,7 +18,9 @@ import { accountsCommand } from "./AccountCommands.ts"
 import { Admins } from "../Admins/Admins.ts"
 import { Partnerships } from "../Admins/Partnerships.ts"
 import { adminCommand } from "./AdminCommands.ts"
+import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
 import { auditCommand } from "./AuditCommand.ts"
+import { calendarCommand } from "./CalendarCommand.ts"
 import { Classes } from "../Classes/Classes.ts"
 import { classCommand, userCommand } from "./ClassCommands.ts"
 import { districtCommand } from "./DistrictCommands.ts"
@@ -121,6 +123,7 @@ const root = Command.make("rosterd").pipe(
     reportCommand.pipe(Command.provide(AccountsCommandLive)),
     holdsCommand.pipe(Command.provide(CommandLive)),
     auditCommand.pipe(Command.provide(CommandLive)),
+    calendarCommand.pipe(Command.provide(Layer.mergeAll(CommandLive, DistrictCalendars.Default.pipe(Layer.provide(ConfigLive))))),
     outboxCommand.pipe(Command.provide(OutboxCommandLive)),
     migrateCommand
   ])

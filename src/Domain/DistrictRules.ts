@@ -1,4 +1,5 @@
-import { Schema } from "effect"
+import { Either, Schema } from "effect"
+import { decodeCalendarOverrides } from "../Schedule/CalendarRules.ts"
 
 /**
  * The district rules an operator may tune per district (`rules:` of a district in the
@@ -69,7 +70,14 @@ export const DistrictRules = Schema.Struct({
    * and links like teachers, and admin rights over the orgs they are attached to. Off: no
    * admin accounts from the sync (seed 004, Classkick); admins are invited in the product.
    */
-  syncAdmins: Schema.optionalWith(Schema.Boolean, { default: () => true })
+  syncAdmins: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /**
+   * Changes to the holiday pause windows for this district (`disable`, `replace`, `add`),
+   * checked by src/Schedule/CalendarRules.ts (see config/calendars.yaml).
+   */
+  calendar: Schema.optional(Schema.Unknown.pipe(
+    Schema.filter((raw) => Either.match(decodeCalendarOverrides(raw), { onLeft: (error) => error.message, onRight: () => true }))
+  ))
 })
 export type DistrictRules = typeof DistrictRules.Type
 
