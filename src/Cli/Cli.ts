@@ -94,6 +94,7 @@ const daemon = Command.make("daemon", {}, () =>
   Effect.never.pipe(Effect.provide(
     Layer.mergeAll(HttpLive, DaemonLive).pipe(
       Layer.provide(Outbox.Default.pipe(Layer.provide(MailerLive))),
+      Layer.provide(DistrictCalendars.Default),
       Layer.provide(AppLive),
       Layer.provide(DaemonLoggerLive),
       Layer.provide(ConfigLive)

@@ -1,8 +1,10 @@
-import { Clock, Config, Duration, Effect, FiberMap, Layer, Schedule } from "effect"
+import { Clock, Config, DateTime, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
 import { declaredDistricts } from "../Config/Districts.ts"
 import { Outbox } from "../Mail/Outbox.ts"
 import { Sync } from "../Reconcile/SyncRun.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { pauseAt, windowEnd } from "./Calendar.ts"
+import { DistrictCalendars } from "./DistrictCalendars.ts"
 
 /**
  * The daemon's loop: every district syncs once at start, then every `rosterd.sync.interval`.
@@ -11,8 +13,13 @@ import { RosterStore } from "../Store/RosterStore.ts"
  * At most `rosterd.sync.concurrency` districts sync at once.
  *
  * The district list is re-read every `rosterd.sync.refresh`, so districts added or removed
- * with the CLI while the daemon runs are picked up. (Holiday-aware scheduling replaces the
- * fixed interval in a later step; `nextRun` below is the seam.)
+ * with the CLI while the daemon runs are picked up.
+ *
+ * **Holiday pauses**: no run starts while the district's local date is inside one of its
+ * pause windows (src/Schedule/Calendar.ts; `rosterd calendar <district>`). The loop sleeps
+ * until the window ends (local midnight after its last day) and then runs a **catch-up
+ * full sync** at once, so the changes made meanwhile are applied without waiting for the
+ * next slot.
  *
  * Another process holding a district's lease (`DistrictBusy`) is not a failure: that
  * district is simply being synced elsewhere right now.
@@ -41,6 +48,7 @@ export const DaemonLive = Layer.scopedDiscard(
     const store = yield* RosterStore
     const sync = yield* Sync
     const outbox = yield* Outbox
+    const calendars = yield* DistrictCalendars
     const permits = yield* Effect.makeSemaphore(Math.max(1, config.concurrency))
     const loops = yield* FiberMap.make<string>()
 
@@ -58,8 +66,8 @@ export const DaemonLive = Layer.scopedDiscard(
         Schedule.tapOutput((delay) => setNext(district, delay))
       )
 
-    const runOnce = (district: string) =>
-      permits.withPermits(1)(sync.run(district, { request: "auto", trigger: "schedule" })).pipe(
+    const runOnce = (district: string, catchUp: boolean) =>
+      permits.withPermits(1)(sync.run(district, { request: catchUp ? "full" : "auto", trigger: catchUp ? "catch-up" : "schedule" })).pipe(
         Effect.tapError((error) =>
           Effect.logWarning(error._tag === "DistrictBusy" ? "district busy elsewhere, skipped" : "sync failed, will retry").pipe(
             Effect.annotateLogs({ district, error: error._tag })
@@ -77,11 +85,44 @@ export const DaemonLive = Layer.scopedDiscard(
         Effect.catchAllDefect((defect) => Effect.logError("sync defect", defect).pipe(Effect.annotateLogs({ district })))
       )
 
-    /** One district's loop: run, then wait for the next slot. */
+    /** The pause window the district is in now, with the instant it ends; none when not paused. */
+    const pauseNow = (districtId: string) =>
+      Effect.gen(function*() {
+        const district = (yield* store.listDistricts()).find((d) => d.id === districtId)
+        if (district === undefined) return Option.none()
+        const calendar = yield* calendars.of(district).pipe(
+          Effect.tapError((error) => Effect.logWarning("the district's calendar is invalid: not pausing").pipe(
+            Effect.annotateLogs({ district: districtId, error: error.message })
+          )),
+          Effect.option
+        )
+        if (Option.isNone(calendar)) return Option.none()
+        const now = yield* Clock.currentTimeMillis
+        return Option.map(pauseAt(calendar.value, new Date(now), district.timezone), (window) => ({
+          window,
+          endsAt: DateTime.toEpochMillis(windowEnd(window, district.timezone)),
+          now
+        }))
+      })
+
+    /** One district's loop: run (unless paused), then wait for the next slot. */
     const districtLoop = (district: string) =>
       Effect.gen(function*() {
+        let catchUp = false
         while (true) {
-          yield* runOnce(district)
+          const pause = yield* pauseNow(district)
+          if (Option.isSome(pause)) {
+            const { endsAt, now, window } = pause.value
+            yield* store.setNextRunAt(district, new Date(endsAt))
+            yield* Effect.logInfo("paused for a holiday window").pipe(
+              Effect.annotateLogs({ district, window: window.name, until: new Date(endsAt).toISOString() })
+            )
+            yield* Effect.sleep(Duration.millis(Math.max(0, endsAt - now)))
+            catchUp = true
+            continue
+          }
+          yield* runOnce(district, catchUp)
+          catchUp = false
           yield* setNext(district, config.interval)
           yield* Effect.sleep(config.interval)
         }

@@ -8,6 +8,7 @@ import { Outbox } from "../../src/Mail/Outbox.ts"
 import { emptyRunCounts } from "../../src/Reconcile/Counts.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { DaemonLive } from "../../src/Schedule/Daemon.ts"
+import { DistrictCalendars } from "../../src/Schedule/DistrictCalendars.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 
 /**
@@ -47,15 +48,17 @@ const idleOutbox = Layer.succeed(
 
 const withDaemon = (failures: number) => {
   const calls: Array<number> = []
+  const requests: Array<string> = []
   const nextRunAt = new Map<string, Date>()
   const FakeSync = Layer.effect(
     Sync,
     Effect.sync(() =>
       Sync.make({
-        run: (district) =>
+        run: (district, options) =>
           Effect.gen(function*() {
             const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
             calls.push(now)
+            requests.push(`${options.request}/${options.trigger}`)
             if (calls.length <= failures) {
               return yield* new ProviderError({ reason: "Unreachable", message: "the source is down" })
             }
@@ -65,19 +68,21 @@ const withDaemon = (failures: number) => {
     )
   )
   const daemon = DaemonLive.pipe(
-    Layer.provide(Layer.mergeAll(FakeSync, fakeStore("d", nextRunAt), idleOutbox, ConfigFile.fromDocument({}))),
+    Layer.provide(Layer.mergeAll(FakeSync, fakeStore("d", nextRunAt), idleOutbox, DistrictCalendars.Default, ConfigFile.fromDocument({}))),
+    Layer.provide(ConfigFile.fromDocument({})),
     Layer.provide(Layer.setConfigProvider(settings))
   )
-  return { calls, daemon, nextRunAt }
+  return { calls, daemon, nextRunAt, requests }
 }
 
 describe("daemon loop", () => {
   it.scoped("runs at start, retries a failing run with capped backoff, then waits for the next interval", () =>
     Effect.gen(function*() {
+      yield* TestClock.setTime(Date.parse("2026-10-01T08:00:00Z")) // no holiday window near
       const { calls, daemon, nextRunAt } = withDaemon(10)
       const fiber = yield* Layer.launch(daemon).pipe(Effect.forkScoped)
       yield* TestClock.adjust("1 second")
-      assert.deepStrictEqual(calls, [0])
+      assert.deepStrictEqual(calls, [Date.parse("2026-10-01T08:00:00Z")])
       // Retries after ~10 s, ~20 s, ~30 s (capped), each jittered (Schedule.jittered: about ±20 %).
       yield* TestClock.adjust("2 minutes")
       assert.strictEqual(calls.length, 4)
@@ -99,6 +104,7 @@ describe("daemon loop", () => {
 
   it.scoped("a run that succeeds after a retry waits a full interval before the next", () =>
     Effect.gen(function*() {
+      yield* TestClock.setTime(Date.parse("2026-10-01T08:00:00Z"))
       const { calls, daemon } = withDaemon(1)
       const fiber = yield* Layer.launch(daemon).pipe(Effect.forkScoped)
       yield* TestClock.adjust("1 minute")
@@ -107,6 +113,31 @@ describe("daemon loop", () => {
       assert.strictEqual(calls.length, 2)
       yield* TestClock.adjust("2 minutes")
       assert.strictEqual(calls.length, 3)
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.scoped("no run starts inside a holiday window; the first slot after it runs a catch-up full sync at once", () =>
+    Effect.gen(function*() {
+      // The day before Thanksgiving 2026 (district in UTC): the window is Nov 25 – Nov 29.
+      yield* TestClock.setTime(Date.parse("2026-11-24T20:30:00Z"))
+      const { calls, daemon, nextRunAt, requests } = withDaemon(0)
+      const fiber = yield* Layer.launch(daemon).pipe(Effect.forkScoped)
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(requests, ["auto/schedule"])
+      // Hourly runs until midnight; none from Nov 25 00:00 to Nov 30 00:00.
+      yield* TestClock.adjust("4 hours")
+      const beforePause = calls.length
+      assert.isTrue(calls.every((t) => t < Date.parse("2026-11-25T00:00:00Z")))
+      assert.strictEqual(nextRunAt.get("d")!.toISOString(), "2026-11-30T00:00:00.000Z")
+      yield* TestClock.setTime(Date.parse("2026-11-29T23:59:00Z"))
+      assert.strictEqual(calls.length, beforePause)
+      // At the end of the window: a catch-up full sync, then hourly again.
+      yield* TestClock.adjust("2 minutes")
+      assert.strictEqual(calls.length, beforePause + 1)
+      assert.strictEqual(calls.at(-1), Date.parse("2026-11-30T00:00:00Z"))
+      assert.strictEqual(requests.at(-1), "full/catch-up")
+      yield* TestClock.adjust("1 hour")
+      assert.strictEqual(requests.at(-1), "auto/schedule")
       yield* Fiber.interrupt(fiber)
     }))
 })
