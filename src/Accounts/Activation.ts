@@ -30,6 +30,19 @@ export interface IssueOptions {
   readonly replace: boolean
 }
 
+/**
+ * Revokes the users' unused activation tokens; their messages, if not sent yet, would carry
+ * a dead link, so they are cancelled too.
+ */
+export const revokeActivations = (userIds: ReadonlyArray<number>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`WITH revoked AS (
+          UPDATE activation_tokens SET revoked_at = now()
+          WHERE used_at IS NULL AND revoked_at IS NULL AND user_id = ANY (${userIds.map(Number)}::bigint[])
+          RETURNING id)
+        UPDATE outbox SET state = 'cancelled'
+        WHERE state = 'pending' AND idempotency_key IN (SELECT 'teacher-activation:' || id FROM revoked)`)
+
 export class Activation extends Effect.Service<Activation>()("rosterd/Activation", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -46,15 +59,7 @@ export class Activation extends Effect.Service<Activation>()("rosterd/Activation
       const mail = activationMail(platform, district.name, ttlDays, "teacher")
       const adminMail = activationMail(platform, district.name, ttlDays, "administrator")
       const only = options.userIds === undefined ? null : options.userIds.map(Number)
-      if (options.replace) {
-        // The replaced tokens' messages, if not sent yet, would carry a dead link: cancelled.
-        yield* sql`WITH revoked AS (
-                     UPDATE activation_tokens SET revoked_at = now()
-                     WHERE used_at IS NULL AND revoked_at IS NULL AND user_id = ANY (${only ?? []}::bigint[])
-                     RETURNING id)
-                   UPDATE outbox SET state = 'cancelled'
-                   WHERE state = 'pending' AND idempotency_key IN (SELECT 'teacher-activation:' || id FROM revoked)`
-      }
+      if (options.replace) yield* revokeActivations(only ?? [])
       const [row] = yield* sql.unsafe<{ readonly issued: number }>(
         `WITH due AS MATERIALIZED (
            SELECT l.user_id, l.account_id, u.email, 'teacher' = ANY (u.roles) AS teacher,

@@ -3,7 +3,7 @@ import { Effect, Option, Schema } from "effect"
 import { Audit } from "../Audit/Audit.ts"
 import { DistrictNotFound } from "../Domain/Errors.ts"
 import { Accounts, refuseOnLock, UserNotFound } from "./Accounts.ts"
-import { Activation } from "./Activation.ts"
+import { Activation, revokeActivations } from "./Activation.ts"
 
 /**
  * The account review queue: rostered users the sync could not link on its own (several
@@ -196,8 +196,7 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
                        WHERE id = ${accountId}`
           }
           // Nothing left to confirm: earlier activation links stop working.
-          yield* sql`UPDATE activation_tokens SET revoked_at = now()
-                     WHERE user_id = ${user.id} AND used_at IS NULL AND revoked_at IS NULL`
+          yield* revokeActivations([user.id]).pipe(Effect.provideService(SqlClient.SqlClient, sql))
         }
         yield* resolve(review.id, "linked", accountId, by)
         yield* audit.record({

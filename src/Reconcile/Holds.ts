@@ -5,6 +5,7 @@ import { endOrphanedEnrollments, ENROLLMENT_VALUES, keyedColumns, planTable } fr
 import type { PlanKind } from "./ChangeList.ts"
 import { kindLabel, PLAN_KINDS, planSourceId } from "./ChangeList.ts"
 import { Entities } from "./Entities.ts"
+import { LEASE_NAMESPACE } from "./Lease.ts"
 import type { Tripped } from "./Gate.ts"
 
 /**
@@ -45,8 +46,6 @@ export class DistrictBusyForHold extends Schema.TaggedError<DistrictBusyForHold>
   }
 }
 
-/** Advisory-lock namespace of district leases (SyncRun.ts): the same key, so approval and sync exclude each other. */
-const LEASE_NAMESPACE = 0x524f5354
 
 // ---------------------------------------------------------------- inside a run's transaction
 

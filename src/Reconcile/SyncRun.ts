@@ -27,6 +27,7 @@ import { checkQuality } from "./Quality.ts"
 import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts"
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
 import { rankTeachers, reportClassesWithoutTeacher } from "./Rules/Teachers.ts"
+import { LEASE_NAMESPACE } from "./Lease.ts"
 import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
 
 /**
@@ -83,9 +84,6 @@ export class SyncProgress extends Context.Reference<SyncProgress>()("rosterd/Syn
 export const districtToday = (timezone: string) =>
   Effect.map(Clock.currentTimeMillis, (now) =>
     new Intl.DateTimeFormat("en-CA", { timeZone: timezone, year: "numeric", month: "2-digit", day: "2-digit" }).format(now))
-
-/** Advisory-lock namespace of district leases ("ROST"), the district id hashed into the second key. */
-export const LEASE_NAMESPACE = 0x524f5354
 
 const countsKey: { readonly [K in Exclude<EntityKind, "demographics">]: keyof RunCounts } = {
   orgs: "schools",
