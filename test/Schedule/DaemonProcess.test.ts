@@ -52,7 +52,8 @@ districts:
     try {
       const first = await eventually(async () => {
         const status = await getStatus(port)
-        return status?.[0]?.lastRun?.status === "succeeded" ? status[0] : undefined
+        // The daemon records the next slot just after the run: wait for both.
+        return status?.[0]?.lastRun?.status === "succeeded" && status[0].nextRunAt !== null ? status[0] : undefined
       })
       expect(first).toMatchObject({ district: "declared", name: "Declared District", provider: "oneroster-csv" })
       expect(first.lastRun.counts.users.created).toBe(5)
