@@ -3,6 +3,7 @@ import roster from "./0001_roster.ts"
 import districtRules from "./0002_district_rules.ts"
 import safety from "./0003_safety.ts"
 import admins from "./0004_admins.ts"
+import schedule from "./0005_schedule.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -13,7 +14,8 @@ const all = {
   "0001_roster": roster,
   "0002_district_rules": districtRules,
   "0003_safety": safety,
-  "0004_admins": admins
+  "0004_admins": admins,
+  "0005_schedule": schedule
 }
 
 export const migrations = Migrator.fromRecord(all)

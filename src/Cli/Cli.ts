@@ -21,6 +21,12 @@ import { adminCommand } from "./AdminCommands.ts"
 import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
 import { auditCommand } from "./AuditCommand.ts"
 import { calendarCommand } from "./CalendarCommand.ts"
+import { Pauses } from "../Schedule/Pauses.ts"
+import { PauseNotices } from "../Schedule/PauseNotices.ts"
+import { Freshness } from "../Schedule/Freshness.ts"
+import { Slots } from "../Schedule/Slots.ts"
+import { DistrictLease } from "../Reconcile/Lease.ts"
+import { pauseCommand, pausesCommand, resumeCommand } from "./PauseCommands.ts"
 import { Classes } from "../Classes/Classes.ts"
 import { classCommand, userCommand } from "./ClassCommands.ts"
 import { districtCommand } from "./DistrictCommands.ts"
@@ -90,10 +96,23 @@ const OutboxCommandLive = Outbox.Default.pipe(Layer.provide(MailerLive), Layer.p
 /** Administrators and partnerships, over the same migrated database. */
 const AdminCommandLive = Layer.mergeAll(Admins.Default, Partnerships.Default).pipe(Layer.provideMerge(CommandLive), Layer.provide(ConfigLive))
 
+/** Ad-hoc pauses and the district calendars, over the same database: `pause`, `resume`, `pauses`, `calendar`. */
+const PausesCommandLive = Layer.mergeAll(Pauses.Default, DistrictCalendars.Default).pipe(Layer.provideMerge(CommandLive), Layer.provide(ConfigLive))
+
+/** `rosterd status`: the store's status with the schedule's view (pauses, staleness). */
+const StatusCommandLive = Freshness.Default.pipe(Layer.provideMerge(PausesCommandLive), Layer.provide(ConfigLive))
+
 const daemon = Command.make("daemon", {}, () =>
   Effect.never.pipe(Effect.provide(
     Layer.mergeAll(HttpLive, DaemonLive).pipe(
-      Layer.provide(Outbox.Default.pipe(Layer.provide(MailerLive))),
+      Layer.provide(Layer.mergeAll(
+        Outbox.Default.pipe(Layer.provide(MailerLive)),
+        Slots.Default,
+        DistrictLease.Default,
+        PauseNotices.Default,
+        Freshness.Default
+      )),
+      Layer.provideMerge(Pauses.Default),
       Layer.provide(DistrictCalendars.Default),
       Layer.provide(AppLive),
       Layer.provide(DaemonLoggerLive),
@@ -114,7 +133,7 @@ const root = Command.make("rosterd").pipe(
   Command.withSubcommands([
     daemon,
     syncCommand.pipe(Command.provide(CommandLive)),
-    statusCommand.pipe(Command.provide(CommandLive)),
+    statusCommand.pipe(Command.provide(StatusCommandLive)),
     runsCommand.pipe(Command.provide(CommandLive)),
     districtCommand.pipe(Command.provide(CommandLive)),
     accountsCommand.pipe(Command.provide(AccountsCommandLive)),
@@ -124,7 +143,10 @@ const root = Command.make("rosterd").pipe(
     reportCommand.pipe(Command.provide(AccountsCommandLive)),
     holdsCommand.pipe(Command.provide(CommandLive)),
     auditCommand.pipe(Command.provide(CommandLive)),
-    calendarCommand.pipe(Command.provide(Layer.mergeAll(CommandLive, DistrictCalendars.Default.pipe(Layer.provide(ConfigLive))))),
+    calendarCommand.pipe(Command.provide(PausesCommandLive)),
+    pauseCommand.pipe(Command.provide(PausesCommandLive)),
+    resumeCommand.pipe(Command.provide(PausesCommandLive)),
+    pausesCommand.pipe(Command.provide(PausesCommandLive)),
     outboxCommand.pipe(Command.provide(OutboxCommandLive)),
     migrateCommand
   ])

@@ -26,6 +26,18 @@ export const countsTable = (counts: RunCounts) =>
 
 export const json = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
 
+/** A time as the district's people read it: `2026-11-24 01:37 CST`. */
+export const localTime = (date: Date | string | null, zone: string) => {
+  if (date === null) return "-"
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat("en-US", {
+      timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      hourCycle: "h23", timeZoneName: "short"
+    }).formatToParts(new Date(date)).map((p) => [p.type, p.value])
+  )
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute} ${parts.timeZoneName}`
+}
+
 export const when = (date: Date | string | null) => (date === null ? "-" : new Date(date).toISOString().replace(/\.\d+Z$/, "Z"))
 
 /**

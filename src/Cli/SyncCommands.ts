@@ -6,7 +6,8 @@ import { Sync, SyncProgress } from "../Reconcile/SyncRun.ts"
 import type { RunRecord } from "../Store/RosterStore.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { describeTripped } from "./HoldCommands.ts"
-import { countsTable, json, table, terminalProgress, when } from "./Output.ts"
+import { countsTable, json, localTime, table, terminalProgress, when } from "./Output.ts"
+import { Freshness } from "../Schedule/Freshness.ts"
 import { retentionDays } from "../Reconcile/ChangeList.ts"
 
 const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district id"))
@@ -91,12 +92,11 @@ export const statusCommand = Command.make(
   { district: districtArg.pipe(Args.optional), json: jsonOption },
   (args) =>
     Effect.gen(function*() {
-      const store = yield* RosterStore
-      const status = yield* store.status(Option.getOrUndefined(args.district))
+      const status = yield* Effect.flatMap(Freshness, (freshness) => freshness.status(Option.getOrUndefined(args.district)))
       if (args.json) return yield* json(status)
       if (status.length === 0) return yield* Console.log("no districts")
       yield* Console.log(table(
-        ["district", "provider", "last run", "mode", "finished", "users", "enrollments", "findings", "last success", "next run"],
+        ["district", "provider", "last run", "mode", "finished", "users", "enrollments", "findings", "last success", "next run (district time)"],
         status.map((s) => [
           s.district,
           s.provider,
@@ -107,12 +107,17 @@ export const statusCommand = Command.make(
           s.lastRun === null ? "-" : `+${s.lastRun.counts.enrollments.created} ~${s.lastRun.counts.enrollments.updated} -${s.lastRun.counts.enrollments.deactivated}`,
           s.lastRun?.findings ?? "-",
           when(s.lastSuccessAt),
-          when(s.nextRunAt)
+          s.nextRun === null
+            ? "at the daemon's next poll"
+            : `${localTime(s.nextRun.at, s.timezone)} ${s.nextRun.request} (${s.nextRun.trigger}${s.nextRun.retries > 0 ? `, retry ${s.nextRun.retries}` : ""})`
         ])
       ))
       for (const s of status) {
+        if (s.paused !== null) {
+          yield* Console.log(`${s.district}: paused (${s.paused.name}${s.paused.reason === null ? "" : `: ${s.paused.reason}`}) until ${localTime(s.paused.until, s.timezone)}; the catch-up sync runs then`)
+        }
         if (s.lastRun?.error) yield* Console.log(`${s.district}: last run ${s.lastRun.status}: ${s.lastRun.error}`)
-        if (s.stale) yield* Console.log(`${s.district}: stale: no successful sync for over 24 hours (rosterd.sync.staleAfter)`)
+        if (s.stale) yield* Console.log(`${s.district}: stale: no successful sync for over 24 hours outside its pauses (rosterd.sync.staleAfter)`)
         if (s.pendingHold !== null) {
           yield* Console.log(`${s.district}: changes of run ${s.pendingHold.runId} held since ${when(s.pendingHold.since)}: rosterd holds show ${s.pendingHold.runId}`)
         }

@@ -1,5 +1,6 @@
 import { Either, Schema } from "effect"
 import { decodeCalendarOverrides } from "../Schedule/CalendarRules.ts"
+import { ScheduleRules } from "../Schedule/SyncSchedule.ts"
 
 /**
  * The district rules an operator may tune per district (`rules:` of a district in the
@@ -60,6 +61,19 @@ export const GateRules = Schema.Struct({
 })
 export type GateRules = typeof GateRules.Type
 
+/** An address to write to; only its shape is checked. Never logged. */
+const ContactAddress = Schema.Trim.pipe(
+  Schema.pattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, { message: () => "a contact must be an e-mail address" })
+)
+
+export const NoticeRules = Schema.Struct({
+  /** Who at the district hears of pauses (the roster contacts). None: no notices. */
+  contacts: Schema.optionalWith(Schema.Array(ContactAddress), { default: () => [] }),
+  /** How many days before a pause starts its notice goes out (it also goes out once when it ends). */
+  daysAhead: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 60)), { default: () => 7 })
+})
+export type NoticeRules = typeof NoticeRules.Type
+
 export const DistrictRules = Schema.Struct({
   scope: Schema.optionalWith(ScopeRules, { default: () => Schema.decodeSync(ScopeRules)({}) }),
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
@@ -71,6 +85,10 @@ export const DistrictRules = Schema.Struct({
    * admin accounts from the sync (seed 004, Classkick); admins are invited in the product.
    */
   syncAdmins: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** When the daemon syncs the district (nightly cron in its zone, window, deltas, full cadence): src/Schedule/SyncSchedule.ts. */
+  schedule: Schema.optionalWith(ScheduleRules, { default: () => Schema.decodeSync(ScheduleRules)({}) }),
+  /** Pause notices to the district's contacts: src/Schedule/PauseNotices.ts. */
+  notices: Schema.optionalWith(NoticeRules, { default: () => Schema.decodeSync(NoticeRules)({}) }),
   /**
    * Changes to the holiday pause windows for this district (`disable`, `replace`, `add`),
    * checked by src/Schedule/CalendarRules.ts (see config/calendars.yaml).

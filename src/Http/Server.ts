@@ -4,7 +4,7 @@ import { SqlClient } from "@effect/sql"
 import { Config, Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { latestMigration } from "../../migrations/index.ts"
-import { RosterStore } from "../Store/RosterStore.ts"
+import { Freshness } from "../Schedule/Freshness.ts"
 
 /**
  * The daemon's HTTP face for monitoring:
@@ -38,7 +38,7 @@ export const HttpRoutes = HttpRouter.empty.pipe(
   ),
   HttpRouter.get(
     "/status",
-    Effect.flatMap(RosterStore, (store) => store.status()).pipe(
+    Effect.flatMap(Freshness, (freshness) => freshness.status()).pipe(
       Effect.flatMap((status) => HttpServerResponse.json(status, noStore)),
       Effect.catchAllCause((cause) =>
         Effect.logError("status failed", cause).pipe(

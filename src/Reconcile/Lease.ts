@@ -1,7 +1,51 @@
+import { SqlClient } from "@effect/sql"
+import type { Connection } from "@effect/sql/SqlConnection"
+import { Effect } from "effect"
+import { DistrictBusy } from "../Domain/Errors.ts"
+
 /**
  * Advisory-lock namespace of district leases ("ROST"); the district id hashed
- * (`hashtext`) is the second key. A sync holds it for its session (SyncRun.ts); an
- * approval of held changes for its transaction (Holds.ts): the same key, so they exclude
- * each other.
+ * (`hashtext`) is the second key. A sync holds it for its session (`DistrictLease.hold`);
+ * an approval of held changes for its transaction (Holds.ts): the same key, so they
+ * exclude each other.
  */
 export const LEASE_NAMESPACE = 0x524f5354
+
+/** A district's lease, held on this connection for as long as its scope is open. */
+export interface HeldLease {
+  readonly district: string
+  readonly connection: Connection
+}
+
+/**
+ * The lease that makes one process at a time sync a district: a Postgres **session
+ * advisory lock** taken on a connection reserved for the lease's scope.
+ *
+ * Why this mechanism: Postgres releases a session lock the moment the session ends, so a
+ * process that dies (SIGKILL, OOM, a lost host) loses its leases with its connections —
+ * no lease table, no expiry to tune, no clock to trust. The failure mode to know: a
+ * *network partition* leaves the server holding the dead client's session until TCP
+ * notices (the server's `tcp_keepalives_*` settings bound that; see the README).
+ */
+export class DistrictLease extends Effect.Service<DistrictLease>()("rosterd/DistrictLease", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    /** Takes the district's lease or fails with `DistrictBusy` at once (never waits). */
+    const hold = Effect.fn("DistrictLease.hold")(function*(district: string) {
+      const connection = yield* sql.reserve
+      const result = yield* connection.executeRaw(
+        "SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok",
+        [LEASE_NAMESPACE, district]
+      )
+      const ok = (result as { rows: Array<{ ok: boolean }> }).rows[0]?.ok === true
+      if (!ok) return yield* new DistrictBusy({ district })
+      yield* Effect.addFinalizer(() =>
+        connection.executeRaw("SELECT pg_advisory_unlock($1, hashtext($2))", [LEASE_NAMESPACE, district]).pipe(Effect.ignore)
+      )
+      return { district, connection } satisfies HeldLease
+    })
+
+    return { hold } as const
+  })
+}) {}

@@ -2,7 +2,6 @@ import { SqlClient } from "@effect/sql"
 import { Cause, Clock, Context, Data, Effect, Exit, Option, Stream } from "effect"
 import * as Os from "node:os"
 import type { District } from "../Domain/District.ts"
-import { DistrictBusy } from "../Domain/Errors.ts"
 import type { EntityKind } from "../Domain/Roster.ts"
 import { EntityKinds } from "../Domain/Roster.ts"
 import type { Cursor, ProviderState, RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
@@ -27,7 +26,8 @@ import { checkQuality } from "./Quality.ts"
 import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts"
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
 import { rankTeachers, reportClassesWithoutTeacher } from "./Rules/Teachers.ts"
-import { LEASE_NAMESPACE } from "./Lease.ts"
+import type { HeldLease } from "./Lease.ts"
+import { DistrictLease } from "./Lease.ts"
 import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
 
 /**
@@ -122,6 +122,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
     const sql = yield* SqlClient.SqlClient
     const provider = yield* RosterProvider
     const store = yield* RosterStore
+    const leases = yield* DistrictLease
     const activation = yield* Activation
 
     /** Stages every provided feed, in dependency order. */
@@ -291,14 +292,22 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
 
     const run = Effect.fn("Sync.run")(function*(
       districtId: string,
-      options: { readonly request: SyncRequest; readonly trigger: string; readonly dryRun?: boolean }
+      options: {
+        readonly request: SyncRequest
+        readonly trigger: string
+        readonly dryRun?: boolean
+        /** The district's lease when the caller holds it already; otherwise the run takes it. */
+        readonly lease?: HeldLease
+      }
     ) {
       const district = yield* store.getDistrict(districtId)
       const progress = yield* SyncProgress
       return yield* Effect.scoped(Effect.gen(function*() {
-        const connection = yield* sql.reserve
+        // The lease (the caller's, when it already holds it: the daemon does, to check and
+        // write the district's schedule under it).
+        const { connection } = options.lease ?? (yield* leases.hold(district.id))
         const client = rawClient(connection)
-        // Pin every statement of this fiber to the reserved connection; `withTransaction`
+        // Pin every statement of this fiber to the lease's connection; `withTransaction`
         // then opens its transaction on it (counter -1 makes its first level a BEGIN, not a savepoint).
         // (The module-level steps in Findings/Apply ask for the SqlClient: give them ours.)
         const pinned = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -306,18 +315,6 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             Effect.provideService(SqlClient.TransactionConnection, [connection, -1] as const),
             Effect.provideService(SqlClient.SqlClient, sql)
           )
-
-        // The lease.
-        const [lease] = yield* connection.executeRaw(
-          "SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok",
-          [LEASE_NAMESPACE, district.id]
-        ).pipe(Effect.map((result) => (result as { rows: Array<{ ok: boolean }> }).rows))
-        if (!lease?.ok) return yield* new DistrictBusy({ district: district.id })
-        yield* Effect.addFinalizer(() =>
-          connection.executeRaw("SELECT pg_advisory_unlock($1, hashtext($2))", [LEASE_NAMESPACE, district.id]).pipe(
-            Effect.ignore
-          )
-        )
 
         return yield* pinned(Effect.gen(function*() {
           // Holding the lease, any run still marked running belonged to a process that died.
@@ -397,5 +394,5 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
 
     return { run } as const
   }),
-  dependencies: [RosterStore.Default, Activation.Default]
+  dependencies: [RosterStore.Default, Activation.Default, DistrictLease.Default]
 }) {}

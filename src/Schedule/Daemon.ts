@@ -1,147 +1,239 @@
-import { Clock, Config, DateTime, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
+import { Cause, Clock, Config, Duration, Effect, FiberMap, Layer, Option, Random, Ref, Schedule } from "effect"
 import { declaredDistricts } from "../Config/Districts.ts"
+import type { District } from "../Domain/District.ts"
 import { Outbox } from "../Mail/Outbox.ts"
+import { DistrictLease } from "../Reconcile/Lease.ts"
 import { Sync } from "../Reconcile/SyncRun.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
-import { pauseAt, windowEnd } from "./Calendar.ts"
-import { DistrictCalendars } from "./DistrictCalendars.ts"
+import { PauseNotices } from "./PauseNotices.ts"
+import { Pauses } from "./Pauses.ts"
+import type { StoredSlot } from "./Slots.ts"
+import { sameSlot, Slots } from "./Slots.ts"
+import type { Slot } from "./SyncSchedule.ts"
+import { catchUpSlot, nextSlot } from "./SyncSchedule.ts"
 
 /**
- * The daemon's loop: every district syncs once at start, then every `rosterd.sync.interval`.
- * A failed run is retried with capped exponential backoff and jitter, a bounded number of
- * times, then waits for the next slot (the failure is in the run history and in /status).
- * At most `rosterd.sync.concurrency` districts sync at once.
+ * The daemon's scheduler. Every replica runs the same loop against the shared schedule in
+ * Postgres (`districts.next_run_*`, see Slots.ts):
  *
- * The district list is re-read every `rosterd.sync.refresh`, so districts added or removed
- * with the CLI while the daemon runs are picked up.
+ * 1. Every `rosterd.sync.poll` (5 s) — or sooner, when a district's slot comes before —
+ *    read the districts whose slot has come.
+ * 2. For each (while fewer than `rosterd.sync.concurrency` of this replica's runs are going):
+ *    take the district's **lease** (a session advisory lock, Reconcile/Lease.ts; busy means
+ *    another replica has it: skip), re-read the slot and go on only if it is still the one
+ *    seen (another replica may have just run it), then run it — or, when the district is
+ *    inside a pause, move the slot to the pause's end as a **catch-up** full sync.
+ * 3. Write the next slot *before* letting the lease go: the regular one (SyncSchedule.ts:
+ *    nightly in the district's zone, deltas, the full cadence), or after a failure a retry
+ *    with capped exponential backoff and jitter, `rosterd.sync.retries` times, after which
+ *    the district waits for its next regular slot and shows as failing. A slot that falls
+ *    inside a pause is placed at the pause's end instead, so `rosterd status` shows when the
+ *    district will really run.
  *
- * **Holiday pauses**: no run starts while the district's local date is inside one of its
- * pause windows (src/Schedule/Calendar.ts; `rosterd calendar <district>`). The loop sleeps
- * until the window ends (local midnight after its last day) and then runs a **catch-up
- * full sync** at once, so the changes made meanwhile are applied without waiting for the
- * next slot.
+ * A replica that dies mid-run loses its lease with its connection; its district's slot is
+ * still due, so another replica runs it at its next poll (seconds, well inside a minute).
+ * The run left `running` is marked interrupted by the next run (SyncRun.ts).
  *
- * Another process holding a district's lease (`DistrictBusy`) is not a failure: that
- * district is simply being synced elsewhere right now.
+ * **Graceful stop** (SIGTERM): no run starts any more; the running ones have
+ * `rosterd.sync.shutdownGrace` (60 s) to finish, then they are interrupted: their
+ * transaction rolls back, the run is recorded `interrupted`, and their slot, never
+ * rewritten, is still due when the daemon (or another replica) starts again.
  *
- * The daemon also delivers the outbox (`Outbox.run`, forked for its lifetime): mail implied
- * by syncs goes out every `rosterd.mail.pollSeconds`. Every replica runs it; rows are
- * claimed with `FOR UPDATE SKIP LOCKED`, so no message is sent by two at once.
+ * Beside it: pause notices every `rosterd.sync.noticeCheck` (PauseNotices.ts, exactly once
+ * per pause per district across replicas), and the outbox worker (Outbox.run, rows claimed
+ * with `FOR UPDATE SKIP LOCKED`).
  */
 
-export const SyncScheduleConfig = Config.all({
-  interval: Config.duration("interval").pipe(Config.withDefault(Duration.hours(6))),
+export const DaemonConfig = Config.all({
+  poll: Config.duration("poll").pipe(Config.withDefault(Duration.seconds(5))),
   concurrency: Config.integer("concurrency").pipe(Config.withDefault(2)),
-  refresh: Config.duration("refresh").pipe(Config.withDefault(Duration.seconds(30))),
   retryBase: Config.duration("retryBase").pipe(Config.withDefault(Duration.seconds(30))),
   retryMax: Config.duration("retryMax").pipe(Config.withDefault(Duration.minutes(15))),
-  retries: Config.integer("retries").pipe(Config.withDefault(5))
+  retries: Config.integer("retries").pipe(Config.withDefault(5)),
+  shutdownGrace: Config.duration("shutdownGrace").pipe(Config.withDefault(Duration.seconds(60))),
+  noticeCheck: Config.duration("noticeCheck").pipe(Config.withDefault(Duration.minutes(1))),
+  /** No longer used (the schedule is per district, `rules.schedule`): only to warn. */
+  interval: Config.option(Config.string("interval"))
 }).pipe(Config.nested("sync"), Config.nested("rosterd"))
 
+/** Failures a retry cannot mend: the district's settings or the request itself are wrong. */
 const retryable = (error: { readonly _tag: string }) =>
-  error._tag !== "DistrictNotFound" && error._tag !== "InvalidDistrict" && error._tag !== "DistrictBusy" &&
-  error._tag !== "ModeNotAvailable"
+  error._tag !== "DistrictNotFound" && error._tag !== "InvalidDistrict" && error._tag !== "ModeNotAvailable"
 
 export const DaemonLive = Layer.scopedDiscard(
   Effect.gen(function*() {
-    const config = yield* SyncScheduleConfig
+    const config = yield* DaemonConfig
     const store = yield* RosterStore
     const sync = yield* Sync
     const outbox = yield* Outbox
-    const calendars = yield* DistrictCalendars
-    const permits = yield* Effect.makeSemaphore(Math.max(1, config.concurrency))
-    const loops = yield* FiberMap.make<string>()
+    const slots = yield* Slots
+    const leases = yield* DistrictLease
+    const pauses = yield* Pauses
+    const notices = yield* PauseNotices
+    const running = yield* FiberMap.make<string>()
+    const stopping = yield* Ref.make(false)
 
+    if (Option.isSome(config.interval)) {
+      yield* Effect.logWarning("rosterd.sync.interval is no longer used: each district's schedule is rules.schedule (see the README)")
+    }
     for (const district of yield* declaredDistricts) yield* store.declareDistrict(district)
 
-    const setNext = (district: string, after: Duration.Duration) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => store.setNextRunAt(district, new Date(now + Duration.toMillis(after))))
+    const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
 
-    const retryPolicy = (district: string) =>
-      Schedule.exponential(config.retryBase).pipe(
-        Schedule.either(Schedule.spaced(config.retryMax)),
-        Schedule.jittered,
-        Schedule.intersect(Schedule.recurs(config.retries)),
-        Schedule.delays,
-        Schedule.tapOutput((delay) => setNext(district, delay))
-      )
-
-    const runOnce = (district: string, catchUp: boolean) =>
-      permits.withPermits(1)(sync.run(district, { request: catchUp ? "full" : "auto", trigger: catchUp ? "catch-up" : "schedule" })).pipe(
-        Effect.tapError((error) =>
-          Effect.logWarning(error._tag === "DistrictBusy" ? "district busy elsewhere, skipped" : "sync failed, will retry").pipe(
-            Effect.annotateLogs({ district, error: error._tag })
-          )
-        ),
-        Effect.retry({ schedule: retryPolicy(district), while: retryable }),
-        Effect.tap((summary) =>
-          (summary.status === "held"
-            ? Effect.logWarning("sync held: its destructive part waits for an operator (rosterd holds show)")
-            : Effect.logInfo("sync succeeded")).pipe(
-            Effect.annotateLogs({ district, runId: summary.runId, mode: summary.mode, durationMs: summary.durationMs })
-          )
-        ),
-        Effect.catchAll(() => Effect.void),
-        Effect.catchAllDefect((defect) => Effect.logError("sync defect", defect).pipe(Effect.annotateLogs({ district })))
-      )
-
-    /** The pause window the district is in now, with the instant it ends; none when not paused. */
-    const pauseNow = (districtId: string) =>
+    /** Stores the slot, moved to the end of a pause when it falls inside one. */
+    const place = (district: District, slot: Slot, attempt: number) =>
       Effect.gen(function*() {
-        const district = (yield* store.listDistricts()).find((d) => d.id === districtId)
-        if (district === undefined) return Option.none()
-        const calendar = yield* calendars.of(district).pipe(
-          Effect.tapError((error) => Effect.logWarning("the district's calendar is invalid: not pausing").pipe(
-            Effect.annotateLogs({ district: districtId, error: error.message })
-          )),
-          Effect.option
-        )
-        if (Option.isNone(calendar)) return Option.none()
-        const now = yield* Clock.currentTimeMillis
-        return Option.map(pauseAt(calendar.value, new Date(now), district.timezone), (window) => ({
-          window,
-          endsAt: DateTime.toEpochMillis(windowEnd(window, district.timezone)),
-          now
-        }))
+        const pause = yield* pauses.activeAt(district, slot.at)
+        const placed = Option.match(pause, {
+          onNone: () => slot,
+          onSome: (p) => catchUpSlot(district.provider, p.endsAt)
+        })
+        yield* slots.set(district.id, placed, Option.isSome(pause) ? 0 : attempt)
+        return placed
       })
 
-    /** One district's loop: run (unless paused), then wait for the next slot. */
-    const districtLoop = (district: string) =>
+    const regularSlot = (district: District, after: Date) =>
+      Effect.map(slots.lastFullAt(district.id), (lastFullAt) =>
+        nextSlot({
+          rules: district.rules.schedule,
+          districtId: district.id,
+          provider: district.provider,
+          zone: district.timezone,
+          now: after,
+          lastFullAt
+        }))
+
+    /** retryBase × 2^attempt, at most retryMax, ±20 % jitter. */
+    const backoff = (attempt: number) =>
+      Effect.map(Random.nextRange(0.8, 1.2), (jitter) => {
+        const nominal = Math.min(Duration.toMillis(config.retryBase) * 2 ** attempt, Duration.toMillis(config.retryMax))
+        return Math.round(nominal * jitter)
+      })
+
+    /** One due slot, under the district's lease. */
+    const runSlot = (seen: StoredSlot) =>
       Effect.gen(function*() {
-        let catchUp = false
-        while (true) {
-          const pause = yield* pauseNow(district)
-          if (Option.isSome(pause)) {
-            const { endsAt, now, window } = pause.value
-            yield* store.setNextRunAt(district, new Date(endsAt))
-            yield* Effect.logInfo("paused for a holiday window").pipe(
-              Effect.annotateLogs({ district, window: window.name, until: new Date(endsAt).toISOString() })
-            )
-            yield* Effect.sleep(Duration.millis(Math.max(0, endsAt - now)))
-            catchUp = true
-            continue
-          }
-          yield* runOnce(district, catchUp)
-          catchUp = false
-          yield* setNext(district, config.interval)
-          yield* Effect.sleep(config.interval)
+        const lease = yield* leases.hold(seen.district)
+        const current = yield* slots.get(seen.district)
+        if (current === undefined || !sameSlot(current, seen)) return // run by another replica meanwhile
+        const found = yield* store.findDistrict(seen.district)
+        if (Option.isNone(found)) return
+        const district = found.value
+        const pause = yield* pauses.activeAt(district, yield* now)
+        if (Option.isSome(pause)) {
+          const slot = catchUpSlot(district.provider, pause.value.endsAt)
+          yield* slots.set(district.id, slot, 0)
+          return yield* Effect.logInfo("paused: the catch-up sync runs when the pause ends").pipe(
+            Effect.annotateLogs({ pause: pause.value.name, until: slot.at.toISOString() })
+          )
+        }
+
+        const exit = yield* sync.run(district.id, { request: seen.request, trigger: seen.trigger, lease }).pipe(Effect.exit)
+        const finished = yield* now
+        if (exit._tag === "Success") {
+          const summary = exit.value
+          yield* (summary.status === "held"
+            ? Effect.logWarning("sync held: its destructive part waits for an operator (rosterd holds show)")
+            : Effect.logInfo("sync succeeded")).pipe(
+            Effect.annotateLogs({ runId: summary.runId, mode: summary.mode, durationMs: summary.durationMs })
+          )
+          const next = yield* place(district, yield* regularSlot(district, finished), 0)
+          return yield* Effect.logDebug("next slot").pipe(Effect.annotateLogs({ at: next.at.toISOString(), trigger: next.trigger }))
+        }
+        const failure = Cause.failureOption(exit.cause)
+        const reason = Option.match(failure, { onNone: () => "defect", onSome: (error) => error._tag })
+        if (Option.isSome(failure) && retryable(failure.value) && seen.attempt < config.retries) {
+          const delay = yield* backoff(seen.attempt)
+          const retry: Slot = { at: new Date(finished.getTime() + delay), request: seen.request, trigger: seen.trigger }
+          yield* place(district, retry, seen.attempt + 1)
+          return yield* Effect.logWarning("sync failed, will retry").pipe(
+            Effect.annotateLogs({ error: reason, attempt: seen.attempt + 1, inMs: delay })
+          )
+        }
+        if (Option.isNone(failure)) yield* Effect.logError("sync defect", Cause.squash(exit.cause))
+        const next = yield* place(district, yield* regularSlot(district, finished), 0)
+        yield* Effect.logWarning("sync failed; no more retries: waiting for the next slot").pipe(
+          Effect.annotateLogs({ error: reason, next: next.at.toISOString() })
+        )
+      }).pipe(
+        Effect.scoped,
+        Effect.catchTag("DistrictBusy", () => Effect.logDebug("district busy on another replica")),
+        Effect.catchAllCause((cause) => Effect.logError("scheduling failed", cause)),
+        Effect.annotateLogs({ district: seen.district })
+      )
+
+    /**
+     * A catch-up waits at the end of a pause. When that pause no longer reaches its slot (an
+     * ad-hoc pause resumed early or cancelled, a calendar window changed), it runs now if the
+     * district is not paused, or moves to the end of the pause it is in.
+     */
+    const releaseEndedPauses = (at: Date) =>
+      Effect.gen(function*() {
+        for (const slot of yield* slots.waitingForCatchUp(at)) {
+          const district = yield* store.findDistrict(slot.district)
+          if (Option.isNone(district) || slot.at === null) continue
+          const waitedFor = yield* pauses.activeAt(district.value, new Date(slot.at.getTime() - 1))
+          if (Option.isSome(waitedFor) && waitedFor.value.endsAt.getTime() === slot.at.getTime()) continue
+          const pausedNow = yield* pauses.activeAt(district.value, at)
+          const moved = Option.match(pausedNow, {
+            onNone: () => catchUpSlot(district.value.provider, at),
+            onSome: (p) => catchUpSlot(district.value.provider, p.endsAt)
+          })
+          yield* slots.set(slot.district, moved, 0)
+          yield* Effect.logInfo("the pause changed: catch-up moved").pipe(
+            Effect.annotateLogs({ district: slot.district, at: moved.at.toISOString() })
+          )
         }
       })
 
-    /** Start loops for new districts, stop loops of removed ones. */
-    const reconcileLoops = Effect.gen(function*() {
-      const wanted = new Set((yield* store.listDistricts()).map((d) => d.id as string))
-      const running = Array.from(loops, ([district]) => district)
-      for (const district of running) {
-        if (!wanted.has(district)) yield* FiberMap.remove(loops, district)
+    /** One look at the schedule; returns how long to sleep before the next. */
+    const poll = Effect.gen(function*() {
+      if (yield* Ref.get(stopping)) return config.poll
+      const at = yield* now
+      yield* releaseEndedPauses(at)
+      for (const slot of yield* slots.due(at)) {
+        if ((yield* FiberMap.size(running)) >= config.concurrency) break
+        if (yield* FiberMap.has(running, slot.district)) continue
+        yield* FiberMap.run(running, slot.district, runSlot(slot), { onlyIfMissing: true })
       }
-      for (const district of wanted) yield* FiberMap.run(loops, district, districtLoop(district), { onlyIfMissing: true })
-    }).pipe(Effect.catchAllCause((cause) => Effect.logError("could not refresh the district list", cause)))
+      // Wake for the next slot if it comes before the next poll.
+      const next = yield* slots.nextAt(at)
+      return next === null ? config.poll : Duration.min(config.poll, Duration.millis(next.getTime() - at.getTime()))
+    }).pipe(
+      Effect.catchAllCause((cause) => Effect.as(Effect.logError("could not read the schedule", cause), config.poll))
+    )
+
+    const sendNotices = notices.sendDue().pipe(
+      Effect.catchAllCause((cause) => Effect.logError("could not queue pause notices", cause))
+    )
 
     yield* Effect.logInfo("scheduler started").pipe(
-      Effect.annotateLogs({ interval: Duration.format(config.interval), concurrency: config.concurrency })
+      Effect.annotateLogs({ poll: Duration.format(config.poll), concurrency: config.concurrency })
     )
-    yield* reconcileLoops.pipe(Effect.repeat(Schedule.spaced(config.refresh)), Effect.forkScoped)
+    yield* poll.pipe(Effect.flatMap(Effect.sleep), Effect.forever, Effect.forkScoped)
+    yield* sendNotices.pipe(Effect.repeat(Schedule.spaced(config.noticeCheck)), Effect.forkScoped)
     yield* Effect.forkScoped(outbox.run)
+
+    // Added last, so it runs first when the daemon stops: before the loops and the runs are interrupted.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Ref.set(stopping, true)
+        const inFlight = yield* FiberMap.size(running)
+        if (inFlight === 0) return
+        yield* Effect.logInfo("stopping: waiting for the running syncs").pipe(
+          Effect.annotateLogs({ running: inFlight, graceSeconds: Duration.toSeconds(config.shutdownGrace) })
+        )
+        const done = yield* Effect.interruptible(FiberMap.awaitEmpty(running)).pipe(
+          Effect.timeoutOption(config.shutdownGrace),
+          Effect.catchAllCause(() => Effect.succeedNone)
+        )
+        if (Option.isNone(done)) {
+          yield* Effect.logWarning("grace period over: interrupting the running syncs (rolled back, recorded as interrupted)").pipe(
+            Effect.annotateLogs({ running: yield* FiberMap.size(running) })
+          )
+          yield* FiberMap.clear(running)
+        }
+      })
+    )
   })
 )

@@ -49,6 +49,8 @@ export interface DistrictStatus {
   readonly district: string
   readonly name: string
   readonly provider: string
+  /** The district's IANA zone: its schedule and pauses are in local time. */
+  readonly timezone: string
   readonly lastRun: null | {
     readonly id: number
     readonly status: RunStatus
@@ -61,6 +63,13 @@ export interface DistrictStatus {
   }
   readonly lastSuccessAt: string | null
   readonly nextRunAt: string | null
+  /**
+   * The next slot (src/Schedule/SyncSchedule.ts): when, full/delta/auto, why (schedule,
+   * delta, catch-up after a pause), and how many retries of a failed slot were made.
+   */
+  readonly nextRun: null | { readonly at: string; readonly request: string; readonly trigger: string; readonly retries: number }
+  /** The pause the district is in now (no run starts until `until`), or null. Filled in by Schedule/Freshness.ts. */
+  readonly paused: null | { readonly name: string; readonly reason: string | null; readonly until: string }
   /** The run whose destructive part waits for an operator (`rosterd holds show <run>`), or null. */
   readonly pendingHold: null | { readonly runId: number; readonly since: string }
   /**
@@ -214,14 +223,19 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
         readonly id: string
         readonly name: string
         readonly provider: string
+        readonly timezone: string
         readonly nextRunAt: Date | null
+        readonly nextRunRequest: string
+        readonly nextRunTrigger: string
+        readonly retryAttempt: number
+        readonly createdAt: Date
         readonly lastSuccessAt: Date | null
         readonly runId: number | null
         readonly holdRunId: number | null
         readonly holdSince: Date | null
         readonly stale: boolean
       }>`
-        SELECT d.id, d.name, d.provider, d.next_run_at,
+        SELECT d.id, d.name, d.provider, d.timezone, d.next_run_at, d.next_run_request, d.next_run_trigger, d.retry_attempt, d.created_at,
                coalesce((SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status IN ('succeeded', 'held')),
                         d.created_at) < now() - make_interval(secs => ${staleAfterSeconds}) AS stale,
                (SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status IN ('succeeded', 'held')) AS last_success_at,
@@ -238,6 +252,7 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
             district: row.id,
             name: row.name,
             provider: row.provider,
+            timezone: row.timezone,
             lastRun: Option.match(run, {
               onNone: () => null,
               onSome: (r) => ({
@@ -253,6 +268,10 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
             }),
             lastSuccessAt: iso(row.lastSuccessAt),
             nextRunAt: iso(row.nextRunAt),
+            nextRun: row.nextRunAt === null
+              ? null
+              : { at: iso(row.nextRunAt)!, request: row.nextRunRequest, trigger: row.nextRunTrigger, retries: row.retryAttempt },
+            paused: null,
             pendingHold: row.holdRunId === null ? null : { runId: Number(row.holdRunId), since: iso(row.holdSince)! },
             stale: row.stale,
             failing: Option.match(run, { onNone: () => false, onSome: (r) => r.status === "failed" || r.status === "interrupted" })

@@ -4,7 +4,9 @@ import { SqlClient } from "@effect/sql"
 import { assert, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import type { DistrictId } from "../../src/Domain/District.ts"
+import { ConfigFile } from "../../src/Config/ConfigFile.ts"
 import { HttpRoutes } from "../../src/Http/Server.ts"
+import { Freshness } from "../../src/Schedule/Freshness.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
@@ -13,6 +15,7 @@ import { SyncTestLayer } from "../support/Layers.ts"
 /** The monitoring endpoints on a real HTTP server (random port), over a real database. */
 const ServerLayer = HttpServer.serve(HttpRoutes).pipe(
   Layer.provideMerge(NodeHttpServer.layerTest),
+  Layer.provideMerge(Freshness.Default.pipe(Layer.provide(ConfigFile.fromDocument({})))),
   Layer.provideMerge(SyncTestLayer)
 )
 
@@ -52,7 +55,7 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("HTTP 
       yield* store.addDistrict({ id: "small" as DistrictId, name: "Small", provider: "oneroster-csv", timezone: "UTC", settings: { path: small.dir } })
       const before = yield* getJson("/status")
       assert.strictEqual(before.status, 200)
-      assert.deepStrictEqual(before.body, [{ district: "small", name: "Small", provider: "oneroster-csv", lastRun: null, lastSuccessAt: null, nextRunAt: null, pendingHold: null, stale: false, failing: false }])
+      assert.deepStrictEqual(before.body, [{ district: "small", name: "Small", provider: "oneroster-csv", timezone: "UTC", lastRun: null, lastSuccessAt: null, nextRunAt: null, nextRun: null, paused: null, pendingHold: null, stale: false, failing: false }])
 
       const summary = yield* Effect.flatMap(Sync, (sync) => sync.run("small", { request: "auto", trigger: "test" }))
       const after = yield* getJson("/status")

@@ -6,7 +6,7 @@ import { eventually, rosterd, startDaemon, writeConfig } from "../support/Cli.ts
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 
-/** `rosterd daemon` as a process: syncs at start and on its interval, serves HTTP, stops cleanly. */
+/** `rosterd daemon` as a process: syncs a new district at once and then on its schedule, serves HTTP, stops cleanly. */
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -34,18 +34,20 @@ describe("the daemon, on an external Postgres (DATABASE_URL)", () => {
     work.remove()
   })
 
-  it("syncs declared districts at start and on its interval, picks up districts added by the CLI, logs JSON without PII, stops on SIGTERM", async () => {
+  it("syncs declared districts at once and then on their schedule, picks up districts added by the CLI, logs JSON without PII, stops on SIGTERM", async () => {
     const port = await freePort()
     const config = writeConfig(work.dir, `rosterd:
   sync:
-    interval: 3 seconds
-    refresh: 1 second
+    poll: 1 second
 districts:
   - id: declared
     name: Declared District
     provider: oneroster-csv
     path: declared
     timezone: America/New_York
+    rules:
+      schedule:
+        deltaEvery: 3 seconds
 `)
     const env = { DATABASE_URL: db.url, ROSTERD_CONFIG: config, ROSTERD_HTTP_PORT: String(port) }
     const daemon = startDaemon(env)
@@ -59,7 +61,7 @@ districts:
       expect(first.lastRun.counts.users.created).toBe(5)
       expect(new Date(first.nextRunAt).getTime()).toBeGreaterThan(Date.now() - 1000)
 
-      // The interval: a second run (a no-op) follows.
+      // Its schedule (a slot every 3 seconds): a second run (a no-op) follows.
       const second = await eventually(async () => {
         const status = await getStatus(port)
         return (status?.[0]?.lastRun?.id ?? 0) > first.lastRun.id && status![0].lastRun.status === "succeeded" ? status![0] : undefined

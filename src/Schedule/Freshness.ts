@@ -1,0 +1,61 @@
+import { Clock, Config, Duration, Effect, Option } from "effect"
+import type { DistrictStatus } from "../Store/RosterStore.ts"
+import { RosterStore } from "../Store/RosterStore.ts"
+import { localDateAt } from "./Calendar.ts"
+import { toDayNumber, toLocalDate } from "./LocalDates.ts"
+import { Pauses } from "./Pauses.ts"
+
+/** `rosterd.sync.staleAfter`: how old the last successful sync may be before a district is stale. */
+const staleAfterConfig = Config.duration("staleAfter").pipe(
+  Config.nested("sync"),
+  Config.nested("rosterd"),
+  Config.withDefault(Duration.hours(24))
+)
+
+/** How far back a pause's end is looked for (longer than any pause plus the stale limit). */
+const LOOK_BACK_DAYS = 400
+
+/**
+ * The status contract with the schedule's view: which districts are paused, and which are
+ * **stale** — the promise to districts is that a roster change reaches the platform within
+ * 24 hours *except during announced pauses*. So a district is stale when it is not paused
+ * and neither a successful sync nor the end of its last pause (nor, never synced, its
+ * registration) lies within `rosterd.sync.staleAfter`. After a pause the catch-up sync runs
+ * at once; a district whose catch-up keeps failing shows `failing`, and `stale` a day later.
+ *
+ * `/status`, `rosterd status` and the metrics all read it here.
+ */
+export class Freshness extends Effect.Service<Freshness>()("rosterd/Freshness", {
+  effect: Effect.gen(function*() {
+    const store = yield* RosterStore
+    const pauses = yield* Pauses
+    const staleAfter = yield* staleAfterConfig
+
+    const status = Effect.fn("Freshness.status")(function*(districtId?: string) {
+      const statuses = yield* store.status(districtId)
+      const now = new Date(yield* Clock.currentTimeMillis)
+      return yield* Effect.forEach(statuses, (s) =>
+        Effect.gen(function*() {
+          const district = yield* store.findDistrict(s.district)
+          if (Option.isNone(district)) return s
+          const pause = yield* pauses.activeAt(district.value, now)
+          if (Option.isSome(pause)) {
+            return {
+              ...s,
+              stale: false,
+              paused: { name: pause.value.name, reason: pause.value.reason ?? null, until: pause.value.endsAt.toISOString() }
+            } satisfies DistrictStatus
+          }
+          if (!s.stale) return s
+          // Stale by the store's count: unless a pause ended within the limit.
+          const today = localDateAt(now, district.value.timezone)
+          const windows = yield* pauses.windowsFor(district.value, toLocalDate(toDayNumber(today) - LOOK_BACK_DAYS), today)
+          const lastEnd = windows.map((w) => w.endsAt.getTime()).filter((end) => end <= now.getTime()).reduce((a, b) => Math.max(a, b), 0)
+          return { ...s, stale: now.getTime() - lastEnd > Duration.toMillis(staleAfter) } satisfies DistrictStatus
+        }))
+    })
+
+    return { status } as const
+  }),
+  dependencies: [RosterStore.Default, Pauses.Default]
+}) {}
