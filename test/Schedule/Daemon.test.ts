@@ -51,6 +51,8 @@ interface Options {
   readonly busy?: Set<string>
   /** Default 1 hour: the scheduler also wakes at each slot, so runs start on time anyway. */
   readonly poll?: string
+  /** Ad-hoc pauses (mutable: a test resumes one by removing it). */
+  readonly adHoc?: Array<{ readonly startsAt: Date; readonly endsAt: Date }>
 }
 
 const makeDaemon = (options: Options = {}) => {
@@ -87,11 +89,15 @@ const makeDaemon = (options: Options = {}) => {
   // The default calendar (Thanksgiving, winter) is the only source of pauses here.
   const pauses = Layer.succeed(Pauses, Pauses.make({
     activeAt: (d: District, instant: Date) =>
-      Effect.succeed(Option.map(pauseAt(defaultCalendar, instant, d.timezone), (w) => ({
+      Effect.succeed(Option.orElse(
+        Option.fromNullable(options.adHoc?.find((p) => p.startsAt <= instant && instant < p.endsAt)).pipe(
+          Option.map((p) => ({ key: "pause:1", name: "pause-1", endsAt: p.endsAt }))
+        ),
+        () => Option.map(pauseAt(defaultCalendar, instant, d.timezone), (w) => ({
         key: `calendar:${w.name}:${w.from}`,
         name: w.name,
         endsAt: new Date(DateTime.toEpochMillis(windowEnd(w, d.timezone)))
-      })))
+      }))))
   } as unknown as Pauses))
   const notices = Layer.succeed(PauseNotices, PauseNotices.make({ sendDue: () => Effect.succeed(0) } as unknown as PauseNotices))
   const outbox = Layer.succeed(Outbox, Outbox.make({ run: Effect.never } as unknown as Outbox))
@@ -203,6 +209,23 @@ describe("the scheduler", () => {
       assert.strictEqual(runs.length, 0)
       assert.strictEqual(stored.slot.trigger, "catch-up")
       assert.strictEqual(stored.slot.at?.toISOString(), "2026-11-30T00:00:00.000Z")
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.scoped("a pause resumed early: the catch-up runs at the next poll, not at the pause's old end", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.parse("2026-10-05T10:00:00Z"))
+      const adHoc = [{ startsAt: new Date("2026-10-05T00:00:00Z"), endsAt: new Date("2026-10-08T00:00:00Z") }]
+      const { daemon, runs, stored } = makeDaemon({ adHoc, poll: "5 seconds" })
+      const fiber = yield* Layer.launch(daemon).pipe(Effect.forkScoped)
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(runs.length, 0)
+      assert.deepStrictEqual(stored.slot, { district: "d", at: new Date("2026-10-08T00:00:00Z"), request: "full", trigger: "catch-up", attempt: 0 })
+      adHoc.length = 0 // rosterd resume
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(runs.length, 1)
+      assert.deepStrictEqual({ request: runs[0]!.request, trigger: runs[0]!.trigger }, { request: "full", trigger: "catch-up" })
+      assert.isAtMost(runs[0]!.at - Date.parse("2026-10-05T10:01:00Z"), 5_000)
       yield* Fiber.interrupt(fiber)
     }))
 
