@@ -4,13 +4,16 @@ import { SqlClient } from "@effect/sql"
 import { Config, Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { latestMigration } from "../../migrations/index.ts"
+import { scrape } from "../Metrics/Collect.ts"
+import { Metrics } from "../Metrics/Metrics.ts"
 import { Freshness } from "../Schedule/Freshness.ts"
 
 /**
  * The daemon's HTTP face for monitoring:
  * - `GET /healthz` — the process is alive (no dependencies; for liveness probes);
  * - `GET /readyz` — the database answers and carries the newest migration;
- * - `GET /status` — the status contract (README "Status"), the same JSON as `rosterd status --json`.
+ * - `GET /status` — the status contract (README "Status"), the same JSON as `rosterd status --json`;
+ * - `GET /metrics` — Prometheus text format (src/Metrics); 503 with one line when the database fails.
  * Responses carry source IDs and counts only: no personal data, no versions, no stack traces.
  */
 
@@ -46,6 +49,18 @@ export const HttpRoutes = HttpRouter.empty.pipe(
         )
       )
     )
+  ),
+  HttpRouter.get(
+    "/metrics",
+    scrape().pipe(
+      Effect.timeout("5 seconds"),
+      Effect.flatMap(({ contentType, text }) => HttpServerResponse.text(text, { ...noStore, contentType })),
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning("metrics failed", cause).pipe(
+          Effect.zipRight(HttpServerResponse.text("metrics unavailable: the database did not answer\n", { ...noStore, status: 503 }))
+        )
+      )
+    )
   )
 )
 
@@ -54,6 +69,8 @@ export const HttpLive = Layer.unwrapEffect(
   Effect.gen(function*() {
     const host = yield* Config.string("host").pipe(Config.nested("http"), Config.nested("rosterd"), Config.withDefault("127.0.0.1"))
     const port = yield* Config.port("port").pipe(Config.nested("http"), Config.nested("rosterd"), Config.withDefault(8080))
+    // Process metrics (CPU, memory, event loop) from the start, not from the first scrape.
+    yield* Effect.flatMap(Metrics, (metrics) => metrics.collectProcessMetrics)
     return HttpServer.serve(HttpRoutes, HttpMiddleware.withLoggerDisabled).pipe(
       HttpServer.withLogAddress,
       Layer.provide(NodeHttpServer.layer(() => createServer({ requestTimeout: 10_000 }), { port, host }))

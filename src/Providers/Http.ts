@@ -2,6 +2,7 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Config, Duration, Effect, Either, ParseResult, Random, RateLimiter, Schema, Scope, SynchronizedRef } from "effect"
 import { createHash } from "node:crypto"
 import { ProviderError } from "../Domain/Errors.ts"
+import { Metrics } from "../Metrics/Metrics.ts"
 
 /**
  * The HTTP behaviour every REST provider shares (Clever, OneRoster REST):
@@ -17,6 +18,10 @@ import { ProviderError } from "../Domain/Errors.ts"
  *
  * Every failure is a `ProviderError` that fails the run before anything is applied.
  * Messages name the endpoint path (never the token, never response bodies).
+ *
+ * Each attempt is counted in `rosterd_provider_requests_total{provider,status}` (the HTTP
+ * status code, or `timeout` / `connection` / `broken` when no status came back) and each
+ * retry in `rosterd_provider_retries_total{provider,reason}` (src/Metrics).
  */
 
 export interface RetryPolicy {
@@ -53,6 +58,8 @@ export interface ProviderHttp {
 export interface ProviderHttpOptions {
   /** For messages: "Clever", "the OneRoster server". */
   readonly name: string
+  /** For metrics labels: the provider's id (`clever`, `oneroster-rest`); by default derived from `name`. */
+  readonly provider?: string
   readonly baseUrl: string
   /** Adds credentials to a request (a bearer token, an OAuth 1.0a signature of the final URL). */
   readonly authorize: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientRequest.HttpClientRequest>
@@ -64,12 +71,18 @@ export interface ProviderHttpOptions {
 /** A transient failure: worth another attempt. */
 interface Transient {
   readonly _tag: "Transient"
+  /** For the metrics' `reason` label: an HTTP status code, `timeout`, `connection`, `broken` or `invalid_body`. */
+  readonly kind: string
   readonly reason: string
   /** The server said how long to wait. */
   readonly wait?: Duration.Duration | undefined
 }
 
-const transient = (reason: string, wait?: Duration.Duration): Transient => ({ _tag: "Transient", reason, wait })
+const transient = (kind: string, reason: string, wait?: Duration.Duration): Transient => ({ _tag: "Transient", kind, reason, wait })
+
+/** The provider's id in metrics labels (never a URL, never a credential). */
+const providerId = (options: ProviderHttpOptions) =>
+  options.provider ?? (/clever/i.test(options.name) ? "clever" : /oneroster/i.test(options.name) ? "oneroster-rest" : "other")
 
 /** `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (unix seconds), relative to `now`. */
 export const rateLimitWait = (headers: Readonly<Record<string, string>>, now: number): Duration.Duration | undefined => {
@@ -98,6 +111,8 @@ const where = (url: string) => {
 export const makeProviderHttp = (options: ProviderHttpOptions) =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
+    const metrics = yield* Metrics
+    const provider = providerId(options)
     const policy = options.retry
     const base = options.baseUrl.replace(/\/+$/, "")
     const urlOf = (pathOrUrl: string) => (/^https?:\/\//.test(pathOrUrl) ? pathOrUrl : `${base}${pathOrUrl.startsWith("/") ? "" : "/"}${pathOrUrl}`)
@@ -106,16 +121,28 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
     const attempt = (url: string) =>
       Effect.gen(function*() {
         const request = yield* options.authorize(HttpClientRequest.get(url).pipe(HttpClientRequest.acceptJson))
+        // Each attempt counts once: by its status as soon as the headers arrive, else by what went wrong.
+        let counted = false
+        const count = (status: string) =>
+          Effect.suspend(() => {
+            if (counted) return Effect.void
+            counted = true
+            return metrics.providerRequest(provider, status)
+          })
         const result = yield* options.budget(
           client.execute(request).pipe(
+            Effect.tap((response) => count(String(response.status))),
             Effect.flatMap((response) => Effect.map(response.text, (text) => ({ status: response.status, headers: response.headers, text }))),
             Effect.scoped,
-            Effect.timeoutFail({ duration: policy.timeout, onTimeout: () => transient(`no answer within ${Duration.format(policy.timeout)}`) })
+            Effect.timeoutFail({ duration: policy.timeout, onTimeout: () => transient("timeout", `no answer within ${Duration.format(policy.timeout)}`) })
           )
-        ).pipe(Effect.catchTags({
-          RequestError: (error) => Effect.fail(transient(`connection failed (${error.reason})`)),
-          ResponseError: (error) => Effect.fail(transient(`the response broke off (${error.reason})`))
-        }))
+        ).pipe(
+          Effect.catchTags({
+            RequestError: (error) => Effect.fail(transient("connection", `connection failed (${error.reason})`)),
+            ResponseError: (error) => Effect.fail(transient("broken", `the response broke off (${error.reason})`))
+          }),
+          Effect.tapError((failure) => count(failure.kind))
+        )
         const { headers, status, text } = result
         if (status === 200) return { text, headers }
         if (status === 404) return null
@@ -125,8 +152,8 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
             message: `${options.name} refused the credentials (HTTP ${status}) for ${where(url)}; check the district's token`
           })
         }
-        if (status === 429) return yield* Effect.fail(transient("rate limited (HTTP 429)", rateLimitWait(headers, Date.now()) ?? policy.base))
-        if (status >= 500 || status === 408) return yield* Effect.fail(transient(`HTTP ${status}`))
+        if (status === 429) return yield* Effect.fail(transient("429", "rate limited (HTTP 429)", rateLimitWait(headers, Date.now()) ?? policy.base))
+        if (status >= 500 || status === 408) return yield* Effect.fail(transient(String(status), `HTTP ${status}`))
         return yield* new ProviderError({ reason: "Malformed", message: `${options.name} answered HTTP ${status} for ${where(url)}` })
       })
 
@@ -152,6 +179,7 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
                 })
               }
               const jitter = yield* Random.nextRange(0.8, 1.2)
+              yield* metrics.providerRetry(provider, failure.kind)
               yield* Effect.logDebug("provider request retried").pipe(
                 Effect.annotateLogs({ provider: options.name, path: where(url), reason: failure.reason, attempt: n })
               )
@@ -169,7 +197,7 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
         try {
           json = JSON.parse(text)
         } catch {
-          return yield* Either.left(transient("the body is not JSON (cut off, or an error page)"))
+          return yield* Either.left(transient("invalid_body", "the body is not JSON (cut off, or an error page)"))
         }
         const decoded = Schema.decodeUnknownEither(schema)(json, { errors: "first" })
         if (Either.isLeft(decoded)) {
@@ -200,7 +228,10 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
               Effect.catchIf((e): e is Transient => e._tag === "Transient", (failure) =>
                 n >= policy.attempts
                   ? Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name}: ${where(url)}: ${failure.reason}` }))
-                  : Effect.sleep(Duration.times(policy.base, n)).pipe(Effect.zipRight(loop(n + 1)))),
+                  : metrics.providerRetry(provider, failure.kind).pipe(
+                    Effect.zipRight(Effect.sleep(Duration.times(policy.base, n))),
+                    Effect.zipRight(loop(n + 1))
+                  )),
               Effect.mapError((e) => e as ProviderError)
             )
           })

@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { Effect } from "effect"
 import { DistrictBusy } from "../Domain/Errors.ts"
+import { Metrics } from "../Metrics/Metrics.ts"
 
 /**
  * Advisory-lock namespace of district leases ("ROST"); the district id hashed
@@ -40,9 +41,17 @@ export class DistrictLease extends Effect.Service<DistrictLease>()("rosterd/Dist
       )
       const ok = (result as { rows: Array<{ ok: boolean }> }).rows[0]?.ok === true
       if (!ok) return yield* new DistrictBusy({ district })
-      yield* Effect.addFinalizer(() =>
-        connection.executeRaw("SELECT pg_advisory_unlock($1, hashtext($2))", [LEASE_NAMESPACE, district]).pipe(Effect.ignore)
-      )
+      // Counted while held (`rosterd_leases_held`): taken here, let go with the scope.
+      const metrics = yield* Metrics
+      yield* Effect.uninterruptible(Effect.zipRight(
+        metrics.leaseTaken,
+        Effect.addFinalizer(() =>
+          connection.executeRaw("SELECT pg_advisory_unlock($1, hashtext($2))", [LEASE_NAMESPACE, district]).pipe(
+            Effect.ignore,
+            Effect.ensuring(metrics.leaseReleased)
+          )
+        )
+      ))
       return { district, connection } satisfies HeldLease
     })
 

@@ -11,6 +11,7 @@ import type { RunStatus } from "../Store/RosterStore.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { Activation } from "../Accounts/Activation.ts"
 import { linkAccounts, refreshStudentActivation } from "../Accounts/Linking.ts"
+import { Metrics } from "../Metrics/Metrics.ts"
 import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
 import type { HeldCounts } from "./Apply.ts"
 import type { ChangeGroup } from "./ChangeList.ts"
@@ -302,6 +303,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
     ) {
       const district = yield* store.getDistrict(districtId)
       const progress = yield* SyncProgress
+      const metrics = yield* Metrics
       return yield* Effect.scoped(Effect.gen(function*() {
         // The lease (the caller's, when it already holds it: the daemon does, to check and
         // write the district's schedule under it).
@@ -379,10 +381,26 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             Effect.onExit((exit) =>
               Effect.gen(function*() {
                 yield* sql.unsafe(dropStagingDdl() + dropPlanDdl()).pipe(Effect.ignore)
-                if (Exit.isSuccess(exit)) return
+                if (Exit.isSuccess(exit)) {
+                  const done = exit.value
+                  return yield* metrics.runFinished({
+                    district: district.id,
+                    status: done.status,
+                    mode: done.mode,
+                    durationMs: done.durationMs,
+                    applied: done.status === "dry-run" ? null : done.counts
+                  })
+                }
                 const { message, reason } = describeFailure(exit.cause)
                 const status: RunStatus = Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failed"
                 yield* finishRun(runId, status, { reason, error: message }).pipe(Effect.ignore)
+                yield* metrics.runFinished({
+                  district: district.id,
+                  status,
+                  mode: options.request === "delta" ? "delta" : "full",
+                  durationMs: Date.now() - startedAt,
+                  applied: null
+                })
                 yield* Effect.logInfo(`sync ${status}`).pipe(Effect.annotateLogs({ reason }))
               })
             ),
