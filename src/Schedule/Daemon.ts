@@ -157,6 +157,8 @@ export const DaemonLive = Layer.scopedDiscard(
         )
       }).pipe(
         Effect.scoped,
+        // Every log line of the slot carries its elapsed time (`spans.slot`, milliseconds).
+        Effect.withLogSpan("slot"),
         Effect.catchTag("DistrictBusy", () => Effect.logDebug("district busy on another replica")),
         Effect.catchAllCause((cause) => Effect.logError("scheduling failed", cause)),
         Effect.annotateLogs({ district: seen.district })

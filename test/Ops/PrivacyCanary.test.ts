@@ -1,0 +1,210 @@
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as NodePath from "node:path"
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { eventually, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
+import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
+import { type FakeClever, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
+import { writeManifest } from "../../bench/OneRosterGenerator.ts"
+import { smallDistrictTerm, tempDir, writeCsv } from "../support/Fixtures.ts"
+import { startSmtpServer, type SmtpTestServer } from "../Mail/SmtpTestServer.ts"
+
+/**
+ * No personal data and no secret, ever, in what operators and monitoring see. A district
+ * whose every personal field carries a unique canary string is synced by the daemon (as CSV
+ * and through Clever, with a canary token), its activation mail goes out over SMTP with a
+ * canary password — once refused, once accepted — and a run fails on purpose. Every log
+ * line (stdout and stderr, at debug level), every answer of /healthz, /readyz, /status and
+ * /metrics, and the operator commands' output are searched for every canary.
+ */
+
+const CANARY = {
+  given: "Cgivenqx71",
+  family: "Cfamilyqx72",
+  middle: "Cmiddleqx73",
+  emailLocal: "cemailqx74",
+  emailDomain: "canary-qx75.example",
+  username: "cuserqx76",
+  userId: "cuseridqx77",
+  identifier: "cidentqx78",
+  phone: "+1-555-0199-7979",
+  sms: "+1-555-0199-8080",
+  password: "cpasswordqx79",
+  birthDate: "2013-02-27",
+  badBirthDate: "cbirthqx80",
+  cleverToken: "ctokenqx81-0123456789",
+  smtpPassword: "csmtppwqx82"
+}
+/**
+ * The e-mail domain is the district's, not a person's: `outbox list --json` shows recipients'
+ * domains by design (README "Mail"). Every other canary is personal or secret.
+ */
+const secrets = Object.entries(CANARY).filter(([key]) => key !== "emailDomain").map(([, value]) => value)
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+/** The small district's shape, every personal field a canary (one per user, numbered). */
+const writeCanaryDistrict = (dir: string) => {
+  const term = smallDistrictTerm()
+  Fs.mkdirSync(dir, { recursive: true })
+  writeManifest(dir)
+  writeCsv(dir, "orgs", [
+    { sourcedId: "org-d", name: "Canary District", type: "district" },
+    { sourcedId: "org-s1", name: "Canary School", type: "school", parentSourcedId: "org-d" }
+  ])
+  writeCsv(dir, "academicSessions", [{ sourcedId: "term-1", type: "schoolYear", ...term }])
+  writeCsv(dir, "courses", [{ sourcedId: "crs-1", title: "Math 7", schoolYearSourcedId: "term-1", orgSourcedId: "org-s1" }])
+  writeCsv(dir, "classes", [
+    { sourcedId: "cls-1", title: "Math 7 - P1", courseSourcedId: "crs-1", classType: "scheduled", schoolSourcedId: "org-s1", termSourcedIds: "term-1" }
+  ])
+  const person = (id: string, role: string, n: number) => ({
+    sourcedId: id,
+    enabledUser: "true",
+    orgSourcedIds: "org-s1",
+    role,
+    username: `${CANARY.username}${n}`,
+    userIds: `{LDAP:${CANARY.userId}${n}}`,
+    givenName: `${CANARY.given}${n}`,
+    familyName: `${CANARY.family}${n}`,
+    middleName: `${CANARY.middle}${n}`,
+    identifier: `${CANARY.identifier}${n}`,
+    email: `${CANARY.emailLocal}${n}@${CANARY.emailDomain}`,
+    sms: CANARY.sms,
+    phone: CANARY.phone,
+    password: CANARY.password,
+    ...(role === "student" ? { grades: "07" } : {})
+  })
+  writeCsv(dir, "users", [person("t-1", "teacher", 1), person("s-1", "student", 2), person("s-2", "student", 3)])
+  writeCsv(dir, "enrollments", [
+    { sourcedId: "e-1", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "t-1", role: "teacher", primary: "true" },
+    { sourcedId: "e-2", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "s-1", role: "student" },
+    { sourcedId: "e-3", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "s-2", role: "student" }
+  ])
+  // One good birth date, one that does not decode (a finding that must not echo it).
+  writeCsv(dir, "demographics", [
+    { sourcedId: "s-1", birthDate: CANARY.birthDate },
+    { sourcedId: "s-2", birthDate: CANARY.badBirthDate }
+  ])
+}
+
+describe("privacy canaries", () => {
+  const work = tempDir()
+  let db: TestDatabaseInfo
+  let fake: FakeClever
+  let smtp: SmtpTestServer
+  let cleverDistrict: string
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    writeCanaryDistrict(NodePath.join(work.dir, "csv"))
+    const district = await fromOneRosterCsv(NodePath.join(work.dir, "csv"))
+    cleverDistrict = district.districts.first()!.id
+    fake = await start(district, { token: CANARY.cleverToken })
+    smtp = await startSmtpServer({ user: "rosterd", password: CANARY.smtpPassword })
+  })
+  afterAll(async () => {
+    await fake.close()
+    await smtp.close()
+    await dropTestDatabase(db.name)
+    work.remove()
+  })
+
+  it("appear in no log line, no health/status/metrics answer and no operator output", async () => {
+    const tokenFile = NodePath.join(work.dir, "clever-token")
+    Fs.writeFileSync(tokenFile, "a-wrong-token-first", { mode: 0o600 })
+    const passwordFile = NodePath.join(work.dir, "smtp-password")
+    Fs.writeFileSync(passwordFile, "a-wrong-password-first", { mode: 0o600 })
+    const port = await freePort()
+    const config = writeConfig(work.dir, `rosterd:
+  logLevel: debug
+  sync:
+    poll: 1 second
+    retryBase: 1 second
+    retryMax: 2 seconds
+  mail:
+    pollSeconds: 0.5
+    retryBaseSeconds: 1
+    retryMaxSeconds: 1
+    smtp:
+      host: 127.0.0.1
+      port: ${smtp.port}
+      user: rosterd
+      passwordFile: ${passwordFile}
+districts:
+  - id: canary-csv
+    provider: oneroster-csv
+    path: csv
+    rules:
+      scope: { currentTermsOnly: false }
+`)
+    const env = { DATABASE_URL: db.url, ROSTERD_CONFIG: config, ROSTERD_HTTP_PORT: String(port) }
+    const added = await rosterd(
+      ["district", "add", "canary-clever", "--provider", "clever", "--district-id", cleverDistrict, "--token-file", tokenFile, "--base-url", fake.baseUrl],
+      env
+    )
+    expect(added.code).toBe(0)
+    const seen: Array<string> = [added.stdout, added.stderr]
+    const daemon = startDaemon(env)
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      // The wrong Clever token fails (and retries); the wrong SMTP password fails delivery.
+      await eventually(async () => {
+        const { rows } = await client.query("SELECT count(*)::int AS n FROM sync_runs WHERE district_id = 'canary-clever' AND status = 'failed'")
+        return rows[0].n > 0 ? true : undefined
+      }, 60_000)
+      await eventually(async () => {
+        const { rows } = await client.query("SELECT count(*)::int AS n FROM outbox WHERE attempts > 0 AND last_error IS NOT NULL")
+        return rows[0].n > 0 ? true : undefined
+      }, 60_000)
+      // Then the right ones: both syncs succeed and the activation mail goes out.
+      Fs.writeFileSync(tokenFile, CANARY.cleverToken)
+      Fs.writeFileSync(passwordFile, CANARY.smtpPassword)
+      await eventually(async () => {
+        const { rows } = await client.query("SELECT count(DISTINCT district_id)::int AS n FROM sync_runs WHERE status = 'succeeded'")
+        return rows[0].n === 2 ? true : undefined
+      }, 90_000)
+      await eventually(async () => (smtp.received.length > 0 ? true : undefined), 60_000)
+      // The canaries did reach the store and the mail: the search below can find them.
+      const { rows: [stored] } = await client.query("SELECT given_name FROM users WHERE source_id = 't-1' LIMIT 1")
+      expect(String(stored.given_name)).toContain(CANARY.given)
+      expect(smtp.received.some((m) => m.rcptTo.some((r) => r.includes(CANARY.emailDomain)))).toBe(true)
+
+      for (const path of ["/healthz", "/readyz", "/status", "/metrics"]) {
+        const response = await fetch(`http://127.0.0.1:${port}${path}`)
+        expect(response.status, path).toBe(200)
+        seen.push(await response.text())
+      }
+      for (const args of [["status"], ["status", "--json"], ["runs", "canary-csv", "--json"], ["runs", "canary-clever"], ["report", "canary-csv", "--json"], ["outbox", "list", "--json"], ["holds", "list", "--all"], ["audit"]]) {
+        const result = await rosterd(args, env)
+        expect(result.code, args.join(" ")).toBe(0)
+        seen.push(result.stdout, result.stderr)
+      }
+      const { rows: runs } = await client.query("SELECT id, district_id FROM sync_runs")
+      for (const run of runs) {
+        const result = await rosterd(["runs", run.district_id, "--run", String(run.id), "--json"], env)
+        seen.push(result.stdout, result.stderr)
+      }
+    } finally {
+      await client.end()
+      expect(await daemon.stop("SIGTERM")).toBe(0)
+    }
+    seen.push(...daemon.lines, ...daemon.errors)
+    expect(daemon.lines.length).toBeGreaterThan(10)
+    // The finding for the bad birth date is there, without its value.
+    expect(seen.join("\n")).toMatch(/birthDate/)
+    const everything = seen.join("\n")
+    for (const secret of secrets) {
+      expect(everything.includes(secret), `found ${secret}`).toBe(false)
+    }
+    // Nor an address.
+    expect(everything).not.toContain("@" + CANARY.emailDomain)
+    expect(everything).not.toMatch(/[\w.+-]+@[\w-]+\.example/)
+  }, 300_000)
+})
