@@ -4,6 +4,8 @@ import districtRules from "./0002_district_rules.ts"
 import safety from "./0003_safety.ts"
 import admins from "./0004_admins.ts"
 import schedule from "./0005_schedule.ts"
+import credentials from "./0006_credentials.ts"
+import erase from "./0007_erase.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -15,7 +17,9 @@ const all = {
   "0002_district_rules": districtRules,
   "0003_safety": safety,
   "0004_admins": admins,
-  "0005_schedule": schedule
+  "0005_schedule": schedule,
+  "0006_credentials": credentials,
+  "0007_erase": erase
 }
 
 export const migrations = Migrator.fromRecord(all)

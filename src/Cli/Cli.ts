@@ -35,6 +35,8 @@ import { outboxCommand } from "./OutboxCommands.ts"
 import { Report } from "../Report/Report.ts"
 import { reportCommand } from "./ReportCommand.ts"
 import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
+import { Secrets } from "../Secrets/Secrets.ts"
+import { secretsCommand } from "./SecretsCommands.ts"
 
 /**
  * The `rosterd` command tree, and the only place (with main.ts) where layers are composed.
@@ -74,8 +76,8 @@ const AppLive = Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
   Layer.provideMerge(DatabaseLive)
 )
 
-/** What commands use: the above, the held change sets and the audit log. */
-const CommandLive = Layer.mergeAll(Holds.Default, Audit.Default).pipe(
+/** What commands use: the above, the held change sets, the audit log and the stored credentials. */
+const CommandLive = Layer.mergeAll(Holds.Default, Audit.Default, Secrets.Default).pipe(
   Layer.provideMerge(AppLive),
   Layer.provideMerge(CommandLoggerLive),
   Layer.provide(ConfigLive)
@@ -148,6 +150,7 @@ const root = Command.make("rosterd").pipe(
     resumeCommand.pipe(Command.provide(PausesCommandLive)),
     pausesCommand.pipe(Command.provide(PausesCommandLive)),
     outboxCommand.pipe(Command.provide(OutboxCommandLive)),
+    secretsCommand.pipe(Command.provide(CommandLive)),
     migrateCommand
   ])
 )

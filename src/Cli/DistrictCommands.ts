@@ -6,8 +6,11 @@ import YAML from "yaml"
 import { DistrictId, TimeZone } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { InvalidDistrict } from "../Domain/Errors.ts"
+import { Secrets } from "../Secrets/Secrets.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { actorOption, audited } from "./AuditCommand.ts"
+import { readValue, setCredentials, storeCredentials } from "./CredentialCommands.ts"
+import { eraseCommand, exportCommand } from "./DistrictDataCommands.ts"
 import { json, table } from "./Output.ts"
 
 const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district id"))
@@ -33,6 +36,9 @@ const add = Command.make(
     secretEnv: Options.text("secret-env").pipe(Options.withDescription("oneroster-rest: an environment variable holding the consumer secret"), Options.optional),
     bearerFile: Options.text("bearer-file").pipe(Options.withDescription("oneroster-rest: a file holding a bearer token (ClassLink's proxy)"), Options.optional),
     bearerEnv: Options.text("bearer-env").pipe(Options.withDescription("oneroster-rest: an environment variable holding the bearer token"), Options.optional),
+    storeCredentials: Options.boolean("store-credentials").pipe(
+      Options.withDescription("clever, oneroster-rest: read the --*-file values now and store them encrypted in the database instead of the file names")
+    ),
     baseUrl: Options.text("base-url").pipe(
       Options.withDescription("clever: the API host (default https://api.clever.com); oneroster-rest: the server, without /ims/oneroster/v1p1"),
       Options.optional
@@ -61,6 +67,7 @@ const add = Command.make(
         ? yield* cleverSettings(args).pipe(Effect.mapError(invalid))
         : yield* oneRosterRestSettings(args).pipe(Effect.mapError(invalid))
       const rules = Option.isSome(args.rulesFile) ? yield* readRules(args.rulesFile.value).pipe(Effect.mapError(invalid)) : {}
+      const credentials = args.storeCredentials ? yield* credentialsToStore(args.provider, settings).pipe(Effect.mapError(invalid)) : null
       const store = yield* RosterStore
       const district = yield* audited(
         store.addDistrict({
@@ -68,15 +75,19 @@ const add = Command.make(
           name: Option.getOrElse(args.name, () => id),
           provider: args.provider,
           timezone,
-          settings,
+          settings: credentials?.settings ?? settings,
           rules
-        }),
+        }).pipe(Effect.tap((d) => (credentials === null ? Effect.void : storeCredentials(d.id, credentials.values)))),
         (d) => ({
           actor: args.by,
           action: "district.add",
           districtId: d.id,
           subject: `district ${d.id}`,
-          details: { provider: d.provider, rulesFile: Option.isSome(args.rulesFile) }
+          details: {
+            provider: d.provider,
+            rulesFile: Option.isSome(args.rulesFile),
+            ...(credentials === null ? {} : { storedCredentials: credentials.values.map(([name]) => name) })
+          }
         })
       )
       yield* Console.log(`added district ${district.id} (${district.provider}); sync it with: rosterd sync ${district.id}`)
@@ -165,6 +176,29 @@ const oneRosterRestSettings = (args: {
     return Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined))
   })
 
+/**
+ * `--store-credentials`: the values of the `*File` settings, read now, and the settings
+ * without them. Variables are refused: storing is for when nothing outside the database
+ * should hold the secret any more.
+ */
+const credentialsToStore = (provider: string, settings: Readonly<Record<string, unknown>>) =>
+  Effect.gen(function*() {
+    if (provider === "oneroster-csv") return yield* Effect.fail("--store-credentials: a oneroster-csv district has no credentials")
+    const names = { tokenFile: "token", keyFile: "key", secretFile: "secret", bearerFile: "bearer" } as const
+    if (["tokenEnv", "keyEnv", "secretEnv", "bearerEnv"].some((key) => settings[key] !== undefined)) {
+      return yield* Effect.fail("--store-credentials reads files: give --token-file, --key-file, --secret-file or --bearer-file, not an --*-env")
+    }
+    const values: Array<readonly ["token" | "key" | "secret" | "bearer", string]> = []
+    const kept: Record<string, unknown> = {}
+    for (const [key, value] of Object.entries(settings)) {
+      if (key in names) {
+        const name = names[key as keyof typeof names]
+        values.push([name, yield* readValue({ flag: `${name}-file`, file: String(value) })])
+      } else kept[key] = value
+    }
+    return { settings: kept, values }
+  })
+
 /** Reads and checks a rules file; returns the rules as written (defaults are filled in when read). */
 const readRules = (path: string) =>
   Effect.gen(function*() {
@@ -225,7 +259,10 @@ const list = Command.make("list", { json: jsonOption }, (args) =>
 const show = Command.make("show", { district: districtArg, json: jsonOption }, (args) =>
   Effect.gen(function*() {
     const district = yield* Effect.flatMap(RosterStore, (store) => store.getDistrict(args.district))
-    const view = { id: district.id, name: district.name, provider: district.provider, timezone: district.timezone, origin: district.origin, settings: district.settings }
+    // Names and key ids of stored credentials only: values are never shown.
+    const stored = yield* Effect.flatMap(Secrets, (secrets) => secrets.list(district.id))
+    const storedCredentials = stored.map((c) => ({ name: c.name, keyId: c.keyId, updatedAt: c.updatedAt }))
+    const view = { id: district.id, name: district.name, provider: district.provider, timezone: district.timezone, origin: district.origin, settings: district.settings, storedCredentials }
     if (args.json) return yield* json(view)
     yield* Console.log(table(["field", "value"], Object.entries(view).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])))
   })).pipe(Command.withDescription("show a district's settings"))
@@ -249,5 +286,5 @@ const remove = Command.make("remove", { district: districtArg, by: actorOption }
 
 export const districtCommand = Command.make("district").pipe(
   Command.withDescription("manage districts"),
-  Command.withSubcommands([add, list, show, rules, remove])
+  Command.withSubcommands([add, list, show, rules, remove, setCredentials, exportCommand, eraseCommand])
 )

@@ -2,6 +2,7 @@ import { ConfigProvider, Effect, Layer, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import YAML from "yaml"
+import { plainSecretIn } from "./PlainSecrets.ts"
 
 /**
  * rosterd's configuration: `config/rosterd.yaml` (or the file named by `ROSTERD_CONFIG`),
@@ -39,6 +40,9 @@ export class ConfigFile extends Effect.Service<ConfigFile>()("rosterd/ConfigFile
     if (typeof document !== "object" || document === null || Array.isArray(document)) {
       return yield* new ConfigFileError({ path, message: "the config file must be a YAML mapping" })
     }
+    // Refused before any command runs: a secret in the file is a leak whether or not it is used.
+    const plainSecret = plainSecretIn(document as Record<string, unknown>)
+    if (plainSecret !== undefined) return yield* new ConfigFileError({ path, message: plainSecret })
     return { path, document: document as Readonly<Record<string, unknown>> }
   })
 }) {

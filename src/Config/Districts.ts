@@ -4,6 +4,7 @@ import { DistrictId, ProviderKind, TimeZone } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import type { NewDistrict } from "../Store/RosterStore.ts"
 import { ConfigFile, ConfigFileError } from "./ConfigFile.ts"
+import { plainSecretIn } from "./PlainSecrets.ts"
 
 /**
  * Districts declared in the config file (`districts:`), registered by the daemon at start.
@@ -26,6 +27,9 @@ const DeclaredDistricts = Schema.Struct({
 
 export const declaredDistricts: Effect.Effect<ReadonlyArray<NewDistrict>, ConfigFileError, ConfigFile> = Effect.gen(function*() {
   const file = yield* ConfigFile
+  // Also here: a document given as a value (ConfigFile.fromDocument) skips the file's own check.
+  const plainSecret = plainSecretIn(file.document)
+  if (plainSecret !== undefined) return yield* new ConfigFileError({ path: file.path, message: plainSecret })
   const decoded = yield* Schema.decodeUnknown(DeclaredDistricts)(file.document, { onExcessProperty: "ignore" }).pipe(
     Effect.mapError((error) => new ConfigFileError({ path: file.path, message: `districts: ${error.message.split("\n").slice(-1)[0]}` }))
   )

@@ -1,6 +1,9 @@
 import { FetchHttpClient, HttpClient } from "@effect/platform"
 import { Effect, Layer } from "effect"
+import { InvalidDistrict } from "../Domain/Errors.ts"
+import { Secrets } from "../Secrets/Secrets.ts"
 import { cleverSnapshot } from "./Clever/CleverProvider.ts"
+import type { StoredCredentials } from "./Credentials.ts"
 import { ProviderBudgets, RetryPolicyConfig } from "./Http.ts"
 import { oneRosterCsvSnapshot } from "./OneRosterCsv/OneRosterCsvProvider.ts"
 import { oneRosterRestSnapshot } from "./OneRosterRest/OneRosterRestProvider.ts"
@@ -9,7 +12,7 @@ import { RosterProvider } from "./RosterProvider.ts"
 /**
  * The live `RosterProvider`: dispatches each district to the implementation of its
  * provider kind. REST providers share one HTTP client and the per-credential request
- * budgets of this process.
+ * budgets of this process, and read credentials stored encrypted in the database first.
  */
 export const RosterProviderLive = Layer.effect(
   RosterProvider,
@@ -17,8 +20,14 @@ export const RosterProviderLive = Layer.effect(
     const client = yield* HttpClient.HttpClient
     const budgets = yield* ProviderBudgets
     const retry = yield* RetryPolicyConfig
-    const clever = cleverSnapshot({ client, budgets, retry })
-    const oneRosterRest = oneRosterRestSnapshot({ client, budgets, retry })
+    const secrets = yield* Secrets
+    // A credential that cannot be opened fails the district's run, with the store's message.
+    const credentials: StoredCredentials = {
+      read: (districtId, name) =>
+        secrets.read(districtId, name).pipe(Effect.mapError((error) => new InvalidDistrict({ district: districtId, message: error.message })))
+    }
+    const clever = cleverSnapshot({ client, budgets, retry, credentials })
+    const oneRosterRest = oneRosterRestSnapshot({ client, budgets, retry, credentials })
     return RosterProvider.of({
       snapshot: (district, request, state) => {
         switch (district.provider) {
@@ -32,4 +41,4 @@ export const RosterProviderLive = Layer.effect(
       }
     })
   })
-).pipe(Layer.provide([FetchHttpClient.layer, ProviderBudgets.Default]))
+).pipe(Layer.provide([FetchHttpClient.layer, ProviderBudgets.Default, Secrets.Default]))

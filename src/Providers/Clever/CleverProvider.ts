@@ -4,7 +4,7 @@ import type { District } from "../../Domain/District.ts"
 import { InvalidDistrict, ProviderError } from "../../Domain/Errors.ts"
 import type { Demographic, Enrollment, Org, User } from "../../Domain/Roster.ts"
 import type { ProviderBudgets, ProviderHttp, RetryPolicy } from "../Http.ts"
-import { readSecret } from "../Credentials.ts"
+import { noStoredCredentials, readCredential, type StoredCredentials } from "../Credentials.ts"
 import { makeProviderHttp } from "../Http.ts"
 import type { Feed, FeedItem, Feeds, ProviderState, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
 import { makeSpool, type Spool } from "../Spool.ts"
@@ -197,14 +197,22 @@ export interface CleverDependencies {
   readonly client: HttpClient.HttpClient
   readonly budgets: ProviderBudgets
   readonly retry: RetryPolicy
+  /** Credentials stored encrypted in the database, preferred to `tokenFile`/`tokenEnv`. */
+  readonly credentials?: StoredCredentials | undefined
 }
 
 export const cleverSnapshot = (dependencies: CleverDependencies) => (district: District, request: SyncRequest, state: ProviderState) =>
   Effect.gen(function*() {
     const settings = yield* Schema.decodeUnknown(CleverSettings)(district.settings).pipe(
-      Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a clever district needs districtId and tokenFile or tokenEnv settings" }))
+      Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a clever district needs the districtId setting (and a token: stored, or tokenFile or tokenEnv)" }))
     )
-    const token = yield* readSecret(district.id, { file: settings.tokenFile, env: settings.tokenEnv }, "Clever token")
+    const { value: token } = yield* readCredential(
+      dependencies.credentials ?? noStoredCredentials,
+      district.id,
+      "token",
+      { file: settings.tokenFile, env: settings.tokenEnv },
+      "Clever token"
+    )
     const budget = yield* dependencies.budgets.forCredential("clever", token, settings.requestsPerMinute)
     const http = yield* makeProviderHttp({
       name: "Clever",

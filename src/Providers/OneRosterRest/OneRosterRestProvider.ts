@@ -3,7 +3,7 @@ import { Chunk, Clock, Effect, Either, Option, Schema, Stream } from "effect"
 import type { District } from "../../Domain/District.ts"
 import { InvalidDistrict, ProviderError } from "../../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../../Domain/Roster.ts"
-import { readSecret } from "../Credentials.ts"
+import { noStoredCredentials, readCredential, type StoredCredentials } from "../Credentials.ts"
 import type { ProviderBudgets, ProviderHttp, RetryPolicy } from "../Http.ts"
 import { makeProviderHttp } from "../Http.ts"
 import type { Feed, FeedItem, Feeds, ProviderState, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
@@ -169,6 +169,8 @@ export interface OneRosterRestDependencies {
   readonly client: HttpClient.HttpClient
   readonly budgets: ProviderBudgets
   readonly retry: RetryPolicy
+  /** Credentials stored encrypted in the database (`key`, `secret`, `bearer`), preferred to the settings' files and variables. */
+  readonly credentials?: StoredCredentials | undefined
 }
 
 export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies) =>
@@ -178,21 +180,29 @@ export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies) =
       Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a oneroster-rest district needs baseUrl and auth settings" }))
     )
     const base = settings.baseUrl.replace(/\/+$/, "")
-    const authorize = settings.auth === "bearer"
+    const stored = dependencies.credentials ?? noStoredCredentials
+    const { authorize, credential } = settings.auth === "bearer"
       ? yield* Effect.map(
-        readSecret(district.id, { file: settings.bearerFile, env: settings.bearerEnv }, "OneRoster bearer token"),
-        (token) => (request: HttpClientRequest.HttpClientRequest) => Effect.succeed(HttpClientRequest.bearerToken(request, token))
+        readCredential(stored, district.id, "bearer", { file: settings.bearerFile, env: settings.bearerEnv }, "OneRoster bearer token"),
+        (token) => ({
+          authorize: (request: HttpClientRequest.HttpClientRequest) => Effect.succeed(HttpClientRequest.bearerToken(request, token.value)),
+          credential: `${base}:bearer:${token.source}`
+        })
       )
       : yield* Effect.gen(function*() {
-        const consumerKey = yield* readSecret(district.id, { file: settings.keyFile, env: settings.keyEnv }, "OAuth consumer key")
-        const consumerSecret = yield* readSecret(district.id, { file: settings.secretFile, env: settings.secretEnv }, "OAuth consumer secret")
+        const key = yield* readCredential(stored, district.id, "key", { file: settings.keyFile, env: settings.keyEnv }, "OAuth consumer key")
+        const secret = yield* readCredential(stored, district.id, "secret", { file: settings.secretFile, env: settings.secretEnv }, "OAuth consumer secret")
+        const consumerKey = key.value
+        const consumerSecret = secret.value
         // Signed per request: each gets a fresh nonce and timestamp, over its final URL.
-        return (request: HttpClientRequest.HttpClientRequest) =>
-          Effect.sync(() =>
-            HttpClientRequest.setHeader(request, "authorization", sign({ consumerKey, consumerSecret, method: request.method, url: new URL(request.url) }).header)
-          )
+        return {
+          authorize: (request: HttpClientRequest.HttpClientRequest) =>
+            Effect.sync(() =>
+              HttpClientRequest.setHeader(request, "authorization", sign({ consumerKey, consumerSecret, method: request.method, url: new URL(request.url) }).header)
+            ),
+          credential: `${base}:oauth:${key.source}`
+        }
       })
-    const credential = settings.auth === "bearer" ? `${base}:bearer:${settings.bearerFile ?? settings.bearerEnv}` : `${base}:oauth:${settings.keyFile ?? settings.keyEnv}`
     const budget = yield* dependencies.budgets.forCredential("oneroster-rest", credential, settings.requestsPerMinute)
     const http = yield* makeProviderHttp({ name: "the OneRoster server", baseUrl: base, budget, retry: dependencies.retry, authorize }).pipe(
       Effect.provideService(HttpClient.HttpClient, dependencies.client)

@@ -1,0 +1,171 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, Either, Option } from "effect"
+import { type Key, open, seal, type Sealed } from "./Cipher.ts"
+import { CredentialKeyUnknown, CredentialUndecryptable, SecretsKeyInvalid, SecretsKeyMissing } from "./Errors.ts"
+import { ensureDevKey, loadKeyring, SecretsSettings } from "./Keyring.ts"
+
+/**
+ * Provider credentials encrypted at rest in `district_credentials` (migration 0006):
+ * AES-256-GCM with the key from outside the database (src/Secrets/Keyring.ts), one row per
+ * district and credential name (`token`, `key`, `secret`, `bearer`).
+ *
+ * Providers prefer a stored credential to their settings' file or variable
+ * (src/Providers/Credentials.ts). Values are decrypted when a sync needs them and never
+ * logged or returned by anything but `read`.
+ */
+
+/** Credential names: what the table's check allows. */
+export const CREDENTIAL_NAME = /^[a-z][a-z0-9_]{0,31}$/
+
+export interface StoredCredential {
+  readonly districtId: string
+  readonly name: string
+  readonly keyId: string
+  readonly updatedAt: Date
+}
+
+export interface RotateResult {
+  /** The key every credential is now sealed with. */
+  readonly keyId: string
+  readonly reencrypted: number
+  /** How many credentials each key held before. */
+  readonly fromKeys: Readonly<Record<string, number>>
+}
+
+export interface SecretsStatus {
+  /** The current key's id, `null` when none is configured (or it cannot be read: see `problem`). */
+  readonly keyId: string | null
+  readonly source: string | null
+  readonly previousKeyIds: ReadonlyArray<string>
+  readonly problem: string | null
+  readonly byKey: ReadonlyArray<{ readonly keyId: string; readonly count: number; readonly configured: boolean }>
+}
+
+interface Row extends Sealed {
+  readonly districtId: string
+  readonly name: string
+}
+
+export class Secrets extends Effect.Service<Secrets>()("rosterd/Secrets", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // A bad setting must not stop commands that never touch credentials: kept, reported at use.
+    const settings = yield* Effect.either(SecretsSettings)
+    const keyring = Effect.suspend(() =>
+      Either.match(settings, {
+        onLeft: (error) => Effect.fail(new SecretsKeyInvalid({ source: "rosterd.secrets", problem: `is not valid: ${error.message}` })),
+        onRight: loadKeyring
+      })
+    )
+
+    const currentKey = (purpose: string): Effect.Effect<Key, SecretsKeyInvalid | SecretsKeyMissing> =>
+      Effect.gen(function*() {
+        const ring = yield* keyring
+        if (ring.current !== undefined) return ring.current
+        if (ring.devKeyFile !== undefined) return yield* ensureDevKey(ring.devKeyFile)
+        return yield* new SecretsKeyMissing({ purpose })
+      })
+
+    const encrypt = Effect.fn("Secrets.encrypt")(function*(districtId: string, name: string, value: string) {
+      const key = yield* currentKey(`store credential ${name} of district ${districtId}`)
+      return seal(key, districtId, name, value)
+    })
+
+    const decrypt = Effect.fn("Secrets.decrypt")(function*(districtId: string, name: string, sealed: Sealed) {
+      const ring = yield* keyring
+      const key = ring.keys.get(sealed.keyId)
+      if (key === undefined) {
+        if (ring.keys.size === 0) return yield* new SecretsKeyMissing({ purpose: `read credential ${name} of district ${districtId}`, keyId: sealed.keyId })
+        return yield* new CredentialKeyUnknown({ district: districtId, name, keyId: sealed.keyId, configured: [...ring.keys.keys()] })
+      }
+      const value = open(key, districtId, name, sealed)
+      if (value === undefined) return yield* new CredentialUndecryptable({ district: districtId, name, keyId: sealed.keyId })
+      return value
+    })
+
+    const store = Effect.fn("Secrets.store")(function*(districtId: string, name: string, value: string) {
+      if (!CREDENTIAL_NAME.test(name)) return yield* Effect.dieMessage(`not a credential name: ${name}`)
+      const sealed = yield* encrypt(districtId, name, value)
+      yield* sql`
+        INSERT INTO district_credentials (district_id, name, key_id, iv, ciphertext, auth_tag)
+        VALUES (${districtId}, ${name}, ${sealed.keyId}, ${sealed.iv}, ${sealed.ciphertext}, ${sealed.authTag})
+        ON CONFLICT (district_id, name) DO UPDATE
+          SET key_id = EXCLUDED.key_id, iv = EXCLUDED.iv, ciphertext = EXCLUDED.ciphertext,
+              auth_tag = EXCLUDED.auth_tag, updated_at = now()`.pipe(Effect.orDie)
+      return { keyId: sealed.keyId }
+    })
+
+    const read = Effect.fn("Secrets.read")(function*(districtId: string, name: string) {
+      const rows = yield* sql<Row>`
+        SELECT district_id, name, key_id, iv, ciphertext, auth_tag FROM district_credentials
+        WHERE district_id = ${districtId} AND name = ${name}`.pipe(Effect.orDie)
+      const row = rows[0]
+      if (row === undefined) return Option.none<string>()
+      return Option.some(yield* decrypt(districtId, name, row))
+    })
+
+    /** Removes a district's stored credentials (all, or the names given); returns the names removed. */
+    const remove = Effect.fn("Secrets.remove")(function*(districtId: string, names?: ReadonlyArray<string>) {
+      const rows = yield* sql<{ readonly name: string }>`
+        DELETE FROM district_credentials
+        WHERE district_id = ${districtId} AND ${names === undefined ? sql`true` : names.length === 0 ? sql`false` : sql.in("name", names)}
+        RETURNING name`.pipe(Effect.orDie)
+      return rows.map((r) => r.name).sort()
+    })
+
+    const list = Effect.fn("Secrets.list")(function*(districtId?: string) {
+      return yield* sql<StoredCredential>`
+        SELECT district_id, name, key_id, updated_at FROM district_credentials
+        WHERE ${districtId === undefined ? sql`true` : sql`district_id = ${districtId}`}
+        ORDER BY district_id, name`.pipe(Effect.orDie)
+    })
+
+    /**
+     * Re-encrypts every stored credential under the current key, in one transaction: a row
+     * that does not open (its key not configured, or altered) rolls everything back, so a
+     * rotation never leaves a mix it could not finish.
+     */
+    const rotate = Effect.fn("Secrets.rotate")(function*() {
+      const key = yield* currentKey("re-encrypt the stored credentials")
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const rows = yield* sql<Row>`
+          SELECT district_id, name, key_id, iv, ciphertext, auth_tag FROM district_credentials
+          ORDER BY district_id, name FOR UPDATE`
+        const fromKeys: Record<string, number> = {}
+        for (const row of rows) {
+          const value = yield* decrypt(row.districtId, row.name, row)
+          const sealed = seal(key, row.districtId, row.name, value)
+          yield* sql`
+            UPDATE district_credentials
+            SET key_id = ${sealed.keyId}, iv = ${sealed.iv}, ciphertext = ${sealed.ciphertext}, auth_tag = ${sealed.authTag}, updated_at = now()
+            WHERE district_id = ${row.districtId} AND name = ${row.name}`
+          fromKeys[row.keyId] = (fromKeys[row.keyId] ?? 0) + 1
+        }
+        return { keyId: key.id, reencrypted: rows.length, fromKeys } satisfies RotateResult
+      })).pipe(Effect.catchTag("SqlError", Effect.die))
+    })
+
+    const status = Effect.fn("Secrets.status")(function*() {
+      const ring = yield* Effect.either(keyring)
+      const counts = yield* sql<{ readonly keyId: string; readonly count: number }>`
+        SELECT key_id, count(*)::int AS count FROM district_credentials GROUP BY key_id ORDER BY key_id`.pipe(Effect.orDie)
+      const keys = Either.match(ring, { onLeft: () => new Map<string, Key>(), onRight: (r) => r.keys })
+      const current = Either.getOrUndefined(ring)?.current
+      return {
+        keyId: current?.id ?? null,
+        source: Either.getOrUndefined(ring)?.source ?? null,
+        previousKeyIds: [...keys.keys()].filter((id) => id !== current?.id),
+        problem: Either.match(ring, {
+          onLeft: (e) => e.message,
+          onRight: (r) =>
+            r.current !== undefined ? null : r.devKeyFile !== undefined
+              ? `no key yet: the development key ${r.devKeyFile} is created when a credential is stored`
+              : "no credentials key is configured (rosterd.secrets.keyFile or rosterd.secrets.keyEnv)"
+        }),
+        byKey: counts.map((c) => ({ keyId: c.keyId, count: c.count, configured: keys.has(c.keyId) }))
+      } satisfies SecretsStatus
+    })
+
+    return { encrypt, decrypt, store, read, remove, list, rotate, status } as const
+  })
+}) {}
