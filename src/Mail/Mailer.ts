@@ -52,6 +52,14 @@ export const scrubError = (text: string, recipient: string, secrets: ReadonlyArr
 /** `From:` of every message. */
 export const fromAddress = Config.string("from").pipe(Config.nested("mail"), Config.nested("rosterd"), Config.withDefault("rosterd <noreply@rosterd.invalid>"))
 
+/** `rosterd.mail.spoolDir`, default `<rosterd.dataDir>/mail-spool`, absolute. */
+export const spoolDirConfig = Effect.gen(function*() {
+  const dataDir = yield* Config.string("dataDir").pipe(Config.nested("rosterd"), Config.withDefault("./.rosterd"))
+  return NodePath.resolve(
+    yield* Config.string("spoolDir").pipe(Config.nested("mail"), Config.nested("rosterd"), Config.withDefault(NodePath.join(dataDir, "mail-spool")))
+  )
+})
+
 /**
  * The embedded default: each message becomes `<spool>/<messageId>.eml` (RFC 5322, built by
  * nodemailer's stream transport), written atomically. Logs that it did, by message id only
@@ -60,10 +68,7 @@ export const fromAddress = Config.string("from").pipe(Config.nested("mail"), Con
 export const SpoolMailerLive = Layer.effect(
   Mailer,
   Effect.gen(function*() {
-    const dataDir = yield* Config.string("dataDir").pipe(Config.nested("rosterd"), Config.withDefault("./.rosterd"))
-    const spoolDir = NodePath.resolve(
-      yield* Config.string("spoolDir").pipe(Config.nested("mail"), Config.nested("rosterd"), Config.withDefault(NodePath.join(dataDir, "mail-spool")))
-    )
+    const spoolDir = yield* spoolDirConfig
     const from = yield* fromAddress
     const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: "unix" })
     return Mailer.of({

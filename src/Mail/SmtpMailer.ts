@@ -83,61 +83,65 @@ export const describeSmtpError = (cause: unknown, message: MailMessage, secrets:
   return scrubError(`SMTP ${code}${stage}: ${text}`, message.to, secrets)
 }
 
+/**
+ * What the SMTP mailer needs at each send: the settings, the password (read now, so a
+ * rotated one is picked up without a restart) and the CA. Also used by `rosterd doctor`.
+ */
+const smtpSession = (config: SmtpConfig, messageId: string) =>
+  Effect.gen(function*() {
+    const pass: Option.Option<string> = Option.isNone(config.user)
+      ? Option.none()
+      : yield* readSecret("mail", {
+        file: Option.getOrUndefined(config.passwordFile),
+        env: Option.getOrUndefined(config.passwordEnv)
+      }, "SMTP password").pipe(
+        Effect.map(Option.some),
+        Effect.mapError((error) => new MailError({ messageId, message: error.message }))
+      )
+    const caPem = yield* Option.match(config.caFile, {
+      onNone: () => Effect.succeed(undefined),
+      onSome: (file) =>
+        Effect.try({
+          try: () => Fs.readFileSync(file, "utf8"),
+          catch: () => new MailError({ messageId, message: `cannot read the SMTP CA file ${file}` })
+        })
+    })
+    const transport = nodemailer.createTransport({
+      host: config.host,
+      port: config.port,
+      secure: config.secure,
+      requireTLS: config.requireTls,
+      ...(Option.isSome(config.user) && Option.isSome(pass) ? { auth: { user: config.user.value, pass: pass.value } } : {}),
+      tls: { minVersion: "TLSv1.2", ...(caPem === undefined ? {} : { ca: [caPem] }) },
+      connectionTimeout: config.connectionTimeoutSeconds * 1000,
+      greetingTimeout: config.greetingTimeoutSeconds * 1000,
+      socketTimeout: config.socketTimeoutSeconds * 1000,
+      // Never: nodemailer's own logging would print envelopes and, at debug, the AUTH exchange.
+      logger: false,
+      debug: false,
+      // Bodies are our own text; nothing in them may make nodemailer read files or URLs.
+      disableFileAccess: true,
+      disableUrlAccess: true
+    })
+    const secrets: ReadonlyArray<string> = [...Option.toArray(pass), ...Option.toArray(config.user)]
+    return { transport, secrets }
+  })
+
+const tlsModeOf = (config: SmtpConfig) => (config.secure ? "implicit" : config.requireTls ? "starttls-required" : "starttls-when-offered")
+
 export const SmtpMailerLive = Layer.effect(
   Mailer,
   Effect.gen(function*() {
     const config = yield* SmtpConfig
     const from = yield* fromAddress
-    const tlsMode = config.secure ? "implicit" : config.requireTls ? "starttls-required" : "starttls-when-offered"
-
-    /** The password, read now (a rotated one is picked up at the next send); none without a user. */
-    const password = (messageId: string): Effect.Effect<Option.Option<string>, MailError> =>
-      Option.isNone(config.user)
-        ? Effect.succeed(Option.none())
-        : readSecret("mail", {
-          file: Option.getOrUndefined(config.passwordFile),
-          env: Option.getOrUndefined(config.passwordEnv)
-        }, "SMTP password").pipe(
-          Effect.map(Option.some),
-          Effect.mapError((error) => new MailError({ messageId, message: error.message }))
-        )
-
-    const ca = (messageId: string) =>
-      Option.match(config.caFile, {
-        onNone: () => Effect.succeed(undefined),
-        onSome: (file) =>
-          Effect.try({
-            try: () => Fs.readFileSync(file, "utf8"),
-            catch: () => new MailError({ messageId, message: `cannot read the SMTP CA file ${file}` })
-          })
-      })
 
     yield* Effect.logInfo("mail goes out over SMTP").pipe(
-      Effect.annotateLogs({ smtpHost: config.host, smtpPort: config.port, tls: tlsMode, auth: Option.isSome(config.user) })
+      Effect.annotateLogs({ smtpHost: config.host, smtpPort: config.port, tls: tlsModeOf(config), auth: Option.isSome(config.user) })
     )
 
     const send = (message: MailMessage) =>
       Effect.gen(function*() {
-        const pass = yield* password(message.messageId)
-        const secrets: ReadonlyArray<string> = [...Option.toArray(pass), ...Option.toArray(config.user)]
-        const caPem = yield* ca(message.messageId)
-        const transport = nodemailer.createTransport({
-          host: config.host,
-          port: config.port,
-          secure: config.secure,
-          requireTLS: config.requireTls,
-          ...(Option.isSome(config.user) && Option.isSome(pass) ? { auth: { user: config.user.value, pass: pass.value } } : {}),
-          tls: { minVersion: "TLSv1.2", ...(caPem === undefined ? {} : { ca: [caPem] }) },
-          connectionTimeout: config.connectionTimeoutSeconds * 1000,
-          greetingTimeout: config.greetingTimeoutSeconds * 1000,
-          socketTimeout: config.socketTimeoutSeconds * 1000,
-          // Never: nodemailer's own logging would print envelopes and, at debug, the AUTH exchange.
-          logger: false,
-          debug: false,
-          // Bodies are our own text; nothing in them may make nodemailer read files or URLs.
-          disableFileAccess: true,
-          disableUrlAccess: true
-        })
+        const { secrets, transport } = yield* smtpSession(config, message.messageId)
         yield* Effect.tryPromise({
           try: (signal) =>
             transport.sendMail({
@@ -162,6 +166,20 @@ export const SmtpMailerLive = Layer.effect(
     return Mailer.of({ send })
   })
 )
+
+/**
+ * Connects to the relay, negotiates TLS and authenticates, sending nothing (nodemailer's
+ * `verify`): `rosterd doctor`'s check. The error is scrubbed like a send's.
+ */
+export const verifySmtp = Effect.gen(function*() {
+  const config = yield* SmtpConfig
+  const { secrets, transport } = yield* smtpSession(config, "doctor")
+  yield* Effect.tryPromise({
+    try: () => transport.verify(),
+    catch: (cause) => new MailError({ messageId: "doctor", message: describeSmtpError(cause, { messageId: "doctor", to: "", subject: "", text: "" }, secrets) })
+  }).pipe(Effect.ensuring(Effect.sync(() => transport.close())))
+  return `${config.host}:${config.port}, TLS ${tlsModeOf(config)}, ${Option.isSome(config.user) ? "authenticated" : "no authentication"}`
+})
 
 /**
  * The mailer the daemon uses: SMTP when `rosterd.mail.smtp.host` is set (and not empty),

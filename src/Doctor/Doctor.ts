@@ -1,0 +1,106 @@
+import { SqlClient } from "@effect/sql"
+import { Cause, Effect, Option } from "effect"
+import * as Fs from "node:fs"
+import { latestMigration } from "../../migrations/index.ts"
+import { ConfigFile } from "../Config/ConfigFile.ts"
+import { declaredDistricts } from "../Config/Districts.ts"
+import { spoolDirConfig } from "../Mail/Mailer.ts"
+import { smtpHost, verifySmtp } from "../Mail/SmtpMailer.ts"
+import { describeFailure } from "../Reconcile/SyncRun.ts"
+import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
+
+/**
+ * `rosterd doctor`: is this installation able to do its job? Each check gives ok, warn or
+ * fail with one line of detail (ids, paths, hosts and counts — never a secret or a person).
+ * The checks that need the database run only when it answers; none of them changes
+ * anything (no migration, no sync, no mail sent).
+ */
+
+export type CheckStatus = "ok" | "warn" | "fail"
+
+export interface CheckResult {
+  readonly check: string
+  readonly status: CheckStatus
+  readonly detail: string
+}
+
+export const ok = (detail: string) => ({ status: "ok" as const, detail })
+export const warn = (detail: string) => ({ status: "warn" as const, detail })
+export const fail = (detail: string) => ({ status: "fail" as const, detail })
+
+/** Runs one check: any failure or defect becomes a `fail` row with a one-line reason. */
+export const check = <E, R>(name: string, effect: Effect.Effect<{ readonly status: CheckStatus; readonly detail: string }, E, R>) =>
+  effect.pipe(
+    Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error("no answer within 30 seconds") }),
+    Effect.map((result): CheckResult => ({ check: name, ...result })),
+    Effect.catchAllCause((cause) =>
+      Effect.succeed<CheckResult>({
+        check: name,
+        status: "fail",
+        detail: Cause.isInterruptedOnly(cause) ? "interrupted" : describeFailure(cause).message.split("\n")[0]!
+      })
+    )
+  )
+
+/** The config file, its declared districts and the calendars beside it. */
+export const configChecks = Effect.gen(function*() {
+  const file = yield* ConfigFile
+  const calendars = yield* DistrictCalendars
+  return [
+    yield* check("config", Effect.map(declaredDistricts, (districts) => ok(`${file.path}: ${districts.length} district(s) declared`))),
+    yield* check("calendars", Effect.map(calendars.base(), () => ok(Fs.existsSync(calendars.path) ? calendars.path : "built-in defaults (no calendars.yaml beside the config)")))
+  ]
+})
+
+/** How far the clocks may disagree before runs, pauses and staleness go wrong. */
+const SKEW_WARN_MS = 5_000
+const SKEW_FAIL_MS = 60_000
+
+/** Reachability, migrations and the clock against the database's. Needs a SqlClient that did not migrate. */
+export const databaseChecks = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const reach = yield* check("database", Effect.as(sql`SELECT 1`, ok("reachable")))
+  if (reach.status !== "ok") return [reach]
+  const migrations = yield* check("migrations", Effect.gen(function*() {
+    const exists = yield* sql<{ readonly table: string | null }>`SELECT to_regclass('rosterd_migrations')::text AS table`
+    if (exists[0]?.table === null) return fail(`none applied; run: rosterd migrate (newest is ${latestMigration})`)
+    const rows = yield* sql<{ readonly latest: number | null }>`SELECT max(migration_id) AS latest FROM rosterd_migrations`
+    const latest = rows[0]?.latest ?? 0
+    if (latest < latestMigration) return fail(`at ${latest}, newest is ${latestMigration}; run: rosterd migrate`)
+    if (latest > latestMigration) return warn(`the database is at ${latest}, newer than this rosterd (${latestMigration}): an older release?`)
+    return ok(`up to date (${latest})`)
+  }))
+  const clock = yield* check("clock", Effect.gen(function*() {
+    const before = Date.now()
+    const rows = yield* sql<{ readonly now: Date }>`SELECT now() AS now`
+    const local = (before + Date.now()) / 2
+    const skew = rows[0]!.now.getTime() - local
+    const text = `${skew >= 0 ? "+" : ""}${(skew / 1000).toFixed(1)} s from the database's clock`
+    if (Math.abs(skew) > SKEW_FAIL_MS) return fail(`${text}: fix NTP on this host or the database's`)
+    if (Math.abs(skew) > SKEW_WARN_MS) return warn(text)
+    return ok(text)
+  }))
+  return [reach, migrations, clock]
+})
+
+/** The time-zone database: the schedule and the pauses depend on it. */
+export const timeZoneCheck = check("time zones", Effect.sync(() => {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: "America/Chicago" }).format(new Date())
+    return ok(`IANA zones available (${Intl.DateTimeFormat().resolvedOptions().timeZone} here; districts use their own)`)
+  } catch {
+    return fail("this Node.js has no IANA time-zone data (use a full-icu build)")
+  }
+}))
+
+/** The mail: the SMTP relay answers and accepts our login; or the spool is writable. */
+export const mailCheck = check("mail", Effect.gen(function*() {
+  const host = yield* smtpHost
+  if (Option.isSome(host)) return ok(`SMTP ${yield* verifySmtp}`)
+  const dir = yield* spoolDirConfig
+  const writable = yield* Effect.try(() => {
+    Fs.mkdirSync(dir, { recursive: true })
+    Fs.accessSync(dir, Fs.constants.W_OK)
+  }).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+  return writable ? warn(`no SMTP relay: mail is written to the spool ${dir} (set rosterd.mail.smtp.host to send it)`) : fail(`the mail spool ${dir} is not writable`)
+}))
