@@ -21,6 +21,7 @@ import { adminCommand } from "./AdminCommands.ts"
 import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
 import { auditCommand } from "./AuditCommand.ts"
 import { calendarCommand } from "./CalendarCommand.ts"
+import { doctorCommand } from "./DoctorCommand.ts"
 import { Pauses } from "../Schedule/Pauses.ts"
 import { PauseNotices } from "../Schedule/PauseNotices.ts"
 import { Freshness } from "../Schedule/Freshness.ts"
@@ -122,6 +123,12 @@ const daemon = Command.make("daemon", {}, () =>
     )
   ))).pipe(Command.withDescription("run the sync daemon in the foreground (what `npm start` runs)"))
 
+/** `rosterd doctor`: connects without migrating (a database behind is reported, not upgraded). */
+const DoctorDatabaseLive = Layer.mergeAll(RosterStore.Default, RosterProviderLive, Freshness.Default, Secrets.Default).pipe(
+  Layer.provideMerge(SqlLive)
+)
+const DoctorCommandLive = Layer.mergeAll(DistrictCalendars.Default, CommandLoggerLive).pipe(Layer.provideMerge(ConfigLive))
+
 const migrateCommand = Command.make("migrate", {}, () =>
   Effect.gen(function*() {
     const applied = yield* migrate
@@ -151,6 +158,7 @@ const root = Command.make("rosterd").pipe(
     pausesCommand.pipe(Command.provide(PausesCommandLive)),
     outboxCommand.pipe(Command.provide(OutboxCommandLive)),
     secretsCommand.pipe(Command.provide(CommandLive)),
+    doctorCommand(DoctorDatabaseLive).pipe(Command.provide(DoctorCommandLive)),
     migrateCommand
   ])
 )

@@ -8,6 +8,10 @@ import { spoolDirConfig } from "../Mail/Mailer.ts"
 import { smtpHost, verifySmtp } from "../Mail/SmtpMailer.ts"
 import { describeFailure } from "../Reconcile/SyncRun.ts"
 import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
+import { Freshness } from "../Schedule/Freshness.ts"
+import { RosterProvider } from "../Providers/RosterProvider.ts"
+import { Secrets } from "../Secrets/Secrets.ts"
+import { RosterStore } from "../Store/RosterStore.ts"
 
 /**
  * `rosterd doctor`: is this installation able to do its job? Each check gives ok, warn or
@@ -104,3 +108,44 @@ export const mailCheck = check("mail", Effect.gen(function*() {
   }).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
   return writable ? warn(`no SMTP relay: mail is written to the spool ${dir} (set rosterd.mail.smtp.host to send it)`) : fail(`the mail spool ${dir} is not writable`)
 }))
+
+/** The credentials key: configured, and every stored credential under a key that is. */
+export const secretsCheck = check("credentials key", Effect.gen(function*() {
+  const status = yield* Effect.flatMap(Secrets, (secrets) => secrets.status())
+  const stored = status.byKey.reduce((n, k) => n + k.count, 0)
+  const orphaned = status.byKey.filter((k) => !k.configured)
+  if (orphaned.length > 0) {
+    return fail(`${orphaned.map((k) => `${k.count} credential(s) under key ${k.keyId}`).join(", ")}, which is not configured`)
+  }
+  if (status.problem !== null) return stored === 0 ? warn(status.problem) : fail(status.problem)
+  const old = status.byKey.filter((k) => k.keyId !== status.keyId)
+  return old.length > 0
+    ? warn(`key ${status.keyId}; ${old.map((k) => `${k.count} under previous key ${k.keyId}`).join(", ")}: run rosterd secrets rotate-key`)
+    : ok(`key ${status.keyId}, ${stored} stored credential(s)`)
+}))
+
+/** Each district's source answers with its settings and credentials; the schedule's view of how they stand. */
+export const districtChecks = Effect.gen(function*() {
+  const store = yield* RosterStore
+  const provider = yield* RosterProvider
+  const freshness = yield* Freshness
+  const districts = yield* store.listDistricts()
+  const probes = yield* Effect.forEach(
+    districts,
+    (district) => check(`district ${district.id}`, Effect.map(provider.probe(district), (detail) => ok(`${district.provider}: ${detail}`))),
+    { concurrency: 4 }
+  )
+  const standing = yield* check("freshness", Effect.map(freshness.status(), (statuses) => {
+    const list = (ids: ReadonlyArray<string>) => (ids.length > 5 ? `${ids.slice(0, 5).join(", ")} and ${ids.length - 5} more` : ids.join(", "))
+    const failing = statuses.filter((s) => s.failing).map((s) => s.district)
+    const stale = statuses.filter((s) => s.stale).map((s) => s.district)
+    const held = statuses.filter((s) => s.pendingHold !== null).map((s) => s.district)
+    const problems = [
+      ...(failing.length > 0 ? [`failing: ${list(failing)}`] : []),
+      ...(stale.length > 0 ? [`stale: ${list(stale)}`] : []),
+      ...(held.length > 0 ? [`changes held: ${list(held)}`] : [])
+    ]
+    return problems.length > 0 ? warn(`${problems.join("; ")} (rosterd status)`) : ok(`${statuses.length} district(s), none failing, stale or held`)
+  }))
+  return districts.length === 0 ? [{ check: "districts", status: "warn" as const, detail: "none registered (config districts: or rosterd district add)" }, standing] : [...probes, standing]
+})

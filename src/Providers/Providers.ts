@@ -2,11 +2,11 @@ import { FetchHttpClient, HttpClient } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { InvalidDistrict } from "../Domain/Errors.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
-import { cleverSnapshot } from "./Clever/CleverProvider.ts"
+import { cleverProbe, cleverSnapshot } from "./Clever/CleverProvider.ts"
 import type { StoredCredentials } from "./Credentials.ts"
 import { ProviderBudgets, RetryPolicyConfig } from "./Http.ts"
-import { oneRosterCsvSnapshot } from "./OneRosterCsv/OneRosterCsvProvider.ts"
-import { oneRosterRestSnapshot } from "./OneRosterRest/OneRosterRestProvider.ts"
+import { oneRosterCsvProbe, oneRosterCsvSnapshot } from "./OneRosterCsv/OneRosterCsvProvider.ts"
+import { oneRosterRestProbe, oneRosterRestSnapshot } from "./OneRosterRest/OneRosterRestProvider.ts"
 import { RosterProvider } from "./RosterProvider.ts"
 
 /**
@@ -26,8 +26,10 @@ export const RosterProviderLive = Layer.effect(
       read: (districtId, name) =>
         secrets.read(districtId, name).pipe(Effect.mapError((error) => new InvalidDistrict({ district: districtId, message: error.message })))
     }
-    const clever = cleverSnapshot({ client, budgets, retry, credentials })
-    const oneRosterRest = oneRosterRestSnapshot({ client, budgets, retry, credentials })
+    const dependencies = { client, budgets, retry, credentials }
+    const clever = cleverSnapshot(dependencies)
+    const oneRosterRest = oneRosterRestSnapshot(dependencies)
+    const probes = { clever: cleverProbe(dependencies), oneRosterRest: oneRosterRestProbe(dependencies) }
     return RosterProvider.of({
       snapshot: (district, request, state) => {
         switch (district.provider) {
@@ -37,6 +39,16 @@ export const RosterProviderLive = Layer.effect(
             return clever(district, request, state)
           case "oneroster-rest":
             return oneRosterRest(district, request, state)
+        }
+      },
+      probe: (district) => {
+        switch (district.provider) {
+          case "oneroster-csv":
+            return oneRosterCsvProbe(district)
+          case "clever":
+            return Effect.scoped(probes.clever(district))
+          case "oneroster-rest":
+            return Effect.scoped(probes.oneRosterRest(district))
         }
       }
     })

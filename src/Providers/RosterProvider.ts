@@ -93,4 +93,9 @@ export class RosterProvider extends Context.Tag("rosterd/RosterProvider")<Roster
     request: SyncRequest,
     state: ProviderState
   ) => Effect.Effect<RosterSnapshot, SnapshotError, Scope.Scope>
+  /**
+   * One cheap look at the source with the district's settings and credentials (`rosterd
+   * doctor`): a line saying what answered (ids, hosts and paths — never a credential).
+   */
+  readonly probe: (district: District) => Effect.Effect<string, SnapshotError>
 }>() {}

@@ -201,7 +201,12 @@ export interface CleverDependencies {
   readonly credentials?: StoredCredentials | undefined
 }
 
-export const cleverSnapshot = (dependencies: CleverDependencies) => (district: District, request: SyncRequest, state: ProviderState) =>
+/**
+ * The district's settings and token, an HTTP session, and the check that the token's
+ * district is the one configured (`GET /districts`): the start of every run, and all of
+ * `rosterd doctor`'s probe.
+ */
+const connect = (dependencies: CleverDependencies, district: District) =>
   Effect.gen(function*() {
     const settings = yield* Schema.decodeUnknown(CleverSettings)(district.settings).pipe(
       Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a clever district needs the districtId setting (and a token: stored, or tokenFile or tokenEnv)" }))
@@ -216,6 +221,7 @@ export const cleverSnapshot = (dependencies: CleverDependencies) => (district: D
     const budget = yield* dependencies.budgets.forCredential("clever", token, settings.requestsPerMinute)
     const http = yield* makeProviderHttp({
       name: "Clever",
+      provider: "clever",
       baseUrl: settings.baseUrl,
       budget,
       retry: dependencies.retry,
@@ -233,6 +239,17 @@ export const cleverSnapshot = (dependencies: CleverDependencies) => (district: D
       })
     }
     const context: CleverContext = { http, settings, district, name: match.name ?? null }
+    return context
+  })
+
+/** `rosterd doctor`: the token opens the configured district (one request). */
+export const cleverProbe = (dependencies: CleverDependencies) => (district: District) =>
+  Effect.map(connect(dependencies, district), (context) => `the token opens Clever district ${context.settings.districtId} (${context.settings.baseUrl})`)
+
+export const cleverSnapshot = (dependencies: CleverDependencies) => (district: District, request: SyncRequest, state: ProviderState) =>
+  Effect.gen(function*() {
+    const context = yield* connect(dependencies, district)
+    const { http, settings } = context
 
     const now = yield* Clock.currentTimeMillis
     const wantsDelta = request === "delta" ||

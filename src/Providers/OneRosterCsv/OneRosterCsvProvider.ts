@@ -17,6 +17,18 @@ import { readManifest } from "./Manifest.ts"
  * demographics are optional, and a kind whose file is absent is left untouched.
  * A *delta* set (any file `delta`) carries changes only; absent files mean no changes.
  */
+/** `rosterd doctor`: the folder or zip opens and its manifest reads. */
+export const oneRosterCsvProbe = (district: District) =>
+  Effect.scoped(Effect.gen(function*() {
+    const settings = yield* Schema.decodeUnknown(CsvSettings)(district.settings).pipe(
+      Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a oneroster-csv district needs a `path` setting" }))
+    )
+    const source = yield* openCsvSource(settings.path)
+    const manifest = yield* readManifest(source)
+    const delta = Array.from(manifest.fileModes.values()).some((mode) => mode === "delta")
+    return `${source.description}: a ${delta ? "delta" : "bulk"} set`
+  }))
+
 export const oneRosterCsvSnapshot = (district: District, request: SyncRequest) =>
   Effect.gen(function*() {
     const settings = yield* Schema.decodeUnknown(CsvSettings)(district.settings).pipe(

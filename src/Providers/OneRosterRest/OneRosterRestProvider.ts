@@ -173,8 +173,8 @@ export interface OneRosterRestDependencies {
   readonly credentials?: StoredCredentials | undefined
 }
 
-export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies) =>
-(district: District, request: SyncRequest, state: ProviderState) =>
+/** The district's settings and credentials and an HTTP session: the start of every run, and `rosterd doctor`'s probe. */
+const connect = (dependencies: OneRosterRestDependencies, district: District) =>
   Effect.gen(function*() {
     const settings = yield* Schema.decodeUnknown(OneRosterRestSettings)(district.settings).pipe(
       Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a oneroster-rest district needs baseUrl and auth settings" }))
@@ -204,9 +204,24 @@ export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies) =
         }
       })
     const budget = yield* dependencies.budgets.forCredential("oneroster-rest", credential, settings.requestsPerMinute)
-    const http = yield* makeProviderHttp({ name: "the OneRoster server", baseUrl: base, budget, retry: dependencies.retry, authorize }).pipe(
+    const http = yield* makeProviderHttp({ name: "the OneRoster server", provider: "oneroster-rest", baseUrl: base, budget, retry: dependencies.retry, authorize }).pipe(
       Effect.provideService(HttpClient.HttpClient, dependencies.client)
     )
+    return { http, settings, base }
+  })
+
+/** `rosterd doctor`: the credentials are accepted for one small page of orgs. */
+export const oneRosterRestProbe = (dependencies: OneRosterRestDependencies) => (district: District) =>
+  Effect.gen(function*() {
+    const { http, settings } = yield* connect(dependencies, district)
+    yield* http.getJson(`${API}/orgs?limit=1`, Schema.Unknown)
+    return `the ${settings.auth === "bearer" ? "bearer token" : "OAuth key and secret"} open ${settings.baseUrl.replace(/\/+$/, "")}${API}/orgs`
+  })
+
+export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies) =>
+(district: District, request: SyncRequest, state: ProviderState) =>
+  Effect.gen(function*() {
+    const { base, http, settings } = yield* connect(dependencies, district)
 
     const now = yield* Clock.currentTimeMillis
     const wantsDelta = request === "delta" ||

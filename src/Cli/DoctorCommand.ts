@@ -1,0 +1,44 @@
+import { Command, Options } from "@effect/cli"
+import { Console, Effect, Layer, Schema } from "effect"
+import type { CheckResult } from "../Doctor/Doctor.ts"
+import { configChecks, databaseChecks, districtChecks, mailCheck, secretsCheck, timeZoneCheck } from "../Doctor/Doctor.ts"
+import { describeFailure } from "../Reconcile/SyncRun.ts"
+import { json, table } from "./Output.ts"
+import type { SqlClient } from "@effect/sql"
+import type { RosterProvider } from "../Providers/RosterProvider.ts"
+import type { Freshness } from "../Schedule/Freshness.ts"
+import type { Secrets } from "../Secrets/Secrets.ts"
+import type { RosterStore } from "../Store/RosterStore.ts"
+
+/** What the checks past the config need: the database (not migrated by this layer) and the services over it. */
+type DoctorDatabase = SqlClient.SqlClient | RosterStore | RosterProvider | Freshness | Secrets
+
+export class DoctorFailed extends Schema.TaggedError<DoctorFailed>()("DoctorFailed", { message: Schema.String }) {}
+
+/**
+ * `rosterd doctor [--json]`: every check in a table (or JSON); exits 1 when any failed.
+ * `database` is a layer that connects without migrating, so a database behind on its
+ * migrations is reported, not silently upgraded; checks past it run only when it answers.
+ */
+export const doctorCommand = <E, R>(database: Layer.Layer<DoctorDatabase, E, R>) =>
+  Command.make("doctor", { json: Options.boolean("json").pipe(Options.withDescription("the checks as JSON")) }, (args) =>
+    Effect.gen(function*() {
+      const results: Array<CheckResult> = [...(yield* configChecks), yield* timeZoneCheck]
+      const withDatabase = Effect.gen(function*() {
+        const reached = yield* databaseChecks
+        results.push(...reached)
+        if (reached.some((r) => r.status === "fail")) return
+        results.push(yield* secretsCheck, ...(yield* districtChecks))
+      })
+      yield* withDatabase.pipe(
+        Effect.provide(database),
+        Effect.catchAllCause((cause) =>
+          Effect.sync(() => results.push({ check: "database", status: "fail", detail: describeFailure(cause).message.split("\n")[0]! }))
+        )
+      )
+      results.push(yield* mailCheck)
+      if (args.json) yield* json(results)
+      else yield* Console.log(table(["check", "status", "detail"], results.map((r) => [r.check, r.status, r.detail])))
+      const failed = results.filter((r) => r.status === "fail").length
+      if (failed > 0) return yield* new DoctorFailed({ message: `${failed} check(s) failed` })
+    })).pipe(Command.withDescription("check the configuration, the database, each district's source and credentials, the mail relay and the clock"))

@@ -1,0 +1,100 @@
+import * as Fs from "node:fs"
+import * as NodePath from "node:path"
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startSmtpServer, type SmtpTestServer } from "../Mail/SmtpTestServer.ts"
+import { rosterd, writeConfig } from "../support/Cli.ts"
+import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
+import { type FakeClever, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
+import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
+
+/** `rosterd doctor` against real things: a database, a CSV folder, a fake Clever, an SMTP server. */
+describe("rosterd doctor", () => {
+  const TOKEN = "doctor-token-0123456789"
+  const SMTP_PASSWORD = "doctor-smtp-secret"
+  const work = tempDir()
+  let db: TestDatabaseInfo
+  let fake: FakeClever
+  let smtp: SmtpTestServer
+  let env: Record<string, string>
+  const passwordFile = NodePath.join(work.dir, "smtp-password")
+  const tokenFile = NodePath.join(work.dir, "token")
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    writeSmallDistrict(NodePath.join(work.dir, "csv"))
+    const district = await fromOneRosterCsv(NodePath.join(work.dir, "csv"))
+    fake = await start(district, { token: TOKEN })
+    smtp = await startSmtpServer({ user: "rosterd", password: SMTP_PASSWORD })
+    Fs.writeFileSync(tokenFile, TOKEN)
+    Fs.writeFileSync(passwordFile, SMTP_PASSWORD)
+    env = {
+      DATABASE_URL: db.url,
+      ROSTERD_CONFIG: writeConfig(work.dir, `rosterd:
+  mail:
+    smtp:
+      host: 127.0.0.1
+      port: ${smtp.port}
+      user: rosterd
+      passwordFile: ${passwordFile}
+`)
+    }
+    expect((await rosterd(["district", "add", "csv", "--provider", "oneroster-csv", "--path", NodePath.join(work.dir, "csv")], env)).code).toBe(0)
+    const cleverId = district.districts.first()!.id
+    expect((await rosterd(["district", "add", "clever", "--provider", "clever", "--district-id", cleverId, "--token-file", tokenFile, "--base-url", fake.baseUrl], env)).code).toBe(0)
+  }, 120_000)
+  afterAll(async () => {
+    await fake.close()
+    await smtp.close()
+    await dropTestDatabase(db.name)
+    work.remove()
+  })
+
+  const doctor = async () => {
+    const result = await rosterd(["doctor", "--json"], env)
+    const rows = JSON.parse(result.stdout) as Array<{ check: string; status: string; detail: string }>
+    for (const secret of [TOKEN, SMTP_PASSWORD]) expect(result.stdout + result.stderr).not.toContain(secret)
+    return { code: result.code, stderr: result.stderr, rows: Object.fromEntries(rows.map((r) => [r.check, r])) }
+  }
+
+  it("all good: every check ok (or a warning), exit 0; the SMTP relay accepted the login and received nothing", async () => {
+    const { code, rows } = await doctor()
+    expect(code).toBe(0)
+    for (const name of ["config", "calendars", "time zones", "database", "migrations", "clock", "district csv", "district clever", "freshness", "mail"]) {
+      expect(rows[name]?.status, name).toBe("ok")
+    }
+    expect(rows["district clever"]!.detail).toContain("the token opens Clever district")
+    expect(rows["mail"]!.detail).toMatch(/authenticated/)
+    expect(smtp.logins.some((l) => l.ok)).toBe(true)
+    expect(smtp.received).toHaveLength(0)
+  }, 120_000)
+
+  it("each problem fails its own check, names it, and exits 1", async () => {
+    Fs.writeFileSync(tokenFile, "a-revoked-token")
+    Fs.writeFileSync(passwordFile, "a-wrong-password")
+    Fs.rmSync(NodePath.join(work.dir, "csv", "manifest.csv"))
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    await client.query("DELETE FROM rosterd_migrations WHERE migration_id = (SELECT max(migration_id) FROM rosterd_migrations)")
+    try {
+      const behind = await doctor()
+      expect(behind.code).toBe(1)
+      expect(behind.rows["migrations"]).toMatchObject({ status: "fail" })
+      expect(behind.rows["migrations"]!.detail).toMatch(/run: rosterd migrate/)
+      expect(behind.stderr.trim()).toMatch(/^rosterd: \d+ check\(s\) failed$/)
+    } finally {
+      // Put the migration record back as it was (doctor itself never migrates).
+      await client.query("INSERT INTO rosterd_migrations (migration_id, name) SELECT 7, 'erase' WHERE NOT EXISTS (SELECT 1 FROM rosterd_migrations WHERE migration_id = 7)")
+      await client.end()
+    }
+    const { code, rows } = await doctor()
+    expect(code).toBe(1)
+    expect(rows["migrations"]!.status).toBe("ok")
+    expect(rows["district clever"]).toMatchObject({ status: "fail" })
+    expect(rows["district clever"]!.detail).toMatch(/Clever refused the credentials \(HTTP 401\)/)
+    expect(rows["district csv"]).toMatchObject({ status: "fail" })
+    expect(rows["district csv"]!.detail).toMatch(/manifest/)
+    expect(rows["mail"]).toMatchObject({ status: "fail" })
+    expect(rows["mail"]!.detail).toMatch(/SMTP EAUTH/)
+  }, 120_000)
+})
