@@ -129,6 +129,8 @@ export const makeMetrics = () => {
       if (processMetrics) return
       processMetrics = true
       collectDefaultMetrics({ register: registry })
+      // The endpoints name no software versions (README "HTTP endpoints, hardened").
+      registry.removeSingleMetric("nodejs_version_info")
     }),
 
     /** A run finished; `counts` only for a run whose changes were applied. */

@@ -72,9 +72,18 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("HTTP 
       for (const personal of ["tess@small.example", "Tess", "Sam", "2014-03-01"]) assert.notInclude(text, personal)
     }))
 
-  it.effect("an unknown path is 404", () =>
+  it.effect("an unknown path is 404 with no body; no answer names the software or its version", () =>
     Effect.gen(function*() {
       const response = yield* HttpClient.get("/nope").pipe(Effect.scoped)
       assert.strictEqual(response.status, 404)
+      for (const path of ["/healthz", "/readyz", "/status", "/metrics", "/nope"]) {
+        const { headers, text } = yield* HttpClient.get(path).pipe(
+          Effect.flatMap((r) => Effect.map(r.text, (text) => ({ headers: r.headers, text }))),
+          Effect.scoped
+        )
+        assert.notProperty(headers, "server", path)
+        assert.notProperty(headers, "x-powered-by", path)
+        assert.notMatch(text, /rosterd\/\d|node\/?v?\d|version="?v?\d|effect@|at .*\.ts:\d+/i, path)
+      }
     }))
 })
