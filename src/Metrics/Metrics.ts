@@ -88,30 +88,11 @@ export const makeMetrics = () => {
     registers
   })
   // Scrape time, from the status contract (Schedule/Freshness.ts).
-  const secondsSinceSuccess = new Gauge({
-    name: "rosterd_district_seconds_since_success",
-    help: "Seconds since the district's last successful (or held) sync; absent when it never had one",
-    labelNames: ["district"] as const,
-    registers
-  })
-  const stale = new Gauge({
-    name: "rosterd_district_stale",
-    help: "1 when the district is stale (not paused, no successful sync within rosterd.sync.staleAfter), else 0",
-    labelNames: ["district"] as const,
-    registers
-  })
-  const failing = new Gauge({
-    name: "rosterd_district_failing",
-    help: "1 when the district's last run failed or was interrupted, else 0",
-    labelNames: ["district"] as const,
-    registers
-  })
-  const paused = new Gauge({
-    name: "rosterd_district_paused",
-    help: "1 while the district is in a pause (calendar window or ad-hoc), else 0",
-    labelNames: ["district"] as const,
-    registers
-  })
+  const districtGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ["district"] as const, registers })
+  const secondsSinceSuccess = districtGauge("rosterd_district_seconds_since_success", "Seconds since the district's last successful (or held) sync; absent when it never had one")
+  const stale = districtGauge("rosterd_district_stale", "1 when the district is stale (not paused, no successful sync within rosterd.sync.staleAfter), else 0")
+  const failing = districtGauge("rosterd_district_failing", "1 when the district's last run failed or was interrupted, else 0")
+  const paused = districtGauge("rosterd_district_paused", "1 while the district is in a pause (calendar window or ad-hoc), else 0")
   // Leases (Reconcile/Lease.ts `DistrictLease.hold`) this process holds right now.
   const leasesHeld = new Gauge({
     name: "rosterd_leases_held",

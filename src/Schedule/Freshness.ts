@@ -34,11 +34,14 @@ export class Freshness extends Effect.Service<Freshness>()("rosterd/Freshness", 
     const status = Effect.fn("Freshness.status")(function*(districtId?: string) {
       const statuses = yield* store.status(districtId)
       const now = new Date(yield* Clock.currentTimeMillis)
+      // One read of the districts and of their ad-hoc pauses for the whole list (a scrape of /metrics runs this).
+      const districts = new Map((yield* store.listDistricts()).map((d) => [d.id as string, d]))
+      const paused = yield* pauses.activeAtEach(statuses.flatMap((s) => Option.toArray(Option.fromNullable(districts.get(s.district)))), now)
       return yield* Effect.forEach(statuses, (s) =>
         Effect.gen(function*() {
-          const district = yield* store.findDistrict(s.district)
-          if (Option.isNone(district)) return s
-          const pause = yield* pauses.activeAt(district.value, now)
+          const district = districts.get(s.district)
+          const pause = Option.flatten(Option.fromNullable(paused.get(s.district)))
+          if (district === undefined) return s
           if (Option.isSome(pause)) {
             return {
               ...s,
@@ -48,8 +51,8 @@ export class Freshness extends Effect.Service<Freshness>()("rosterd/Freshness", 
           }
           if (!s.stale) return s
           // Stale by the store's count: unless a pause ended within the limit.
-          const today = localDateAt(now, district.value.timezone)
-          const windows = yield* pauses.windowsFor(district.value, toLocalDate(toDayNumber(today) - LOOK_BACK_DAYS), today)
+          const today = localDateAt(now, district.timezone)
+          const windows = yield* pauses.windowsFor(district, toLocalDate(toDayNumber(today) - LOOK_BACK_DAYS), today)
           const lastEnd = windows.map((w) => w.endsAt.getTime()).filter((end) => end <= now.getTime()).reduce((a, b) => Math.max(a, b), 0)
           return { ...s, stale: now.getTime() - lastEnd > Duration.toMillis(staleAfter) } satisfies DistrictStatus
         }))

@@ -8,7 +8,7 @@ import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { type FakeClever, type FaultRule, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
 import { generated, tempDir } from "../support/Fixtures.ts"
-import { syncTestLayer } from "../support/Layers.ts"
+import { fastProviderRetries, syncTestLayer } from "../support/Layers.ts"
 import { parseScrape } from "./support.ts"
 
 /**
@@ -42,13 +42,7 @@ const FakeLayer = Layer.scoped(
 
 /** Fast retries, so fault tests take milliseconds. */
 const TestLayer = Layer.merge(
-  syncTestLayer(new Map([
-    ["rosterd.providers.retryBase", "10 millis"],
-    ["rosterd.providers.retryMax", "100 millis"],
-    ["rosterd.providers.attempts", "4"],
-    ["rosterd.providers.timeout", "2 seconds"],
-    ["rosterd.providers.maxRateLimitWait", "5 seconds"]
-  ])),
+  syncTestLayer(fastProviderRetries),
   FakeLayer
 )
 

@@ -19,3 +19,12 @@ export const syncTestLayer = (settings: ReadonlyMap<string, string>) =>
     Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(settings)))),
     Layer.provideMerge(TestDatabase)
   )
+
+/** Provider retries in milliseconds rather than seconds, so fault tests are quick. */
+export const fastProviderRetries: ReadonlyMap<string, string> = new Map([
+  ["rosterd.providers.retryBase", "10 millis"],
+  ["rosterd.providers.retryMax", "100 millis"],
+  ["rosterd.providers.attempts", "4"],
+  ["rosterd.providers.timeout", "2 seconds"],
+  ["rosterd.providers.maxRateLimitWait", "5 seconds"]
+])

@@ -11,7 +11,7 @@ import { Holds } from "../../../src/Reconcile/Holds.ts"
 import { findingCodesBesidesReviews, rosterFingerprint } from "../../support/Database.ts"
 import { type FakeClever, type FaultRule, fromOneRosterCsv, start } from "../../support/FakeClever/index.ts"
 import { generated, tempDir } from "../../support/Fixtures.ts"
-import { syncTestLayer } from "../../support/Layers.ts"
+import { fastProviderRetries, syncTestLayer } from "../../support/Layers.ts"
 
 /**
  * The Clever provider against the fake Clever API (a real HTTP server on loopback):
@@ -44,13 +44,7 @@ const FakeLayer = Layer.scoped(
 
 /** Fast retries, so fault tests take milliseconds, not the production seconds. */
 const TestLayer = Layer.merge(
-  syncTestLayer(new Map([
-    ["rosterd.providers.retryBase", "10 millis"],
-    ["rosterd.providers.retryMax", "100 millis"],
-    ["rosterd.providers.attempts", "4"],
-    ["rosterd.providers.timeout", "2 seconds"],
-    ["rosterd.providers.maxRateLimitWait", "5 seconds"]
-  ])),
+  syncTestLayer(fastProviderRetries),
   FakeLayer
 )
 

@@ -9,7 +9,7 @@ import { RosterStore } from "../../../src/Store/RosterStore.ts"
 import { findingCodesBesidesReviews, rosterFingerprint } from "../../support/Database.ts"
 import { type FakeOneRoster, fromOneRosterCsv, type OneRosterFaultRule, start } from "../../support/FakeOneRoster/index.ts"
 import { generated, readRows, tempDir } from "../../support/Fixtures.ts"
-import { syncTestLayer } from "../../support/Layers.ts"
+import { fastProviderRetries, syncTestLayer } from "../../support/Layers.ts"
 
 /**
  * The OneRoster 1.1 REST provider against the fake server (real HTTP on loopback, OAuth
@@ -51,13 +51,7 @@ const FakeLayer = Layer.scoped(
 )
 
 const TestLayer = Layer.merge(
-  syncTestLayer(new Map([
-    ["rosterd.providers.retryBase", "10 millis"],
-    ["rosterd.providers.retryMax", "100 millis"],
-    ["rosterd.providers.attempts", "4"],
-    ["rosterd.providers.timeout", "2 seconds"],
-    ["rosterd.providers.maxRateLimitWait", "5 seconds"]
-  ])),
+  syncTestLayer(fastProviderRetries),
   FakeLayer
 )
 
