@@ -26,8 +26,8 @@ describe("the systemd unit", () => {
     expect(keys.get("User")).toBe("rosterd")
     expect(keys.get("Restart")).toBe("on-failure")
     expect(keys.get("EnvironmentFile")).toBe("/etc/rosterd/rosterd.env")
-    expect(keys.get("ExecStartPre")).toMatch(/main\.ts migrate$/)
-    expect(keys.get("ExecStart")).toMatch(/main\.ts daemon$/)
+    expect(keys.get("ExecStartPre")).toMatch(/bin\/rosterd\.mjs migrate$/)
+    expect(keys.get("ExecStart")).toMatch(/bin\/rosterd\.mjs daemon$/)
     for (const [key, value] of [["NoNewPrivileges", "yes"], ["ProtectSystem", "strict"], ["PrivateTmp", "yes"], ["ProtectHome", "yes"], ["KillMode", "mixed"]]) {
       expect(keys.get(key!), key).toBe(value)
     }

@@ -3,6 +3,8 @@ import { Effect, Redacted } from "effect"
 import type { TestProject } from "vitest/node"
 import { startTemporary } from "../../src/Store/EmbeddedPostgres.ts"
 import { migrate, pgClientLayer } from "../../src/Store/Sql.ts"
+// @ts-expect-error: a plain ES module of the project's (bin/), without type declarations
+import { buildBundle, bundleFresh } from "../../bin/bundle.mjs"
 
 /**
  * Starts one real Postgres (the embedded one) for the whole test run and migrates a
@@ -10,6 +12,8 @@ import { migrate, pgClientLayer } from "../../src/Store/Sql.ts"
  * (test/support/Database.ts), so files run in parallel without seeing each other.
  */
 export default async function setup(project: TestProject) {
+  // The CLI and daemon processes the tests spawn run from the bundle: build it once, up front.
+  if (!bundleFresh()) await buildBundle()
   const server = await startTemporary()
   const admin = { host: server.host, port: server.port, user: server.user, password: Redacted.value(server.password) }
   await Effect.runPromise(
