@@ -221,6 +221,7 @@ export const DaemonLive = Layer.scopedDiscard(
       Effect.gen(function*() {
         yield* Ref.set(stopping, true)
         const inFlight = yield* FiberMap.size(running)
+        yield* Effect.logInfo("scheduler stopping: no new runs start").pipe(Effect.annotateLogs({ running: inFlight }))
         if (inFlight === 0) return
         yield* Effect.logInfo("stopping: waiting for the running syncs").pipe(
           Effect.annotateLogs({ running: inFlight, graceSeconds: Duration.toSeconds(config.shutdownGrace) })

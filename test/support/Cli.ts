@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as NodePath from "node:path"
 
 /** Runs the real `rosterd` CLI (the same entry as `npx rosterd`) in a child process. */
@@ -12,12 +13,19 @@ export interface CliResult {
   readonly stderr: string
 }
 
+/**
+ * Where spawned processes keep their data (mail spool, development key) unless a test names
+ * a place: never the checkout's own `.rosterd`, which `npm start` uses.
+ */
+const testDataDir = NodePath.join(Os.tmpdir(), `rosterd-test-data-${process.pid}`)
+process.once("exit", () => Fs.rmSync(testDataDir, { recursive: true, force: true }))
+
 /** An environment for a spawned rosterd: no inherited DATABASE_URL/ROSTERD_* settings unless given. */
 export const cleanEnv = (env: Record<string, string>): NodeJS.ProcessEnv => {
   const base = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith("ROSTERD_") && key !== "DATABASE_URL" && !key.startsWith("npm_"))
   )
-  return { ...base, NODE_NO_WARNINGS: "1", ...env }
+  return { ...base, NODE_NO_WARNINGS: "1", ROSTERD_DATA_DIR: testDataDir, ...env }
 }
 
 export const rosterd = (args: ReadonlyArray<string>, env: Record<string, string>, cwd = ROOT): Promise<CliResult> =>
