@@ -2,7 +2,7 @@ import { ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Option } from "effect"
 import { runCli } from "./Cli/Cli.ts"
-import { describeFailure } from "./Reconcile/SyncRun.ts"
+import { describeFailure } from "./Domain/Failure.ts"
 
 /**
  * Entry: argv → CLI → runtime. A failure prints one line (`rosterd: <reason>`) on stderr and

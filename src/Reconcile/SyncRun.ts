@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Cause, Clock, Context, Data, Effect, Exit, Option, Stream } from "effect"
+import { Cause, Clock, Context, Data, Effect, Exit, Stream } from "effect"
 import * as Os from "node:os"
 import type { District } from "../Domain/District.ts"
 import type { EntityKind } from "../Domain/Roster.ts"
@@ -14,6 +14,7 @@ import { linkAccounts, refreshStudentActivation } from "../Accounts/Linking.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
 import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
 import type { HeldCounts } from "./Apply.ts"
+import { describeFailure } from "../Domain/Failure.ts"
 import type { ChangeGroup } from "./ChangeList.ts"
 import { changeList, recordChanges } from "./ChangeList.ts"
 import type { Tripped } from "./Gate.ts"
@@ -93,29 +94,6 @@ const countsKey: { readonly [K in Exclude<EntityKind, "demographics">]: keyof Ru
   classes: "classes",
   users: "users",
   enrollments: "enrollments"
-}
-
-/** A one-line, PII-free reason for the run record and the CLI. */
-export const describeFailure = (cause: Cause.Cause<unknown>): { reason: string; message: string } => {
-  const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure)) {
-    const error = failure.value as { _tag?: string; reason?: string; message?: string; where?: string; cause?: unknown }
-    if (error._tag === "ProviderError") return { reason: error.reason ?? "Provider", message: `${error.where ?? ""}${error.message}` }
-    if (error._tag === "SqlError") {
-      const inner = error.cause instanceof Error ? `: ${error.cause.message}` : ""
-      return { reason: "Database", message: `${error.message}${inner}` }
-    }
-    return { reason: error._tag ?? "Error", message: error.message ?? String(error) }
-  }
-  if (Cause.isInterruptedOnly(cause)) return { reason: "Interrupted", message: "the run was interrupted (shutdown)" }
-  const defect = Cause.dieOption(cause)
-  return {
-    reason: "Defect",
-    message: Option.match(defect, {
-      onNone: () => "unexpected failure",
-      onSome: (d) => (d instanceof Error ? d.message : String(d))
-    })
-  }
 }
 
 export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {

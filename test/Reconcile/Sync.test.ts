@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
