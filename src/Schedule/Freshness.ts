@@ -4,6 +4,8 @@ import { RosterStore } from "../Store/RosterStore.ts"
 import { localDateAt } from "./Calendar.ts"
 import { toDayNumber, toLocalDate } from "./LocalDates.ts"
 import { Pauses } from "./Pauses.ts"
+import type { Slot } from "./SyncSchedule.ts"
+import { catchUpSlot } from "./SyncSchedule.ts"
 
 /** `rosterd.sync.staleAfter`: how old the last successful sync may be before a district is stale. */
 const staleAfterConfig = Config.duration("staleAfter").pipe(
@@ -11,6 +13,8 @@ const staleAfterConfig = Config.duration("staleAfter").pipe(
   Config.nested("rosterd"),
   Config.withDefault(Duration.hours(24))
 )
+
+const catchUpView = (slot: Slot) => ({ at: slot.at.toISOString(), request: slot.request, trigger: slot.trigger })
 
 /** How far back a pause's end is looked for (longer than any pause plus the stale limit). */
 const LOOK_BACK_DAYS = 400
@@ -43,10 +47,18 @@ export class Freshness extends Effect.Service<Freshness>()("rosterd/Freshness", 
           const pause = Option.flatten(Option.fromNullable(paused.get(s.district)))
           if (district === undefined) return s
           if (Option.isSome(pause)) {
+            // No slot runs before the pause ends: show the catch-up the daemon will run then
+            // (it moves a slot that comes due inside the pause there).
+            const endsAt = pause.value.endsAt
+            const nextRun = s.nextRun !== null && new Date(s.nextRun.at).getTime() >= endsAt.getTime()
+              ? s.nextRun
+              : { ...catchUpView(catchUpSlot(district.provider, endsAt)), retries: 0 }
             return {
               ...s,
               stale: false,
-              paused: { name: pause.value.name, reason: pause.value.reason ?? null, until: pause.value.endsAt.toISOString() }
+              nextRunAt: nextRun.at,
+              nextRun,
+              paused: { name: pause.value.name, reason: pause.value.reason ?? null, until: endsAt.toISOString() }
             } satisfies DistrictStatus
           }
           if (!s.stale) return s

@@ -42,6 +42,10 @@ layer(TestLayer, { timeout: "60 seconds", excludeTestServices: true })("freshnes
       assert.strictEqual(paused.paused?.name, `pause-${id}`)
       assert.strictEqual(paused.paused?.reason, "SIS migration")
       assert.isTrue(new Date(paused.paused!.until).getTime() > Date.now())
+      // The next run shown is the catch-up at the pause's end (the daemon moves the slot there).
+      const [whilePaused] = yield* freshness.status("f")
+      assert.deepStrictEqual(whilePaused!.nextRun, { at: paused.paused!.until, request: "auto", trigger: "catch-up", retries: 0 })
+      assert.strictEqual(whilePaused!.nextRunAt, paused.paused!.until)
 
       // Resumed now: the 24 hours count from the pause's end.
       yield* pauses.resume({ district: "f", by: "test" })
