@@ -9,7 +9,8 @@ import type { PauseSpan } from "./Pauses.ts"
  * over, that syncing has resumed. No personal data beyond the district's own name.
  */
 
-export type NoticeKind = "ahead" | "ended"
+/** `cancelled`: an ad-hoc pause already announced was called off before it began. */
+export type NoticeKind = "ahead" | "ended" | "cancelled"
 
 export interface NoticeInput {
   readonly kind: NoticeKind
@@ -78,8 +79,24 @@ export const pauseNoticeMail = (input: NoticeInput): NoticeMail => {
       ].join("\n")
     }
   }
-  const early = pause.endedAt !== undefined
   const what = which(pause)
+  if (input.kind === "cancelled") {
+    return {
+      subject: `Roster sync pause cancelled for ${districtName}: ${span}`,
+      text: [
+        `Hello,`,
+        ``,
+        `${what[0]!.toUpperCase()}${what.slice(1)}, announced for ${dates(pause)} (local dates, time zone ${zone}),`,
+        `has been cancelled: it will not take place.`,
+        ``,
+        `Roster syncing for ${districtName} goes on as usual: ${platform} keeps following your roster on its`,
+        `usual schedule, through those dates too.`,
+        ``,
+        `You receive this message as a roster contact of ${districtName}.`
+      ].join("\n")
+    }
+  }
+  const early = pause.endedAt !== undefined
   return {
     subject: `Roster sync resumed for ${districtName}`,
     text: [

@@ -23,7 +23,10 @@ import { pauseChainAt, Pauses, type PauseSpan } from "./Pauses.ts"
  * `pause-notice:<district>:<pause key>:<ahead|ended>:<sha256 of the lower-cased address>`,
  * inserted with `ON CONFLICT DO NOTHING` (the key is UNIQUE), one statement per district.
  * A contact added later still gets a notice that is due; a pause cancelled before its
- * notice was due gets none. Delivery is the outbox's (src/Mail/Outbox.ts), kind `pause-notice`.
+ * notice was due gets none. An ad-hoc pause cancelled (resumed before it began) after its
+ * "ahead" notice went out gets a **cancelled** notice, to the addresses that were told,
+ * within three days of the cancellation. Delivery is the outbox's (src/Mail/Outbox.ts),
+ * kind `pause-notice`.
  *
  * Logs carry district ids and counts only, never addresses.
  */
@@ -95,11 +98,21 @@ export class PauseNotices extends Effect.Service<PauseNotices>()("rosterd/PauseN
         const today = toDayNumber(localDateAt(new Date(now), district.timezone))
         const spans = yield* pauses.windowsFor(district, toLocalDate(today - 4), toLocalDate(today + daysAhead + LOOK_AHEAD_DAYS))
         const due = dueNotices(spans, now, daysAhead, district.timezone)
-        if (due.length === 0) return 0
-        const mails = due.map((notice) => ({
-          prefix: noticeKeyPrefix(district.id, notice.pause, notice.kind),
-          ...pauseNoticeMail({ ...notice, platform, districtName: district.name, zone: district.timezone })
-        }))
+        const cancelled = yield* pauses.cancelledSince(district, new Date(now - ENDED_NOTICE_MS))
+        if (due.length === 0 && cancelled.length === 0) return 0
+        const mails = [
+          ...due.map((notice) => ({
+            prefix: noticeKeyPrefix(district.id, notice.pause, notice.kind),
+            requires: null,
+            ...pauseNoticeMail({ ...notice, platform, districtName: district.name, zone: district.timezone })
+          })),
+          // Only to an address that was told the pause was coming.
+          ...cancelled.map((pause) => ({
+            prefix: noticeKeyPrefix(district.id, pause, "cancelled"),
+            requires: noticeKeyPrefix(district.id, pause, "ahead"),
+            ...pauseNoticeMail({ kind: "cancelled", pause, resumesAt: pause.endsAt, underWay: false, platform, districtName: district.name, zone: district.timezone })
+          }))
+        ]
         // NOT EXISTS skips the notices already queued (the usual case: a notice stays due for
         // days and this runs every minute) without spending outbox ids; ON CONFLICT settles
         // the race between replicas.
@@ -107,12 +120,15 @@ export class PauseNotices extends Effect.Service<PauseNotices>()("rosterd/PauseN
           INSERT INTO outbox (district_id, idempotency_key, kind, recipient, subject, body_text)
           SELECT ${district.id}, k.key, 'pause-notice', k.address, k.subject, k.body
           FROM (
-            SELECT n.prefix || encode(sha256(convert_to(lower(c.address), 'UTF8')), 'hex') AS key, c.address, n.subject, n.body
-            FROM unnest(${mails.map((m) => m.prefix)}::text[], ${mails.map((m) => m.subject)}::text[], ${mails.map((m) => m.text)}::text[])
-                   AS n(prefix, subject, body)
+            SELECT n.prefix || h.hash AS key, n.requires || h.hash AS required, c.address, n.subject, n.body
+            FROM unnest(${mails.map((m) => m.prefix)}::text[], ${mails.map((m) => m.requires)}::text[],
+                        ${mails.map((m) => m.subject)}::text[], ${mails.map((m) => m.text)}::text[])
+                   AS n(prefix, requires, subject, body)
             CROSS JOIN unnest(${addresses}::text[]) AS c(address)
+            CROSS JOIN LATERAL (SELECT encode(sha256(convert_to(lower(c.address), 'UTF8')), 'hex') AS hash) h
           ) k
           WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.idempotency_key = k.key)
+            AND (k.required IS NULL OR EXISTS (SELECT 1 FROM outbox o WHERE o.idempotency_key = k.required))
           ON CONFLICT (idempotency_key) DO NOTHING
           RETURNING id`.pipe(Effect.orDie)
         if (rows.length > 0) yield* Effect.logInfo("pause notices queued").pipe(Effect.annotateLogs({ district: district.id, notices: rows.length }))

@@ -249,7 +249,32 @@ export class Pauses extends Effect.Service<Pauses>()("rosterd/Pauses", {
       return rows.map(toAdHoc)
     }, Effect.catchTag("SqlError", Effect.die))
 
-    return { windowsFor, activeAt, activeAtEach, today, add, resume, list } as const
+    /**
+     * The district's ad-hoc pauses (its own and `--all` ones) cancelled since `since`: ended
+     * before they began. As spans, so a notice can name them.
+     */
+    const cancelledSince = Effect.fn("Pauses.cancelledSince")(function*(district: District, since: Date) {
+      const rows = yield* sql<PauseRow>`SELECT ${sql.unsafe(COLUMNS)} FROM pauses
+        WHERE (district_id IS NULL OR district_id = ${district.id}) AND ended_at >= ${since}`.pipe(Effect.orDie)
+      return rows.map(toAdHoc).flatMap((pause): Array<PauseSpan> => {
+        const startsAt = instant(startOfLocalDay(pause.from, district.timezone))
+        if (pause.endedAt === null || pause.endedAt.getTime() >= startsAt.getTime()) return []
+        return [{
+          key: `pause:${pause.id}`,
+          name: `pause-${pause.id}`,
+          from: pause.from,
+          to: pause.until,
+          ...(pause.reason === null ? {} : { reason: pause.reason }),
+          source: "ad-hoc",
+          id: pause.id,
+          endedAt: pause.endedAt,
+          startsAt,
+          endsAt: pause.endedAt
+        }]
+      })
+    })
+
+    return { windowsFor, activeAt, activeAtEach, cancelledSince, today, add, resume, list } as const
   }),
   dependencies: [RosterStore.Default, DistrictCalendars.Default]
 }) {}

@@ -202,4 +202,30 @@ layer(TestLayer, { timeout: "60 seconds" })("PauseNotices", (it) => {
       assert.strictEqual(yield* sendDue, 0)
       assert.isFalse((yield* outbox).some((r) => r.idempotencyKey.includes(`:pause:${later}:`)))
     }))
+
+  it.effect("a pause cancelled after its ahead notice: a cancelled notice once, to those told; none for one never announced", () =>
+    Effect.gen(function*() {
+      yield* reset
+      yield* at("2026-03-02T18:00:00Z")
+      const pauses = yield* Pauses
+      yield* district("can", ["lead@can.example"])
+      const announced = yield* pauses.add({ district: "can", from: d("2026-03-06"), until: d("2026-03-06"), reason: "SIS upgrade", by: "test" })
+      const farOff = yield* pauses.add({ district: "can", from: d("2026-05-04"), until: d("2026-05-05"), by: "test" })
+      assert.strictEqual(yield* sendDue, 1) // the ahead notice of the first only
+      // A contact added afterwards was never told: it hears of no cancellation either.
+      yield* Effect.flatMap(RosterStore, (store) => store.setRules("can", { notices: { contacts: ["lead@can.example", "new@can.example"], daysAhead: 7 } }))
+      yield* at("2026-03-03T18:00:00Z")
+      yield* pauses.resume({ district: "can", by: "test" }) // cancels both before they begin
+      assert.strictEqual(yield* sendDue, 1)
+      assert.strictEqual(yield* sendDue, 0)
+      const rows = yield* outbox
+      const cancelled = rows.filter((r) => r.idempotencyKey.includes(":cancelled:"))
+      assert.deepStrictEqual(cancelled.map((r) => [r.idempotencyKey.split(":").slice(2, 4).join(":"), r.recipient]), [[`pause:${announced}`, "lead@can.example"]])
+      assert.strictEqual(cancelled[0]!.subject, "Roster sync pause cancelled for CAN Public Schools: 2026-03-06")
+      assert.match(cancelled[0]!.bodyText, /has been cancelled: it will not take place/)
+      assert.isFalse(rows.some((r) => r.idempotencyKey.includes(`:pause:${farOff}:`)))
+      // Days later, nothing more.
+      yield* at("2026-03-08T18:00:00Z")
+      assert.strictEqual(yield* sendDue, 0)
+    }))
 })
