@@ -1,9 +1,11 @@
 import { SqlClient } from "@effect/sql"
-import { Cause, Effect, Option } from "effect"
+import { Cause, Effect, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 import { latestMigration } from "../../migrations/index.ts"
 import { ConfigFile } from "../Config/ConfigFile.ts"
 import { declaredDistricts } from "../Config/Districts.ts"
+import { District } from "../Domain/District.ts"
+import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { spoolDirConfig } from "../Mail/Mailer.ts"
 import { smtpHost, verifySmtp } from "../Mail/SmtpMailer.ts"
 import { describeFailure } from "../Domain/Failure.ts"
@@ -129,7 +131,16 @@ export const districtChecks = Effect.gen(function*() {
   const store = yield* RosterStore
   const provider = yield* RosterProvider
   const freshness = yield* Freshness
-  const districts = yield* store.listDistricts()
+  const registered = yield* store.listDistricts()
+  // Districts the config file declares but no daemon has registered yet are probed too.
+  const known = new Set(registered.map((d) => d.id as string))
+  const declared = (yield* declaredDistricts.pipe(Effect.orElseSucceed(() => []))).filter((d) => !known.has(d.id))
+  const districts = [
+    ...registered,
+    ...declared.map((d) =>
+      new District({ ...d, settings: { ...d.settings }, rules: Schema.decodeUnknownSync(DistrictRules)(d.rules ?? {}), origin: "config" })
+    )
+  ]
   const probes = yield* Effect.forEach(
     districts,
     (district) => check(`district ${district.id}`, Effect.map(provider.probe(district), (detail) => ok(`${district.provider}: ${detail}`))),
