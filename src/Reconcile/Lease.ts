@@ -12,6 +12,12 @@ import { Metrics } from "../Metrics/Metrics.ts"
  */
 export const LEASE_NAMESPACE = 0x524f5354
 
+/**
+ * Advisory-lock namespace of the cluster's run slots ("RSLT"), keys 0 … limit-1: a run
+ * holds one while it runs, so all replicas together run at most `limit` districts at once.
+ */
+export const RUN_SLOT_NAMESPACE = 0x52534c54
+
 /** A district's lease, held on this connection for as long as its scope is open. */
 export interface HeldLease {
   readonly district: string
@@ -55,6 +61,25 @@ export class DistrictLease extends Effect.Service<DistrictLease>()("rosterd/Dist
       return { district, connection } satisfies HeldLease
     })
 
-    return { hold } as const
+    /**
+     * One of the cluster's `limit` run slots, taken on the lease's connection for the
+     * caller's scope; none free: `false` at once (the district stays due). Like the lease,
+     * a slot dies with its holder's session.
+     */
+    const holdRunSlot = Effect.fn("DistrictLease.holdRunSlot")(function*(lease: HeldLease, limit: number) {
+      // One statement per key, in order: a single query with the lock call in its WHERE clause
+      // could take locks on rows a LIMIT then drops (the Postgres manual's warning).
+      for (let slot = 0; slot < limit; slot++) {
+        const result = yield* lease.connection.executeRaw("SELECT pg_try_advisory_lock($1, $2) AS ok", [RUN_SLOT_NAMESPACE, slot])
+        if ((result as { rows: Array<{ ok: boolean }> }).rows[0]?.ok !== true) continue
+        yield* Effect.addFinalizer(() =>
+          lease.connection.executeRaw("SELECT pg_advisory_unlock($1, $2)", [RUN_SLOT_NAMESPACE, slot]).pipe(Effect.ignore)
+        )
+        return true
+      }
+      return false
+    })
+
+    return { hold, holdRunSlot } as const
   })
 }) {}

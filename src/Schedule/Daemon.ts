@@ -1,7 +1,8 @@
-import { Cause, Clock, Config, Duration, Effect, FiberMap, Layer, Option, Random, Ref, Schedule } from "effect"
+import { Cause, Clock, Config, Duration, Effect, Exit, FiberMap, Layer, Option, Random, Ref, Schedule, Scope } from "effect"
 import { declaredDistricts } from "../Config/Districts.ts"
 import type { District } from "../Domain/District.ts"
 import { Outbox } from "../Mail/Outbox.ts"
+import type { HeldLease } from "../Reconcile/Lease.ts"
 import { DistrictLease } from "../Reconcile/Lease.ts"
 import { Sync } from "../Reconcile/SyncRun.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
@@ -18,7 +19,8 @@ import { catchUpSlot, nextSlot } from "./SyncSchedule.ts"
  *
  * 1. Every `rosterd.sync.poll` (5 s) — or sooner, when a district's slot comes before —
  *    read the districts whose slot has come.
- * 2. For each (while fewer than `rosterd.sync.concurrency` of this replica's runs are going):
+ * 2. For each (while fewer than `rosterd.sync.concurrency` of this replica's runs are going,
+ *    and, with `rosterd.sync.clusterConcurrency`, one of the cluster's run slots is free):
  *    take the district's **lease** (a session advisory lock, Reconcile/Lease.ts; busy means
  *    another replica has it: skip), re-read the slot and go on only if it is still the one
  *    seen (another replica may have just run it), then run it — or, when the district is
@@ -47,6 +49,8 @@ import { catchUpSlot, nextSlot } from "./SyncSchedule.ts"
 export const DaemonConfig = Config.all({
   poll: Config.duration("poll").pipe(Config.withDefault(Duration.seconds(5))),
   concurrency: Config.integer("concurrency").pipe(Config.withDefault(2)),
+  /** Districts all replicas together run at once (run slots, advisory locks); unset: no limit beyond each replica's. */
+  clusterConcurrency: Config.option(Config.integer("clusterConcurrency")),
   retryBase: Config.duration("retryBase").pipe(Config.withDefault(Duration.seconds(30))),
   retryMax: Config.duration("retryMax").pipe(Config.withDefault(Duration.minutes(15))),
   retries: Config.integer("retries").pipe(Config.withDefault(5)),
@@ -111,11 +115,29 @@ export const DaemonLive = Layer.scopedDiscard(
       })
 
     /** One due slot, under the district's lease. */
-    const runSlot = (seen: StoredSlot) =>
+    /**
+     * Claims a due slot for this replica, in the poll itself (so a district another replica
+     * holds is passed over for the next due one at once): the district's lease, the slot
+     * still the one seen, and with `clusterConcurrency` one of the cluster's run slots. The
+     * claim lives in `scope`, which the run closes when it ends.
+     */
+    const claim = (seen: StoredSlot, scope: Scope.Scope) =>
       Effect.gen(function*() {
         const lease = yield* leases.hold(seen.district)
         const current = yield* slots.get(seen.district)
-        if (current === undefined || !sameSlot(current, seen)) return // run by another replica meanwhile
+        if (current === undefined || !sameSlot(current, seen)) return "taken" as const // run by another replica meanwhile
+        if (Option.isSome(config.clusterConcurrency) && !(yield* leases.holdRunSlot(lease, config.clusterConcurrency.value))) {
+          return "cluster full" as const
+        }
+        return lease
+      }).pipe(
+        Scope.extend(scope),
+        Effect.catchTag("DistrictBusy", () => Effect.succeed("busy" as const))
+      )
+
+    /** One claimed slot: run it (or move it past a pause), then write the next slot, still under the lease. */
+    const runSlot = (seen: StoredSlot, lease: HeldLease) =>
+      Effect.gen(function*() {
         const found = yield* store.findDistrict(seen.district)
         if (Option.isNone(found)) return
         const district = found.value
@@ -156,10 +178,8 @@ export const DaemonLive = Layer.scopedDiscard(
           Effect.annotateLogs({ error: reason, next: next.at.toISOString() })
         )
       }).pipe(
-        Effect.scoped,
         // Every log line of the slot carries its elapsed time (`spans.slot`, milliseconds).
         Effect.withLogSpan("slot"),
-        Effect.catchTag("DistrictBusy", () => Effect.logDebug("district busy on another replica")),
         Effect.catchAllCause((cause) => Effect.logError("scheduling failed", cause)),
         Effect.annotateLogs({ district: seen.district })
       )
@@ -196,7 +216,14 @@ export const DaemonLive = Layer.scopedDiscard(
       for (const slot of yield* slots.due(at)) {
         if ((yield* FiberMap.size(running)) >= config.concurrency) break
         if (yield* FiberMap.has(running, slot.district)) continue
-        yield* FiberMap.run(running, slot.district, runSlot(slot), { onlyIfMissing: true })
+        const scope = yield* Scope.make()
+        const claimed = yield* claim(slot, scope).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+        if (typeof claimed === "string") {
+          yield* Scope.close(scope, Exit.void)
+          if (claimed === "cluster full") break // no run slot for any district until one ends
+          continue // another replica has it: the next due district
+        }
+        yield* FiberMap.run(running, slot.district, runSlot(slot, claimed).pipe(Effect.ensuring(Scope.close(scope, Exit.void))))
       }
       // Wake for the next slot if it comes before the next poll.
       const next = yield* slots.nextAt(at)

@@ -65,11 +65,12 @@ describe("three replicas on one Postgres", () => {
     work.remove()
   })
 
-  it("syncs every district, never one by two replicas at once, and takes over a killed replica's districts within a minute", async () => {
+  it("syncs every district, never one by two replicas at once, at most clusterConcurrency at once, and takes over a killed replica's districts within a minute", async () => {
     const config = writeConfig(work.dir, `rosterd:
   sync:
     poll: 1 second
     concurrency: 2
+    clusterConcurrency: 3
 districts:
 ${districtsYaml(ids)}`)
     const daemons = await Promise.all([0, 1, 2].map(async () =>
@@ -116,6 +117,16 @@ ${districtsYaml(ids)}`)
       for (const id of ids) {
         expect(all.filter((r) => r.district_id === id && r.status === "succeeded").length).toBe(1)
       }
+      // At most 3 districts ran at once across the replicas (clusterConcurrency), though 3 × 2 could have.
+      // (A cut run's end is recorded only when its district is taken over: left out.)
+      const events = all.filter((r) => r.status === "succeeded")
+        .flatMap((r) => [[r.started_at.getTime(), 1], [r.finished_at!.getTime(), -1]] as const)
+        .sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      let atOnce = 0
+      let most = 0
+      for (const [, step] of events) most = Math.max(most, (atOnce += step))
+      expect(most).toBeLessThanOrEqual(3)
+      expect(most).toBeGreaterThanOrEqual(2) // and the replicas did run side by side
       // The survivors shared the work.
       const byPid = new Set(all.filter((r) => r.status === "succeeded").map((r) => r.pid))
       expect(byPid.size).toBeGreaterThanOrEqual(2)
