@@ -65,14 +65,16 @@ export const instant = (dateTime: DateTime.DateTime) => new Date(DateTime.toEpoc
 export const addDays = (date: LocalDate, days: number) => toLocalDate(toDayNumber(date) + days)
 export const dayAfter = (date: LocalDate, zone: string) => instant(startOfLocalDay(addDays(date, 1), zone))
 
-/** An ad-hoc pause in a district's zone; none when it was ended before it began. */
-export const adHocSpan = (pause: AdHocPause, zone: string): Option.Option<PauseSpan> => {
+/**
+ * An ad-hoc pause as a span in a district's zone — also one ended before it began (a
+ * cancelled pause: its `endsAt`, the cancellation, is not after its `startsAt`).
+ */
+export const adHocPauseSpan = (pause: AdHocPause, zone: string): PauseSpan => {
   const startsAt = instant(startOfLocalDay(pause.from, zone))
   const naturalEnd = dayAfter(pause.until, zone)
   const endedEarly = pause.endedAt !== null && pause.endedAt.getTime() < naturalEnd.getTime()
   const endsAt = endedEarly ? pause.endedAt! : naturalEnd
-  if (endsAt.getTime() <= startsAt.getTime()) return Option.none()
-  return Option.some({
+  return {
     key: `pause:${pause.id}`,
     name: `pause-${pause.id}`,
     from: pause.from,
@@ -84,8 +86,15 @@ export const adHocSpan = (pause: AdHocPause, zone: string): Option.Option<PauseS
     ...(endedEarly ? { endedAt: endsAt } : {}),
     startsAt,
     endsAt
-  })
+  }
 }
+
+/** Ended before it began. */
+export const isCancelled = (span: PauseSpan) => span.endsAt.getTime() <= span.startsAt.getTime()
+
+/** An ad-hoc pause in a district's zone; none when it was ended before it began. */
+export const adHocSpan = (pause: AdHocPause, zone: string): Option.Option<PauseSpan> =>
+  Option.filter(Option.some(adHocPauseSpan(pause, zone)), (span) => !isCancelled(span))
 
 /** The calendar windows overlapping the local dates [from, to], as spans in `zone`. */
 export const calendarSpans = (calendar: Calendar, zone: string, from: LocalDate, to: LocalDate): Array<PauseSpan> =>

@@ -6,7 +6,7 @@ import type { Calendar, LocalDate } from "./Calendar.ts"
 import { localDateAt, startOfLocalDay } from "./Calendar.ts"
 import { DistrictCalendars } from "./DistrictCalendars.ts"
 import type { ActivePause, AdHocPause, PauseSpan } from "./PauseSpans.ts"
-import { addDays, adHocSpan, calendarSpans, dayAfter, instant, pauseChainAt, SpanOrder } from "./PauseSpans.ts"
+import { addDays, adHocPauseSpan, adHocSpan, calendarSpans, dayAfter, instant, isCancelled, pauseChainAt, SpanOrder } from "./PauseSpans.ts"
 
 export * from "./PauseSpans.ts"
 
@@ -256,22 +256,7 @@ export class Pauses extends Effect.Service<Pauses>()("rosterd/Pauses", {
     const cancelledSince = Effect.fn("Pauses.cancelledSince")(function*(district: District, since: Date) {
       const rows = yield* sql<PauseRow>`SELECT ${sql.unsafe(COLUMNS)} FROM pauses
         WHERE (district_id IS NULL OR district_id = ${district.id}) AND ended_at >= ${since}`.pipe(Effect.orDie)
-      return rows.map(toAdHoc).flatMap((pause): Array<PauseSpan> => {
-        const startsAt = instant(startOfLocalDay(pause.from, district.timezone))
-        if (pause.endedAt === null || pause.endedAt.getTime() >= startsAt.getTime()) return []
-        return [{
-          key: `pause:${pause.id}`,
-          name: `pause-${pause.id}`,
-          from: pause.from,
-          to: pause.until,
-          ...(pause.reason === null ? {} : { reason: pause.reason }),
-          source: "ad-hoc",
-          id: pause.id,
-          endedAt: pause.endedAt,
-          startsAt,
-          endsAt: pause.endedAt
-        }]
-      })
+      return rows.map((row) => adHocPauseSpan(toAdHoc(row), district.timezone)).filter(isCancelled)
     })
 
     return { windowsFor, activeAt, activeAtEach, cancelledSince, today, add, resume, list } as const

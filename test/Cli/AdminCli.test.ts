@@ -1,8 +1,7 @@
-import * as Net from "node:net"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, ROOT, rosterd, startDaemon } from "../support/Cli.ts"
+import { eventually, freePort, ROOT, rosterd, startDaemon } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { tempDir } from "../support/Fixtures.ts"
 
@@ -13,14 +12,6 @@ import { tempDir } from "../support/Fixtures.ts"
  * an operator or as an admin (`--as`). Output names ids, never addresses or tokens — except
  * `admin list`, the listing of administrators.
  */
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = Net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as Net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 describe("rosterd admin CLI on the demo district", () => {
   let db: TestDatabaseInfo

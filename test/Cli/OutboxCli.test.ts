@@ -1,9 +1,8 @@
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
+import { eventually, freePort, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { tempDir } from "../support/Fixtures.ts"
 import { startSmtpServer } from "../Mail/SmtpTestServer.ts"
@@ -13,14 +12,6 @@ import { startSmtpServer } from "../Mail/SmtpTestServer.ts"
  * daemon configured for SMTP (config file + environment) sending the retried message to a
  * real SMTP server.
  */
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = Net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as Net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 const SMTP_USER = "relay-user"
 const SMTP_PASSWORD = "Cli-pw-5d1e-never-shown"

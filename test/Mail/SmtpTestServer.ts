@@ -99,13 +99,7 @@ export const smtpServer = (options: SmtpTestServerOptions) =>
   Effect.acquireRelease(Effect.promise(() => startSmtpServer(options)), (server) => Effect.promise(() => server.close()))
 
 /** A port nothing listens on (yet). */
-export const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = Net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as Net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
+export { freePort } from "../support/Cli.ts"
 
 /** Whether `openssl` is there to make a test certificate. */
 export const hasOpenssl = (() => {

@@ -1,14 +1,12 @@
 import { assert, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
-import * as Fs from "node:fs"
-import * as NodePath from "node:path"
+import { Effect, Layer } from "effect"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { Metrics } from "../../src/Metrics/Metrics.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
-import { type FakeClever, type FaultRule, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
-import { generated, tempDir } from "../support/Fixtures.ts"
+import type { FaultRule } from "../support/FakeClever/index.ts"
 import { fastProviderRetries, syncTestLayer } from "../support/Layers.ts"
+import { FakeCleverDistrict, fakeCleverDistrictLayer } from "../support/FakeCleverDistrict.ts"
 import { parseScrape } from "./support.ts"
 
 /**
@@ -19,26 +17,8 @@ import { parseScrape } from "./support.ts"
 
 const TOKEN = "clever-metrics-token"
 
-class Fake extends Context.Tag("test/FakeClever")<Fake, FakeClever & { readonly tokenFile: string; readonly districtId: string }>() {}
-
-const FakeLayer = Layer.scoped(
-  Fake,
-  Effect.acquireRelease(
-    Effect.promise(async () => {
-      const dir = tempDir("clever-metrics-")
-      generated(dir.dir, 30)
-      const district = await fromOneRosterCsv(dir.dir)
-      const fake = await start(district, { token: TOKEN, rateLimit: false })
-      const tokenFile = NodePath.join(dir.dir, "token")
-      Fs.writeFileSync(tokenFile, `${TOKEN}\n`)
-      return Object.assign(fake, { tokenFile, districtId: district.districts.first()!.id, remove: dir.remove })
-    }),
-    (fake) => Effect.promise(async () => {
-      await fake.close()
-      fake.remove()
-    })
-  )
-)
+const Fake = FakeCleverDistrict
+const FakeLayer = fakeCleverDistrictLayer({ token: TOKEN, students: 30 })
 
 /** Fast retries, so fault tests take milliseconds. */
 const TestLayer = Layer.merge(

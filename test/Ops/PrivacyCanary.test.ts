@@ -1,9 +1,8 @@
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
+import { eventually, freePort, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { type FakeClever, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
 import { writeManifest } from "../../bench/OneRosterGenerator.ts"
@@ -41,14 +40,6 @@ const CANARY = {
  * domains by design (README "Mail"). Every other canary is personal or secret.
  */
 const secrets = Object.entries(CANARY).filter(([key]) => key !== "emailDomain").map(([, value]) => value)
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = Net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as Net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 /** The small district's shape, every personal field a canary (one per user, numbered). */
 const writeCanaryDistrict = (dir: string) => {

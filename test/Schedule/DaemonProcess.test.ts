@@ -1,20 +1,11 @@
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as NodePath from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
+import { eventually, freePort, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 
 /** `rosterd daemon` as a process: syncs a new district at once and then on its schedule, serves HTTP, stops cleanly. */
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = Net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as Net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 const getStatus = async (port: number) => {
   const response = await fetch(`http://127.0.0.1:${port}/status`)

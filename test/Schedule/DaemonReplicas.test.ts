@@ -1,8 +1,7 @@
-import * as Net from "node:net"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, startDaemon, writeConfig } from "../support/Cli.ts"
+import { eventually, freePort, startDaemon, writeConfig } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { generated, tempDir } from "../support/Fixtures.ts"
 
@@ -11,14 +10,6 @@ import { generated, tempDir } from "../support/Fixtures.ts"
  * at a time, a replica killed with SIGKILL has its districts taken over within a minute,
  * and SIGTERM stops a daemon without leaving anything half-applied.
  */
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = Net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as Net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 const query = async <A>(url: string, text: string, values: ReadonlyArray<unknown> = []): Promise<Array<A>> => {
   const client = new pg.Client({ connectionString: url })

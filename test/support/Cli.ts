@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
 
@@ -77,3 +78,12 @@ export const writeConfig = (dir: string, yaml: string) => {
   Fs.writeFileSync(path, yaml)
   return path
 }
+
+/** A loopback port nothing listens on (yet): for a daemon's HTTP server or a fake service. */
+export const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })

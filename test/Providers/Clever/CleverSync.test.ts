@@ -1,17 +1,16 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import * as Fs from "node:fs"
-import * as NodePath from "node:path"
 import type { DistrictId } from "../../../src/Domain/District.ts"
 import type { ProviderError } from "../../../src/Domain/Errors.ts"
 import { Sync } from "../../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../../src/Store/RosterStore.ts"
 import { Holds } from "../../../src/Reconcile/Holds.ts"
 import { findingCodesBesidesReviews, rosterFingerprint } from "../../support/Database.ts"
-import { type FakeClever, type FaultRule, fromOneRosterCsv, start } from "../../support/FakeClever/index.ts"
-import { generated, tempDir } from "../../support/Fixtures.ts"
+import type { FaultRule } from "../../support/FakeClever/index.ts"
 import { fastProviderRetries, syncTestLayer } from "../../support/Layers.ts"
+import { FakeCleverDistrict, fakeCleverDistrictLayer } from "../../support/FakeCleverDistrict.ts"
 
 /**
  * The Clever provider against the fake Clever API (a real HTTP server on loopback):
@@ -21,26 +20,8 @@ import { fastProviderRetries, syncTestLayer } from "../../support/Layers.ts"
 
 const TOKEN = "clever-district-token"
 
-class Fake extends Context.Tag("test/FakeClever")<Fake, FakeClever & { readonly tokenFile: string; readonly districtId: string }>() {}
-
-const FakeLayer = Layer.scoped(
-  Fake,
-  Effect.acquireRelease(
-    Effect.promise(async () => {
-      const dir = tempDir("clever-sync-")
-      generated(dir.dir, 200)
-      const district = await fromOneRosterCsv(dir.dir)
-      const fake = await start(district, { token: TOKEN, forbiddenToken: "revoked", rateLimit: false })
-      const tokenFile = NodePath.join(dir.dir, "token")
-      Fs.writeFileSync(tokenFile, `${TOKEN}\n`)
-      return Object.assign(fake, { tokenFile, districtId: district.districts.first()!.id, remove: dir.remove })
-    }),
-    (fake) => Effect.promise(async () => {
-      await fake.close()
-      fake.remove()
-    })
-  )
-)
+const Fake = FakeCleverDistrict
+const FakeLayer = fakeCleverDistrictLayer({ token: TOKEN, students: 200, forbiddenToken: "revoked" })
 
 /** Fast retries, so fault tests take milliseconds, not the production seconds. */
 const TestLayer = Layer.merge(
