@@ -191,19 +191,34 @@ export const DaemonLive = Layer.scopedDiscard(
      */
     const releaseEndedPauses = (at: Date) =>
       Effect.gen(function*() {
-        for (const slot of yield* slots.waitingForCatchUp(at)) {
-          const district = yield* store.findDistrict(slot.district)
-          if (Option.isNone(district) || slot.at === null) continue
-          const waitedFor = yield* pauses.activeAt(district.value, new Date(slot.at.getTime() - 1))
-          if (Option.isSome(waitedFor) && waitedFor.value.endsAt.getTime() === slot.at.getTime()) continue
-          const pausedNow = yield* pauses.activeAt(district.value, at)
-          const moved = Option.match(pausedNow, {
-            onNone: () => catchUpSlot(district.value.provider, at),
-            onSome: (p) => catchUpSlot(district.value.provider, p.endsAt)
+        const waiting = yield* slots.waitingForCatchUp(at)
+        if (waiting.length === 0) return // outside pauses: one query per poll
+        const districts = new Map((yield* store.listDistricts()).map((d) => [d.id as string, d]))
+        const known = waiting.flatMap((slot) => {
+          const district = districts.get(slot.district)
+          return district === undefined || slot.at === null ? [] : [{ slot, district, end: slot.at.getTime() }]
+        })
+        // Does the pause a catch-up waits for still end at its slot? Asked once per end instant
+        // (a holiday window ends at the same instant for every district in a zone).
+        const moved: typeof known = []
+        for (const end of new Set(known.map((k) => k.end))) {
+          const group = known.filter((k) => k.end === end)
+          const before = yield* pauses.activeAtEach(group.map((k) => k.district), new Date(end - 1))
+          for (const k of group) {
+            const waitedFor = Option.flatten(Option.fromNullable(before.get(k.district.id)))
+            if (Option.isNone(waitedFor) || waitedFor.value.endsAt.getTime() !== end) moved.push(k)
+          }
+        }
+        if (moved.length === 0) return
+        const pausedNow = yield* pauses.activeAtEach(moved.map((k) => k.district), at)
+        for (const { district, slot } of moved) {
+          const next = Option.match(Option.flatten(Option.fromNullable(pausedNow.get(district.id))), {
+            onNone: () => catchUpSlot(district.provider, at),
+            onSome: (p) => catchUpSlot(district.provider, p.endsAt)
           })
-          yield* slots.set(slot.district, moved, 0)
+          yield* slots.set(slot.district, next, 0)
           yield* Effect.logInfo("the pause changed: catch-up moved").pipe(
-            Effect.annotateLogs({ district: slot.district, at: moved.at.toISOString() })
+            Effect.annotateLogs({ district: slot.district, at: next.at.toISOString() })
           )
         }
       })

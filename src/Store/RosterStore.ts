@@ -245,9 +245,16 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
         WHERE d.removed_at IS NULL ${districtId === undefined ? sql`` : sql`AND d.id = ${districtId}`}
         ORDER BY d.id`
       if (districtId !== undefined && rows.length === 0) return yield* new DistrictNotFound({ district: districtId })
-      return yield* Effect.forEach(rows, (row) =>
-        Effect.gen(function*() {
-          const run = row.runId === null ? Option.none() : yield* getRun(row.runId)
+      // The districts' last runs in one read (a /metrics scrape runs this for every district).
+      const runIds = rows.flatMap((row) => (row.runId === null ? [] : [Number(row.runId)]))
+      const runRows = runIds.length === 0 ? [] : yield* sql`SELECT ${runColumns} FROM sync_runs WHERE id = ANY(${runIds})`
+      const lastRuns = new Map<number, RunRecord>()
+      for (const runRow of runRows) {
+        const run = yield* Effect.orDie(decodeRun(runRow))
+        lastRuns.set(run.id, run)
+      }
+      return rows.map((row) => {
+          const run = Option.fromNullable(row.runId === null ? undefined : lastRuns.get(Number(row.runId)))
           return {
             district: row.id,
             name: row.name,
@@ -276,7 +283,7 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
             stale: row.stale,
             failing: Option.match(run, { onNone: () => false, onSome: (r) => r.status === "failed" || r.status === "interrupted" })
           } satisfies DistrictStatus
-        }))
+        })
     })
 
     return {

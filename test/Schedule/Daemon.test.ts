@@ -72,7 +72,8 @@ const makeDaemon = (options: Options = {}) => {
 
   const store = Layer.succeed(RosterStore, RosterStore.make({
     declareDistrict: () => Effect.void,
-    findDistrict: () => Effect.succeed(Option.some(district))
+    findDistrict: () => Effect.succeed(Option.some(district)),
+    listDistricts: () => Effect.succeed([district])
   } as unknown as RosterStore))
   const slots = Layer.succeed(Slots, Slots.make({
     due: (now: Date) => Effect.sync(() => (stored.slot.at === null || stored.slot.at <= now ? [stored.slot] : [])),
@@ -87,8 +88,7 @@ const makeDaemon = (options: Options = {}) => {
     hold: (id: string) => options.busy?.has(id) ? Effect.fail(new DistrictBusy({ district: id })) : Effect.succeed({ district: id, connection: undefined as never })
   } as unknown as DistrictLease))
   // The default calendar (Thanksgiving, winter) is the only source of pauses here.
-  const pauses = Layer.succeed(Pauses, Pauses.make({
-    activeAt: (d: District, instant: Date) =>
+  const activeAt = (d: District, instant: Date) =>
       Effect.succeed(Option.orElse(
         Option.fromNullable(options.adHoc?.find((p) => p.startsAt <= instant && instant < p.endsAt)).pipe(
           Option.map((p) => ({ key: "pause:1", name: "pause-1", endsAt: p.endsAt }))
@@ -98,6 +98,10 @@ const makeDaemon = (options: Options = {}) => {
         name: w.name,
         endsAt: new Date(DateTime.toEpochMillis(windowEnd(w, d.timezone)))
       }))))
+  const pauses = Layer.succeed(Pauses, Pauses.make({
+    activeAt,
+    activeAtEach: (ds: ReadonlyArray<District>, instant: Date) =>
+      Effect.map(Effect.forEach(ds, (d) => Effect.map(activeAt(d, instant), (p) => [d.id as string, p] as const)), (pairs) => new Map(pairs))
   } as unknown as Pauses))
   const notices = Layer.succeed(PauseNotices, PauseNotices.make({ sendDue: () => Effect.succeed(0) } as unknown as PauseNotices))
   const outbox = Layer.succeed(Outbox, Outbox.make({ run: Effect.never } as unknown as Outbox))
