@@ -31,7 +31,8 @@ interface RunRow {
   readonly finished_at: Date | null
 }
 
-const runs = (url: string) => query<RunRow>(url, "SELECT id, district_id, status, pid, trigger, started_at, finished_at FROM sync_runs ORDER BY id")
+// ids are bigint: cast, or pg hands them over as strings (and "10" < "9").
+const runs = (url: string) => query<RunRow>(url, "SELECT id::int AS id, district_id, status, pid, trigger, started_at, finished_at FROM sync_runs ORDER BY id")
 
 const districtsYaml = (ids: ReadonlyArray<string>) =>
   ids.map((id) => `  - id: ${id}
@@ -92,7 +93,7 @@ ${districtsYaml(ids)}`)
       for (const run of cut) {
         expect(run.status).toBe("interrupted")
         const after = all.find((r) => r.district_id === run.district_id && r.id > run.id && r.status === "succeeded")
-        expect(after).toBeDefined()
+        expect(after, JSON.stringify(all.filter((r) => r.district_id === run.district_id))).toBeDefined()
         expect(after!.pid).not.toBe(victim!.child.pid)
         expect(after!.finished_at!.getTime() - killedAt).toBeLessThan(60_000)
       }
