@@ -13,7 +13,9 @@ export const ProviderFailure = Schema.Literal(
   "Unsupported", // a version or mode we do not read
   "Unreachable", // network, file system
   "Unauthorized", // credentials refused
-  "Truncated" // a listing that ended early
+  "Truncated", // a listing that ended early
+  "TooLarge", // a response, a listing or a total past its cap (rosterd.providers.*)
+  "Unsafe" // a link or redirect to another origin, or from https to http: not followed
 )
 export type ProviderFailure = typeof ProviderFailure.Type
 
