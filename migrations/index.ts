@@ -6,6 +6,7 @@ import admins from "./0004_admins.ts"
 import schedule from "./0005_schedule.ts"
 import credentials from "./0006_credentials.ts"
 import erase from "./0007_erase.ts"
+import deferredRuns from "./0010_deferred_runs.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -19,7 +20,8 @@ const all = {
   "0004_admins": admins,
   "0005_schedule": schedule,
   "0006_credentials": credentials,
-  "0007_erase": erase
+  "0007_erase": erase,
+  "0010_deferred_runs": deferredRuns
 }
 
 export const migrations = Migrator.fromRecord(all)

@@ -14,8 +14,9 @@ export const ProviderFailure = Schema.Literal(
   "Unreachable", // network, file system
   "Unauthorized", // credentials refused
   "Truncated", // a listing that ended early
-  "TooLarge", // a response, a listing or a total past its cap (rosterd.providers.*)
-  "Unsafe" // a link or redirect to another origin, or from https to http: not followed
+  "TooLarge", // a response, a listing or a total past its cap (rosterd.providers.*); a CSV record, file or zip past its cap (rosterd.csv.*)
+  "Unsafe", // a link or redirect to another origin, or from https to http: not followed; a link, a special file or a path outside a CSV set: not read
+  "NotReady" // a CSV set still being written: the run is deferred (recorded `deferred`, not failed) and tried again later
 )
 export type ProviderFailure = typeof ProviderFailure.Type
 
@@ -23,7 +24,9 @@ export class ProviderError extends Schema.TaggedError<ProviderError>()("Provider
   reason: ProviderFailure,
   message: Schema.String,
   file: Schema.optional(Schema.String),
-  line: Schema.optional(Schema.Number)
+  line: Schema.optional(Schema.Number),
+  /** With `NotReady`: when to look again. */
+  retryAfterMillis: Schema.optional(Schema.Number)
 }) {
   /** One line for operators: `users.csv line 12: ...`. */
   get where(): string {

@@ -14,8 +14,11 @@ import { emptyRunCounts, RunCounts } from "../Reconcile/Counts.ts"
  * defects, reported by the CLI and the daemon as such.
  */
 
-/** `held`: applied, with a destructive part held for an operator (see Reconcile/Holds.ts); `dry-run`: applied nothing. */
-export const RunStatus = Schema.Literal("running", "succeeded", "failed", "held", "interrupted", "dry-run")
+/**
+ * `held`: applied, with a destructive part held for an operator (see Reconcile/Holds.ts); `dry-run`: applied nothing;
+ * `deferred`: applied nothing because the source was not ready (a CSV set still being written), tried again later — not a failure.
+ */
+export const RunStatus = Schema.Literal("running", "succeeded", "failed", "held", "interrupted", "dry-run", "deferred")
 export type RunStatus = typeof RunStatus.Type
 
 export class RunRecord extends Schema.Class<RunRecord>("RunRecord")({
