@@ -9,9 +9,13 @@ import { Entities, stageTable } from "./Entities.ts"
  * problem becomes a finding of the run (file, line, source ID, what is wrong — never a
  * personal value). Problems never stop a run; they only decide what the diff may touch:
  *
- * - a row that failed to decode, or a source ID listed twice with different content, is
- *   *held*: the stored record is left exactly as it is (neither updated nor deactivated)
- *   until the source is fixed; a record repeated with identical content is read once;
+ * - a row that failed to decode (or that the value guard held out: an unusable identifier,
+ *   an impossible or out-of-range date, an over-long title), or a source ID listed twice
+ *   with different content, is *held*: the stored record is left exactly as it is (neither
+ *   updated nor deactivated) until the source is fixed; a record repeated with identical
+ *   content is read once;
+ * - a field the value guard cleared (not one e-mail address, over-long text) or cleaned of
+ *   control characters is reported (`cleared_value`, `control_characters`); the record applies;
  * - an enrollment whose class or user does not exist is skipped (reported by Apply);
  * - other dangling references (a class's school, course or terms; a user's orgs) are kept
  *   as given and reported, since providers routinely share records whose references they
@@ -94,7 +98,7 @@ export const checkStaged = (context: FindingsContext) =>
       if ((dups?.n ?? 0) === 0) continue
       // A record repeated with identical content (a re-sent CSV line, offset paging that
       // drifted over a page boundary) is not ambiguous: kept once, reported as a warning.
-      const content = `(to_jsonb(s) - 'line' - 'invalid' - 'problem' - 'shadowed')`
+      const content = `(to_jsonb(s) - 'line' - 'invalid' - 'problem' - 'cleared' - 'stripped' - 'shadowed')`
       yield* sql.unsafe(`ALTER TABLE duplicate_ids ADD COLUMN identical boolean`)
       yield* sql.unsafe(
         `UPDATE duplicate_ids d SET identical = x.identical
@@ -127,6 +131,21 @@ export const checkStaged = (context: FindingsContext) =>
       yield* sql.unsafe(
         `UPDATE ${table} s SET invalid = true, problem = coalesce(problem, 'duplicate source ID')
          FROM duplicate_ids d WHERE d.source_id = s.source_id AND NOT d.identical`
+      )
+    }
+
+    // 2a. Values the guard cleared or cleaned on the way into staging (src/Domain/Values.ts):
+    //     the record applies without them. The detail names the fields, never the values.
+    for (const kind of provided) {
+      yield* insertFindings(
+        context,
+        `SELECT 'warning' AS severity, 'cleared_value' AS code, ${quote(kind)} AS entity, source_id, ${file(kind)} AS file, line,
+                cleared || '; stored empty' AS detail
+         FROM ${stageTable(kind)} WHERE NOT invalid AND NOT shadowed AND cleared IS NOT NULL
+         UNION ALL
+         SELECT 'warning' AS severity, 'control_characters' AS code, ${quote(kind)} AS entity, source_id, ${file(kind)} AS file, line,
+                stripped || '; the rest of the text is stored' AS detail
+         FROM ${stageTable(kind)} WHERE NOT invalid AND NOT shadowed AND stripped IS NOT NULL`
       )
     }
 

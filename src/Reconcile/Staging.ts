@@ -6,6 +6,7 @@ import type { ProviderError } from "../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
 import { EntityKinds } from "../Domain/Roster.ts"
 import type { FeedItem } from "../Providers/RosterProvider.ts"
+import { guardOf, usableIdentity } from "../Domain/Values.ts"
 import { copyIn, copyValue } from "../Store/Copy.ts"
 import { Entities, stageTable } from "./Entities.ts"
 
@@ -16,6 +17,12 @@ import { Entities, stageTable } from "./Entities.ts"
  * half-way leaves nothing behind, and staging never touches the live tables. Every row
  * keeps its file line; a row that failed to decode is staged too (`invalid`), with the
  * identity that could be read, so the diff knows the record is still there.
+ *
+ * Every record passes the value guard (src/Domain/Values.ts) on its way in, whichever
+ * provider it came from: no single value (a NUL, year 0000, a megabyte of name) can fail
+ * the COPY and with it the district's every run. A record the guard holds out is staged
+ * as `invalid`; fields it cleared or cleaned are noted in `cleared` / `stripped` (field
+ * names only) for the findings.
  */
 
 const SQL_TYPES = { text: "text", date: "date", boolean: "boolean", "text[]": "text[]" } as const
@@ -36,6 +43,8 @@ CREATE TEMP TABLE ${table} (
   line integer NOT NULL,
   invalid boolean NOT NULL,
   problem text,
+  cleared text,
+  stripped text,
   status text,
   source_id text,
   ${columns.join(",\n  ")}
@@ -49,22 +58,30 @@ const encoder = <K extends EntityKind>(kind: K) => {
   const spec = Entities[kind]
   const columns = spec.columns
   const isEnrollment = kind === "enrollments"
-  return (item: FeedItem<EntityRecord[K]>): string => {
-    if (item._tag === "Valid") {
-      let line = `${item.origin.line}\tf\t\\N\t${item.record.status}\t${copyValue(spec.sourceId(item.record))}`
-      for (const column of columns) line += `\t${copyValue(column.get(item.record))}`
-      return line
-    }
-    // An unreadable row: its identity only. For enrollments the identity is the (class, user) pair.
-    let line = `${item.origin.line}\tt\t${copyValue(item.problem)}\t\\N\t${copyValue(item.sourceId)}`
+  const guard = guardOf(kind)
+  // An unreadable row, or one the guard held out: its identity only (usable identifiers
+  // only). For enrollments the identity is the (class, user) pair.
+  const invalid = (line: number, problem: string, identity: ReturnType<typeof usableIdentity>) => {
+    let text = `${line}\tt\t${copyValue(problem)}\t\\N\t\\N\t\\N\t${copyValue(identity.sourceId)}`
     for (const column of columns) {
       const value = isEnrollment && column.name === "class_source_id"
-        ? item.classSourceId ?? null
+        ? identity.classSourceId
         : isEnrollment && column.name === "user_source_id"
-        ? item.userSourceId ?? null
+        ? identity.userSourceId
         : null
-      line += `\t${copyValue(value)}`
+      text += `\t${copyValue(value)}`
     }
+    return text
+  }
+  return (item: FeedItem<EntityRecord[K]>): string => {
+    if (item._tag === "Invalid") return invalid(item.origin.line, item.problem, usableIdentity(item))
+    const checked = guard(item.record)
+    if (checked._tag === "Held") return invalid(item.origin.line, checked.problem, checked)
+    const record = checked.record
+    let line = `${item.origin.line}\tf\t\\N\t${copyValue(checked.cleared)}\t${copyValue(checked.stripped)}\t${record.status}\t${
+      copyValue(spec.sourceId(record))
+    }`
+    for (const column of columns) line += `\t${copyValue(column.get(record))}`
     return line
   }
 }
@@ -75,7 +92,7 @@ export const stageFeed = <K extends EntityKind>(
   kind: K,
   items: Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError>
 ): Effect.Effect<number, ProviderError | SqlError> => {
-  const columns = ["line", "invalid", "problem", "status", "source_id", ...Entities[kind].columns.map((c) => c.name)]
+  const columns = ["line", "invalid", "problem", "cleared", "stripped", "status", "source_id", ...Entities[kind].columns.map((c) => c.name)]
   return copyIn(
     client,
     `COPY pg_temp.${stageTable(kind)} (${columns.join(", ")}) FROM STDIN`,

@@ -1,4 +1,5 @@
 import type { Class, Course, Demographic, Enrollment, Org, RecordStatus, Term, User, UserRole } from "../../Domain/Roster.ts"
+import { isCalendarDate, wireDate } from "../../Domain/Values.ts"
 import type { CleverSection, CleverUser } from "./CleverWire.ts"
 import type { CleverCourse, CleverSchool, CleverTerm } from "./CleverWire.ts"
 
@@ -41,15 +42,15 @@ export const cleverDob = (dob: string | null | undefined): string | null | undef
   if (match === null) return undefined
   const [, month, day, year] = match
   const iso = `${year}-${month!.padStart(2, "0")}-${day!.padStart(2, "0")}`
-  const date = new Date(`${iso}T00:00:00Z`)
-  return !Number.isNaN(date.getTime()) && date.toISOString().startsWith(iso) ? iso : undefined
+  // Whether the year is plausible for a birth date is the value guard's (src/Domain/Values.ts).
+  return isCalendarDate(iso) ? iso : undefined
 }
 
+/** A term date (`YYYY-MM-DD` or a date-time) as `YYYY-MM-DD`; `undefined` when it names no day. */
 const isoDate = (value: string | null | undefined): string | null | undefined => {
   const text = blank(value)
   if (text === null) return null
-  const day = text.slice(0, 10)
-  return /^\d{4}-\d{2}-\d{2}$/.test(day) && !Number.isNaN(Date.parse(`${day}T00:00:00Z`)) ? day : undefined
+  return wireDate(text)
 }
 
 export const districtOrg = (id: string, name: string | null | undefined, status: RecordStatus = "active"): Org => ({

@@ -1,5 +1,6 @@
 import { ParseResult, Schema } from "effect"
 import type { RecordStatus } from "../../Domain/Roster.ts"
+import { isCalendarDate } from "../../Domain/Values.ts"
 
 /**
  * Column decoders for OneRoster CSV cells. Each decodes from the raw cell string.
@@ -45,23 +46,10 @@ export const Status = Schema.transformOrFail(Schema.String, Schema.Literal("acti
   encode: ParseResult.succeed
 }).annotations({ description: "active or tobedeleted" })
 
-const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-
-/** `YYYY-MM-DD` naming a day that exists (no 2023-02-30). Hot path: no Date objects. */
-const isCalendarDate = (value: string): boolean => {
-  if (value.length !== 10 || value.charCodeAt(4) !== 45 || value.charCodeAt(7) !== 45) return false
-  for (const i of [0, 1, 2, 3, 5, 6, 8, 9]) {
-    const c = value.charCodeAt(i)
-    if (c < 48 || c > 57) return false
-  }
-  const year = Number(value.slice(0, 4))
-  const month = Number(value.slice(5, 7))
-  const day = Number(value.slice(8, 10))
-  if (month < 1 || month > 12 || day < 1 || day > DAYS_IN_MONTH[month - 1]!) return false
-  return month !== 2 || day < 29 || (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0))
-}
-
-/** A calendar date `YYYY-MM-DD` that exists (no 2023-02-30). */
+/**
+ * A calendar date `YYYY-MM-DD` that exists (no 2023-02-30). Whether it is in its field's
+ * range (a birth date after 1900…) is the value guard's to judge, for every provider alike.
+ */
 export const RequiredDate = Schema.transformOrFail(Schema.String, Schema.String, {
   strict: true,
   decode: (raw, _, ast) => {

@@ -13,6 +13,7 @@ import type {
   User,
   UserRole
 } from "../../Domain/Roster.ts"
+import { wireDate } from "../../Domain/Values.ts"
 import type { AcademicSessionRecord, ClassRecord, CourseRecord, DemographicsRecord, EnrollmentRecord, OrgRecord, UserRecord } from "./OneRosterWire.ts"
 
 /**
@@ -39,14 +40,14 @@ export const statusOf = (status: string | null | undefined): RecordStatus => {
   return value === "tobedeleted" || value === "inactive" ? "tobedeleted" : "active"
 }
 
-/** `YYYY-MM-DD`, from a date or a date-time; `undefined` when it is neither. */
+/**
+ * `YYYY-MM-DD`, from a date or a date-time; `undefined` when it is neither (trailing text
+ * after the date that is not a time of day included). Ranges are the value guard's.
+ */
 export const dateOf = (value: string | null | undefined): string | null | undefined => {
   const text = blank(value)
   if (text === null) return null
-  const day = text.slice(0, 10)
-  if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) return undefined
-  const date = new Date(`${day}T00:00:00Z`)
-  return !Number.isNaN(date.getTime()) && date.toISOString().startsWith(day) ? day : undefined
+  return wireDate(text)
 }
 
 const ids = (refs: ReadonlyArray<{ readonly sourcedId: string }> | null | undefined) =>
