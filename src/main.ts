@@ -2,6 +2,7 @@ import { ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Option } from "effect"
 import { runCli } from "./Cli/Cli.ts"
+import { terminalText } from "./Cli/Output.ts"
 import { describeFailure } from "./Domain/Failure.ts"
 
 /**
@@ -44,7 +45,7 @@ runCli(process.argv).pipe(
       })
     }
     if (Cause.isInterruptedOnly(cause)) return Effect.void
-    return Console.error(`rosterd: ${describeFailure(cause).message}`).pipe(
+    return Console.error(`rosterd: ${terminalText(describeFailure(cause).message)}`).pipe(
       Effect.zipRight(Effect.sync(() => {
         process.exitCode = 1
       }))

@@ -15,6 +15,7 @@ import { DaemonLive } from "../Schedule/Daemon.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { DatabaseLive, migrate, SqlLive } from "../Store/Sql.ts"
 import { accountsCommand } from "./AccountCommands.ts"
+import { terminalConsole } from "./Output.ts"
 import { Admins } from "../Admins/Admins.ts"
 import { Partnerships } from "../Admins/Partnerships.ts"
 import { adminCommand } from "./AdminCommands.ts"
@@ -163,4 +164,11 @@ const root = Command.make("rosterd").pipe(
   ])
 )
 
-export const runCli = Command.run(root, { name: "rosterd", version: "0.1.0" })
+/**
+ * Every command runs with the terminal-safe Console (src/Cli/Output.ts): what it prints and
+ * logs has control characters escaped, since source IDs, file names and URLs come from providers.
+ */
+export const runCli = Command.run(
+  root.pipe(Command.transformHandler((handler) => Effect.withConsole(handler, terminalConsole))),
+  { name: "rosterd", version: "0.1.0" }
+)

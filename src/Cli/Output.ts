@@ -1,7 +1,100 @@
+import type { Console as ConsoleService } from "effect"
 import { Console, Effect } from "effect"
 import type { EntityKind } from "../Domain/Roster.ts"
 import type { RunCounts } from "../Reconcile/Counts.ts"
 import { SyncProgress } from "../Reconcile/SyncRun.ts"
+
+/**
+ * Text for a terminal, with the characters that could steer it escaped: C0 controls but the
+ * line feed (`\x1b` is shown as the four characters `\x1b`), and as `\uXXXX`: DEL, C1
+ * controls, the line and paragraph separators, bidirectional overrides and isolates (they
+ * reorder what the operator reads), U+FFFE/U+FFFF and lone surrogates.
+ *
+ * Source IDs, file and manifest names, URLs and notes come from providers; a roster could
+ * otherwise rewrite the operator's screen. The `\uXXXX` form is also valid inside JSON
+ * strings (where JSON.stringify leaves those characters as they are), so the same
+ * escaping serves `--json` output and the daemon's JSON log lines.
+ */
+export const terminalText = (text: string): string => {
+  let out: string | undefined
+  let start = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 0x20 && c < 0x7f) continue
+    let escaped: string | undefined
+    if (c < 0x20) escaped = c === 0x0a ? undefined : `\\x${c.toString(16).padStart(2, "0")}`
+    else if (
+      c <= 0x9f || c === 0x061c || c === 0x200e || c === 0x200f || c === 0x2028 || c === 0x2029 ||
+      (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c === 0xfffe || c === 0xffff
+    ) escaped = `\\u${c.toString(16).padStart(4, "0")}`
+    else if (c >= 0xd800 && c <= 0xdfff) {
+      const next = text.charCodeAt(i + 1)
+      if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+        i++
+        continue
+      }
+      escaped = `\\u${c.toString(16)}`
+    }
+    if (escaped === undefined) continue
+    out = (out ?? "") + text.slice(start, i) + escaped
+    start = i + 1
+  }
+  return out === undefined ? text : out + text.slice(start)
+}
+
+const terminalArgs = (args: ReadonlyArray<unknown>) => args.map((arg) => (typeof arg === "string" ? terminalText(arg) : arg))
+
+/** The process's console with every string argument passed through `terminalText`. */
+const terminalUnsafe: ConsoleService.UnsafeConsole = {
+  assert: (condition, ...args) => console.assert(condition, ...terminalArgs(args)),
+  clear: () => console.clear(),
+  count: (label) => console.count(label),
+  countReset: (label) => console.countReset(label),
+  debug: (...args) => console.debug(...terminalArgs(args)),
+  dir: (item, options) => console.dir(item, options),
+  dirxml: (...args) => console.dirxml(...terminalArgs(args)),
+  error: (...args) => console.error(...terminalArgs(args)),
+  group: (...args) => console.group(...terminalArgs(args)),
+  groupCollapsed: (...args) => console.groupCollapsed(...terminalArgs(args)),
+  groupEnd: () => console.groupEnd(),
+  info: (...args) => console.info(...terminalArgs(args)),
+  log: (...args) => console.log(...terminalArgs(args)),
+  table: (data, properties) => console.table(data, properties),
+  time: (label) => console.time(label),
+  timeEnd: (label) => console.timeEnd(label),
+  timeLog: (label, ...args) => console.timeLog(label, ...terminalArgs(args)),
+  trace: (...args) => console.trace(...terminalArgs(args)),
+  warn: (...args) => console.warn(...terminalArgs(args))
+}
+
+/**
+ * The Console every command runs with (src/Cli/Cli.ts: `runCli`): what commands print and
+ * what they log (loggers write through the Console) goes through `terminalText`. The CLI
+ * framework's own help and usage output is outside it, and keeps its styling.
+ */
+export const terminalConsole: ConsoleService.Console = {
+  [Console.TypeId]: Console.TypeId,
+  assert: (condition, ...args) => Effect.sync(() => terminalUnsafe.assert(condition, ...args)),
+  clear: Effect.sync(() => terminalUnsafe.clear()),
+  count: (label) => Effect.sync(() => terminalUnsafe.count(label)),
+  countReset: (label) => Effect.sync(() => terminalUnsafe.countReset(label)),
+  debug: (...args) => Effect.sync(() => terminalUnsafe.debug(...args)),
+  dir: (item, options) => Effect.sync(() => terminalUnsafe.dir(item, options)),
+  dirxml: (...args) => Effect.sync(() => terminalUnsafe.dirxml(...args)),
+  error: (...args) => Effect.sync(() => terminalUnsafe.error(...args)),
+  group: (options) =>
+    Effect.sync(() => (options?.collapsed ? terminalUnsafe.groupCollapsed(options.label) : terminalUnsafe.group(options?.label))),
+  groupEnd: Effect.sync(() => terminalUnsafe.groupEnd()),
+  info: (...args) => Effect.sync(() => terminalUnsafe.info(...args)),
+  log: (...args) => Effect.sync(() => terminalUnsafe.log(...args)),
+  table: (data, properties) => Effect.sync(() => terminalUnsafe.table(data, properties)),
+  time: (label) => Effect.sync(() => terminalUnsafe.time(label)),
+  timeEnd: (label) => Effect.sync(() => terminalUnsafe.timeEnd(label)),
+  timeLog: (label, ...args) => Effect.sync(() => terminalUnsafe.timeLog(label, ...args)),
+  trace: (...args) => Effect.sync(() => terminalUnsafe.trace(...args)),
+  warn: (...args) => Effect.sync(() => terminalUnsafe.warn(...args)),
+  unsafe: terminalUnsafe
+}
 
 /** Plain-text tables: left-aligned first column, right-aligned numbers. */
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string | number>>): string => {

@@ -1,6 +1,7 @@
 import { Cause, Clock, Config, Duration, Effect, Exit, FiberMap, Layer, Option, Random, Ref, Schedule, Scope } from "effect"
 import { declaredDistricts } from "../Config/Districts.ts"
 import type { District } from "../Domain/District.ts"
+import { describeFailure } from "../Domain/Failure.ts"
 import { Outbox } from "../Mail/Outbox.ts"
 import type { HeldLease } from "../Reconcile/Lease.ts"
 import { DistrictLease } from "../Reconcile/Lease.ts"
@@ -172,7 +173,8 @@ export const DaemonLive = Layer.scopedDiscard(
             Effect.annotateLogs({ error: reason, attempt: seen.attempt + 1, inMs: delay })
           )
         }
-        if (Option.isNone(failure)) yield* Effect.logError("sync defect", Cause.squash(exit.cause))
+        // The cause itself is not logged: a database error's text can quote a provider's value.
+        if (Option.isNone(failure)) yield* Effect.logError("sync defect").pipe(Effect.annotateLogs({ cause: describeFailure(exit.cause).message }))
         const next = yield* place(district, yield* regularSlot(district, finished), 0)
         yield* Effect.logWarning("sync failed; no more retries: waiting for the next slot").pipe(
           Effect.annotateLogs({ error: reason, next: next.at.toISOString() })
