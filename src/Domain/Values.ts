@@ -202,82 +202,117 @@ export const wireDate = (text: string): string | undefined => {
 
 // ---------------------------------------------------------------------------- the guard
 
-/** How one field is judged. */
+/** How one field is judged; `ok` is the whole check for a value that needs no change (the fast path). */
 type Rule =
-  | { readonly kind: "id" }
-  | { readonly kind: "ids" }
-  | { readonly kind: "text"; readonly max: number; readonly required: boolean }
-  | { readonly kind: "texts"; readonly max: number }
-  | { readonly kind: "email" }
-  | { readonly kind: "date"; readonly range: DateRange }
+  | { readonly kind: "id"; readonly ok: (value: string) => boolean }
+  | { readonly kind: "ids"; readonly ok: (value: ReadonlyArray<string>) => boolean }
+  | { readonly kind: "text"; readonly max: number; readonly required: boolean; readonly ok: (value: string) => boolean }
+  | { readonly kind: "texts"; readonly max: number; readonly ok: (value: ReadonlyArray<string>) => boolean }
+  | { readonly kind: "email"; readonly ok: (value: string) => boolean }
+  | { readonly kind: "date"; readonly range: DateRange; readonly ok: (value: string) => boolean }
 
-const id: Rule = { kind: "id" }
-const ids: Rule = { kind: "ids" }
-const title: Rule = { kind: "text", max: MAX_LONG_TEXT, required: true }
-const longText: Rule = { kind: "text", max: MAX_LONG_TEXT, required: false }
-const shortText: Rule = { kind: "text", max: MAX_SHORT_TEXT, required: false }
-const shortTexts: Rule = { kind: "texts", max: MAX_SHORT_TEXT }
-const longTexts: Rule = { kind: "texts", max: MAX_LONG_TEXT }
-const email: Rule = { kind: "email" }
-const birthDate: Rule = { kind: "date", range: BIRTH_DATES }
-const schoolDate: Rule = { kind: "date", range: SCHOOL_DATES }
+const allUsableIds = (values: ReadonlyArray<string>) => {
+  for (let i = 0; i < values.length; i++) if (!isUsableId(values[i]!)) return false
+  return true
+}
+const text = (max: number, required: boolean): Rule => ({
+  kind: "text",
+  max,
+  required,
+  ok: (value) => value.length <= max && firstControl(value) < 0
+})
+const texts = (max: number): Rule => ({
+  kind: "texts",
+  max,
+  ok: (values) => {
+    for (let i = 0; i < values.length; i++) if (values[i]!.length > max || firstControl(values[i]!) >= 0) return false
+    return true
+  }
+})
+const date = (range: DateRange): Rule => ({ kind: "date", range, ok: (value) => isDateIn(value, range) })
+
+const id: Rule = { kind: "id", ok: isUsableId }
+const ids: Rule = { kind: "ids", ok: allUsableIds }
+const title = text(MAX_LONG_TEXT, true)
+const longText = text(MAX_LONG_TEXT, false)
+const shortText = text(MAX_SHORT_TEXT, false)
+const shortTexts = texts(MAX_SHORT_TEXT)
+const longTexts = texts(MAX_LONG_TEXT)
+const email: Rule = { kind: "email", ok: (value) => emailProblem(value) === null }
+const birthDate = date(BIRTH_DATES)
+const schoolDate = date(SCHOOL_DATES)
+
+/**
+ * One field: its name (for findings and the copy of a changed record), its rule, and a
+ * getter (a property read at a site of its own stays fast; `record[name]` over many names
+ * would not). test/Domain/Values.test.ts checks that each getter reads its name.
+ */
+type Field<R> = readonly [name: keyof R & string, rule: Rule, get: (record: R) => unknown]
 
 /**
  * Every field of every kind that holds provider text or a date. Enumerations (status,
  * roles, types) and booleans are not listed: the providers produce them from fixed sets.
  */
-const FIELDS: { readonly [K in EntityKind]: ReadonlyArray<readonly [keyof EntityRecord[K] & string, Rule]> } = {
-  orgs: [["sourceId", id], ["name", title], ["identifier", shortText], ["parentSourceId", id]],
+export const FIELDS: { readonly [K in EntityKind]: ReadonlyArray<Field<EntityRecord[K]>> } = {
+  orgs: [
+    ["sourceId", id, (r) => r.sourceId],
+    ["name", title, (r) => r.name],
+    ["identifier", shortText, (r) => r.identifier],
+    ["parentSourceId", id, (r) => r.parentSourceId]
+  ],
   terms: [
-    ["sourceId", id],
-    ["title", title],
-    ["startDate", schoolDate],
-    ["endDate", schoolDate],
-    ["parentSourceId", id],
-    ["schoolYear", shortText]
+    ["sourceId", id, (r) => r.sourceId],
+    ["title", title, (r) => r.title],
+    ["startDate", schoolDate, (r) => r.startDate],
+    ["endDate", schoolDate, (r) => r.endDate],
+    ["parentSourceId", id, (r) => r.parentSourceId],
+    ["schoolYear", shortText, (r) => r.schoolYear]
   ],
   courses: [
-    ["sourceId", id],
-    ["title", title],
-    ["courseCode", shortText],
-    ["schoolYearSourceId", id],
-    ["orgSourceId", id],
-    ["grades", shortTexts],
-    ["subjects", longTexts],
-    ["subjectCodes", shortTexts]
+    ["sourceId", id, (r) => r.sourceId],
+    ["title", title, (r) => r.title],
+    ["courseCode", shortText, (r) => r.courseCode],
+    ["schoolYearSourceId", id, (r) => r.schoolYearSourceId],
+    ["orgSourceId", id, (r) => r.orgSourceId],
+    ["grades", shortTexts, (r) => r.grades],
+    ["subjects", longTexts, (r) => r.subjects],
+    ["subjectCodes", shortTexts, (r) => r.subjectCodes]
   ],
   classes: [
-    ["sourceId", id],
-    ["title", title],
-    ["classCode", shortText],
-    ["location", longText],
-    ["schoolSourceId", id],
-    ["courseSourceId", id],
-    ["termSourceIds", ids],
-    ["grades", shortTexts],
-    ["subjects", longTexts],
-    ["subjectCodes", shortTexts],
-    ["periods", shortTexts]
+    ["sourceId", id, (r) => r.sourceId],
+    ["title", title, (r) => r.title],
+    ["classCode", shortText, (r) => r.classCode],
+    ["location", longText, (r) => r.location],
+    ["schoolSourceId", id, (r) => r.schoolSourceId],
+    ["courseSourceId", id, (r) => r.courseSourceId],
+    ["termSourceIds", ids, (r) => r.termSourceIds],
+    ["grades", shortTexts, (r) => r.grades],
+    ["subjects", longTexts, (r) => r.subjects],
+    ["subjectCodes", shortTexts, (r) => r.subjectCodes],
+    ["periods", shortTexts, (r) => r.periods]
   ],
   users: [
-    ["sourceId", id],
-    ["username", shortText],
-    ["givenName", shortText],
-    ["familyName", shortText],
-    ["middleName", shortText],
-    ["identifier", shortText],
-    ["email", email],
-    ["orgSourceIds", ids],
-    ["grades", shortTexts]
+    ["sourceId", id, (r) => r.sourceId],
+    ["username", shortText, (r) => r.username],
+    ["givenName", shortText, (r) => r.givenName],
+    ["familyName", shortText, (r) => r.familyName],
+    ["middleName", shortText, (r) => r.middleName],
+    ["identifier", shortText, (r) => r.identifier],
+    ["email", email, (r) => r.email],
+    ["orgSourceIds", ids, (r) => r.orgSourceIds],
+    ["grades", shortTexts, (r) => r.grades]
   ],
-  demographics: [["userSourceId", id], ["birthDate", birthDate]],
+  demographics: [
+    ["userSourceId", id, (r) => r.userSourceId],
+    ["birthDate", birthDate, (r) => r.birthDate]
+  ],
   enrollments: [
-    ["sourceId", id],
-    ["classSourceId", id],
-    ["userSourceId", id],
-    ["schoolSourceId", id],
-    ["beginDate", schoolDate],
-    ["endDate", schoolDate]
+    ["sourceId", id, (r) => r.sourceId],
+    ["classSourceId", id, (r) => r.classSourceId],
+    ["userSourceId", id, (r) => r.userSourceId],
+    ["schoolSourceId", id, (r) => r.schoolSourceId],
+    ["beginDate", schoolDate, (r) => r.beginDate],
+    ["endDate", schoolDate, (r) => r.endDate]
   ]
 }
 
@@ -323,10 +358,26 @@ const cleanText = (value: string, at: number, max: number): string | null | unde
 
 /**
  * The guard of one entity kind: `Passed` with the record as it may be stored, or `Held`
- * naming the first field that holds the record out.
+ * naming the first field that holds the record out. A clean record (nearly all of them)
+ * takes the fast path: one `ok` per field, nothing copied.
  */
 export const guardOf = <K extends EntityKind>(kind: K) => {
-  const fields = FIELDS[kind] as ReadonlyArray<readonly [string, Rule]>
+  const fields = FIELDS[kind] as ReadonlyArray<Field<EntityRecord[K]>>
+  const gets = fields.map((field) => field[2])
+  const oks = fields.map((field) => field[1].ok as (value: unknown) => boolean)
+  const count = fields.length
+  const repair = repairOf(kind, fields)
+  return (record: EntityRecord[K]): Passed<EntityRecord[K]> | Held => {
+    for (let i = 0; i < count; i++) {
+      const value = gets[i]!(record)
+      if (value !== null && value !== undefined && !oks[i]!(value)) return repair(record)
+    }
+    return { _tag: "Passed", record, cleared: null, stripped: null }
+  }
+}
+
+/** The slow path, for a record with at least one field to clean, clear or hold it for. */
+const repairOf = <K extends EntityKind>(kind: K, fields: ReadonlyArray<Field<EntityRecord[K]>>) => {
   const isEnrollment = kind === "enrollments"
   return (record: EntityRecord[K]): Passed<EntityRecord[K]> | Held => {
     const source = record as unknown as Readonly<Record<string, unknown>>
@@ -356,24 +407,17 @@ export const guardOf = <K extends EntityKind>(kind: K) => {
       stripped = `${stripped === null ? "" : `${stripped}, `}"${field}"`
     }
 
-    for (const [field, rule] of fields) {
-      const value = source[field]
-      if (value === null || value === undefined) continue
+    for (const [field, rule, get] of fields) {
+      const value = get(record)
+      if (value === null || value === undefined || (rule.ok as (value: unknown) => boolean)(value)) continue
       switch (rule.kind) {
-        case "id": {
-          if (!isUsableId(value as string)) return held(field, ID_PROBLEM)
-          break
-        }
-        case "ids": {
-          for (const item of value as ReadonlyArray<string>) {
-            if (!isUsableId(item)) return held(field, `lists an identifier that is ${ID_PROBLEM}`)
-          }
-          break
-        }
+        case "id":
+          return held(field, ID_PROBLEM)
+        case "ids":
+          return held(field, `lists an identifier that is ${ID_PROBLEM}`)
         case "text": {
           const text = value as string
           const at = firstControl(text)
-          if (at < 0 && text.length <= rule.max) break
           const cleaned = cleanText(text, at, rule.max)
           if (cleaned === undefined) {
             if (rule.required) return held(field, `longer than ${rule.max} characters`)
@@ -388,19 +432,10 @@ export const guardOf = <K extends EntityKind>(kind: K) => {
           break
         }
         case "texts": {
-          const items = value as ReadonlyArray<string>
-          let dirty = false
-          for (const item of items) {
-            if (item.length > rule.max || firstControl(item) >= 0) {
-              dirty = true
-              break
-            }
-          }
-          if (!dirty) break
           const kept: Array<string> = []
           let long = false
           let controls = false
-          for (const item of items) {
+          for (const item of value as ReadonlyArray<string>) {
             const at = firstControl(item)
             if (at >= 0) controls = true
             const cleaned = cleanText(item, at, rule.max)
@@ -412,15 +447,11 @@ export const guardOf = <K extends EntityKind>(kind: K) => {
           if (controls) strip(field)
           break
         }
-        case "email": {
-          const problem = emailProblem(value as string)
-          if (problem !== null) clear(field, `not one e-mail address (${problem})`)
+        case "email":
+          clear(field, `not one e-mail address (${emailProblem(value as string)})`)
           break
-        }
-        case "date": {
-          if (!isDateIn(value as string, rule.range)) return held(field, `expected ${describeRange(rule.range)}`)
-          break
-        }
+        case "date":
+          return held(field, `expected ${describeRange(rule.range)}`)
       }
     }
     return {
