@@ -1,8 +1,10 @@
-import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { Config, Duration, Effect, Either, ParseResult, Random, RateLimiter, Schema, Scope, SynchronizedRef } from "effect"
+import { FetchHttpClient, HttpClient, HttpClientRequest } from "@effect/platform"
+import type { HttpClientError, HttpClientResponse } from "@effect/platform"
+import { Config, Duration, Effect, Either, ParseResult, Random, RateLimiter, Schema, Scope, Stream, SynchronizedRef } from "effect"
 import { createHash } from "node:crypto"
 import { ProviderError } from "../Domain/Errors.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
+import { formatBytes, truncate } from "./Limits.ts"
 
 /**
  * The HTTP behaviour every REST provider shares (Clever, OneRoster REST):
@@ -14,10 +16,18 @@ import { Metrics } from "../Metrics/Metrics.ts"
  * - **5xx, timeouts, dropped connections, cut-off bodies**: retry with capped exponential
  *   backoff and jitter, a bounded number of times;
  * - **401 / 403**: fail at once (a revoked token does not get better by asking again);
- * - a body that is not the expected JSON fails with the endpoint named.
+ * - a body that is not the expected JSON fails with the endpoint named;
+ * - a body is read as a stream and counted: past `rosterd.providers.maxResponseBytes` the
+ *   request fails (`TooLarge`) without reading, or holding, anything beyond the cap;
+ * - **one origin**: every request — a path, a link a server handed us, a redirect — must be
+ *   on the origin of the district's `baseUrl`, so the credentials (a bearer token, an OAuth
+ *   signature) never go anywhere else. Another host or port, or `http` where the district
+ *   says `https`, fails the run (`Unsafe`). Redirects are not left to `fetch`: a same-origin
+ *   one is followed (at most 5), any other refused.
  *
  * Every failure is a `ProviderError` that fails the run before anything is applied.
- * Messages name the endpoint path (never the token, never response bodies).
+ * Messages name the endpoint path (never the token, never response bodies, never a URL
+ * a server made up for another origin).
  *
  * Each attempt is counted in `rosterd_provider_requests_total{provider,status}` (the HTTP
  * status code, or `timeout` / `connection` / `broken` when no status came back) and each
@@ -43,16 +53,30 @@ export const RetryPolicyConfig: Config.Config<RetryPolicy> = Config.all({
   timeout: Config.duration("timeout").pipe(Config.withDefault(Duration.seconds(60)))
 }).pipe(Config.nested("providers"), Config.nested("rosterd"))
 
+/** A decoded response with what paging needs: headers (lower-case names), its size, the URL it came from. */
+export interface Fetched<A> {
+  readonly value: A
+  readonly headers: Readonly<Record<string, string>>
+  /** The body's size in bytes (as delivered, after any content decoding). */
+  readonly bytes: number
+  /** The absolute URL that answered (after same-origin redirects). */
+  readonly url: URL
+}
+
 export interface ProviderHttp {
-  /** GETs `pathOrUrl` (relative to the base URL, or a path+query the server gave in a link) and decodes it. */
-  readonly getJson: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) => Effect.Effect<A, ProviderError>
-  /** Like `getJson`, with the response headers (lower-case names): paging totals and links. */
-  readonly getJsonWithHeaders: <A, I>(
-    pathOrUrl: string,
-    schema: Schema.Schema<A, I>
-  ) => Effect.Effect<{ readonly value: A; readonly headers: Readonly<Record<string, string>> }, ProviderError>
+  /** GETs `pathOrUrl` (relative to the base URL, or a URL on its origin the server gave in a link) and decodes it. */
+  readonly getJson: <A, I>(pathOrUrl: string | URL, schema: Schema.Schema<A, I>) => Effect.Effect<A, ProviderError>
   /** Like `getJson`, but a 404 is a value (`null`), not a failure. */
-  readonly getJsonOrNotFound: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) => Effect.Effect<A | null, ProviderError>
+  readonly getJsonOrNotFound: <A, I>(pathOrUrl: string | URL, schema: Schema.Schema<A, I>) => Effect.Effect<A | null, ProviderError>
+  /** Like `getJson`, with headers, size and URL: a page of a listing. */
+  readonly getPage: <A, I>(pathOrUrl: string | URL, schema: Schema.Schema<A, I>) => Effect.Effect<Fetched<A>, ProviderError>
+  /** Like `getPage`, but a 404 is `null`. */
+  readonly getPageOrNotFound: <A, I>(pathOrUrl: string | URL, schema: Schema.Schema<A, I>) => Effect.Effect<Fetched<A> | null, ProviderError>
+  /**
+   * A link a server handed us on the page `from` (a `next` link), resolved like any request
+   * and refused (`Unsafe`, naming `from`, never the link) unless it is on the district's origin.
+   */
+  readonly link: (from: URL, link: string) => Effect.Effect<URL, ProviderError>
 }
 
 export interface ProviderHttpOptions {
@@ -66,6 +90,8 @@ export interface ProviderHttpOptions {
   /** The budget this credential draws from. */
   readonly budget: RateLimiter.RateLimiter
   readonly retry: RetryPolicy
+  /** Largest body read (`rosterd.providers.maxResponseBytes`). */
+  readonly maxResponseBytes: number
 }
 
 /** A transient failure: worth another attempt. */
@@ -98,15 +124,28 @@ export const rateLimitWait = (headers: Readonly<Record<string, string>>, now: nu
   return undefined
 }
 
-/** Path and query of a URL, for messages (no host: it may carry credentials; no fragment). */
-const where = (url: string) => {
+/** Path and query of a URL, for messages (no host: it may carry credentials; no fragment; percent-encoded, kept short). */
+const where = (url: string | URL) => {
   try {
-    const parsed = new URL(url)
-    return parsed.pathname + parsed.search
+    const parsed = typeof url === "string" ? new URL(url) : url
+    return truncate(parsed.pathname + parsed.search)
   } catch {
-    return url
+    return "(a URL that does not parse)"
   }
 }
+
+/** At most this many same-origin redirects per request. */
+const MAX_REDIRECTS = 5
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
+
+/** What one attempt brought back. */
+type Answer =
+  | { readonly _tag: "Body"; readonly text: string; readonly bytes: number; readonly headers: Readonly<Record<string, string>> }
+  | { readonly _tag: "NotFound" }
+  | { readonly _tag: "Redirect"; readonly location: string }
+
+/** An answer, or a status to judge (401, 429, 5xx, …). */
+type Reply = Answer | { readonly _tag: "Status"; readonly status: number; readonly headers: Readonly<Record<string, string>> }
 
 export const makeProviderHttp = (options: ProviderHttpOptions) =>
   Effect.gen(function*() {
@@ -114,13 +153,71 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
     const metrics = yield* Metrics
     const provider = providerId(options)
     const policy = options.retry
+    const maxBytes = options.maxResponseBytes
     const base = options.baseUrl.replace(/\/+$/, "")
-    const urlOf = (pathOrUrl: string) => (/^https?:\/\//.test(pathOrUrl) ? pathOrUrl : `${base}${pathOrUrl.startsWith("/") ? "" : "/"}${pathOrUrl}`)
+    const home = new URL(base)
 
-    /** One attempt: a response body (text), 404 as null, or a transient / final failure. */
-    const attempt = (url: string) =>
+    /**
+     * Where a request for `pathOrUrl` goes, or why it may not. `/v3.0/users` and `users` are
+     * appended to the base URL (which may have a path of its own); an absolute URL (or `//host`)
+     * must be on the base URL's origin.
+     */
+    const resolve = (pathOrUrl: string | URL, refused: (why: string) => string): Either.Either<URL, ProviderError> => {
+      if (pathOrUrl instanceof URL) return onOrigin(pathOrUrl, refused)
+      let url: URL
+      try {
+        url = /^[a-z][a-z0-9+.-]*:|^\/\//i.test(pathOrUrl)
+          ? new URL(pathOrUrl, home)
+          : new URL(`${base}${pathOrUrl.startsWith("/") ? "" : "/"}${pathOrUrl}`)
+      } catch {
+        return Either.left(new ProviderError({ reason: "Malformed", message: refused("is not a URL") }))
+      }
+      return onOrigin(url, refused)
+    }
+
+    /** The credentials go to the district's origin only: same scheme, host and port. */
+    const onOrigin = (url: URL, refused: (why: string) => string): Either.Either<URL, ProviderError> => {
+      if (url.origin === home.origin) return Either.right(url)
+      const downgrade = home.protocol === "https:" && url.protocol === "http:" && url.hostname === home.hostname
+      return Either.left(
+        new ProviderError({
+          reason: "Unsafe",
+          message: refused(
+            downgrade
+              ? "goes from https to http; not followed (the credentials are only sent over https to the district's baseUrl)"
+              : "points to another origin than the district's baseUrl; not followed (the credentials are only sent there)"
+          )
+        })
+      )
+    }
+
+    const tooLarge = (url: URL) =>
+      new ProviderError({
+        reason: "TooLarge",
+        message: `${options.name}: the response to ${where(url)} is larger than ${formatBytes(maxBytes)} (rosterd.providers.maxResponseBytes); nothing was applied`
+      })
+
+    /** The body, counted as it streams in: past the cap, stop reading (the rest is never buffered). */
+    const readBody = (response: HttpClientResponse.HttpClientResponse, url: URL) =>
       Effect.gen(function*() {
-        const request = yield* options.authorize(HttpClientRequest.get(url).pipe(HttpClientRequest.acceptJson))
+        const declared = response.headers["content-length"]?.trim()
+        if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxBytes) return yield* tooLarge(url)
+        const chunks: Array<Uint8Array> = []
+        let size = 0
+        yield* Stream.runForEach(response.stream, (chunk) => {
+          size += chunk.length
+          if (size > maxBytes) return tooLarge(url)
+          chunks.push(chunk)
+          return Effect.void
+        })
+        // As `Response.text()` decodes: UTF-8, a byte-order mark dropped, bad bytes replaced.
+        return { text: new TextDecoder().decode(Buffer.concat(chunks, size)), bytes: size }
+      })
+
+    /** One attempt: a body, a 404, a redirect, or a transient / final failure. */
+    const attempt = (url: URL) =>
+      Effect.gen(function*() {
+        const request = yield* options.authorize(HttpClientRequest.get(url.href).pipe(HttpClientRequest.acceptJson))
         // Each attempt counts once: by its status as soon as the headers arrive, else by what went wrong.
         let counted = false
         const count = (status: string) =>
@@ -129,23 +226,31 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
             counted = true
             return metrics.providerRequest(provider, status)
           })
-        const result = yield* options.budget(
-          client.execute(request).pipe(
-            Effect.tap((response) => count(String(response.status))),
-            Effect.flatMap((response) => Effect.map(response.text, (text) => ({ status: response.status, headers: response.headers, text }))),
-            Effect.scoped,
-            Effect.timeoutFail({ duration: policy.timeout, onTimeout: () => transient("timeout", `no answer within ${Duration.format(policy.timeout)}`) })
+        const answer: Reply =
+          yield* options.budget(
+            client.execute(request).pipe(
+              Effect.tap((response) => count(String(response.status))),
+              Effect.flatMap((response): Effect.Effect<Reply, ProviderError | HttpClientError.ResponseError> => {
+                if (response.status === 200) return Effect.map(readBody(response, url), (body) => ({ _tag: "Body", ...body, headers: response.headers }))
+                if (response.status === 404) return Effect.succeed({ _tag: "NotFound" })
+                const location = response.headers["location"]
+                if (REDIRECTS.has(response.status) && location !== undefined) return Effect.succeed({ _tag: "Redirect", location })
+                return Effect.succeed({ _tag: "Status", status: response.status, headers: response.headers })
+              }),
+              Effect.scoped,
+              // Redirects are ours to check (the credentials must not follow one elsewhere).
+              Effect.provideService(FetchHttpClient.RequestInit, { redirect: "manual" }),
+              Effect.timeoutFail({ duration: policy.timeout, onTimeout: () => transient("timeout", `no answer within ${Duration.format(policy.timeout)}`) })
+            )
+          ).pipe(
+            Effect.catchTags({
+              RequestError: (error) => Effect.fail(transient("connection", `connection failed (${error.reason})`)),
+              ResponseError: (error) => Effect.fail(transient("broken", `the response broke off (${error.reason})`))
+            }),
+            Effect.tapError((failure) => (failure._tag === "Transient" ? count(failure.kind) : Effect.void))
           )
-        ).pipe(
-          Effect.catchTags({
-            RequestError: (error) => Effect.fail(transient("connection", `connection failed (${error.reason})`)),
-            ResponseError: (error) => Effect.fail(transient("broken", `the response broke off (${error.reason})`))
-          }),
-          Effect.tapError((failure) => count(failure.kind))
-        )
-        const { headers, status, text } = result
-        if (status === 200) return { text, headers }
-        if (status === 404) return null
+        if (answer._tag !== "Status") return answer
+        const { headers, status } = answer
         if (status === 401 || status === 403) {
           return yield* new ProviderError({
             reason: "Unauthorized",
@@ -157,11 +262,29 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
         return yield* new ProviderError({ reason: "Malformed", message: `${options.name} answered HTTP ${status} for ${where(url)}` })
       })
 
-    /** Attempts until a body, with the waits of the policy; gives up as `Unreachable`. */
-    type Body = { readonly text: string; readonly headers: Readonly<Record<string, string>> }
-    const fetchText = (url: string): Effect.Effect<Body | null, ProviderError> => {
-      const loop = (n: number): Effect.Effect<Body | null, ProviderError> =>
+    /** Attempts until a body, with the waits of the policy; gives up as `Unreachable`. Same-origin redirects are followed. */
+    type Body = Extract<Answer, { readonly _tag: "Body" }> & { readonly url: URL }
+    const fetchText = (start: URL): Effect.Effect<Body | null, ProviderError> => {
+      const loop = (url: URL, n: number, hops: number): Effect.Effect<Body | null, ProviderError> =>
         attempt(url).pipe(
+          Effect.flatMap((answer): Effect.Effect<Body | null, ProviderError> => {
+            if (answer._tag === "Body") return Effect.succeed({ ...answer, url })
+            if (answer._tag === "NotFound") return Effect.succeed(null)
+            const refused = (why: string) => `${options.name}: the redirect of ${where(url)} ${why}`
+            if (hops >= MAX_REDIRECTS) {
+              return Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name}: ${where(start)} redirected more than ${MAX_REDIRECTS} times` }))
+            }
+            let target: URL
+            try {
+              target = new URL(answer.location, url)
+            } catch {
+              return Effect.fail(new ProviderError({ reason: "Malformed", message: refused("is not a URL") }))
+            }
+            return Either.match(onOrigin(target, refused), {
+              onLeft: Effect.fail,
+              onRight: (next) => loop(next, 1, hops + 1)
+            })
+          }),
           Effect.catchIf((error): error is Transient => error._tag === "Transient", (failure) =>
             Effect.gen(function*() {
               if (n >= policy.attempts) {
@@ -184,14 +307,14 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
                 Effect.annotateLogs({ provider: options.name, path: where(url), reason: failure.reason, attempt: n })
               )
               yield* Effect.sleep(Duration.times(wanted, failure.wait !== undefined ? Math.max(1, jitter) : jitter))
-              return yield* loop(n + 1)
+              return yield* loop(url, n + 1, hops)
             })),
           Effect.mapError((error) => error as ProviderError)
         )
-      return loop(1).pipe(Effect.withSpan("ProviderHttp.get", { attributes: { provider: options.name, path: where(url) } }))
+      return loop(start, 1, 0).pipe(Effect.withSpan("ProviderHttp.get", { attributes: { provider: options.name, path: where(start) } }))
     }
 
-    const decode = <A, I>(url: string, text: string, schema: Schema.Schema<A, I>) =>
+    const decode = <A, I>(url: URL, text: string, schema: Schema.Schema<A, I>) =>
       Effect.gen(function*() {
         let json: unknown
         try {
@@ -204,7 +327,7 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
           const [issue] = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
           return yield* new ProviderError({
             reason: "Malformed",
-            message: `${options.name}: ${where(url)} is not the expected JSON (at ${issue?.path.join(".") || "the top"}: ${
+            message: `${options.name}: ${where(url)} is not the expected JSON (at ${truncate(issue?.path.join(".") || "the top", 80)}: ${
               issue?._tag === "Missing" ? "missing" : "unexpected value"
             })`
           })
@@ -213,39 +336,42 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
       })
 
     /** GET + decode, where a body that is not JSON at all counts as a transient failure too. */
-    const getJsonOr = <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>, allowNotFound: boolean) => {
-      const url = urlOf(pathOrUrl)
-      const loop = (n: number): Effect.Effect<{ value: A; headers: Body["headers"] } | null, ProviderError> =>
-        fetchText(url).pipe(
-          Effect.flatMap((body) => {
-            if (body === null) {
-              return allowNotFound
-                ? Effect.succeed(null)
-                : Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name} answered HTTP 404 for ${where(url)}` }))
-            }
-            return decode(url, body.text, schema).pipe(
-              Effect.map((value) => ({ value, headers: body.headers })),
-              Effect.catchIf((e): e is Transient => e._tag === "Transient", (failure) =>
-                n >= policy.attempts
-                  ? Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name}: ${where(url)}: ${failure.reason}` }))
-                  : metrics.providerRetry(provider, failure.kind).pipe(
-                    Effect.zipRight(Effect.sleep(Duration.times(policy.base, n))),
-                    Effect.zipRight(loop(n + 1))
-                  )),
-              Effect.mapError((e) => e as ProviderError)
+    const getOr = <A, I>(pathOrUrl: string | URL, schema: Schema.Schema<A, I>, allowNotFound: boolean): Effect.Effect<Fetched<A> | null, ProviderError> =>
+      Either.match(resolve(pathOrUrl, (why) => `${options.name}: a request ${why}`), {
+        onLeft: Effect.fail,
+        onRight: (url) => {
+          const loop = (n: number): Effect.Effect<Fetched<A> | null, ProviderError> =>
+            fetchText(url).pipe(
+              Effect.flatMap((body) => {
+                if (body === null) {
+                  return allowNotFound
+                    ? Effect.succeed(null)
+                    : Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name} answered HTTP 404 for ${where(url)}` }))
+                }
+                return decode(body.url, body.text, schema).pipe(
+                  Effect.map((value): Fetched<A> => ({ value, headers: body.headers, bytes: body.bytes, url: body.url })),
+                  Effect.catchIf((e): e is Transient => e._tag === "Transient", (failure) =>
+                    n >= policy.attempts
+                      ? Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name}: ${where(url)}: ${failure.reason}` }))
+                      : metrics.providerRetry(provider, failure.kind).pipe(
+                        Effect.zipRight(Effect.sleep(Duration.times(policy.base, n))),
+                        Effect.zipRight(loop(n + 1))
+                      )),
+                  Effect.mapError((e) => e as ProviderError)
+                )
+              })
             )
-          })
-        )
-      return loop(1)
-    }
+          return loop(1)
+        }
+      })
 
     return {
-      getJson: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) =>
-        getJsonOr(pathOrUrl, schema, false).pipe(Effect.map((result) => result!.value)),
-      getJsonWithHeaders: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) =>
-        getJsonOr(pathOrUrl, schema, false).pipe(Effect.map((result) => result!)),
-      getJsonOrNotFound: <A, I>(pathOrUrl: string, schema: Schema.Schema<A, I>) =>
-        getJsonOr(pathOrUrl, schema, true).pipe(Effect.map((result) => result?.value ?? null))
+      getJson: <A, I>(pathOrUrl: string | URL, schema: Schema.Schema<A, I>) => getOr(pathOrUrl, schema, false).pipe(Effect.map((result) => result!.value)),
+      getJsonOrNotFound: <A, I>(pathOrUrl: string | URL, schema: Schema.Schema<A, I>) =>
+        getOr(pathOrUrl, schema, true).pipe(Effect.map((result) => result?.value ?? null)),
+      getPage: <A, I>(pathOrUrl: string | URL, schema: Schema.Schema<A, I>) => getOr(pathOrUrl, schema, false).pipe(Effect.map((result) => result!)),
+      getPageOrNotFound: <A, I>(pathOrUrl: string | URL, schema: Schema.Schema<A, I>) => getOr(pathOrUrl, schema, true),
+      link: (from: URL, link: string) => resolve(link, (why) => `${options.name}: the next link of ${where(from)} ${why}`)
     } satisfies ProviderHttp
   })
 

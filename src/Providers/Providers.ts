@@ -5,6 +5,7 @@ import { Secrets } from "../Secrets/Secrets.ts"
 import { cleverProbe, cleverSnapshot } from "./Clever/CleverProvider.ts"
 import type { StoredCredentials } from "./Credentials.ts"
 import { ProviderBudgets, RetryPolicyConfig } from "./Http.ts"
+import { ProviderLimitsConfig } from "./Limits.ts"
 import { oneRosterCsvProbe, oneRosterCsvSnapshot } from "./OneRosterCsv/OneRosterCsvProvider.ts"
 import { oneRosterRestProbe, oneRosterRestSnapshot } from "./OneRosterRest/OneRosterRestProvider.ts"
 import { RosterProvider } from "./RosterProvider.ts"
@@ -20,13 +21,14 @@ export const RosterProviderLive = Layer.effect(
     const client = yield* HttpClient.HttpClient
     const budgets = yield* ProviderBudgets
     const retry = yield* RetryPolicyConfig
+    const limits = yield* ProviderLimitsConfig
     const secrets = yield* Secrets
     // A credential that cannot be opened fails the district's run, with the store's message.
     const credentials: StoredCredentials = {
       read: (districtId, name) =>
         secrets.read(districtId, name).pipe(Effect.mapError((error) => new InvalidDistrict({ district: districtId, message: error.message })))
     }
-    const dependencies = { client, budgets, retry, credentials }
+    const dependencies = { client, budgets, retry, credentials, limits }
     const clever = cleverSnapshot(dependencies)
     const oneRosterRest = oneRosterRestSnapshot(dependencies)
     const probes = { clever: cleverProbe(dependencies), oneRosterRest: oneRosterRestProbe(dependencies) }

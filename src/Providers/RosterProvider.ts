@@ -70,6 +70,9 @@ export interface Cursor {
   readonly takenAt: Date
 }
 
+/** The kinds a run counts (`sync_runs.counts`; `schools` are the orgs). */
+export type CountKind = "schools" | "terms" | "courses" | "classes" | "users" | "enrollments"
+
 /** What the store knows of a district that a provider needs: its change-feed cursor, its last full sync. */
 export interface ProviderState {
   readonly cursor: Cursor | null
@@ -77,6 +80,11 @@ export interface ProviderState {
   readonly lastFullSyncAt: Date | null
   /** Start of the last successful sync of any mode (a delta's watermark). */
   readonly lastSuccessAt: Date | null
+  /**
+   * Records of each kind the last successful full sync read (created + updated + unchanged),
+   * `null` before the first: the base of the providers' per-collection caps (src/Providers/Limits.ts).
+   */
+  readonly lastFullCounts: Readonly<Partial<Record<CountKind, number>>> | null
 }
 
 export type SyncRequest = "full" | "delta" | "auto"

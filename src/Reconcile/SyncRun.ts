@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Cause, Clock, Context, Data, Effect, Exit, Stream } from "effect"
+import { Cause, Clock, Config, Context, Data, Duration, Effect, Exit, Stream } from "effect"
 import * as Os from "node:os"
 import type { District } from "../Domain/District.ts"
 import type { EntityKind } from "../Domain/Roster.ts"
@@ -71,6 +71,16 @@ class DryRunRollback extends Data.TaggedError("DryRunRollback")<{
   readonly changes: ReadonlyArray<ChangeGroup>
 }> {}
 
+/** `rosterd.sync.runTimeout`: how long one run may take, from its start to its commit. */
+const RunTimeoutConfig = Config.duration("runTimeout").pipe(Config.withDefault(Duration.hours(2)), Config.nested("sync"), Config.nested("rosterd"))
+
+/**
+ * A run past its deadline: interrupted where it was (a request, the staging COPY, the apply
+ * transaction), rolled back, recorded `failed` with reason `Timeout`. The daemon retries it
+ * like any failure.
+ */
+export class RunTimeout extends Data.TaggedError("Timeout")<{ readonly message: string }> {}
+
 /** Progress of a run, for a terminal. The default ignores it. */
 export class SyncProgress extends Context.Reference<SyncProgress>()("rosterd/SyncProgress", {
   defaultValue: () => ({
@@ -103,6 +113,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
     const store = yield* RosterStore
     const leases = yield* DistrictLease
     const activation = yield* Activation
+    const runTimeout = yield* RunTimeoutConfig
 
     /** Stages every provided feed, in dependency order. */
     const stage = (snapshot: RosterSnapshot, client: ReturnType<typeof rawClient>) =>
@@ -257,10 +268,18 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         const [last] = yield* sql<{ readonly full: Date | null; readonly any: Date | null }>`
           SELECT max(started_at) FILTER (WHERE mode = 'full') AS full, max(started_at) AS any FROM sync_runs
           WHERE district_id = ${districtId} AND status = 'succeeded'`
+        // What the last successful full run read of each kind: the base of the providers' caps.
+        const [full] = yield* sql<{ readonly counts: Partial<Record<keyof RunCounts, EntityCounts>> | null }>`
+          SELECT counts FROM sync_runs WHERE district_id = ${districtId} AND status = 'succeeded' AND mode = 'full' AND counts IS NOT NULL
+          ORDER BY id DESC LIMIT 1`
+        const lastFullCounts = full?.counts == null ? null : Object.fromEntries(
+          Object.entries(full.counts).map(([kind, c]) => [kind, (c?.created ?? 0) + (c?.updated ?? 0) + (c?.unchanged ?? 0)])
+        )
         return {
           cursor: cursor === undefined ? null : { value: cursor.cursor, takenAt: cursor.takenAt },
           lastFullSyncAt: last?.full ?? null,
-          lastSuccessAt: last?.any ?? null
+          lastSuccessAt: last?.any ?? null,
+          lastFullCounts
         } satisfies ProviderState
       })
 
@@ -308,12 +327,28 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             RETURNING id, started_at`
           const runId = started!.id
           const startedAt = Date.now()
+          // The deadline covers fetch, staging and the apply transaction, never its commit: a
+          // run past it rolls back; a run that committed is not turned into a failure.
+          const deadline = startedAt + Duration.toMillis(runTimeout)
+          const withinDeadline = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+            Effect.suspend(() =>
+              Effect.timeoutFail(effect, {
+                duration: Duration.millis(Math.max(0, deadline - Date.now())),
+                onTimeout: () =>
+                  new RunTimeout({
+                    message: `the run took longer than ${Duration.format(runTimeout)} (rosterd.sync.runTimeout) and was stopped; nothing was applied`
+                  })
+              })
+            )
 
           const work = Effect.gen(function*() {
             yield* progress.phase("fetch")
-            const snapshot = yield* provider.snapshot(district, options.request, yield* providerState(district.id))
-            yield* Effect.annotateCurrentSpan({ "run.mode": snapshot.mode })
-            yield* stage(snapshot, client)
+            const snapshot = yield* withinDeadline(Effect.gen(function*() {
+              const snapshot = yield* provider.snapshot(district, options.request, yield* providerState(district.id))
+              yield* Effect.annotateCurrentSpan({ "run.mode": snapshot.mode })
+              yield* stage(snapshot, client)
+              return snapshot
+            }))
             yield* progress.phase("apply")
             const today = yield* districtToday(district.timezone)
             const summary = (status: RunStatus, result: DryRunRollback["result"], changes?: ReadonlyArray<ChangeGroup>): RunSummary => ({
@@ -329,7 +364,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
               held: result.held,
               ...(changes === undefined ? {} : { changes })
             })
-            const applied = yield* sql.withTransaction(Effect.gen(function*() {
+            const applied = yield* sql.withTransaction(withinDeadline(Effect.gen(function*() {
               const result = yield* apply(runId, district, snapshot, today, options.dryRun ?? false)
               // A dry run: everything above ran for real inside this transaction; roll it back.
               if (options.dryRun) return yield* new DryRunRollback({ result, changes: yield* changeList })
@@ -344,7 +379,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
                 source: snapshot.description
               })
               return summary(result.held === null ? "succeeded" : "held", result)
-            })).pipe(
+            }))).pipe(
               Effect.catchTag("DryRunRollback", (dry) =>
                 Effect.as(
                   finishRun(runId, "dry-run", { mode: snapshot.mode, counts: dry.result.counts, source: snapshot.description, notes: "dry run: nothing was applied" }),

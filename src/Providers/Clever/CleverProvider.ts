@@ -3,10 +3,12 @@ import { Chunk, Clock, Duration, Effect, Either, Option, Schema, Stream } from "
 import type { District } from "../../Domain/District.ts"
 import { InvalidDistrict, ProviderError } from "../../Domain/Errors.ts"
 import type { Demographic, Enrollment, Org, User } from "../../Domain/Roster.ts"
-import type { ProviderBudgets, ProviderHttp, RetryPolicy } from "../Http.ts"
+import type { Fetched, ProviderBudgets, ProviderHttp, RetryPolicy } from "../Http.ts"
 import { noStoredCredentials, readCredential, type StoredCredentials } from "../Credentials.ts"
 import { makeProviderHttp } from "../Http.ts"
-import type { Feed, FeedItem, Feeds, ProviderState, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
+import { checkAdvance, collectionCaps, defaultProviderLimits, formatBytes, lastCountOf, makeCollectionGuard, pageKey } from "../Limits.ts"
+import type { CollectionGuard, ProviderLimits } from "../Limits.ts"
+import type { CountKind, Feed, FeedItem, Feeds, ProviderState, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
 import { makeSpool, type Spool } from "../Spool.ts"
 import { cleverDeltaFeeds } from "./CleverEvents.ts"
 import * as Map from "./CleverMapping.ts"
@@ -16,7 +18,9 @@ import { CleverCourse, CleverDistrict, CleverEvent, CleverSchool, CleverSection,
  * The Clever provider (Data API v3.0 + Events).
  *
  * **Full**: the district, then every list (schools, terms, courses, sections, users) paged
- * by following `links` rel `next` to the end. Enrollments come from section membership and
+ * by following `links` rel `next` to the end — a `next` must move on (not the same page, not
+ * the same `starting_after`, not a page already read) and stay on the district's origin, and
+ * each list stays under its caps (src/Providers/Limits.ts). Enrollments come from section membership and
  * birth dates from users: both are spooled to disk while their listing streams and read
  * back as their own feeds, so each list is fetched once. Before listing, the newest event
  * id is taken as the cursor: events during the listing are replayed by the next delta
@@ -46,6 +50,11 @@ export type CleverSettings = typeof CleverSettings.Type
 export const CURSOR_WINDOW = Duration.days(25)
 /** More events than this in one delta: a full sync is cheaper and certain. */
 export const MAX_DELTA_EVENTS = 100_000
+/**
+ * Events are held in memory until reduced: past this many bytes of event pages a delta is
+ * not worth it either (and a server padding its events cannot grow the process).
+ */
+export const MAX_DELTA_EVENT_BYTES = 256 * 1024 * 1024
 
 const API = "/v3.0"
 
@@ -60,32 +69,63 @@ const decodeRecord = <A, I>(schema: Schema.Schema<A, I>) => {
   }
 }
 
+/** The record id of a page item, when it has one (for the guard's repeat check). */
+const itemId = (item: { readonly data: unknown }): string | undefined => {
+  const id = typeof item.data === "object" && item.data !== null ? (item.data as { readonly id?: unknown }).id : undefined
+  return typeof id === "string" ? id : undefined
+}
+
+/**
+ * Walks a listing by its `next` links: each page is counted by `guard` (caps, a page that
+ * repeats the one before), and each `next` must stay on the district's origin and move on.
+ */
+const walk = (http: ProviderHttp, first: string, guard: CollectionGuard) => {
+  const seen = new Set<string>()
+  return (url: string | URL) =>
+    Effect.gen(function*() {
+      const page = yield* http.getPage(url, Page)
+      const where = pageKey(page.url)
+      seen.add(where)
+      yield* guard.page(`GET ${where}`, page.value.data.map(itemId), page.bytes)
+      const link = nextLink(page.value)
+      if (link === undefined) return { page: page.value, next: undefined }
+      const next = yield* http.link(page.url, link)
+      yield* checkAdvance("Clever", page.url, next, seen)
+      return { page: page.value, next }
+    }).pipe(Effect.withSpan("Clever.page", { attributes: { list: first } }))
+}
+
 /** Every record of a list, page by page, as raw values. */
-const listPages = (http: ProviderHttp, first: string) =>
-  Stream.paginateChunkEffect(first as string | undefined, (url) =>
+const listPages = (http: ProviderHttp, first: string, guard: CollectionGuard) => {
+  const step = walk(http, first, guard)
+  return Stream.paginateChunkEffect(first as string | URL | undefined, (url) =>
     url === undefined
-      ? Effect.succeed([Chunk.empty<readonly [unknown, number]>(), Option.none<string | undefined>()] as const)
-      : http.getJson(url, Page).pipe(
-        Effect.map((page) => {
-          const next = nextLink(page)
-          return [
+      ? Effect.succeed([Chunk.empty<readonly [unknown, number]>(), Option.none<string | URL | undefined>()] as const)
+      : step(url).pipe(
+        Effect.map(({ next, page }) =>
+          [
             Chunk.unsafeFromArray(page.data.map((item, index) => [item.data, index] as const)),
-            next === undefined ? Option.none() : Option.some(next as string | undefined)
+            next === undefined ? Option.none() : Option.some(next as string | URL | undefined)
           ] as const
-        })
+        )
       ))
+}
+
+/** Which count of the last full sync a list's cap grows from. */
+const COUNT_OF: Readonly<Record<string, CountKind>> = { schools: "schools", terms: "terms", courses: "courses", sections: "classes", users: "users" }
 
 /** A list as feed items of one kind, with `origin` naming the endpoint and the record's position. */
 const listFeed = <A, I, R>(
-  http: ProviderHttp,
+  context: CleverContext,
   endpoint: string,
-  pageSize: number,
   schema: Schema.Schema<A, I>,
   toItems: (record: A, origin: { file: string; line: number }) => ReadonlyArray<FeedItem<R>>
 ): Stream.Stream<FeedItem<R>, ProviderError> => {
   const decode = decodeRecord(schema)
+  const pageSize = context.settings.pageSize
   let position = 0
-  return listPages(http, `${API}/${endpoint}?limit=${pageSize}`).pipe(
+  const caps = collectionCaps(context.limits, lastCountOf(context.lastFullCounts, COUNT_OF[endpoint]!), pageSize)
+  return Stream.suspend(() => listPages(context.http, `${API}/${endpoint}?limit=${pageSize}`, makeCollectionGuard("Clever", `GET ${API}/${endpoint}`, caps))).pipe(
     Stream.mapChunks((chunk) => {
       const out: Array<FeedItem<R>> = []
       for (const [raw] of chunk) {
@@ -108,6 +148,9 @@ export interface CleverContext {
   readonly district: District
   /** The Clever district's own record, from `/districts`. */
   readonly name: string | null
+  readonly limits: ProviderLimits
+  /** What the last full sync read, per kind: the base of each list's caps. */
+  readonly lastFullCounts: ProviderState["lastFullCounts"]
 }
 
 /** The newest event id (the bootstrap cursor), `""` when there is none yet, `null` when events are not enabled. */
@@ -132,7 +175,6 @@ const fullSnapshot = (context: CleverContext, notes: ReadonlyArray<string>) =>
     const { http, settings } = context
     const now = yield* Clock.currentTimeMillis
     const cursor = yield* newestEvent(http)
-    const size = settings.pageSize
 
     // Memberships come inside sections, birth dates inside users: set aside per page, spooled.
     const memberships = yield* makeSpool<FeedItem<Enrollment>>("enrollments")
@@ -142,9 +184,9 @@ const fullSnapshot = (context: CleverContext, notes: ReadonlyArray<string>) =>
 
     const orgs: Stream.Stream<FeedItem<Org>, ProviderError> = Stream.make(
       valid(Map.districtOrg(settings.districtId, context.name), { file: `GET ${API}/districts`, line: 1 })
-    ).pipe(Stream.concat(listFeed(http, "schools", size, CleverSchool, (school, origin) => [valid(Map.schoolOrg(school), origin)])))
+    ).pipe(Stream.concat(listFeed(context, "schools", CleverSchool, (school, origin) => [valid(Map.schoolOrg(school), origin)])))
 
-    const classes = listFeed(http, "sections", size, CleverSection, (section, origin) => {
+    const classes = listFeed(context, "sections", CleverSection, (section, origin) => {
       const record = Map.sectionClass(section)
       if (record === undefined) return [{ _tag: "Invalid", origin, sourceId: section.id, problem: "the section has no school" }]
       for (const member of Map.sectionMembers(section)) {
@@ -153,7 +195,7 @@ const fullSnapshot = (context: CleverContext, notes: ReadonlyArray<string>) =>
       return [valid(record, origin)]
     })
 
-    const users = listFeed(http, "users", size, CleverUser, (record, origin): Array<FeedItem<User>> => {
+    const users = listFeed(context, "users", CleverUser, (record, origin): Array<FeedItem<User>> => {
       const mapped = Map.user(record)
       if (mapped === null) return []
       const dob = Map.demographic(record)
@@ -165,7 +207,7 @@ const fullSnapshot = (context: CleverContext, notes: ReadonlyArray<string>) =>
       return [valid(mapped, origin)]
     })
 
-    const terms = listFeed(http, "terms", size, CleverTerm, (record, origin) => {
+    const terms = listFeed(context, "terms", CleverTerm, (record, origin) => {
       const mapped = Map.term(record)
       return mapped === undefined
         ? [{ _tag: "Invalid", origin, sourceId: record.id, problem: "start_date or end_date is not a date" }]
@@ -176,7 +218,7 @@ const fullSnapshot = (context: CleverContext, notes: ReadonlyArray<string>) =>
     const feeds: Feeds = {
       orgs: bulk(`GET ${API}/schools`, orgs),
       terms: bulk(`GET ${API}/terms`, terms),
-      courses: bulk(`GET ${API}/courses`, listFeed(http, "courses", size, CleverCourse, (record, origin) => [valid(Map.course(record), origin)])),
+      courses: bulk(`GET ${API}/courses`, listFeed(context, "courses", CleverCourse, (record, origin) => [valid(Map.course(record), origin)])),
       classes: bulk(`GET ${API}/sections`, spoolAlong(classes, memberships, pendingMemberships)),
       users: bulk(`GET ${API}/users`, spoolAlong(users, birthDates, pendingBirthDates)),
       // Read back only after the listings above: feeds are pulled in order.
@@ -199,6 +241,8 @@ export interface CleverDependencies {
   readonly retry: RetryPolicy
   /** Credentials stored encrypted in the database, preferred to `tokenFile`/`tokenEnv`. */
   readonly credentials?: StoredCredentials | undefined
+  /** Response and listing caps (`rosterd.providers.*`); the defaults when not given. */
+  readonly limits?: ProviderLimits | undefined
 }
 
 /**
@@ -206,7 +250,7 @@ export interface CleverDependencies {
  * district is the one configured (`GET /districts`): the start of every run, and all of
  * `rosterd doctor`'s probe.
  */
-const connect = (dependencies: CleverDependencies, district: District) =>
+const connect = (dependencies: CleverDependencies, district: District, lastFullCounts: ProviderState["lastFullCounts"] = null) =>
   Effect.gen(function*() {
     const settings = yield* Schema.decodeUnknown(CleverSettings)(district.settings).pipe(
       Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a clever district needs the districtId setting (and a token: stored, or tokenFile or tokenEnv)" }))
@@ -219,12 +263,14 @@ const connect = (dependencies: CleverDependencies, district: District) =>
       "Clever token"
     )
     const budget = yield* dependencies.budgets.forCredential("clever", token, settings.requestsPerMinute)
+    const limits = dependencies.limits ?? defaultProviderLimits
     const http = yield* makeProviderHttp({
       name: "Clever",
       provider: "clever",
       baseUrl: settings.baseUrl,
       budget,
       retry: dependencies.retry,
+      maxResponseBytes: limits.maxResponseBytes,
       authorize: (request) => Effect.succeed(HttpClientRequest.bearerToken(request, token))
     }).pipe(Effect.provideService(HttpClient.HttpClient, dependencies.client))
 
@@ -238,7 +284,7 @@ const connect = (dependencies: CleverDependencies, district: District) =>
         message: `the token does not give access to Clever district ${settings.districtId}${own.length > 0 ? ` (it belongs to ${own.map((d) => d.id).join(", ")})` : ""}`
       })
     }
-    const context: CleverContext = { http, settings, district, name: match.name ?? null }
+    const context: CleverContext = { http, settings, district, name: match.name ?? null, limits, lastFullCounts }
     return context
   })
 
@@ -248,7 +294,7 @@ export const cleverProbe = (dependencies: CleverDependencies) => (district: Dist
 
 export const cleverSnapshot = (dependencies: CleverDependencies) => (district: District, request: SyncRequest, state: ProviderState) =>
   Effect.gen(function*() {
-    const context = yield* connect(dependencies, district)
+    const context = yield* connect(dependencies, district, state.lastFullCounts)
     const { http, settings } = context
 
     const now = yield* Clock.currentTimeMillis
@@ -267,6 +313,9 @@ export const cleverSnapshot = (dependencies: CleverDependencies) => (district: D
     if (events._tag === "TooMany") {
       return yield* fullSnapshot(context, [`delta fell back to a full sync: more than ${MAX_DELTA_EVENTS} events since the cursor`])
     }
+    if (events._tag === "TooBig") {
+      return yield* fullSnapshot(context, [`delta fell back to a full sync: the events since the cursor are more than ${formatBytes(MAX_DELTA_EVENT_BYTES)}`])
+    }
     return {
       mode: "delta",
       description: `Clever district ${settings.districtId} (${settings.baseUrl}), ${events.events.length} events`,
@@ -280,30 +329,56 @@ type EventsResult =
   | { readonly _tag: "Events"; readonly events: ReadonlyArray<CleverEvent> }
   | { readonly _tag: "Unknown" }
   | { readonly _tag: "TooMany" }
+  | { readonly _tag: "TooBig" }
 
-/** The events after `cursor` (`""`: all of them), in order, up to MAX_DELTA_EVENTS. */
+/**
+ * The events after `cursor` (`""`: all of them), in order, up to MAX_DELTA_EVENTS and
+ * MAX_DELTA_EVENT_BYTES (beyond either, a full sync instead). The same guards as the lists:
+ * every `next` stays on the origin and moves on; pages are capped (empty pages that never end
+ * stop too) and a page repeating the one before fails the run.
+ */
 const fetchEvents = (http: ProviderHttp, cursor: string, pageSize: number): Effect.Effect<EventsResult, ProviderError> =>
   Effect.gen(function*() {
     const decode = Schema.decodeUnknownEither(CleverEvent)
     const events: Array<CleverEvent> = []
-    let url: string | undefined = `${API}/events?limit=${pageSize}${cursor === "" ? "" : `&starting_after=${encodeURIComponent(cursor)}`}`
+    const seen = new Set<string>()
+    // Counts and bytes past their bounds mean a full sync instead (below); pages that go on
+    // without events, or repeat, fail.
+    const guard = makeCollectionGuard("Clever", `GET ${API}/events`, {
+      records: Infinity,
+      bytes: Infinity,
+      pages: Math.ceil(MAX_DELTA_EVENTS / pageSize) + 10,
+      recordsBasis: "",
+      pagesBasis: `what ${MAX_DELTA_EVENTS} events fill at ${pageSize} a page, past which a full sync is cheaper`
+    })
+    let bytes = 0
+    let url: string | URL | undefined = `${API}/events?limit=${pageSize}${cursor === "" ? "" : `&starting_after=${encodeURIComponent(cursor)}`}`
     let first = true
     while (url !== undefined) {
-      const page: Page | null = yield* http.getJsonOrNotFound(url, Page)
+      const page: Fetched<Page> | null = yield* http.getPageOrNotFound(url, Page)
       if (page === null) {
         if (first) return { _tag: "Unknown" } as const
-        return yield* new ProviderError({ reason: "Truncated", message: `Clever: ${url} vanished while listing events` })
+        return yield* new ProviderError({ reason: "Truncated", message: `Clever: ${pageKey(url as URL)} vanished while listing events` })
       }
       first = false
-      for (const item of page.data) {
+      const where = pageKey(page.url)
+      seen.add(where)
+      bytes += page.bytes
+      if (bytes > MAX_DELTA_EVENT_BYTES) return { _tag: "TooBig" } as const
+      yield* guard.page(`GET ${where}`, page.value.data.map(itemId), page.bytes)
+      for (const item of page.value.data) {
         const event = decode(item.data)
         if (Either.isLeft(event)) {
-          return yield* new ProviderError({ reason: "Malformed", message: `Clever: an event on ${url} is not the documented shape` })
+          return yield* new ProviderError({ reason: "Malformed", message: `Clever: an event on GET ${where} is not the documented shape` })
         }
         events.push(event.right)
       }
       if (events.length > MAX_DELTA_EVENTS) return { _tag: "TooMany" } as const
-      url = nextLink(page)
+      const link = nextLink(page.value)
+      if (link === undefined) break
+      const next: URL = yield* http.link(page.url, link)
+      yield* checkAdvance("Clever", page.url, next, seen)
+      url = next
     }
     return { _tag: "Events", events } as const
   })

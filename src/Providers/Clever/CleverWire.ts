@@ -86,16 +86,26 @@ export const CleverUser = Schema.Struct({
 })
 export type CleverUser = typeof CleverUser.Type
 
+/**
+ * A JSON object kept as parsed. (A `Schema.Record` would copy it key by key, and a
+ * `"__proto__"` key — an ordinary own property after `JSON.parse` — would then set the
+ * copy's prototype, lending it fields such as `id` the record does not have.)
+ */
+const JsonObject = Schema.declare(
+  (input: unknown): input is Readonly<Record<string, unknown>> => typeof input === "object" && input !== null && !Array.isArray(input),
+  { identifier: "JsonObject" }
+)
+
 /** Events: `<record type>.<created|updated|deleted>` with the record's snapshot after the change. */
 export const CleverEvent = Schema.Struct({
   id: Id,
   type: Schema.String,
   created: Text,
   data: Schema.Struct({
-    object: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
-    previous_attributes: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.Unknown })))
+    object: JsonObject,
+    previous_attributes: Schema.optional(Schema.NullOr(JsonObject))
   }),
   // The swagger puts it beside `data`; Stripe-style APIs inside. Both are accepted.
-  previous_attributes: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.Unknown })))
+  previous_attributes: Schema.optional(Schema.NullOr(JsonObject))
 })
 export type CleverEvent = typeof CleverEvent.Type

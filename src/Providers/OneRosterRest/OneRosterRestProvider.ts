@@ -6,7 +6,9 @@ import type { EntityKind, EntityRecord } from "../../Domain/Roster.ts"
 import { noStoredCredentials, readCredential, type StoredCredentials } from "../Credentials.ts"
 import type { ProviderBudgets, ProviderHttp, RetryPolicy } from "../Http.ts"
 import { makeProviderHttp } from "../Http.ts"
-import type { Feed, FeedItem, Feeds, ProviderState, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
+import { collectionCaps, defaultProviderLimits, lastCountOf, makeCollectionGuard, parseCountHeader } from "../Limits.ts"
+import type { ProviderLimits } from "../Limits.ts"
+import type { CountKind, Feed, FeedItem, Feeds, ProviderState, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
 import { encodeQuery, sign } from "./OAuth1.ts"
 import * as Map from "./OneRosterMapping.ts"
 import {
@@ -26,8 +28,12 @@ import {
  *
  * Each collection is read with `limit`/`offset` to the end. With an `X-Total-Count`, the
  * pages after the first are fetched up to 5 at a time (in order), and the listing must
- * deliver that many records: one that ends early fails the run before anything is
- * applied. A server that silently caps `limit` is followed at its own page size.
+ * deliver that many records: one that ends early (an empty page before the total) fails the
+ * run before anything is applied. A server that silently caps `limit` is followed at its own
+ * page size. Bounded (src/Providers/Limits.ts): offsets are generated one at a time; a total
+ * that is not a plain integer, or beyond the collection's record cap, fails the run before a
+ * second request; pages, records and bytes are counted against their caps, and a page that
+ * repeats the one before (a server ignoring `offset`) stops the listing.
  *
  * **Delta** runs ask each collection for `dateLastModified>'<start of the last successful
  * run, minus a margin>'`: changed records and `tobedeleted` ones. Records deleted outright
@@ -97,27 +103,51 @@ const COLLECTIONS = {
   enrollments: collection("enrollments", "enrollments", "enrollments", EnrollmentRecord, Map.enrollment)
 } as const
 
+/** Which count of the last full sync a collection's cap grows from. */
+const COUNT_OF: { readonly [K in EntityKind]: CountKind } = {
+  orgs: "schools",
+  terms: "terms",
+  courses: "courses",
+  classes: "classes",
+  users: "users",
+  demographics: "users",
+  enrollments: "enrollments"
+}
+
+/** The sourcedIds of a page, as read (for the guard's repeat check). */
+const idsOf = (records: ReadonlyArray<unknown>) =>
+  records.map((raw) => {
+    const id = typeof raw === "object" && raw !== null ? (raw as { readonly sourcedId?: unknown }).sourcedId : undefined
+    return typeof id === "string" ? id : undefined
+  })
+
 /** Every record of a collection, in order, as feed items. */
 const listCollection = <K extends EntityKind>(
   http: ProviderHttp,
   spec: Collection<K>,
   settings: OneRosterRestSettings,
-  filter: string | null
+  filter: string | null,
+  limits: ProviderLimits,
+  lastCount: number | undefined
 ): Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError> => {
   const Page = pageOf(spec.key)
   const endpoint = `${API}/${spec.path}`
+  const listing = `GET ${endpoint}`
   const url = (offset: number, limit: number) =>
     `${endpoint}?${encodeQuery([["limit", String(limit)], ["offset", String(offset)], ...(filter === null ? [] : [["filter", filter] as const])])}`
   const fetchPage = (offset: number, limit: number) =>
-    http.getJsonWithHeaders(url(offset, limit), Page).pipe(Effect.map(({ headers, value }) => ({
+    http.getPage(url(offset, limit), Page).pipe(Effect.map(({ bytes, headers, value }) => ({
+      offset,
       records: (value as Record<string, ReadonlyArray<unknown>>)[spec.key]!,
-      total: headers["x-total-count"] === undefined ? null : Number(headers["x-total-count"])
+      total: headers["x-total-count"],
+      bytes
     })))
+  type Fetched = Effect.Effect.Success<ReturnType<typeof fetchPage>>
 
   const toItems = (records: ReadonlyArray<unknown>, offset: number) => {
     const out: Array<FeedItem<EntityRecord[K]>> = []
     records.forEach((raw, index) => {
-      const origin = { file: `GET ${endpoint}`, line: offset + index + 1 }
+      const origin = { file: listing, line: offset + index + 1 }
       const decoded = Either.getOrThrow(spec.decode(raw))
       out.push("record" in decoded ? { _tag: "Valid", record: decoded.record, origin } : { _tag: "Invalid", origin, sourceId: decoded.sourceId, problem: decoded.problem })
     })
@@ -129,37 +159,65 @@ const listCollection = <K extends EntityKind>(
 
   return Stream.unwrap(Effect.gen(function*() {
     const first = yield* fetchPage(0, settings.pageSize)
-    const firstChunk = toItems(first.records, 0)
-    if (first.total !== null && Number.isFinite(first.total)) {
-      const total = first.total
-      // A server that caps `limit` below ours is followed at its own page size.
-      const step = first.records.length > 0 && first.records.length < settings.pageSize && first.records.length < total
-        ? first.records.length
-        : settings.pageSize
-      const offsets: Array<number> = []
-      for (let offset = first.records.length; offset < total; offset += step) offsets.push(offset)
+    const total = parseCountHeader(first.total)
+    if (total === "invalid") {
+      return yield* new ProviderError({
+        reason: "Malformed",
+        message: `the OneRoster server's X-Total-Count for ${listing} is not a non-negative integer; nothing was applied`
+      })
+    }
+    // A server that caps `limit` below ours is followed at its own page size.
+    const step = first.records.length > 0 && first.records.length < settings.pageSize && (total === null || first.records.length < total)
+      ? first.records.length
+      : settings.pageSize
+    const caps = collectionCaps(limits, lastCount, step)
+    // A total past the cap fails before a second request: the offsets it implies are never made.
+    if (total !== null && total > caps.records) {
+      return yield* new ProviderError({
+        reason: "TooLarge",
+        message: `the OneRoster server announces more ${spec.path} for ${listing} (X-Total-Count) than the cap of ${caps.records.toLocaleString("en-US")} records (${caps.recordsBasis}); nothing was applied`
+      })
+    }
+    const guard = makeCollectionGuard("the OneRoster server", listing, caps)
+    const check = (page: Fetched) => Effect.as(guard.page(`${listing} at offset ${page.offset}`, idsOf(page.records), page.bytes), page)
+    yield* check(first)
+    const firstItems = Stream.fromChunk(toItems(first.records, 0))
+
+    if (total !== null) {
+      if (first.records.length === 0 && total > 0) return yield* truncated(0, total)
       let received = first.records.length
-      return Stream.fromChunk(firstChunk).pipe(
+      // Offsets one at a time, as they are needed (a stream, never a list of them all).
+      const offsets = Stream.iterate(first.records.length, (offset) => offset + step).pipe(Stream.takeWhile((offset) => offset < total))
+      return firstItems.pipe(
         Stream.concat(
-          Stream.fromIterable(offsets).pipe(
-            Stream.mapEffect((offset) => Effect.map(fetchPage(offset, step), (page) => ({ offset, page })), { concurrency: settings.concurrency }),
-            Stream.mapChunks(Chunk.flatMap(({ offset, page }) => {
-              received += page.records.length
-              return toItems(page.records, offset)
-            }))
+          offsets.pipe(
+            Stream.mapEffect((offset) => fetchPage(offset, step), { concurrency: settings.concurrency }),
+            Stream.mapEffect((page) =>
+              Effect.gen(function*() {
+                yield* check(page)
+                // An empty page before the announced total: the listing ended early (or the total lies).
+                if (page.records.length === 0) return yield* truncated(received, total)
+                received += page.records.length
+                return page
+              })
+            ),
+            Stream.mapChunks(Chunk.flatMap((page) => toItems(page.records, page.offset)))
           )
         ),
         Stream.concat(Stream.suspend(() => (received < total ? Stream.fail(truncated(received, total)) : Stream.empty)))
       )
     }
-    // No total: page on until an empty page.
-    return Stream.fromChunk(firstChunk).pipe(
+    // No total: page on until an empty page (or a cap, or a page that repeats the last).
+    return firstItems.pipe(
       Stream.concat(
         first.records.length === 0 ? Stream.empty : Stream.paginateChunkEffect(first.records.length, (offset) =>
-          fetchPage(offset, settings.pageSize).pipe(Effect.map((page) => [
-            toItems(page.records, offset),
-            page.records.length === 0 ? (Option.none() as Option.Option<number>) : Option.some(offset + page.records.length)
-          ] as const)))
+          fetchPage(offset, settings.pageSize).pipe(
+            Effect.flatMap(check),
+            Effect.map((page) => [
+              toItems(page.records, offset),
+              page.records.length === 0 ? (Option.none() as Option.Option<number>) : Option.some(offset + page.records.length)
+            ] as const)
+          ))
       )
     )
   }))
@@ -171,6 +229,8 @@ export interface OneRosterRestDependencies {
   readonly retry: RetryPolicy
   /** Credentials stored encrypted in the database (`key`, `secret`, `bearer`), preferred to the settings' files and variables. */
   readonly credentials?: StoredCredentials | undefined
+  /** Response and listing caps (`rosterd.providers.*`); the defaults when not given. */
+  readonly limits?: ProviderLimits | undefined
 }
 
 /** The district's settings and credentials and an HTTP session: the start of every run, and `rosterd doctor`'s probe. */
@@ -204,10 +264,17 @@ const connect = (dependencies: OneRosterRestDependencies, district: District) =>
         }
       })
     const budget = yield* dependencies.budgets.forCredential("oneroster-rest", credential, settings.requestsPerMinute)
-    const http = yield* makeProviderHttp({ name: "the OneRoster server", provider: "oneroster-rest", baseUrl: base, budget, retry: dependencies.retry, authorize }).pipe(
-      Effect.provideService(HttpClient.HttpClient, dependencies.client)
-    )
-    return { http, settings, base }
+    const limits = dependencies.limits ?? defaultProviderLimits
+    const http = yield* makeProviderHttp({
+      name: "the OneRoster server",
+      provider: "oneroster-rest",
+      baseUrl: base,
+      budget,
+      retry: dependencies.retry,
+      maxResponseBytes: limits.maxResponseBytes,
+      authorize
+    }).pipe(Effect.provideService(HttpClient.HttpClient, dependencies.client))
+    return { http, settings, base, limits }
   })
 
 /** `rosterd doctor`: the credentials are accepted for one small page of orgs. */
@@ -221,7 +288,7 @@ export const oneRosterRestProbe = (dependencies: OneRosterRestDependencies) => (
 export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies) =>
 (district: District, request: SyncRequest, state: ProviderState) =>
   Effect.gen(function*() {
-    const { base, http, settings } = yield* connect(dependencies, district)
+    const { base, http, limits, settings } = yield* connect(dependencies, district)
 
     const now = yield* Clock.currentTimeMillis
     const wantsDelta = request === "delta" ||
@@ -236,7 +303,7 @@ export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies) =
     const feed = <K extends EntityKind>(kind: K): Feed<EntityRecord[K]> => ({
       mode,
       name: `GET ${API}/${COLLECTIONS[kind].path}`,
-      items: listCollection(http, COLLECTIONS[kind] as unknown as Collection<K>, settings, filter)
+      items: listCollection(http, COLLECTIONS[kind] as unknown as Collection<K>, settings, filter, limits, lastCountOf(state.lastFullCounts, COUNT_OF[kind]))
     })
     const feeds: Feeds = {
       orgs: feed("orgs"),
