@@ -1,3 +1,5 @@
+import * as Os from "node:os"
+import * as NodePath from "node:path"
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({
@@ -5,6 +7,10 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     // One embedded Postgres for the whole run; each test file gets its own database.
     globalSetup: ["test/support/globalSetup.ts"],
+    // In-process tests read settings from the environment (Effect's default provider reads
+    // `rosterd_dataDir`): the development credentials key that sealing activation links
+    // creates lands in a temp dir, never in the checkout's .rosterd (npm start's).
+    env: { rosterd_dataDir: NodePath.join(Os.tmpdir(), "rosterd-vitest-data") },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",

@@ -12,6 +12,7 @@ import { RosterProviderLive } from "../Providers/Providers.ts"
 import { Holds } from "../Reconcile/Holds.ts"
 import { Sync } from "../Reconcile/SyncRun.ts"
 import { DaemonLive } from "../Schedule/Daemon.ts"
+import { Retention } from "../Mail/Retention.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { DatabaseLive, migrate, SqlLive } from "../Store/Sql.ts"
 import { accountsCommand } from "./AccountCommands.ts"
@@ -111,6 +112,7 @@ const daemon = Command.make("daemon", {}, () =>
     Layer.mergeAll(HttpLive, DaemonLive).pipe(
       Layer.provide(Layer.mergeAll(
         Outbox.Default.pipe(Layer.provide(MailerLive)),
+        Retention.Default,
         Slots.Default,
         DistrictLease.Default,
         PauseNotices.Default,

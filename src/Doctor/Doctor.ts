@@ -7,7 +7,9 @@ import { declaredDistricts } from "../Config/Districts.ts"
 import { District } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { spoolDirConfig } from "../Mail/Mailer.ts"
-import { smtpHost, verifySmtp } from "../Mail/SmtpMailer.ts"
+import { SmtpConfig, smtpHost, smtpTlsWarning, verifySmtp } from "../Mail/SmtpMailer.ts"
+import { waitingActivations } from "../Accounts/Activation.ts"
+import { withdrawnInvitations } from "../Admins/Admins.ts"
 import { describeFailure } from "../Domain/Failure.ts"
 import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
 import { Freshness } from "../Schedule/Freshness.ts"
@@ -102,7 +104,11 @@ export const timeZoneCheck = check("time zones", Effect.sync(() => {
 /** The mail: the SMTP relay answers and accepts our login; or the spool is writable. */
 export const mailCheck = check("mail", Effect.gen(function*() {
   const host = yield* smtpHost
-  if (Option.isSome(host)) return ok(`SMTP ${yield* verifySmtp}`)
+  if (Option.isSome(host)) {
+    const detail = `SMTP ${yield* verifySmtp}`
+    const tls = smtpTlsWarning(yield* SmtpConfig)
+    return tls === undefined ? ok(detail) : warn(`${detail}; ${tls}`)
+  }
   const dir = yield* spoolDirConfig
   const writable = yield* Effect.try(() => {
     Fs.mkdirSync(dir, { recursive: true })
@@ -124,6 +130,32 @@ export const secretsCheck = check("credentials key", Effect.gen(function*() {
   return old.length > 0
     ? warn(`key ${status.keyId}; ${old.map((k) => `${k.count} under previous key ${k.keyId}`).join(", ")}: run rosterd secrets rotate-key`)
     : ok(`key ${status.keyId}, ${stored} stored credential(s)`)
+}))
+
+/**
+ * Activation and invitation links (sealed with the credentials key, never stored in clear):
+ * none under a key that is not configured, whether new ones can be sealed (else how many
+ * activation e-mails wait), and invitations the upgrade withdrew that still need a resend.
+ */
+export const linksCheck = check("mail links", Effect.gen(function*() {
+  const status = yield* Effect.flatMap(Secrets, (secrets) => secrets.status())
+  const unreadable = status.linksByKey.filter((k) => !k.configured)
+  if (unreadable.length > 0) {
+    return fail(`${unreadable.map((k) => `${k.count} link(s) sealed with key ${k.keyId}`).join(", ")}, which is not configured: those messages cannot be sent`)
+  }
+  const problems: Array<string> = []
+  if (!status.canSeal) {
+    const waiting = yield* waitingActivations
+    problems.push(`no credentials key: activation e-mails and administrator invitations cannot be issued${waiting > 0 ? ` (${waiting} activation e-mail(s) wait)` : ""}; set rosterd.secrets.keyFile or rosterd.secrets.keyEnv`)
+  }
+  const withdrawn = yield* withdrawnInvitations
+  if (withdrawn.length > 0) {
+    const ids = withdrawn.length > 10 ? `${withdrawn.slice(0, 10).join(", ")} and ${withdrawn.length - 10} more` : withdrawn.join(", ")
+    problems.push(`the upgrade withdrew the invitations of admins ${ids} (their links were stored in clear): rosterd admin resend <id>`)
+  }
+  if (problems.length > 0) return warn(problems.join("; "))
+  const pending = status.linksByKey.reduce((n, k) => n + k.count, 0)
+  return ok(`${pending} link(s) waiting in the outbox, sealed${status.keyId === null ? "" : ` with key ${status.keyId}`}; none stored in clear`)
 }))
 
 /** Each district's source answers with its settings and credentials; the schedule's view of how they stand. */

@@ -9,7 +9,7 @@ import { RosterProvider } from "../Providers/RosterProvider.ts"
 import { rawClient } from "../Store/Copy.ts"
 import type { RunStatus } from "../Store/RosterStore.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
-import { Activation } from "../Accounts/Activation.ts"
+import { Activation, activationNote } from "../Accounts/Activation.ts"
 import { linkAccounts, refreshStudentActivation } from "../Accounts/Linking.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
 import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
@@ -220,7 +220,9 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         yield* snapshotEnrolled(context)
         yield* linkAccounts(context, { syncAdmins: rules.syncAdmins })
         yield* refreshStudentActivation(context)
-        yield* activation.issue({ districtId: district.id, replace: false })
+        // Without a credentials key the activation e-mails wait (a note); the run applies all the same.
+        const activationWait = activationNote(yield* activation.issueForRun(district.id))
+        if (activationWait !== undefined) notes.push(activationWait)
         yield* reportPeople(context)
 
         // The gate's verdict: a hold for what it kept back; an earlier pending hold closed.

@@ -3,6 +3,7 @@ import { declaredDistricts } from "../Config/Districts.ts"
 import type { District } from "../Domain/District.ts"
 import { describeFailure } from "../Domain/Failure.ts"
 import { Outbox } from "../Mail/Outbox.ts"
+import { Retention } from "../Mail/Retention.ts"
 import type { HeldLease } from "../Reconcile/Lease.ts"
 import { DistrictLease } from "../Reconcile/Lease.ts"
 import { Sync } from "../Reconcile/SyncRun.ts"
@@ -43,8 +44,8 @@ import { catchUpSlot, nextSlot } from "./SyncSchedule.ts"
  * rewritten, is still due when the daemon (or another replica) starts again.
  *
  * Beside it: pause notices every `rosterd.sync.noticeCheck` (PauseNotices.ts, exactly once
- * per pause per district across replicas), and the outbox worker (Outbox.run, rows claimed
- * with `FOR UPDATE SKIP LOCKED`).
+ * per pause per district across replicas), the outbox worker (Outbox.run, rows claimed
+ * with `FOR UPDATE SKIP LOCKED`), and the retention (Retention.run, hourly).
  */
 
 export const DaemonConfig = Config.all({
@@ -71,6 +72,7 @@ export const DaemonLive = Layer.scopedDiscard(
     const store = yield* RosterStore
     const sync = yield* Sync
     const outbox = yield* Outbox
+    const retention = yield* Retention
     const slots = yield* Slots
     const leases = yield* DistrictLease
     const pauses = yield* Pauses
@@ -259,6 +261,8 @@ export const DaemonLive = Layer.scopedDiscard(
     yield* poll.pipe(Effect.flatMap(Effect.sleep), Effect.forever, Effect.forkScoped)
     yield* sendNotices.pipe(Effect.repeat(Schedule.spaced(config.noticeCheck)), Effect.forkScoped)
     yield* Effect.forkScoped(outbox.run)
+    // Retention (src/Mail/Retention.ts): delivered mail, old spool files, decided holds' values.
+    yield* Effect.forkScoped(retention.run)
 
     // Added last, so it runs first when the daemon stops: before the loops and the runs are interrupted.
     yield* Effect.addFinalizer(() =>

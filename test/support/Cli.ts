@@ -36,6 +36,15 @@ export const rosterd = (args: ReadonlyArray<string>, env: Record<string, string>
     })
   })
 
+/** Runs the CLI with `input` on its standard input (e.g. a token for `--token-stdin`). */
+export const rosterdWithInput = (args: ReadonlyArray<string>, env: Record<string, string>, input: string): Promise<CliResult> =>
+  new Promise((resolve) => {
+    const child = execFile(process.execPath, [...entry, ...args], { env: cleanEnv(env), cwd: ROOT, timeout: 90_000 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
+    })
+    child.stdin!.end(input)
+  })
+
 /** Starts `rosterd daemon` in the background; stdout lines are collected. */
 export const startDaemon = (env: Record<string, string>) => {
   const child: ChildProcess = spawn(process.execPath, [...entry, "daemon"], { env: cleanEnv(env), cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })

@@ -1,4 +1,6 @@
 import { ConfigProvider, Layer } from "effect"
+import * as Os from "node:os"
+import * as NodePath from "node:path"
 import { RosterProviderLive } from "../../src/Providers/Providers.ts"
 import { Audit } from "../../src/Audit/Audit.ts"
 import { Holds } from "../../src/Reconcile/Holds.ts"
@@ -16,9 +18,16 @@ export const SyncTestLayer = Layer.mergeAll(Sync.Default, RosterStore.Default, H
 export const syncTestLayer = (settings: ReadonlyMap<string, string>) =>
   Layer.mergeAll(Sync.Default, RosterStore.Default, Holds.Default, Audit.Default).pipe(
     Layer.provide(RosterProviderLive),
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(settings)))),
+    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([...testDataDir, ...settings])))),
     Layer.provideMerge(TestDatabase)
   )
+
+/**
+ * Where in-process tests keep data a setting would put under `./.rosterd` (the development
+ * credentials key that seals activation links): the same temp dir as vitest.config.ts gives
+ * the environment, never the checkout's own.
+ */
+export const testDataDir: ReadonlyMap<string, string> = new Map([["rosterd.dataDir", process.env.rosterd_dataDir ?? NodePath.join(Os.tmpdir(), "rosterd-vitest-data")]])
 
 /** Provider retries in milliseconds rather than seconds, so fault tests are quick. */
 export const fastProviderRetries: ReadonlyMap<string, string> = new Map([
