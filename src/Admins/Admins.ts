@@ -1,7 +1,6 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Config, Effect, Option } from "effect"
 import { isEmail, pgErrorOf } from "../Accounts/Accounts.ts"
-import { LINK_PLACEHOLDER } from "../Accounts/ActivationMail.ts"
 import { Audit } from "../Audit/Audit.ts"
 import { DistrictNotFound } from "../Domain/Errors.ts"
 import { invitationMail } from "./InvitationMail.ts"
@@ -11,14 +10,20 @@ import type { AdminRow, EditChanges, EditOutcome, Grant, InviteInput, InviteOutc
 import { loadGeography } from "./Partnerships.ts"
 import type { Actor, AdminAction, Geography, Permission, Scope } from "./Permissions.ts"
 import { authorize, describeScope } from "./Permissions.ts"
+import { type LinkContext, newLinkToken, sealLink, tokenHash } from "../Secrets/Cipher.ts"
+import { Secrets } from "../Secrets/Secrets.ts"
 
 /**
  * Administrators (seeds 003, 004): in-product admins — invited, confirmed, edited, removed —
  * and the roster admins the sync brings (when the district's rule `syncAdmins` is on).
  *
  * - Every change is one transaction with its audit row; an invitation's e-mail is written to
- *   the outbox in the invite's (or resend's) transaction. Tokens exist only in that message:
- *   the database keeps their SHA-256.
+ *   the outbox in the invite's (or resend's) transaction. The token is made in Node:
+ *   `admin_tokens` keeps its SHA-256, the outbox row the message's template and the token
+ *   sealed with the credentials key (as activations: src/Accounts/Activation.ts), rendered
+ *   into the link when the message is sent and dropped once it is. Without a key (DATABASE_URL
+ *   and no `rosterd.secrets.keyFile|keyEnv`) invite, resend and a new address fail, naming
+ *   the setting.
  * - Who acts is an operator (`--by`, the default) or an admin (`--as <admin>`), whose
  *   permission and scope are enforced (Permissions.ts).
  * - Confirming is `rosterd_confirm_admin(token, link_account)` in the database
@@ -40,12 +45,25 @@ const adminsConfig = <A>(config: Config.Config<A>) => config.pipe(Config.nested(
 const ADMIN_COLUMNS = `id, district_id, name, email, email_key, permission, can_manage_admins, role, partnership_id, region_id,
                        all_schools, school_source_ids AS schools, state, account_id`
 
+/**
+ * Invited admins whose newest invitation was withdrawn by the upgrade to sealed links
+ * (migration 0009: its link had been stored in clear) and not sent again since: they need
+ * `rosterd admin resend` (listed by `rosterd doctor`).
+ */
+export const withdrawnInvitations = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql<{ readonly id: number }>`
+    SELECT a.id FROM admins a
+    WHERE a.state = 'invited'
+      AND (SELECT t.revoked_reason FROM admin_tokens t WHERE t.admin_id = a.id ORDER BY t.id DESC LIMIT 1) = 'link_at_rest'
+    ORDER BY a.id`.pipe(Effect.map((rows) => rows.map((r) => Number(r.id)))))
+
 const normaliseSchools = (schools: ReadonlyArray<string>) => [...new Set(schools.map((s) => s.trim()).filter((s) => s.length > 0))].sort()
 
 export class Admins extends Effect.Service<Admins>()("rosterd/Admins", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const audit = yield* Audit
+    const secrets = yield* Secrets
     const url = yield* adminsConfig(Config.string("invitationUrl")).pipe(
       Config.withDefault("https://platform.invalid/admin-invitation?token={token}")
     )
@@ -131,26 +149,38 @@ export class Admins extends Effect.Service<Admins>()("rosterd/Admins", {
           UPDATE outbox SET state = 'cancelled'
           WHERE state = 'pending' AND idempotency_key IN (SELECT 'admin-invitation:' || id FROM revoked)`
 
-    /** A new token and its e-mail in the outbox (the token exists only in the message). */
+    /**
+     * A new token and its e-mail in the outbox: the token sealed with the credentials key
+     * (bound to this message, whose idempotency key names the token's id), its SHA-256 in
+     * `admin_tokens`.
+     */
     const issueInvitation = (admin: { readonly id: number; readonly districtId: string; readonly permission: Permission }, districtName: string) =>
       Effect.gen(function*() {
+        const key = yield* secrets.sealingKey(`seal the invitation link of admin ${admin.id}`)
         const mail = invitationMail(platform, districtName, admin.permission, ttlDays)
-        const [row] = yield* sql.unsafe<{ readonly tokenId: number; readonly expiresAt: Date }>(
-          `WITH token AS MATERIALIZED (
-             SELECT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '') AS value),
-           issued AS (
-             INSERT INTO admin_tokens (admin_id, token_hash, expires_at)
-             SELECT $1, sha256(convert_to(value, 'UTF8')), now() + make_interval(days => $2) FROM token
-             RETURNING id, expires_at),
-           queued AS (
-             INSERT INTO outbox (district_id, idempotency_key, kind, recipient, subject, body_text, body_html)
-             SELECT $3, 'admin-invitation:' || i.id, 'admin_invitation', btrim(a.email), $4,
-                    replace($5, $7, replace($8, '{token}', t.value)), replace($6, $7, replace($8, '{token}', t.value))
-             FROM issued i CROSS JOIN token t JOIN admins a ON a.id = $1)
-           SELECT id AS token_id, expires_at FROM issued`,
-          [admin.id, ttlDays, admin.districtId, mail.subject, mail.text, mail.html, LINK_PLACEHOLDER, url]
-        )
-        return row!
+        const token = newLinkToken()
+        const [issued] = yield* sql<{ readonly tokenId: string; readonly expiresAt: Date; readonly recipient: string }>`
+          WITH issued AS (
+            INSERT INTO admin_tokens (admin_id, token_hash, expires_at)
+            VALUES (${admin.id}, ${tokenHash(token)}, now() + make_interval(days => ${ttlDays}))
+            RETURNING id, expires_at)
+          SELECT i.id::text AS token_id, i.expires_at, btrim(a.email) AS recipient FROM issued i JOIN admins a ON a.id = ${admin.id}`
+        const context: LinkContext = {
+          kind: "admin_invitation",
+          idempotencyKey: `admin-invitation:${issued!.tokenId}`,
+          recipient: issued!.recipient,
+          subject: mail.subject,
+          bodyText: mail.text,
+          bodyHtml: mail.html,
+          linkUrl: url
+        }
+        const sealed = sealLink(key, context, token)
+        yield* sql`
+          INSERT INTO outbox (district_id, idempotency_key, kind, recipient, subject, body_text, body_html,
+                              link_url, link_key_id, link_iv, link_ciphertext, link_auth_tag)
+          VALUES (${admin.districtId}, ${context.idempotencyKey}, ${context.kind}, ${context.recipient}, ${context.subject},
+                  ${context.bodyText}, ${context.bodyHtml}, ${url}, ${sealed.keyId}, ${sealed.iv}, ${sealed.ciphertext}, ${sealed.authTag})`
+        return { tokenId: Number(issued!.tokenId), expiresAt: issued!.expiresAt }
       })
 
     const liveAdminWithAddress = (districtId: string, emailKey: string, except: number | null) =>
@@ -381,7 +411,7 @@ export class Admins extends Effect.Service<Admins>()("rosterd/Admins", {
       staleAfterDays
     } as const
   }),
-  dependencies: [Audit.Default]
+  dependencies: [Audit.Default, Secrets.Default]
 }) {}
 
 export { describeScope }

@@ -4,8 +4,9 @@ import { LINK_PLACEHOLDER } from "../Accounts/ActivationMail.ts"
 /**
  * The administrator invitation (seed 003: "Action needed: Confirm your … Administrator
  * account"). It names the district, the permission and the product, and carries the
- * confirmation link — not the invitee's name, not who invited them, not the schools. `{link}`
- * is replaced in SQL when the message is queued (see Admins.ts), like the activation e-mail.
+ * confirmation link — not the invitee's name, not who invited them, not the schools. The
+ * outbox keeps this template; `{link}` is filled in when the message is sent, from the sealed
+ * token (see Admins.ts), like the activation e-mail.
  */
 
 const escapeHtml = (text: string) =>

@@ -3,6 +3,7 @@ import { Console, Effect } from "effect"
 import { Accounts } from "../Accounts/Accounts.ts"
 import { Reviews } from "../Accounts/Reviews.ts"
 import { json, table, when } from "./Output.ts"
+import { readToken, tokenOptions } from "./TokenInput.ts"
 
 /**
  * `rosterd accounts …`: the platform's accounts and the review queue. Output carries ids,
@@ -94,7 +95,7 @@ const review = Command.make("review").pipe(
 const confirm = Command.make(
   "confirm",
   {
-    token: Args.text({ name: "token" }).pipe(Args.withDescription("the activation token from the teacher's e-mail")),
+    ...tokenOptions,
     linkAccount: Options.integer("link-account").pipe(
       Options.withDescription("link the teacher to this existing account instead (\"log into my existing account\")"),
       Options.optional
@@ -102,14 +103,15 @@ const confirm = Command.make(
   },
   (args) =>
     Effect.gen(function*() {
-      const result = yield* Effect.flatMap(Accounts, (accounts) => accounts.confirm(args.token, args.linkAccount))
+      const token = yield* readToken(args)
+      const result = yield* Effect.flatMap(Accounts, (accounts) => accounts.confirm(token, args.linkAccount))
       yield* Console.log(
         result.outcome === "linked"
           ? `linked: user ${result.userId} is now linked to account ${result.accountId}, active`
           : `activated: user ${result.userId}, account ${result.accountId}`
       )
     })
-).pipe(Command.withDescription("confirm a teacher's activation token, as the platform's confirmation page does"))
+).pipe(Command.withDescription("confirm a teacher's activation token (read from --token-stdin or --token-file), as the platform's confirmation page does"))
 
 const resend = Command.make("resend-activation", { userId: Args.integer({ name: "user-id" }).pipe(Args.withDescription("the teacher's rostered user id")) }, (args) =>
   Effect.gen(function*() {

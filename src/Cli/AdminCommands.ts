@@ -5,6 +5,7 @@ import { Admins, describeScope, InvalidAdmin } from "../Admins/Admins.ts"
 import { Partnerships } from "../Admins/Partnerships.ts"
 import { defaultActor } from "../Audit/Audit.ts"
 import { json, table, when } from "./Output.ts"
+import { readToken, tokenOptions } from "./TokenInput.ts"
 
 /**
  * `rosterd admin …`: the district's administrators (src/Admins). Output carries admin ids,
@@ -215,7 +216,7 @@ const remove = Command.make(
 const confirm = Command.make(
   "confirm",
   {
-    token: Args.text({ name: "token" }).pipe(Args.withDescription("the token from the invitation e-mail")),
+    ...tokenOptions,
     linkAccount: Options.integer("link-account").pipe(
       Options.withDescription("add the invited address to this existing account (\"log into my existing account\") instead of creating one"),
       Options.optional
@@ -223,14 +224,15 @@ const confirm = Command.make(
   },
   (args) =>
     Effect.gen(function*() {
-      const result = yield* Effect.flatMap(Admins, (admins) => admins.confirm(args.token, args.linkAccount))
+      const token = yield* readToken(args)
+      const result = yield* Effect.flatMap(Admins, (admins) => admins.confirm(token, args.linkAccount))
       yield* Console.log(
         result.outcome === "linked"
           ? `confirmed: admin ${result.adminId}; account ${result.accountId} gained the invited address and the administrator access`
           : `confirmed: admin ${result.adminId}; new account ${result.accountId} with the invited address holds the administrator access`
       )
     })
-).pipe(Command.withDescription("confirm an administrator invitation, as the platform's confirmation page does"))
+).pipe(Command.withDescription("confirm an administrator invitation (its token read from --token-stdin or --token-file), as the platform's confirmation page does"))
 
 // ---------------------------------------------------------------- partnerships
 

@@ -69,6 +69,7 @@ export const eraseCommand = Command.make(
       const removed = Object.entries(result.removed).filter(([, n]) => n > 0)
       yield* Console.log(`erased district ${district}: ${removed.reduce((sum, [, n]) => sum + n, 0)} rows removed`)
       if (removed.length > 0) yield* Console.log(table(["table", "rows removed"], removed))
+      if (result.spoolFilesRemoved > 0) yield* Console.log(`removed ${result.spoolFilesRemoved} spooled message file(s) of the district from the mail spool`)
       yield* Console.log(
         `kept: the district row (marked erased, emptied), ${result.runsKept} run history rows (counts only), ` +
           `${result.accountsKept} accounts of people beyond the district (unlinked from it), and the audit log (rosterd audit --district ${district})`

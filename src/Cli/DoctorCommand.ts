@@ -1,7 +1,7 @@
 import { Command, Options } from "@effect/cli"
 import { Console, Effect, Layer, Schema } from "effect"
 import type { CheckResult } from "../Doctor/Doctor.ts"
-import { configChecks, databaseChecks, districtChecks, mailCheck, secretsCheck, timeZoneCheck } from "../Doctor/Doctor.ts"
+import { configChecks, databaseChecks, districtChecks, linksCheck, mailCheck, secretsCheck, timeZoneCheck } from "../Doctor/Doctor.ts"
 import { describeFailure } from "../Domain/Failure.ts"
 import { json, table } from "./Output.ts"
 import type { SqlClient } from "@effect/sql"
@@ -28,7 +28,7 @@ export const doctorCommand = <E, R>(database: Layer.Layer<DoctorDatabase, E, R>)
         const reached = yield* databaseChecks
         results.push(...reached)
         if (reached.some((r) => r.status === "fail")) return
-        results.push(yield* secretsCheck, ...(yield* districtChecks))
+        results.push(yield* secretsCheck, yield* linksCheck, ...(yield* districtChecks))
       })
       yield* withDatabase.pipe(
         Effect.provide(database),

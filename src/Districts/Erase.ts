@@ -3,6 +3,7 @@ import { Effect, Schema } from "effect"
 import { Audit } from "../Audit/Audit.ts"
 import { DistrictNotFound } from "../Domain/Errors.ts"
 import { LEASE_NAMESPACE } from "../Reconcile/Lease.ts"
+import { removeSpooled, spoolDirConfig } from "../Mail/Mailer.ts"
 
 /**
  * `rosterd district erase`: a data-processing agreement's end-of-contract deletion.
@@ -24,6 +25,13 @@ import { LEASE_NAMESPACE } from "../Reconcile/Lease.ts"
  *   the audit log, plus one `district.erase` row with the counts removed per table;
  * - last, every table with a `district_id` column is checked for rows left behind (a table
  *   added later that this file does not know): any → the whole erase is rolled back.
+ *
+ * After the commit, the spooled copies (`<spool>/outbox-<id>.eml`, rosterd.mail.spoolDir) of
+ * the district's messages the outbox still held are removed from this host's spool: they
+ * hold addresses and, for activations and invitations, the links. Files are not part of the
+ * transaction, hence after it: a failed erase leaves them too. Messages pruned from the
+ * outbox earlier had their files pruned with them (Retention.ts); another host's spool is
+ * that host's to clean.
  */
 
 export class EraseRefused extends Schema.TaggedError<EraseRefused>()("EraseRefused", {
@@ -44,6 +52,8 @@ export interface EraseResult {
   readonly accountsKept: number
   /** Run history rows kept (their free text cleared). */
   readonly runsKept: number
+  /** Spooled message files removed from this host's mail spool. */
+  readonly spoolFilesRemoved: number
 }
 
 /** Tables that keep rows of an erased district, by design (see above). */
@@ -168,7 +178,8 @@ export class DistrictErase extends Effect.Service<DistrictErase>()("rosterd/Dist
       })
 
     const erase = Effect.fn("DistrictErase.erase")(function*(districtId: string, options: EraseOptions) {
-      return yield* sql.withTransaction(Effect.gen(function*() {
+      const spoolDir = yield* spoolDirConfig.pipe(Effect.orDie)
+      const { result, messages } = yield* sql.withTransaction(Effect.gen(function*() {
         yield* sql`SELECT set_config('rosterd.writer', 'erase', true)`
         yield* checkRefusals(districtId)
         for (const statement of SETS) {
@@ -178,6 +189,7 @@ export class DistrictErase extends Effect.Service<DistrictErase>()("rosterd/Dist
           // Temp tables are never auto-analysed: the deletes below join a million ids.
           yield* sql.unsafe(`ANALYZE pg_temp.${table}`)
         }
+        const messages = yield* sql<{ readonly id: string }>`SELECT id::text AS id FROM outbox WHERE district_id = ${districtId}`
         const removed: Record<string, number> = {}
         for (const [table, statement] of STEPS) {
           // A statement over the temp sets alone takes no parameter (Postgres refuses an unused one).
@@ -200,7 +212,7 @@ export class DistrictErase extends Effect.Service<DistrictErase>()("rosterd/Dist
                  next_run_at = NULL, next_run_request = 'auto', next_run_trigger = 'schedule', retry_attempt = 0,
                  erased_at = now(), updated_at = now()
           WHERE id = ${districtId}`
-        const result: EraseResult = { districtId, removed, accountsKept: kept?.n ?? 0, runsKept: runs?.n ?? 0 }
+        const result = { districtId, removed, accountsKept: kept?.n ?? 0, runsKept: runs?.n ?? 0 }
         yield* audit.record({
           actor: options.by,
           action: "district.erase",
@@ -209,8 +221,10 @@ export class DistrictErase extends Effect.Service<DistrictErase>()("rosterd/Dist
           reason: options.reason,
           details: { removed, accountsKept: result.accountsKept, runsKept: result.runsKept }
         })
-        return result
+        return { result, messages: messages.map((m) => m.id) }
       }))
+      const spoolFilesRemoved = yield* removeSpooled(spoolDir, messages)
+      return { ...result, spoolFilesRemoved } satisfies EraseResult
     })
 
     return {

@@ -60,10 +60,54 @@ export const spoolDirConfig = Effect.gen(function*() {
   )
 })
 
+/** The spool file of a message: `<spool>/outbox-12.eml`. */
+export const spoolFileOf = (spoolDir: string, messageId: string) =>
+  NodePath.join(spoolDir, `${messageId.replace(/[^A-Za-z0-9._-]/g, "_")}.eml`)
+
+/**
+ * Removes the spool's messages (and leftover `.tmp` files) last written before `before`
+ * (epoch ms): the spool holds rendered links, so it has a retention like the outbox. Several
+ * processes may prune one spool at once: a file already gone is not an error.
+ */
+export const pruneSpool = (spoolDir: string, before: number) =>
+  Effect.sync(() => {
+    let removed = 0
+    const names = Fs.existsSync(spoolDir) ? Fs.readdirSync(spoolDir) : []
+    for (const name of names) {
+      if (!name.endsWith(".eml") && !name.endsWith(".eml.tmp")) continue
+      const file = NodePath.join(spoolDir, name)
+      try {
+        const stat = Fs.lstatSync(file)
+        if (!stat.isFile() || stat.mtimeMs >= before) continue
+        Fs.unlinkSync(file)
+        removed++
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error
+      }
+    }
+    return removed
+  })
+
+/** Removes the spool files of these outbox messages (`district erase`); returns how many there were. */
+export const removeSpooled = (spoolDir: string, outboxIds: ReadonlyArray<number | string>) =>
+  Effect.sync(() => {
+    let removed = 0
+    for (const id of outboxIds) {
+      try {
+        Fs.unlinkSync(spoolFileOf(spoolDir, `outbox-${id}`))
+        removed++
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error
+      }
+    }
+    return removed
+  })
+
 /**
  * The embedded default: each message becomes `<spool>/<messageId>.eml` (RFC 5322, built by
  * nodemailer's stream transport), written atomically. Logs that it did, by message id only
- * (recipients are personal data).
+ * (recipients are personal data). An activation or invitation file holds its live link: that
+ * is the delivery. The spool is pruned after `rosterd.mail.retentionDays` (Retention.ts).
  */
 export const SpoolMailerLive = Layer.effect(
   Mailer,
@@ -84,7 +128,7 @@ export const SpoolMailerLive = Layer.effect(
               messageId: headerMessageId(message)
             })
             Fs.mkdirSync(spoolDir, { recursive: true, mode: 0o700 })
-            const file = NodePath.join(spoolDir, `${message.messageId.replace(/[^A-Za-z0-9._-]/g, "_")}.eml`)
+            const file = spoolFileOf(spoolDir, message.messageId)
             Fs.writeFileSync(`${file}.tmp`, info.message as Buffer, { mode: 0o600 })
             Fs.renameSync(`${file}.tmp`, file)
           },

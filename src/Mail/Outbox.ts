@@ -1,5 +1,7 @@
 import { SqlClient } from "@effect/sql"
-import { Cause, Config, Duration, Effect, Exit, Option, Schema } from "effect"
+import { Cause, Config, Data, Duration, Effect, Exit, Option, Schema } from "effect"
+import { linkOf, renderLink } from "../Accounts/ActivationMail.ts"
+import { Secrets } from "../Secrets/Secrets.ts"
 import { MailError, Mailer, type MailMessage, scrubError } from "./Mailer.ts"
 
 /**
@@ -26,6 +28,17 @@ import { MailError, Mailer, type MailMessage, scrubError } from "./Mailer.ts"
  * e-mail addresses removed: SMTP replies often quote the recipient) and `next_attempt_at =
  * now() + min(retryMax, retryBase × 2^(attempts − 1))`, or `state = 'failed'` once
  * `attempts` reaches `maxAttempts`. `last_error` is kept after a later success, as a trace.
+ *
+ * **Links** (activation and invitation e-mails, migration 0009). Such a row holds the
+ * message's template (`{link}`), the link page (`link_url`, `{token}`) and the token sealed
+ * with the credentials key. The link is rendered here, just before the send, and never
+ * written back: marking the row sent clears the seal in the same statement (and a trigger
+ * clears it whatever makes the row sent or cancelled, or its token used or revoked). A
+ * failed row keeps its seal, so `retry` still sends a working link; the same token, the
+ * same link, on every attempt. A seal that does not open (its key is not configured, or the
+ * row was altered: the seal is bound to the recipient, subject, bodies and link page) fails
+ * the attempt like a refused send; a row whose seal is gone (its token used or replaced)
+ * fails for good: nothing could be sent but a dead link.
  *
  * Logs carry outbox ids, kinds and attempt numbers only: never recipients, subjects or bodies.
  *
@@ -73,12 +86,21 @@ export interface DeliveryCounts {
 interface ClaimedRow {
   readonly id: number
   readonly kind: string
+  readonly idempotencyKey: string
   readonly recipient: string
   readonly subject: string
   readonly bodyText: string
   readonly bodyHtml: string | null
   readonly attempts: number
+  readonly linkUrl: string | null
+  readonly linkKeyId: string | null
+  readonly linkIv: Uint8Array | null
+  readonly linkCiphertext: Uint8Array | null
+  readonly linkAuthTag: Uint8Array | null
 }
+
+/** A link message whose seal is gone: no attempt can send it but with a dead link. */
+class LinkGone extends Data.TaggedError("LinkGone")<{ readonly message: string }> {}
 
 export const OutboxState = Schema.Literal("pending", "sent", "failed", "cancelled")
 export type OutboxState = typeof OutboxState.Type
@@ -112,6 +134,23 @@ export class OutboxMessageNotFound extends Schema.TaggedError<OutboxMessageNotFo
   }
 }
 
+/** What sends a new link instead, by kind. */
+const resendHint = (kind: string) =>
+  kind === "admin_invitation"
+    ? "rosterd admin resend <admin-id>"
+    : kind === "teacher_activation"
+    ? "rosterd accounts resend-activation <user-id>"
+    : "a new message"
+
+const linkGoneText = (kind: string) =>
+  `its link was withdrawn (the token was used or replaced, or the upgrade removed it); send a new one with ${resendHint(kind)}`
+
+export class OutboxLinkGone extends Schema.TaggedError<OutboxLinkGone>()("OutboxLinkGone", { id: Schema.Number, kind: Schema.String }) {
+  override get message() {
+    return `outbox message ${this.id} is not sent again: ${linkGoneText(this.kind)}`
+  }
+}
+
 export class OutboxMessageNotRetryable extends Schema.TaggedError<OutboxMessageNotRetryable>()("OutboxMessageNotRetryable", {
   id: Schema.Number,
   state: OutboxState,
@@ -135,6 +174,7 @@ export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const mailer = yield* Mailer
+    const secrets = yield* Secrets
     const config = yield* OutboxConfig
     const sendTimeout = Duration.seconds(config.sendTimeoutSeconds)
 
@@ -152,13 +192,16 @@ export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
         UPDATE outbox o
         SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => ${leaseSeconds}::float8)
         FROM due WHERE o.id = due.id
-        RETURNING o.id, o.kind, o.recipient, o.subject, o.body_text, o.body_html, o.attempts`).pipe(
+        RETURNING o.id, o.kind, o.idempotency_key, o.recipient, o.subject, o.body_text, o.body_html, o.attempts,
+                  o.link_url, o.link_key_id, o.link_iv, o.link_ciphertext, o.link_auth_tag`).pipe(
         Effect.map((rows) => [...rows].sort((a, b) => a.id - b.id))
       )
     }
 
+    /** Sent: the sealed token goes in the same statement (the delivered message is its only copy now). */
     const markSent = (row: ClaimedRow) =>
-      sql`UPDATE outbox SET state = 'sent', sent_at = now() WHERE id = ${row.id} AND state = 'pending'`
+      sql`UPDATE outbox SET state = 'sent', sent_at = now(), link_key_id = NULL, link_iv = NULL, link_ciphertext = NULL, link_auth_tag = NULL
+          WHERE id = ${row.id} AND state = 'pending'`
 
     const markFailed = (row: ClaimedRow, error: string, final: boolean, delaySeconds: number) =>
       final
@@ -177,15 +220,43 @@ export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
         Effect.catchAllCause((cause) => Effect.logWarning("could not hand back claimed outbox rows", cause))
       )
 
-    const message = (row: ClaimedRow): MailMessage => ({
-      messageId: `outbox-${row.id}`,
-      to: row.recipient,
-      subject: row.subject,
-      text: row.bodyText,
-      ...(row.bodyHtml === null ? {} : { html: row.bodyHtml })
-    })
+    /** The message to send: a link message gets its link, from its sealed token, now. */
+    const message = (row: ClaimedRow): Effect.Effect<MailMessage, MailError | LinkGone> =>
+      Effect.gen(function*() {
+        const plain: MailMessage = {
+          messageId: `outbox-${row.id}`,
+          to: row.recipient,
+          subject: row.subject,
+          text: row.bodyText,
+          ...(row.bodyHtml === null ? {} : { html: row.bodyHtml })
+        }
+        if (row.linkUrl === null) return plain
+        if (row.linkKeyId === null || row.linkIv === null || row.linkCiphertext === null || row.linkAuthTag === null) {
+          return yield* new LinkGone({ message: linkGoneText(row.kind) })
+        }
+        const token = yield* secrets.openLink({
+          id: row.id,
+          kind: row.kind,
+          idempotencyKey: row.idempotencyKey,
+          recipient: row.recipient,
+          subject: row.subject,
+          bodyText: row.bodyText,
+          bodyHtml: row.bodyHtml,
+          linkUrl: row.linkUrl,
+          linkKeyId: row.linkKeyId,
+          linkIv: row.linkIv,
+          linkCiphertext: row.linkCiphertext,
+          linkAuthTag: row.linkAuthTag
+        }).pipe(Effect.mapError((error) => new MailError({ messageId: plain.messageId, message: error.message })))
+        const link = linkOf(row.linkUrl, token)
+        return {
+          ...plain,
+          text: renderLink(row.bodyText, link, false),
+          ...(row.bodyHtml === null ? {} : { html: renderLink(row.bodyHtml, link, true) })
+        }
+      })
 
-    const errorText = (cause: Cause.Cause<MailError>) =>
+    const errorText = (cause: Cause.Cause<MailError | LinkGone>) =>
       Option.match(Cause.failureOption(cause), {
         onNone: () => `unexpected: ${Cause.pretty(cause)}`,
         onSome: (error) => error.message
@@ -195,7 +266,7 @@ export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
     const deliverOne = (row: ClaimedRow) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          const exit = yield* restore(mailer.send(message(row)).pipe(
+          const exit = yield* restore(Effect.flatMap(message(row), mailer.send).pipe(
             Effect.timeoutFail({
               duration: sendTimeout,
               onTimeout: () => new MailError({ messageId: `outbox-${row.id}`, message: `no answer within ${Duration.format(sendTimeout)}` })
@@ -208,7 +279,8 @@ export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
           }
           if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
           const error = scrubError(errorText(exit.cause), row.recipient)
-          const final = row.attempts >= config.maxAttempts
+          const gone = Option.exists(Cause.failureOption(exit.cause), (e) => e._tag === "LinkGone")
+          const final = gone || row.attempts >= config.maxAttempts
           const delay = backoffSeconds(row.attempts, config.retryBaseSeconds, config.retryMaxSeconds)
           yield* markFailed(row, error, final, delay)
           const tag = Option.match(Cause.failureOption(exit.cause), { onNone: () => "Defect", onSome: (e) => e._tag })
@@ -284,8 +356,16 @@ export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
      */
     const retry = Effect.fn("Outbox.retry")(function*(id: number) {
       return yield* sql.withTransaction(Effect.gen(function*() {
-        const [row] = yield* sql<{ readonly kind: string; readonly districtId: string | null; readonly state: OutboxState; readonly attempts: number; readonly sentAt: Date | null }>`
-          SELECT kind, district_id, state, attempts, sent_at FROM outbox WHERE id = ${id} FOR UPDATE`
+        const [row] = yield* sql<{
+          readonly kind: string
+          readonly districtId: string | null
+          readonly state: OutboxState
+          readonly attempts: number
+          readonly sentAt: Date | null
+          readonly linkGone: boolean
+        }>`
+          SELECT kind, district_id, state, attempts, sent_at, (link_url IS NOT NULL AND link_ciphertext IS NULL) AS link_gone
+          FROM outbox WHERE id = ${id} FOR UPDATE`
         if (row === undefined) return yield* new OutboxMessageNotFound({ id })
         if (row.state === "sent" || row.state === "cancelled") {
           return yield* new OutboxMessageNotRetryable({
@@ -294,6 +374,7 @@ export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
             sentAt: row.sentAt === null ? null : new Date(row.sentAt).toISOString()
           })
         }
+        if (row.linkGone) return yield* new OutboxLinkGone({ id, kind: row.kind })
         yield* sql`UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = now() WHERE id = ${id}`
         yield* Effect.logInfo("outbox message queued again").pipe(Effect.annotateLogs({ outboxId: id, previousState: row.state }))
         return { id, kind: row.kind, districtId: row.districtId, previousState: row.state, previousAttempts: row.attempts } satisfies RetriedMessage
@@ -301,5 +382,6 @@ export class Outbox extends Effect.Service<Outbox>()("rosterd/Outbox", {
     }, Effect.catchTag("SqlError", Effect.die))
 
     return { deliverDue, run, list, retry } as const
-  })
+  }),
+  dependencies: [Secrets.Default]
 }) {}

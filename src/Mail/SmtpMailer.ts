@@ -12,8 +12,12 @@ import { fromAddress, headerMessageId, MailError, Mailer, type MailMessage, scru
  * Config (`rosterd.mail.smtp.*`, environment `ROSTERD_MAIL_SMTP_*`):
  * - `host` — the relay; setting it is what selects SMTP (see `MailerLive`);
  * - `port` (587); `secure` (false): implicit TLS from the first byte (port 465). Without it,
- *   STARTTLS is used whenever the server offers it, and `requireTls` (false) refuses to send
- *   over a server that does not. Certificates are verified; `caFile` adds a private CA;
+ *   STARTTLS is used, and `requireTls` refuses to send over a server that does not offer it
+ *   (or whose STARTTLS fails): default **true** unless the host is loopback (`localhost`,
+ *   127.0.0.0/8, `::1`), where a relay on the same machine may speak plain SMTP. An explicit
+ *   `false` sends in clear when the server offers no TLS (messages carry live links);
+ *   `rosterd doctor` warns about it for a host that is not loopback. Certificates are
+ *   verified; `caFile` adds a private CA;
  * - `user` and the password from `passwordFile` or `passwordEnv` (read at each send, never
  *   stored, never logged); no user, no AUTH;
  * - `connectionTimeoutSeconds` (10), `greetingTimeoutSeconds` (10), `socketTimeoutSeconds`
@@ -35,6 +39,21 @@ const seconds = (name: string, fallback: number) =>
 const optionalText = (name: string) =>
   smtp(Config.option(Config.string(name))).pipe(Config.map(Option.filter((text) => text.trim() !== "")))
 
+/** A host name or address that never leaves the machine: where plain SMTP is tolerated by default. */
+export const isLoopbackHost = (host: string) => {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1")
+  return h === "localhost" || h.endsWith(".localhost") || /^127(\.\d{1,3}){3}$/.test(h) || h === "::1" || h === "0:0:0:0:0:0:0:1"
+}
+
+/**
+ * `rosterd doctor`'s warning, if any: TLS turned off (`requireTls: false`, no `secure`) for a
+ * relay that is not on this machine, so links could cross the network in clear.
+ */
+export const smtpTlsWarning = (config: SmtpConfig): string | undefined =>
+  config.secure || config.requireTls || isLoopbackHost(config.host)
+    ? undefined
+    : `rosterd.mail.smtp.requireTls is false for ${config.host}: if it offers no STARTTLS, messages (with their live links) go in clear; remove the setting (TLS is required by default) or use secure: true`
+
 /** The configured relay host, if any: what `MailerLive` decides on. */
 export const smtpHost = optionalText("host")
 
@@ -42,7 +61,7 @@ export const SmtpConfig = Config.all({
   host: smtp(Config.nonEmptyString("host")),
   port: smtp(Config.port("port")).pipe(Config.withDefault(587)),
   secure: smtp(Config.boolean("secure")).pipe(Config.withDefault(false)),
-  requireTls: smtp(Config.boolean("requireTls")).pipe(Config.withDefault(false)),
+  requireTlsSetting: smtp(Config.option(Config.boolean("requireTls"))),
   user: optionalText("user"),
   passwordFile: optionalText("passwordFile"),
   passwordEnv: optionalText("passwordEnv"),
@@ -59,7 +78,8 @@ export const SmtpConfig = Config.all({
     if (Option.isSome(config.user) !== hasPassword) {
       return Either.left(ConfigError.InvalidData(["rosterd", "mail", "smtp"], "user and a password (passwordFile or passwordEnv) go together"))
     }
-    return Either.right(config)
+    const { requireTlsSetting, ...rest } = config
+    return Either.right({ ...rest, requireTls: Option.getOrElse(requireTlsSetting, () => !isLoopbackHost(config.host)) })
   })
 )
 export type SmtpConfig = Config.Config.Success<typeof SmtpConfig>

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Either, Option } from "effect"
-import { type Key, open, seal, type Sealed } from "./Cipher.ts"
+import { Effect, Either, Option, Schema } from "effect"
+import { type Key, type LinkContext, open, openLink, seal, type Sealed, sealLink } from "./Cipher.ts"
 import { CredentialKeyUnknown, CredentialUndecryptable, SecretsKeyInvalid, SecretsKeyMissing } from "./Errors.ts"
 import { ensureDevKey, loadKeyring, SecretsSettings } from "./Keyring.ts"
 
@@ -12,7 +12,38 @@ import { ensureDevKey, loadKeyring, SecretsSettings } from "./Keyring.ts"
  * Providers prefer a stored credential to their settings' file or variable
  * (src/Providers/Credentials.ts). Values are decrypted when a sync needs them and never
  * logged or returned by anything but `read`.
+ *
+ * The same key seals the tokens of activation and invitation links waiting in the outbox
+ * (`outbox.link_*`, migration 0009): `sealingKey` for the code that issues them,
+ * `openLink` for the worker that sends them. A rotation re-seals those too, so a pending
+ * link keeps working when the old key is dropped.
  */
+
+/** A sealed outbox link that cannot be opened: its key is not configured, or the row was altered. */
+export class LinkUnreadable extends Schema.TaggedError<LinkUnreadable>()("LinkUnreadable", {
+  outboxId: Schema.Number,
+  keyId: Schema.String,
+  problem: Schema.Literal("key not configured", "does not authenticate")
+}) {
+  override get message() {
+    return this.problem === "key not configured"
+      ? `the link of outbox message ${this.outboxId} is sealed with key ${this.keyId}, which is not configured ` +
+        "(rosterd.secrets.keyFile, or previousKeyFiles after a rotation)"
+      : `the link of outbox message ${this.outboxId} does not open with key ${this.keyId}: the row was altered ` +
+        "(recipient, text or link page changed) or the key under that id changed; resend the message"
+  }
+}
+
+/** An outbox row's sealed link, with what its seal is bound to. */
+export interface SealedLinkRow extends LinkContext {
+  readonly id: number
+  readonly linkKeyId: string
+  readonly linkIv: Uint8Array
+  readonly linkCiphertext: Uint8Array
+  readonly linkAuthTag: Uint8Array
+}
+
+const sealedOf = (row: SealedLinkRow): Sealed => ({ keyId: row.linkKeyId, iv: row.linkIv, ciphertext: row.linkCiphertext, authTag: row.linkAuthTag })
 
 /** Credential names: what the table's check allows. */
 export const CREDENTIAL_NAME = /^[a-z][a-z0-9_]{0,31}$/
@@ -30,6 +61,8 @@ export interface RotateResult {
   readonly reencrypted: number
   /** How many credentials each key held before. */
   readonly fromKeys: Readonly<Record<string, number>>
+  /** Links of outbox messages not sent yet (or failed, to be retried), re-sealed under the key. */
+  readonly links: number
 }
 
 export interface SecretsStatus {
@@ -38,7 +71,11 @@ export interface SecretsStatus {
   readonly source: string | null
   readonly previousKeyIds: ReadonlyArray<string>
   readonly problem: string | null
+  /** Whether new links (activation, invitation) can be sealed: a key is configured, or the embedded default can make one. */
+  readonly canSeal: boolean
   readonly byKey: ReadonlyArray<{ readonly keyId: string; readonly count: number; readonly configured: boolean }>
+  /** Sealed links waiting in the outbox, by key. */
+  readonly linksByKey: ReadonlyArray<{ readonly keyId: string; readonly count: number; readonly configured: boolean }>
 }
 
 interface Row extends Sealed {
@@ -121,9 +158,27 @@ export class Secrets extends Effect.Service<Secrets>()("rosterd/Secrets", {
     })
 
     /**
-     * Re-encrypts every stored credential under the current key, in one transaction: a row
-     * that does not open (its key not configured, or altered) rolls everything back, so a
-     * rotation never leaves a mix it could not finish.
+     * The key to seal new links with (the development key is created here when it is the
+     * embedded default's first need of one). `purpose` names what waits for it in the error.
+     */
+    const sealingKey = (purpose: string) => currentKey(purpose)
+
+    /** The token of an outbox row's sealed link. */
+    const openLink_ = (row: SealedLinkRow) =>
+      Effect.gen(function*() {
+        const ring = yield* keyring
+        const key = ring.keys.get(row.linkKeyId)
+        if (key === undefined) return yield* new LinkUnreadable({ outboxId: row.id, keyId: row.linkKeyId, problem: "key not configured" })
+        const token = openLink(key, row, sealedOf(row))
+        if (token === undefined) return yield* new LinkUnreadable({ outboxId: row.id, keyId: row.linkKeyId, problem: "does not authenticate" })
+        return token
+      })
+
+    /**
+     * Re-encrypts every stored credential, and re-seals every outbox link still sealed, under
+     * the current key, in one transaction: a row that does not open (its key not configured,
+     * or altered) rolls everything back, so a rotation never leaves a mix it could not finish.
+     * The links are re-sealed with one statement.
      */
     const rotate = Effect.fn("Secrets.rotate")(function*() {
       const key = yield* currentKey("re-encrypt the stored credentials")
@@ -141,7 +196,30 @@ export class Secrets extends Effect.Service<Secrets>()("rosterd/Secrets", {
             WHERE district_id = ${row.districtId} AND name = ${row.name}`
           fromKeys[row.keyId] = (fromKeys[row.keyId] ?? 0) + 1
         }
-        return { keyId: key.id, reencrypted: rows.length, fromKeys } satisfies RotateResult
+        const links = yield* sql<SealedLinkRow>`
+          SELECT id, kind, idempotency_key, recipient, subject, body_text, body_html, link_url,
+                 link_key_id, link_iv, link_ciphertext, link_auth_tag
+          FROM outbox WHERE link_ciphertext IS NOT NULL ORDER BY id FOR UPDATE`
+        const resealed: Array<{ readonly id: number; readonly sealed: Sealed }> = []
+        for (const row of links) {
+          const token = yield* openLink_(row)
+          resealed.push({ id: row.id, sealed: sealLink(key, row, token) })
+        }
+        if (resealed.length > 0) {
+          yield* sql.unsafe(
+            `UPDATE outbox o SET link_key_id = r.key_id, link_iv = r.iv, link_ciphertext = r.ciphertext, link_auth_tag = r.auth_tag
+             FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[]) AS r(id, key_id, iv, ciphertext, auth_tag)
+             WHERE o.id = r.id`,
+            [
+              resealed.map((r) => r.id),
+              resealed.map((r) => r.sealed.keyId),
+              resealed.map((r) => Buffer.from(r.sealed.iv)),
+              resealed.map((r) => Buffer.from(r.sealed.ciphertext)),
+              resealed.map((r) => Buffer.from(r.sealed.authTag))
+            ]
+          )
+        }
+        return { keyId: key.id, reencrypted: rows.length, fromKeys, links: resealed.length } satisfies RotateResult
       })).pipe(Effect.catchTag("SqlError", Effect.die))
     })
 
@@ -149,6 +227,9 @@ export class Secrets extends Effect.Service<Secrets>()("rosterd/Secrets", {
       const ring = yield* Effect.either(keyring)
       const counts = yield* sql<{ readonly keyId: string; readonly count: number }>`
         SELECT key_id, count(*)::int AS count FROM district_credentials GROUP BY key_id ORDER BY key_id`.pipe(Effect.orDie)
+      const links = yield* sql<{ readonly keyId: string; readonly count: number }>`
+        SELECT link_key_id AS key_id, count(*)::int AS count FROM outbox WHERE link_ciphertext IS NOT NULL
+        GROUP BY link_key_id ORDER BY link_key_id`.pipe(Effect.orDie)
       const keys = Either.match(ring, { onLeft: () => new Map<string, Key>(), onRight: (r) => r.keys })
       const current = Either.getOrUndefined(ring)?.current
       return {
@@ -160,12 +241,15 @@ export class Secrets extends Effect.Service<Secrets>()("rosterd/Secrets", {
           onRight: (r) =>
             r.current !== undefined ? null : r.devKeyFile !== undefined
               ? `no key yet: the development key ${r.devKeyFile} is created when a credential is stored`
-              : "no credentials key is configured (rosterd.secrets.keyFile or rosterd.secrets.keyEnv)"
+              : "no credentials key is configured (rosterd.secrets.keyFile or rosterd.secrets.keyEnv); " +
+                "activation e-mails and administrator invitations wait for one"
         }),
-        byKey: counts.map((c) => ({ keyId: c.keyId, count: c.count, configured: keys.has(c.keyId) }))
+        canSeal: Either.match(ring, { onLeft: () => false, onRight: (r) => r.current !== undefined || r.devKeyFile !== undefined }),
+        byKey: counts.map((c) => ({ keyId: c.keyId, count: c.count, configured: keys.has(c.keyId) })),
+        linksByKey: links.map((c) => ({ keyId: c.keyId, count: c.count, configured: keys.has(c.keyId) }))
       } satisfies SecretsStatus
     })
 
-    return { encrypt, decrypt, store, read, remove, list, rotate, status } as const
+    return { encrypt, decrypt, store, read, remove, list, rotate, status, sealingKey, openLink: openLink_ } as const
   })
 }) {}

@@ -9,6 +9,7 @@ import type { DistrictId } from "../../src/Domain/District.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
+import { sealedToken } from "../support/MailLinks.ts"
 
 /** Accounts, reviews and the report over the test file's own database (with the sync, to build a roster). */
 export const AccountsTestLayer = Layer.mergeAll(Accounts.Default, Reviews.Default, Report.Default).pipe(
@@ -74,14 +75,14 @@ export const accountIdOf = (externalId: string) =>
     return row!.id
   })
 
-/** The token of the user's newest activation e-mail, read from the queued message (the only place it exists). */
+/**
+ * The token of the user's newest activation e-mail. No table holds it in clear: it is opened
+ * from the queued message's seal, as the outbox worker does when it sends the message.
+ */
 export const latestToken = (userId: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const [row] = yield* sql<{ readonly bodyText: string }>`
-      SELECT o.body_text FROM outbox o
-      WHERE o.idempotency_key = 'teacher-activation:' || (SELECT max(id) FROM activation_tokens WHERE user_id = ${userId})`
-    const token = row === undefined ? undefined : /token=([0-9a-f]+)/.exec(row.bodyText)?.[1]
-    if (token === undefined) return yield* Effect.die(new Error(`no activation e-mail queued for user ${userId}`))
-    return token
+    const [row] = yield* sql<{ readonly id: string | null }>`SELECT max(id)::text AS id FROM activation_tokens WHERE user_id = ${userId}`
+    if (row?.id === null || row === undefined) return yield* Effect.die(new Error(`no activation e-mail queued for user ${userId}`))
+    return yield* sealedToken(`teacher-activation:${row.id}`)
   })

@@ -133,18 +133,20 @@ layer(AdminsTestLayer, { timeout: "180 seconds", excludeTestServices: true })("a
 
       const ada = yield* invite({ districtId: "invite", name: "Ada Lovelace", email: "  Ada@Admins.Example ", allSchools: true, canManageAdmins: true })
       assert.deepInclude(ada, { districtId: "invite", permission: "manage", canManageAdmins: true, scope: { kind: "district", districtId: "invite" } })
-      const [mail] = yield* sql<{ readonly kind: string; readonly recipient: string; readonly subject: string; readonly bodyText: string; readonly bodyHtml: string; readonly state: string; readonly districtId: string }>`
-        SELECT kind, recipient, subject, body_text, body_html, state, district_id FROM outbox
+      const [mail] = yield* sql<{ readonly kind: string; readonly recipient: string; readonly subject: string; readonly bodyText: string; readonly bodyHtml: string; readonly state: string; readonly districtId: string; readonly linkUrl: string }>`
+        SELECT kind, recipient, subject, body_text, body_html, state, district_id, link_url FROM outbox
         WHERE idempotency_key LIKE 'admin-invitation:%' AND district_id = 'invite'`
       assert.deepInclude(mail, { kind: "admin_invitation", recipient: "Ada@Admins.Example", subject: "Action needed: confirm your administrator account", state: "pending" })
       assert.include(mail!.bodyText, "District invite has invited you to be an administrator")
-      assert.include(mail!.bodyHtml, "<a href=\"https://platform.invalid/admin-invitation?token=")
+      // The stored body is the template: the link (with its token) is put in only when the message is sent.
+      assert.include(mail!.bodyHtml, "<a href=\"{link}\">")
+      assert.strictEqual(mail!.linkUrl, "https://platform.invalid/admin-invitation?token={token}")
       for (const body of [mail!.bodyText, mail!.bodyHtml]) {
         assert.notInclude(body, "Ada")
         assert.notInclude(body, "Lovelace")
         assert.notInclude(body, "ops-test")
       }
-      // Only the token's hash is stored.
+      // Only the token's hash is stored (and the token sealed in the message, for the worker).
       const token = yield* invitationToken(ada.adminId)
       const [stored] = yield* sql<{ readonly n: number }>`
         SELECT count(*)::int AS n FROM admin_tokens WHERE token_hash = sha256(convert_to(${token}, 'UTF8')) AND admin_id = ${ada.adminId}`

@@ -6,6 +6,7 @@ import { Partnerships } from "../../src/Admins/Partnerships.ts"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
+import { sealedToken } from "../support/MailLinks.ts"
 
 /** Admins, partnerships and accounts over the test file's own database, with the sync to build rosters. */
 export const AdminsTestLayer = Layer.mergeAll(Admins.Default, Partnerships.Default, Accounts.Default).pipe(
@@ -16,16 +17,16 @@ export const addDistrict = (id: string, path: string, rules: Record<string, unkn
   Effect.flatMap(RosterStore, (store) =>
     store.addDistrict({ id: id as DistrictId, name: `District ${id}`, provider: "oneroster-csv", timezone: "UTC", settings: { path }, rules }))
 
-/** The token of an admin's newest invitation, read from its queued message (the only place it exists). */
+/**
+ * The token of an admin's newest invitation. No table holds it in clear: it is opened from
+ * the queued message's seal, as the outbox worker does when it sends the message.
+ */
 export const invitationToken = (adminId: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const [row] = yield* sql<{ readonly bodyText: string }>`
-      SELECT body_text FROM outbox
-      WHERE idempotency_key = 'admin-invitation:' || (SELECT max(id) FROM admin_tokens WHERE admin_id = ${adminId})`
-    const token = row === undefined ? undefined : /token=([0-9a-f]{64})/.exec(row.bodyText)?.[1]
-    if (token === undefined) return yield* Effect.die(new Error(`no invitation queued for admin ${adminId}`))
-    return token
+    const [row] = yield* sql<{ readonly id: string | null }>`SELECT max(id)::text AS id FROM admin_tokens WHERE admin_id = ${adminId}`
+    if (row?.id === null || row === undefined) return yield* Effect.die(new Error(`no invitation queued for admin ${adminId}`))
+    return yield* sealedToken(`admin-invitation:${row.id}`)
   })
 
 /** The SQLSTATE of a failed statement. */

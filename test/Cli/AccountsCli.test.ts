@@ -2,9 +2,10 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { rosterd, writeConfig } from "../support/Cli.ts"
+import { rosterd, rosterdWithInput, writeConfig } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
+import { sealedTokenWith, testKeyFile } from "../support/MailLinks.ts"
 
 /**
  * `rosterd accounts` and `rosterd report` as operators use them (real processes): the
@@ -17,11 +18,17 @@ describe("rosterd accounts CLI", () => {
   let client: pg.Client
   const work = tempDir()
   const districtDir = NodePath.join(work.dir, "small")
+  const secretsKey = testKeyFile(work.dir)
 
   beforeAll(async () => {
     db = await createTestDatabase()
     writeSmallDistrict(districtDir)
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n") }
+    env = {
+      DATABASE_URL: db.url,
+      ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n"),
+      // With DATABASE_URL a credentials key must be configured: it seals the activation links.
+      ROSTERD_SECRETS_KEY_FILE: secretsKey.path
+    }
     expect((await rosterd(["district", "add", "small", "--provider", "oneroster-csv", "--path", districtDir], env)).code).toBe(0)
     expect((await rosterd(["sync", "small"], env)).code).toBe(0)
     client = new pg.Client({ connectionString: db.url })
@@ -81,16 +88,23 @@ describe("rosterd accounts CLI", () => {
     const accountId = Number(/linked to new district account (\d+)/.exec(created.stdout)?.[1])
     expect(created.stdout).toContain("(account pending, activation pending; activation e-mail queued)")
 
-    const body = (await client.query(
-      `SELECT o.body_text FROM outbox o JOIN activation_tokens t ON o.idempotency_key = 'teacher-activation:' || t.id WHERE t.user_id = $1`,
-      [teacher]
-    )).rows[0].body_text as string
-    const token = /token=([0-9a-f]+)/.exec(body)![1]!
+    const tokenId = (await client.query(`SELECT max(id)::text AS id FROM activation_tokens WHERE user_id = $1`, [teacher])).rows[0].id as string
+    const token = await sealedTokenWith(client, secretsKey.key, `teacher-activation:${tokenId}`)
 
-    const confirmed = await rosterd(["accounts", "confirm", token], env)
+    // Never from the command line: a positional token is a usage error (and not echoed); no source at all is refused.
+    const positional = await rosterd(["accounts", "confirm", token], env)
+    expect(positional.code).toBe(2)
+    expect(positional.stdout + positional.stderr).not.toContain(token)
+    const none = await rosterd(["accounts", "confirm"], env)
+    expect(none.code).toBe(1)
+    expect(none.stderr.trim()).toBe("rosterd: give the token on standard input (--token-stdin) or in a file (--token-file <path>); it is never taken from the command line")
+
+    const tokenFile = NodePath.join(work.dir, "token.txt")
+    Fs.writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 })
+    const confirmed = await rosterd(["accounts", "confirm", "--token-file", tokenFile], env)
     expect(confirmed.code).toBe(0)
     expect(confirmed.stdout.trim()).toBe(`activated: user ${teacher}, account ${accountId}`)
-    const again = await rosterd(["accounts", "confirm", token], env)
+    const again = await rosterdWithInput(["accounts", "confirm", "--token-stdin"], env, token)
     expect(again.code).toBe(1)
     expect(again.stderr.trim()).toMatch(/^rosterd: activation refused: activation token \d+ was already used$/)
     expect(again.stderr + again.stdout).not.toContain(token)

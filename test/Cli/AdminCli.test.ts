@@ -1,9 +1,10 @@
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, freePort, ROOT, rosterd, startDaemon } from "../support/Cli.ts"
+import { eventually, freePort, ROOT, rosterd, rosterdWithInput, startDaemon } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { tempDir } from "../support/Fixtures.ts"
+import { sealedTokenWith, testKeyFile } from "../support/MailLinks.ts"
 
 /**
  * `rosterd admin …` end to end on the demo district, as an operator meets it: the bundled
@@ -19,14 +20,16 @@ describe("rosterd admin CLI on the demo district", () => {
   let client: pg.Client
   const work = tempDir()
 
-  /** The token of an admin's newest invitation, from its queued message. */
+  /** The credentials key the processes seal invitation links with (DATABASE_URL: one must be configured). */
+  const secretsKey = testKeyFile(work.dir)
+
+  /** The token of an admin's newest invitation: opened from its queued message's seal (no table holds it in clear). */
   const tokenOf = async (adminId: number) => {
-    const { rows } = await client.query(
-      `SELECT body_text FROM outbox WHERE idempotency_key = 'admin-invitation:' || (SELECT max(id) FROM admin_tokens WHERE admin_id = $1)`,
-      [adminId]
-    )
-    return /token=([0-9a-f]{64})/.exec(rows[0].body_text as string)![1]!
+    const { rows } = await client.query(`SELECT max(id)::text AS id FROM admin_tokens WHERE admin_id = $1`, [adminId])
+    return sealedTokenWith(client, secretsKey.key, `admin-invitation:${rows[0].id}`)
   }
+  /** `admin confirm` with the token on standard input, as an operator pipes it (never an argument). */
+  const confirmWith = (token: string, extra: ReadonlyArray<string> = []) => rosterdWithInput(["admin", "confirm", "--token-stdin", ...extra], env, `${token}\n`)
   const noPersonalValues = (text: string) => {
     expect(text).not.toMatch(/@/)
     expect(text).not.toMatch(/Ada|Ben|Cy Three/)
@@ -39,7 +42,8 @@ describe("rosterd admin CLI on the demo district", () => {
       ROSTERD_CONFIG: NodePath.join(ROOT, "config/rosterd.yaml"),
       ROSTERD_DATA_DIR: work.dir,
       ROSTERD_HTTP_PORT: String(await freePort()),
-      ROSTERD_LOG_LEVEL: "warning"
+      ROSTERD_LOG_LEVEL: "warning",
+      ROSTERD_SECRETS_KEY_FILE: secretsKey.path
     }
     client = new pg.Client({ connectionString: db.url })
     await client.connect()
@@ -80,10 +84,10 @@ describe("rosterd admin CLI on the demo district", () => {
     expect(mail).toEqual({ recipient: "ada@demo.example", subject: "Action needed: confirm your administrator account", state: "pending" })
 
     const token = await tokenOf(1)
-    const confirmed = await rosterd(["admin", "confirm", token], env)
+    const confirmed = await confirmWith(token)
     expect(confirmed.code).toBe(0)
     expect(confirmed.stdout).toMatch(/^confirmed: admin 1; new account \d+ with the invited address holds the administrator access\n$/)
-    const again = await rosterd(["admin", "confirm", token], env)
+    const again = await confirmWith(token)
     expect(again.code).toBe(1)
     expect(again.stderr.trim()).toMatch(/^rosterd: invitation refused: invitation token \d+ was already used$/)
     expect(again.stdout + again.stderr).not.toContain(token)
@@ -132,7 +136,7 @@ describe("rosterd admin CLI on the demo district", () => {
     const resent = await rosterd(["admin", "resend", "3", "--as", "1"], env)
     expect(resent.code).toBe(0)
     expect(resent.stdout).toMatch(/^invitation e-mail queued again for admin 3 .*earlier links no longer work\n$/)
-    const dead = await rosterd(["admin", "confirm", old], env)
+    const dead = await confirmWith(old)
     expect(dead.code).toBe(1)
     expect(dead.stderr).toMatch(/invitation token \d+ was replaced by a newer one/)
 

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { rosterd, writeConfig } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
+import { testKeyFile } from "../support/MailLinks.ts"
 
 /**
  * The audit log as operators read it (`rosterd audit`, real processes): district add, rules
@@ -22,7 +23,8 @@ describe("rosterd audit CLI", () => {
   beforeAll(async () => {
     db = await createTestDatabase()
     writeSmallDistrict(districtDir, "audit.example")
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n") }
+    // With DATABASE_URL a credentials key must be configured: it seals activation links (a resend needs it).
+    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n"), ROSTERD_SECRETS_KEY_FILE: testKeyFile(work.dir).path }
     client = new pg.Client({ connectionString: db.url })
     await client.connect()
   })

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { rosterd, writeConfig } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
+import { sealedTokenWith, testKeyFile } from "../support/MailLinks.ts"
 
 /**
  * `rosterd district erase` (real processes): two districts synced with distinct domains,
@@ -21,6 +22,7 @@ describe("rosterd district erase", () => {
   let client: pg.Client
   let other: pg.Client
   const work = tempDir()
+  const secretsKey = testKeyFile(work.dir)
   const ids = { g1: 0, g2: 0, s3Account: 0, club: 0, ownedByStudent: 0 }
 
   const q = async <A = Record<string, unknown>>(text: string, params: ReadonlyArray<unknown> = []) => (await client.query(text, [...params])).rows as Array<A>
@@ -69,7 +71,7 @@ describe("rosterd district erase", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase()
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n") }
+    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n"), ROSTERD_SECRETS_KEY_FILE: secretsKey.path }
     client = new pg.Client({ connectionString: db.url })
     other = new pg.Client({ connectionString: db.url })
     await client.connect()
@@ -98,12 +100,12 @@ describe("rosterd district erase", () => {
     await ok(["sync", "alpha"])
     await ok(["sync", "beta"])
     // Theo confirms into his own account (the district account is merged, the address moves).
-    const [mail] = await q<{ bodyText: string }>(`SELECT body_text AS "bodyText" FROM outbox WHERE recipient = 'theo@erase-a.example'`)
-    await q(`SELECT * FROM rosterd_confirm_activation($1, $2)`, [/token=([0-9a-f]{64})/.exec(mail!.bodyText)![1], ids.g2])
+    const [mail] = await q<{ key: string }>(`SELECT idempotency_key AS key FROM outbox WHERE recipient = 'theo@erase-a.example'`)
+    await q(`SELECT * FROM rosterd_confirm_activation($1, $2)`, [await sealedTokenWith(client, secretsKey.key, mail!.key), ids.g2])
     // An admin invited and confirmed (a new account), and a partnership admin covering beta too.
     await ok(["admin", "invite", "alpha", "--name", "Ada Admin", "--email", "ada@erase-a.example", "--all-schools", "--permission", "view"])
-    const [invitation] = await q<{ bodyText: string }>(`SELECT body_text AS "bodyText" FROM outbox WHERE recipient = 'ada@erase-a.example'`)
-    await q(`SELECT * FROM rosterd_confirm_admin($1)`, [/token=([0-9a-f]{64})/.exec(invitation!.bodyText)![1]])
+    const [invitation] = await q<{ key: string }>(`SELECT idempotency_key AS key FROM outbox WHERE recipient = 'ada@erase-a.example'`)
+    await q(`SELECT * FROM rosterd_confirm_admin($1)`, [await sealedTokenWith(client, secretsKey.key, invitation!.key)])
     await q(`INSERT INTO partnerships (id, name) VALUES ('p1', 'P1')`)
     await q(`INSERT INTO partnership_districts (district_id, partnership_id) VALUES ('alpha', 'p1'), ('beta', 'p1')`)
     await q(`INSERT INTO admins (district_id, name, email, email_key, permission, role, partnership_id, invited_by)

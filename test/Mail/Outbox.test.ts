@@ -5,7 +5,8 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import { MailError, Mailer, SpoolMailerLive } from "../../src/Mail/Mailer.ts"
 import { backoffSeconds, Outbox, scrubError } from "../../src/Mail/Outbox.ts"
-import { TestDatabase } from "../support/Database.ts"
+import pg from "pg"
+import { TestDatabase, TestDatabaseUrl } from "../support/Database.ts"
 import { tempDir } from "../support/Fixtures.ts"
 import { afterAll } from "vitest"
 
@@ -111,7 +112,7 @@ const capturingLogs = <A, E, R>(effect: Effect.Effect<A, E, R>) => {
 
 const reset = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  yield* sql`TRUNCATE outbox`
+  yield* sql`DELETE FROM outbox`
   mail.reset()
   Fs.rmSync(spoolDir, { recursive: true, force: true })
 })
@@ -391,10 +392,14 @@ layer(OutboxTestLayer, { timeout: "120 seconds", excludeTestServices: true })("o
         const loop = yield* Effect.fork(outbox.run)
         yield* waitForSent(first)
 
-        // The table disappears for a while: passes fail, the loop logs and goes on.
-        yield* sql`ALTER TABLE outbox RENAME TO outbox_away`
+        // The table disappears for a while: passes fail, the loop logs and goes on. (Renaming
+        // it takes its owner: rosterd's app role, which the tests connect as, owns nothing.)
+        const owner = new pg.Client({ connectionString: (yield* TestDatabaseUrl).ownerUrl })
+        yield* Effect.promise(() => owner.connect())
+        yield* Effect.promise(() => owner.query(`ALTER TABLE outbox RENAME TO outbox_away`))
         yield* Effect.sleep("600 millis")
-        yield* sql`ALTER TABLE outbox_away RENAME TO outbox`
+        yield* Effect.promise(() => owner.query(`ALTER TABLE outbox_away RENAME TO outbox`))
+        yield* Effect.promise(() => owner.end())
         const second = yield* insert("loop-2")
         yield* waitForSent(second)
         assert.isUndefined(yield* Fiber.poll(loop).pipe(Effect.map((exit) => exit._tag === "Some" ? exit : undefined)))

@@ -7,6 +7,7 @@ import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../
 import { type FakeClever, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
 import { writeManifest } from "../../bench/OneRosterGenerator.ts"
 import { smallDistrictTerm, tempDir, writeCsv } from "../support/Fixtures.ts"
+import { testKeyFile } from "../support/MailLinks.ts"
 import { startSmtpServer, type SmtpTestServer } from "../Mail/SmtpTestServer.ts"
 
 /**
@@ -134,7 +135,8 @@ districts:
     rules:
       scope: { currentTermsOnly: false }
 `)
-    const env = { DATABASE_URL: db.url, ROSTERD_CONFIG: config, ROSTERD_HTTP_PORT: String(port) }
+    // With DATABASE_URL a credentials key must be configured: it seals the activation links.
+    const env = { DATABASE_URL: db.url, ROSTERD_CONFIG: config, ROSTERD_HTTP_PORT: String(port), ROSTERD_SECRETS_KEY_FILE: testKeyFile(work.dir).path }
     const added = await rosterd(
       ["district", "add", "canary-clever", "--provider", "clever", "--district-id", cleverDistrict, "--token-file", tokenFile, "--base-url", fake.baseUrl],
       env

@@ -5,6 +5,7 @@ import type { DistrictId } from "../../src/Domain/District.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { readRows, tempDir, writeCsv } from "../support/Fixtures.ts"
+import { sealedToken } from "../support/MailLinks.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
 import { writeRulesDistrict } from "../support/RulesDistrict.ts"
 
@@ -64,7 +65,8 @@ const activationMails = (district: string) =>
       SELECT recipient, subject, body_text, idempotency_key FROM outbox
       WHERE district_id = ${district} AND kind = 'teacher_activation' ORDER BY recipient`)
 
-const tokenIn = (body: string) => /token=([0-9a-f]{64})/.exec(body)![1]!
+/** The token of a queued activation e-mail: sealed in the outbox row (no table holds it in clear), opened as the worker would. */
+const tokenOf = (mail: { readonly idempotencyKey: string }) => sealedToken(mail.idempotencyKey)
 
 const confirm = (token: string, linkAccount: number | null = null) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -206,17 +208,18 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("acc
       const mailTo = (who: string) => mails.find((m) => m.recipient === `${who}@confirm.example`)!
 
       // t-02 activates the new account.
-      const [activated] = yield* confirm(tokenIn(mailTo("t-02").bodyText))
+      const t02 = yield* tokenOf(mailTo("t-02"))
+      const [activated] = yield* confirm(t02)
       assert.strictEqual(activated!.outcome, "activated")
       assert.deepInclude((yield* links("confirm")).get("t-02"), { activation: "active", state: "active", method: "created" })
-      assert.strictEqual(yield* sqlState(confirm(tokenIn(mailTo("t-02").bodyText))), "RSTOK") // used
+      assert.strictEqual(yield* sqlState(confirm(t02)), "RSTOK") // used
       assert.strictEqual(yield* sqlState(confirm("0".repeat(64))), "RSTOK") // unknown
 
       // t-03 used the platform before with another address: links that account instead.
       const before = yield* grassroots("ext-old", "t03.personal@mail.example")
       const [pending] = yield* sql<{ readonly accountId: number }>`
         SELECT l.account_id FROM account_links l JOIN users u ON u.id = l.user_id WHERE u.district_id = 'confirm' AND u.source_id = 't-03'`
-      const [linked] = yield* confirm(tokenIn(mailTo("t-03").bodyText), before)
+      const [linked] = yield* confirm(yield* tokenOf(mailTo("t-03")), before)
       assert.strictEqual(linked!.outcome, "linked")
       assert.deepInclude((yield* links("confirm")).get("t-03"), { accountId: before, method: "confirmed", activation: "active" })
       const [merged] = yield* sql<{ readonly state: string; readonly mergedInto: number }>`
@@ -241,7 +244,7 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("acc
       )
       // An expired token is refused.
       yield* sql`UPDATE activation_tokens SET expires_at = now() - interval '1 minute' WHERE used_at IS NULL`
-      assert.strictEqual(yield* sqlState(confirm(tokenIn(mailTo("t-04").bodyText))), "RSTOK")
+      assert.strictEqual(yield* sqlState(confirm(yield* tokenOf(mailTo("t-04")))), "RSTOK")
       dir.remove()
     }))
 

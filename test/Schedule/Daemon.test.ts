@@ -5,6 +5,7 @@ import { District, type DistrictId, type ProviderKind } from "../../src/Domain/D
 import { DistrictRules } from "../../src/Domain/DistrictRules.ts"
 import { DistrictBusy, ProviderError } from "../../src/Domain/Errors.ts"
 import { Outbox } from "../../src/Mail/Outbox.ts"
+import { Retention } from "../../src/Mail/Retention.ts"
 import { emptyRunCounts } from "../../src/Reconcile/Counts.ts"
 import { DistrictLease } from "../../src/Reconcile/Lease.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
@@ -105,6 +106,7 @@ const makeDaemon = (options: Options = {}) => {
   } as unknown as Pauses))
   const notices = Layer.succeed(PauseNotices, PauseNotices.make({ sendDue: () => Effect.succeed(0) } as unknown as PauseNotices))
   const outbox = Layer.succeed(Outbox, Outbox.make({ run: Effect.never } as unknown as Outbox))
+  const retention = Layer.succeed(Retention, Retention.make({ run: Effect.never } as unknown as Retention))
   const sync = Layer.succeed(Sync, Sync.make({
     run: (_: string, run: { request: string; trigger: string }) =>
       Effect.gen(function*() {
@@ -118,7 +120,7 @@ const makeDaemon = (options: Options = {}) => {
   } as unknown as Sync))
 
   const daemon = DaemonLive.pipe(
-    Layer.provide(Layer.mergeAll(store, slots, leases, pauses, notices, outbox, sync, ConfigFile.fromDocument({}))),
+    Layer.provide(Layer.mergeAll(store, slots, leases, pauses, notices, outbox, retention, sync, ConfigFile.fromDocument({}))),
     Layer.provide(Layer.setConfigProvider(settings(options.poll ?? "1 hour")))
   )
   return { daemon, district, interrupted, runs, stored }

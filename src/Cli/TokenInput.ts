@@ -1,0 +1,57 @@
+import { Options } from "@effect/cli"
+import { Effect, Option, Schema } from "effect"
+import * as Fs from "node:fs"
+
+/**
+ * How `accounts confirm` and `admin confirm` take a token: from standard input
+ * (`--token-stdin`) or a file (`--token-file <path>`), never as an argument, where it would
+ * stay in the shell's history and show in `ps` to every user of the machine. The token is
+ * never printed back, not even in an error.
+ */
+
+export class TokenInputError extends Schema.TaggedError<TokenInputError>()("TokenInputError", { message: Schema.String }) {}
+
+export const tokenOptions = {
+  tokenStdin: Options.boolean("token-stdin").pipe(
+    Options.withDescription("read the token from standard input (e.g. `printf %s \"$TOKEN\" | rosterd … --token-stdin`)")
+  ),
+  tokenFile: Options.text("token-file").pipe(
+    Options.withDescription("read the token from this file (its only content; surrounding whitespace is ignored)"),
+    Options.optional
+  )
+}
+
+const fromText = (text: string, where: string) => {
+  const token = text.trim()
+  if (token.length === 0) return Effect.fail(new TokenInputError({ message: `no token in ${where}` }))
+  if (/\s/.test(token) || token.length > 512) {
+    return Effect.fail(new TokenInputError({ message: `${where} holds more than one token-like word: give the token alone` }))
+  }
+  return Effect.succeed(token)
+}
+
+/** The token from where the options say. */
+export const readToken = (options: { readonly tokenStdin: boolean; readonly tokenFile: Option.Option<string> }) =>
+  Effect.gen(function*() {
+    if (options.tokenStdin && Option.isSome(options.tokenFile)) {
+      return yield* new TokenInputError({ message: "give --token-stdin or --token-file, not both" })
+    }
+    if (Option.isSome(options.tokenFile)) {
+      const path = options.tokenFile.value
+      const text = yield* Effect.try({
+        try: () => Fs.readFileSync(path, "utf8"),
+        catch: () => new TokenInputError({ message: `cannot read the token file ${path}` })
+      })
+      return yield* fromText(text, `the token file ${path}`)
+    }
+    if (options.tokenStdin) {
+      const text = yield* Effect.try({
+        try: () => Fs.readFileSync(0, "utf8"),
+        catch: () => new TokenInputError({ message: "cannot read the token from standard input" })
+      })
+      return yield* fromText(text, "standard input")
+    }
+    return yield* new TokenInputError({
+      message: "give the token on standard input (--token-stdin) or in a file (--token-file <path>); it is never taken from the command line"
+    })
+  })
