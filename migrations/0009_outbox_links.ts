@@ -94,13 +94,6 @@ export default Effect.gen(function*() {
     CREATE TRIGGER admin_tokens_settle AFTER UPDATE ON admin_tokens
       REFERENCING NEW TABLE AS settled FOR EACH STATEMENT EXECUTE FUNCTION rosterd_tokens_settle('admin-invitation:');
 
-    -- The tokens that stored messages carried in clear and that still work: revoked (the
-    -- trigger above cancels their messages not sent yet), marked to be issued again.
-    UPDATE activation_tokens SET revoked_at = now(), revoked_reason = 'link_at_rest'
-      WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now();
-    UPDATE admin_tokens SET revoked_at = now(), revoked_reason = 'link_at_rest'
-      WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now();
-
     -- The old bodies without their tokens; old messages not sent yet are cancelled (they
     -- would carry a dead link: their replacements come in the new form).
     UPDATE outbox
@@ -112,5 +105,12 @@ export default Effect.gen(function*() {
                           ELSE last_error END
     WHERE kind IN ('teacher_activation', 'admin_invitation') AND link_url IS NULL
       AND (body_text ~ '[0-9a-f]{64}' OR body_html ~ '[0-9a-f]{64}');
+
+    -- Every token that still works (each was issued with its link in a stored body): revoked,
+    -- marked to be issued again.
+    UPDATE activation_tokens SET revoked_at = now(), revoked_reason = 'link_at_rest'
+      WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now();
+    UPDATE admin_tokens SET revoked_at = now(), revoked_reason = 'link_at_rest'
+      WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now();
   `)
 })

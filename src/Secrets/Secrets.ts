@@ -63,6 +63,8 @@ export interface RotateResult {
   readonly fromKeys: Readonly<Record<string, number>>
   /** Links of outbox messages not sent yet (or failed, to be retried), re-sealed under the key. */
   readonly links: number
+  /** Links that no longer opened (their row altered): their messages failed. */
+  readonly linksFailed: number
 }
 
 export interface SecretsStatus {
@@ -176,9 +178,10 @@ export class Secrets extends Effect.Service<Secrets>()("rosterd/Secrets", {
 
     /**
      * Re-encrypts every stored credential, and re-seals every outbox link still sealed, under
-     * the current key, in one transaction: a row that does not open (its key not configured,
-     * or altered) rolls everything back, so a rotation never leaves a mix it could not finish.
-     * The links are re-sealed with one statement.
+     * the current key, in one transaction: a value under a key that is not configured (or a
+     * credential that does not open) rolls everything back, so a rotation never leaves a mix
+     * it could not finish. A link whose row was altered since it was sealed never opens with
+     * any key: its message fails instead. The links are re-sealed with one statement.
      */
     const rotate = Effect.fn("Secrets.rotate")(function*() {
       const key = yield* currentKey("re-encrypt the stored credentials")
@@ -201,9 +204,22 @@ export class Secrets extends Effect.Service<Secrets>()("rosterd/Secrets", {
                  link_key_id, link_iv, link_ciphertext, link_auth_tag
           FROM outbox WHERE link_ciphertext IS NOT NULL ORDER BY id FOR UPDATE`
         const resealed: Array<{ readonly id: number; readonly sealed: Sealed }> = []
+        const altered: Array<number> = []
         for (const row of links) {
-          const token = yield* openLink_(row)
-          resealed.push({ id: row.id, sealed: sealLink(key, row, token) })
+          // A key that is not configured stops the rotation (its links would be lost); a row
+          // altered since it was sealed could never be sent: it fails, its seal dropped.
+          const token = yield* openLink_(row).pipe(
+            Effect.map(Option.some),
+            Effect.catchIf((e) => e._tag === "LinkUnreadable" && e.problem === "does not authenticate", () => Effect.succeed(Option.none<string>()))
+          )
+          if (Option.isSome(token)) resealed.push({ id: row.id, sealed: sealLink(key, row, token.value) })
+          else altered.push(row.id)
+        }
+        if (altered.length > 0) {
+          yield* sql`
+            UPDATE outbox SET state = 'failed', link_key_id = NULL, link_iv = NULL, link_ciphertext = NULL, link_auth_tag = NULL,
+                   last_error = 'its link did not open at the key rotation (the row was altered); send a new message'
+            WHERE id = ANY (${altered}::bigint[])`
         }
         if (resealed.length > 0) {
           yield* sql.unsafe(
@@ -219,7 +235,7 @@ export class Secrets extends Effect.Service<Secrets>()("rosterd/Secrets", {
             ]
           )
         }
-        return { keyId: key.id, reencrypted: rows.length, fromKeys, links: resealed.length } satisfies RotateResult
+        return { keyId: key.id, reencrypted: rows.length, fromKeys, links: resealed.length, linksFailed: altered.length } satisfies RotateResult
       })).pipe(Effect.catchTag("SqlError", Effect.die))
     })
 

@@ -142,7 +142,7 @@ describe("Secrets", () => {
         assert.deepStrictEqual(keysBefore.map((r) => r.keyId), [keyA.id, keyA.id, keyB.id])
 
         const result = yield* Effect.flatMap(Secrets, (s) => s.rotate()).pipe(both)
-        assert.deepStrictEqual(result, { keyId: keyB.id, reencrypted: 3, fromKeys: { [keyA.id]: 2, [keyB.id]: 1 }, links: 0 })
+        assert.deepStrictEqual(result, { keyId: keyB.id, reencrypted: 3, fromKeys: { [keyA.id]: 2, [keyB.id]: 1 }, links: 0, linksFailed: 0 })
         const keysAfter = yield* sql<{ keyId: string }>`SELECT DISTINCT key_id FROM district_credentials`
         assert.deepStrictEqual(keysAfter.map((r) => r.keyId), [keyB.id])
         // The previous key is no longer needed.
