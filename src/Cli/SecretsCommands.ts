@@ -17,7 +17,7 @@ const rotateKey = Command.make("rotate-key", { by: actorOption }, (args) =>
       actor: args.by,
       action: "secrets.rotate-key",
       subject: `key ${r.keyId}`,
-      details: { keyId: r.keyId, reencrypted: r.reencrypted, fromKeys: r.fromKeys }
+      details: { keyId: r.keyId, reencrypted: r.reencrypted, fromKeys: r.fromKeys, links: r.links, linksFailed: r.linksFailed }
     }))
     const from = Object.entries(result.fromKeys).map(([keyId, count]) => `${count} from key ${keyId}`).join(", ")
     yield* Console.log(
@@ -25,7 +25,12 @@ const rotateKey = Command.make("rotate-key", { by: actorOption }, (args) =>
         (from === "" ? "" : ` (${from})`) +
         "; keys other than this one are no longer needed by stored credentials"
     )
-  })).pipe(Command.withDescription("re-encrypt every stored credential under the current key, in one transaction (audited)"))
+    // Activation and invitation links waiting in the outbox are sealed with the same key.
+    yield* Console.log(
+      `re-sealed ${result.links} pending mail link${result.links === 1 ? "" : "s"}` +
+        (result.linksFailed === 0 ? "" : `; ${result.linksFailed} did not open (their rows were altered): those messages failed, send them again`)
+    )
+  })).pipe(Command.withDescription("re-encrypt every stored credential, and re-seal every pending mail link, under the current key, in one transaction (audited)"))
 
 const status = Command.make("status", { json: Options.boolean("json").pipe(Options.withDescription("print JSON")) }, (args) =>
   Effect.gen(function*() {
@@ -34,6 +39,8 @@ const status = Command.make("status", { json: Options.boolean("json").pipe(Optio
     yield* Console.log(`current key: ${view.keyId ?? "none"}${view.source === null ? "" : ` (${view.source})`}`)
     if (view.previousKeyIds.length > 0) yield* Console.log(`previous keys: ${view.previousKeyIds.join(", ")}`)
     if (view.problem !== null) yield* Console.log(`problem: ${view.problem}`)
+    const links = view.linksByKey.map((k) => `${k.count} under key ${k.keyId}${k.configured ? "" : " (NOT CONFIGURED: cannot be sent)"}`)
+    if (links.length > 0) yield* Console.log(`pending mail links: ${links.join(", ")}`)
     if (view.byKey.length === 0) return yield* Console.log("no stored credentials")
     yield* Console.log(table(
       ["key", "credentials", "state"],

@@ -1,4 +1,4 @@
-import { Options } from "@effect/cli"
+import { Args, Options } from "@effect/cli"
 import { Effect, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 
@@ -12,6 +12,11 @@ import * as Fs from "node:fs"
 export class TokenInputError extends Schema.TaggedError<TokenInputError>()("TokenInputError", { message: Schema.String }) {}
 
 export const tokenOptions = {
+  // Accepted only to be refused without echoing it (a usage error would print it back).
+  token: Args.text({ name: "token" }).pipe(
+    Args.withDescription("not accepted: a token on the command line stays in the shell's history and shows in ps; use --token-stdin or --token-file"),
+    Args.optional
+  ),
   tokenStdin: Options.boolean("token-stdin").pipe(
     Options.withDescription("read the token from standard input (e.g. `printf %s \"$TOKEN\" | rosterd … --token-stdin`)")
   ),
@@ -31,8 +36,14 @@ const fromText = (text: string, where: string) => {
 }
 
 /** The token from where the options say. */
-export const readToken = (options: { readonly tokenStdin: boolean; readonly tokenFile: Option.Option<string> }) =>
+export const readToken = (options: { readonly token: Option.Option<string>; readonly tokenStdin: boolean; readonly tokenFile: Option.Option<string> }) =>
   Effect.gen(function*() {
+    if (Option.isSome(options.token)) {
+      return yield* new TokenInputError({
+        message: "a token is never taken from the command line (it would stay in the shell's history and show in ps): " +
+          "pipe it with --token-stdin or give --token-file <path>; treat the one given as seen by others and send a new one"
+      })
+    }
     if (options.tokenStdin && Option.isSome(options.tokenFile)) {
       return yield* new TokenInputError({ message: "give --token-stdin or --token-file, not both" })
     }

@@ -91,9 +91,10 @@ describe("rosterd accounts CLI", () => {
     const tokenId = (await client.query(`SELECT max(id)::text AS id FROM activation_tokens WHERE user_id = $1`, [teacher])).rows[0].id as string
     const token = await sealedTokenWith(client, secretsKey.key, `teacher-activation:${tokenId}`)
 
-    // Never from the command line: a positional token is a usage error (and not echoed); no source at all is refused.
+    // Never from the command line: a token given as an argument is refused (and not echoed); no source at all is refused.
     const positional = await rosterd(["accounts", "confirm", token], env)
-    expect(positional.code).toBe(2)
+    expect(positional.code).toBe(1)
+    expect(positional.stderr).toMatch(/^rosterd: a token is never taken from the command line .*--token-stdin or give --token-file <path>/)
     expect(positional.stdout + positional.stderr).not.toContain(token)
     const none = await rosterd(["accounts", "confirm"], env)
     expect(none.code).toBe(1)
