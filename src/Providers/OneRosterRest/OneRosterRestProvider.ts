@@ -66,7 +66,23 @@ interface Collection<K extends EntityKind> {
   readonly kind: K
   readonly path: string
   readonly key: string
-  readonly decode: (raw: unknown) => Either.Either<{ readonly record: EntityRecord[K] } | { readonly problem: string; readonly sourceId: string | null }>
+  readonly decode: (raw: unknown) => Either.Either<{ readonly record: EntityRecord[K] } | Unreadable>
+}
+
+/** A record that did not decode: what identity could still be read, and why. */
+interface Unreadable {
+  readonly problem: string
+  readonly sourceId: string | null
+  /** Enrollments: the (class, user) pair that is their identity, when readable. */
+  readonly classSourceId?: string | null
+  readonly userSourceId?: string | null
+}
+
+/** `raw[key].sourcedId` when it is a string (a GUIDRef's id). */
+const refId = (raw: unknown, key: string): string | null => {
+  const ref = typeof raw === "object" && raw !== null && Object.hasOwn(raw, key) ? (raw as Record<string, unknown>)[key] : undefined
+  const id = typeof ref === "object" && ref !== null && Object.hasOwn(ref, "sourcedId") ? (ref as { readonly sourcedId?: unknown }).sourcedId : undefined
+  return typeof id === "string" ? id : null
 }
 
 const collection = <K extends EntityKind, A, I>(
@@ -83,12 +99,15 @@ const collection = <K extends EntityKind, A, I>(
     key,
     decode: (raw) => {
       const decoded = decode(raw)
-      const id = typeof raw === "object" && raw !== null && typeof (raw as { sourcedId?: unknown }).sourcedId === "string"
+      const id = typeof raw === "object" && raw !== null && Object.hasOwn(raw, "sourcedId") && typeof (raw as { sourcedId?: unknown }).sourcedId === "string"
         ? (raw as { sourcedId: string }).sourcedId
         : null
-      if (Either.isLeft(decoded)) return Either.right({ problem: "the record does not have the fields OneRoster requires", sourceId: id })
+      // An enrollment that does not decode keeps its (class, user) identity, so the stored
+      // membership is held as it is rather than ended as missing.
+      const identity = kind === "enrollments" ? { classSourceId: refId(raw, "class"), userSourceId: refId(raw, "user") } : {}
+      if (Either.isLeft(decoded)) return Either.right({ problem: "the record does not have the fields OneRoster requires", sourceId: id, ...identity })
       const mapped = map(decoded.right)
-      return Either.right("record" in mapped ? mapped : { problem: mapped.problem, sourceId: id })
+      return Either.right("record" in mapped ? mapped : { problem: mapped.problem, sourceId: id, ...identity })
     }
   }
 }
@@ -138,6 +157,7 @@ const listCollection = <K extends EntityKind>(
   const fetchPage = (offset: number, limit: number) =>
     http.getPage(url(offset, limit), Page).pipe(Effect.map(({ bytes, headers, value }) => ({
       offset,
+      limit,
       records: (value as Record<string, ReadonlyArray<unknown>>)[spec.key]!,
       total: headers["x-total-count"],
       bytes
@@ -149,10 +169,22 @@ const listCollection = <K extends EntityKind>(
     records.forEach((raw, index) => {
       const origin = { file: listing, line: offset + index + 1 }
       const decoded = Either.getOrThrow(spec.decode(raw))
-      out.push("record" in decoded ? { _tag: "Valid", record: decoded.record, origin } : { _tag: "Invalid", origin, sourceId: decoded.sourceId, problem: decoded.problem })
+      out.push("record" in decoded ? { _tag: "Valid", record: decoded.record, origin } : { _tag: "Invalid", origin, ...decoded })
     })
     return Chunk.unsafeFromArray(out)
   }
+
+  /**
+   * More records than `limit` asked for: the offsets that follow would skip (or repeat) records,
+   * and a full listing would then deactivate what it skipped. Refused, unless the first page is
+   * the whole listing (a server that ignores `limit` on a small collection).
+   */
+  const overlong = (page: { readonly offset: number; readonly limit: number; readonly records: ReadonlyArray<unknown> }) =>
+    new ProviderError({
+      reason: "Malformed",
+      message: `the OneRoster server answered ${listing} at offset ${page.offset} with ${page.records.length} records for limit=${page.limit}: ` +
+        `it does not keep to limit, so its offsets cannot be trusted; nothing was applied`
+    })
 
   const truncated = (got: number, total: number) =>
     new ProviderError({ reason: "Truncated", message: `the OneRoster server listed ${got} of the ${total} ${spec.path} it announced (X-Total-Count); the listing ended early` })
@@ -179,7 +211,10 @@ const listCollection = <K extends EntityKind>(
       })
     }
     const guard = makeCollectionGuard("the OneRoster server", listing, caps)
-    const check = (page: Fetched) => Effect.as(guard.page(`${listing} at offset ${page.offset}`, idsOf(page.records), page.bytes), page)
+    const check = (page: Fetched) =>
+      page.records.length > page.limit && !(page.offset === 0 && page.records.length === total)
+        ? Effect.fail(overlong(page))
+        : Effect.as(guard.page(`${listing} at offset ${page.offset}`, idsOf(page.records), page.bytes), page)
     yield* check(first)
     const firstItems = Stream.fromChunk(toItems(first.records, 0))
 

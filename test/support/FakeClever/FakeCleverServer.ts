@@ -3,17 +3,23 @@
  * {@link CleverDistrict}: bearer auth, Clever's rate limit, paged lists and events
  * (Routes.ts), per-test faults (Faults.ts) and a request log.
  *
- * Per request: faults that replace the API (`status`, `rateLimit`, `notJson`) or hold it
- * (`delay`) come first; then auth (missing/unknown token → 401 `{message:"Invalid token"}`,
- * the forbidden token → 403), then the rate limit (429 once over it), then the route; the
- * remaining faults damage that response.
+ * Per request: faults that replace the API (`status`, `rateLimit`, `notJson`, `body`,
+ * `redirect`) or hold it (`delay`) come first; then auth (missing/unknown token → 401
+ * `{message:"Invalid token"}`, the forbidden token → 403), then the rate limit (429 once over
+ * it), then the route; the remaining faults damage that response (Transport.ts).
+ *
+ * With `tls` it serves HTTPS (a test certificate), so a client's refusal to follow a link
+ * from https down to http can be shown against a real TLS server.
  */
 import * as Http from "node:http"
+import * as Https from "node:https"
 import type { AddressInfo } from "node:net"
 import type { CleverDistrict } from "./CleverDistrict.ts"
 import { type Fault, FaultControl, type FaultKind } from "./Faults.ts"
+import type { Link } from "./Paging.ts"
 import { type RateLimitOptions, RateLimiter, rateLimitHeaders } from "./RateLimit.ts"
 import { type Reply, route } from "./Routes.ts"
+import { amend, type Outgoing, replacement, send } from "./Transport.ts"
 
 export interface FakeCleverOptions {
   /** The accepted district-app token(s). */
@@ -31,6 +37,8 @@ export interface FakeCleverOptions {
   readonly maxLimit?: number
   /** How far back `/events` reaches, against the district's clock (default 30 days). */
   readonly eventRetentionMs?: number
+  /** Serve HTTPS with this key and certificate (PEM); `baseUrl` is then `https://…`. */
+  readonly tls?: { readonly key: string; readonly cert: string }
 }
 
 export interface RequestLog {
@@ -41,6 +49,8 @@ export interface RequestLog {
   readonly status: number
   /** Whether an Authorization header was present (the token itself is never logged). */
   readonly auth: boolean
+  /** The Host header as sent (which origin the client thought it talked to). */
+  readonly host?: string
   /** The injected fault this request got, if any. */
   readonly fault?: FaultKind
   readonly at: number
@@ -63,12 +73,6 @@ export const DEFAULT_EVENT_RETENTION_MS = 30 * 24 * 60 * 60 * 1000
 
 const HTML_ERROR = "<!DOCTYPE html>\n<html><head><title>Clever | Error</title></head><body><h1>Something went wrong</h1></body></html>\n"
 
-interface Outgoing {
-  readonly status: number
-  readonly body: string
-  readonly headers: Readonly<Record<string, string>>
-}
-
 const json = (status: number, body: string, headers: Readonly<Record<string, string>> = {}): Outgoing => ({
   status,
   body,
@@ -77,10 +81,32 @@ const json = (status: number, body: string, headers: Readonly<Record<string, str
 
 const message = (status: number, text: string, headers?: Readonly<Record<string, string>>) => json(status, JSON.stringify({ message: text }), headers)
 
-/** The reply as JSON, minus the links a fault removes. */
-const render = (reply: Reply, fault: Fault | undefined): { readonly status: number; readonly body: string } => {
+/** Where a `next` fault points, for the request `url` (path and query) and the page's real `next`. */
+const nextUri = (to: Extract<Fault, { kind: "next" }>["to"], url: URL, real: string | undefined): string => {
+  const path = url.pathname
+  if (to === "self") return `${path}${url.search}`
+  const params = new URLSearchParams(url.searchParams)
+  if (to === "first") {
+    params.delete("starting_after")
+    params.delete("ending_before")
+    return `${path}?${params.toString()}`
+  }
+  if (to === "sameCursor") {
+    // Another URL (one more parameter), the same cursor.
+    params.append("page_hint", String((Number(params.get("page_hint")) || 0) + 1))
+    return `${path}?${params.toString()}`
+  }
+  return to.replace("{real}", real ?? "")
+}
+
+/** The reply as JSON, minus (or with other) links as a fault says. */
+const render = (reply: Reply, fault: Fault | undefined, url: URL): { readonly status: number; readonly body: string } => {
   if (reply._tag === "Error") return { status: reply.status, body: JSON.stringify({ message: reply.message }) }
-  const links = fault?.kind === "endEarly" ? reply.links.filter((link) => link.rel !== "next") : reply.links
+  let links: ReadonlyArray<Link> = fault?.kind === "endEarly" ? reply.links.filter((link) => link.rel !== "next") : reply.links
+  if (fault?.kind === "next") {
+    const real = links.find((link) => link.rel === "next")?.uri
+    links = [...links.filter((link) => link.rel !== "next"), { rel: "next", uri: nextUri(fault.to, url, real) }]
+  }
   const tail = fault?.kind === "noLinks" ? "}" : `,"links":${JSON.stringify(links)}}`
   if (reply._tag === "Single") return { status: 200, body: reply.item.slice(0, -1) + tail }
   return { status: 200, body: `{"data":[${reply.items.join(",")}]${tail}` }
@@ -120,6 +146,8 @@ export const start = async (district: CleverDistrict, options: FakeCleverOptions
       return message(429, "Too Many Requests", headers)
     }
     if (fault?.kind === "notJson") return { status: 200, body: HTML_ERROR, headers: { "Content-Type": "text/html; charset=utf-8" } }
+    const replaced = replacement(fault)
+    if (replaced !== undefined) return replaced
 
     const token = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "")?.[1]
     if (token !== undefined && token === options.forbiddenToken) return message(403, "Forbidden")
@@ -129,7 +157,16 @@ export const start = async (district: CleverDistrict, options: FakeCleverOptions
     if (limit !== undefined && !limit.allowed) return message(429, "Too Many Requests", limitHeaders)
     if (req.method !== "GET") return message(501, "Unsupported request", limitHeaders)
 
-    const rendered = render(route(district, url.pathname, url.searchParams, settings), fault)
+    let reply = route(district, url.pathname, url.searchParams, settings)
+    if (fault?.kind === "repeatPage" && reply._tag === "List") {
+      // The first page's records, under the links this request should have got.
+      const first = new URLSearchParams(url.searchParams)
+      first.delete("starting_after")
+      first.delete("ending_before")
+      const again = route(district, url.pathname, first, settings)
+      if (again._tag === "List") reply = { ...reply, items: again.items }
+    }
+    const rendered = render(reply, fault, url)
     return json(rendered.status, rendered.body, limitHeaders)
   }
 
@@ -140,42 +177,35 @@ export const start = async (district: CleverDistrict, options: FakeCleverOptions
     const method = req.method ?? "GET"
     const fault = faults.take({ method, path: url.pathname, url: rawUrl, query: url.searchParams })
     const log = (status: number) =>
-      requests.push({ method, path: rawUrl, status, auth: req.headers.authorization !== undefined, ...(fault === undefined ? {} : { fault: fault.kind }), at })
+      requests.push({
+        method,
+        path: rawUrl,
+        status,
+        auth: req.headers.authorization !== undefined,
+        ...(req.headers.host === undefined ? {} : { host: req.headers.host }),
+        ...(fault === undefined ? {} : { fault: fault.kind }),
+        at
+      })
     res.on("error", () => {}) // a client that hangs up is part of the game, not a server failure
 
     if (fault?.kind === "delay") {
       await sleep(fault.ms)
       if (res.destroyed || req.socket.destroyed) return log(0)
     }
-    const out = answer(req, url, fault)
+    const out = amend(answer(req, url, fault), fault, { method, path: url.pathname, url: rawUrl, query: url.searchParams })
     log(out.status)
-    const body = Buffer.from(out.body, "utf8")
-    const half = body.subarray(0, Math.floor(body.length / 2))
-
-    if (fault?.kind === "dropConnection") {
-      // The full length is announced, so the client sees the connection die mid-body.
-      res.writeHead(out.status, { ...out.headers, "Content-Length": String(body.length) })
-      res.write(half, () => res.destroy())
-      return
-    }
-    if (fault?.kind === "truncate") {
-      // No Content-Length: the response ends cleanly (chunked), only the JSON is cut.
-      res.writeHead(out.status, { ...out.headers, Connection: "close" })
-      res.end(half)
-      return
-    }
-    res.writeHead(out.status, { ...out.headers, "Content-Length": String(body.length) })
-    res.end(body)
+    await send(res, out, fault)
   }
 
-  const server = Http.createServer((req, res) => {
+  const listener = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
     handle(req, res).catch((cause: unknown) => {
       // A bug in the fake: make it loud in the test output and answer 500.
       console.error("FakeClever: request failed", cause)
       if (!res.headersSent) res.writeHead(500, { "Content-Type": "application/json" })
       res.end(JSON.stringify({ message: "fake server error" }))
     })
-  })
+  }
+  const server = options.tls === undefined ? Http.createServer(listener) : Https.createServer({ key: options.tls.key, cert: options.tls.cert }, listener)
   // Large pages over keep-alive connections: no server-side timeouts get in the way of slow clients.
   server.keepAliveTimeout = 5_000
   server.requestTimeout = 0
@@ -191,7 +221,7 @@ export const start = async (district: CleverDistrict, options: FakeCleverOptions
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address
 
   return {
-    baseUrl: `http://${host}:${address.port}`,
+    baseUrl: `${options.tls === undefined ? "http" : "https"}://${host}:${address.port}`,
     port: address.port,
     district,
     requests,

@@ -2,10 +2,16 @@
  * Faults a test injects into the fake server, each for a number of matching requests.
  *
  * Rules are tried in injection order and at most one fault applies to a request. `status`,
- * `rateLimit` and `notJson` answer instead of the API (before auth and the rate limit, like
- * a failing load balancer); `delay` waits and then serves normally; `dropConnection` and
- * `truncate` damage the real response on the wire; `noLinks` and `endEarly` damage the
- * real page's `links`.
+ * `rateLimit`, `notJson`, `body` and `redirect` answer instead of the API (before auth and
+ * the rate limit, like a failing load balancer or a hostile front); `delay` waits and then
+ * serves normally; `dropConnection`, `truncate`, `hugeBody`, `endlessBody` and `drip` damage
+ * or replace the response on the wire (Transport.ts); `noLinks`, `endEarly`, `next` and
+ * `repeatPage` damage the real page's `links` or data; `rewrite` hands the real JSON to a
+ * function and sends what it returns; `headers` adds or replaces response headers.
+ *
+ * The hostile modes (issue 14) behave like the broken or hostile servers a daemon meets:
+ * a next link to itself or elsewhere, pages that never end or repeat, bodies of gigabytes,
+ * bodies that never end or arrive a few bytes at a time, headers that lie.
  */
 export type Fault =
   /** Answers with this status and `{ message }` (500, 502, 503, …). */
@@ -27,6 +33,32 @@ export type Fault =
   | { readonly kind: "delay"; readonly ms: number }
   /** The real page without its `next` link although more records remain. */
   | { readonly kind: "endEarly" }
+  /**
+   * The page's `next` link replaced (added when the page has none): `"self"` (the request's
+   * own path and query), `"first"` (the listing's first page, a loop), `"sameCursor"` (a
+   * different URL keeping the request's `starting_after`), or any URI — e.g. on another
+   * origin, or `http://` for an `https` server.
+   */
+  | { readonly kind: "next"; readonly to: "self" | "first" | "sameCursor" | (string & {}) }
+  /** The listing's first page served again for this request, with the links the request should have got (duplicate pages). */
+  | { readonly kind: "repeatPage" }
+  /** The real JSON body (parsed) handed to `rewrite`; what it returns is sent with status 200 (a string as is, anything else as JSON). */
+  | { readonly kind: "rewrite"; readonly rewrite: (body: any, request: FaultRequest) => unknown }
+  /** This body (any text, any content type) with status 200, instead of the API. */
+  | { readonly kind: "body"; readonly body: string; readonly contentType?: string }
+  /** A redirect (default 302) to `location`, instead of the API. */
+  | { readonly kind: "redirect"; readonly location: string; readonly status?: number }
+  /** Headers added to (or replacing those of) the real response: bogus totals, huge values. */
+  | { readonly kind: "headers"; readonly headers: Readonly<Record<string, string>> }
+  /**
+   * A 200 JSON body of `bytes` bytes (valid JSON: a list padded with whitespace), streamed
+   * with backpressure; Content-Length sent unless `declareLength` is false.
+   */
+  | { readonly kind: "hugeBody"; readonly bytes: number; readonly declareLength?: boolean }
+  /** A 200 body that never ends (chunked), until the client hangs up. */
+  | { readonly kind: "endlessBody" }
+  /** The real response, `chunkBytes` at a time every `intervalMs` (a drip-fed body). */
+  | { readonly kind: "drip"; readonly chunkBytes: number; readonly intervalMs: number }
 
 export type FaultKind = Fault["kind"]
 

@@ -5,13 +5,16 @@
  * rate limit, paged lists with `X-Total-Count` and an RFC 5988 `Link` header (Routes.ts),
  * per-test faults (Faults.ts) and a request log.
  *
- * Per request: faults that replace the API (`status`, `rateLimit`, `notJson`) or hold it
- * (`delay`) come first; then auth (401 imsx_StatusInfo `unauthorisedrequest`), then the rate
- * limit (429 with `Retry-After`), then the route; the remaining faults damage its answer.
+ * Per request: faults that replace the API (`status`, `rateLimit`, `notJson`, `body`,
+ * `redirect`) or hold it (`delay`) come first; then auth (401 imsx_StatusInfo
+ * `unauthorisedrequest`), then the rate limit (429 with `Retry-After`), then the route; the
+ * remaining faults damage its answer (../FakeClever/Transport.ts).
  */
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
+import type { Fault } from "../FakeClever/Faults.ts"
 import { type RateLimitOptions, RateLimiter } from "../FakeClever/RateLimit.ts"
+import { amend, type Outgoing, replacement, send } from "../FakeClever/Transport.ts"
 import { type OneRosterFault, OneRosterFaultControl } from "./Faults.ts"
 import { type AuthCheck, type OAuthCredentials, OAuthVerifier, type OAuthWindow } from "./OAuth.ts"
 import type { OneRosterDistrict } from "./OneRosterDistrict.ts"
@@ -73,12 +76,6 @@ export interface FakeOneRoster {
 }
 
 const HTML_PAGE = "<!DOCTYPE html>\n<html><head><title>ClassLink</title></head><body><h1>Roster Server is under maintenance</h1></body></html>\n"
-
-interface Outgoing {
-  readonly status: number
-  readonly body: string
-  readonly headers: Readonly<Record<string, string>>
-}
 
 const JSON_TYPE = { "Content-Type": "application/json; charset=utf-8" }
 
@@ -155,6 +152,8 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
       return [failure(429, "server_busy", "Too Many Requests", { "Retry-After": String(seconds) }), {}]
     }
     if (fault?.kind === "notJson") return [{ status: 200, body: HTML_PAGE, headers: { "Content-Type": "text/html; charset=utf-8" } }, {}]
+    const replaced = replacement(fault as Fault | undefined)
+    if (replaced !== undefined) return [replaced, {}]
 
     const auth = authenticate(req, url, rawPath)
     if (!auth.ok) {
@@ -168,6 +167,14 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
       return [failure(429, "server_busy", "Too Many Requests", { "Retry-After": String(retryAfter) }), logged]
     }
     if (req.method !== "GET") return [failure(405, "unsupportedoperation", "only GET is supported", { Allow: "GET" }), logged]
+    if (fault?.kind === "ignoreOffset") {
+      // The page at offset 0, whatever was asked; links and total as if the offset had moved.
+      const first = new URLSearchParams(url.searchParams)
+      first.set("offset", "0")
+      const asked = route(district, url.pathname, url.searchParams, settings, cache)
+      const served = route(district, url.pathname, first, settings, cache)
+      return [render(asked._tag === "List" && served._tag === "List" ? { ...asked, records: served.records } : asked, url, fault), logged]
+    }
     return [render(route(district, url.pathname, url.searchParams, settings, cache), url, fault), logged]
   }
 
@@ -193,6 +200,12 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
     }
     let { records, total } = reply
     let hideNext = false
+    if (fault?.kind === "neverEmpty" && records.length < reply.limit) {
+      // Made-up records past the end: the listing never reaches an empty page.
+      const template = (records.at(-1) ?? district.table(reply.endpoint.table).all().at(-1) ?? {}) as Record<string, unknown>
+      const made = Array.from({ length: reply.limit - records.length }, (_, i) => ({ ...template, sourcedId: `made-up-${reply.offset + records.length + i}` }))
+      records = [...records, ...made]
+    }
     if (fault?.kind === "endEarly") {
       const mode = fault.mode ?? "empty"
       if (mode === "empty") records = []
@@ -201,8 +214,8 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
       hideNext = mode !== "wrongCount"
     }
     const headers: Record<string, string> = { ...JSON_TYPE, "X-Total-Count": String(total) }
-    if (fault?.kind === "noLinks" && fault.dropTotal === true) delete headers["X-Total-Count"]
-    if (fault?.kind !== "noLinks") headers["Link"] = linkHeader(url, reply.offset, reply.limit, total, hideNext)
+    if ((fault?.kind === "noLinks" && fault.dropTotal === true) || fault?.kind === "neverEmpty") delete headers["X-Total-Count"]
+    if (fault?.kind !== "noLinks" && fault?.kind !== "neverEmpty") headers["Link"] = linkHeader(url, reply.offset, reply.limit, total, hideNext)
     const items = records.map((record) => serialize(reply.endpoint.table, record, reply.fields))
     return { status: 200, body: absolute(`{"${reply.endpoint.listKey}":[${items.join(",")}]}`), headers }
   }
@@ -239,25 +252,10 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
       await sleep(fault.ms)
       if (res.destroyed || req.socket.destroyed) return log(0)
     }
-    const [out, extra] = answer(req, url, rawPath, fault)
+    const [answered, extra] = answer(req, url, rawPath, fault)
+    const out = amend(answered, fault as Fault | undefined, { method, path: url.pathname, url: rawUrl, query: url.searchParams })
     log(out.status, extra)
-    const body = Buffer.from(out.body, "utf8")
-    const half = body.subarray(0, Math.floor(body.length / 2))
-
-    if (fault?.kind === "dropConnection") {
-      // The full length is announced, so the client sees the connection die mid-body.
-      res.writeHead(out.status, { ...out.headers, "Content-Length": String(body.length) })
-      res.write(half, () => res.destroy())
-      return
-    }
-    if (fault?.kind === "truncate") {
-      // No Content-Length: the response ends cleanly (chunked), only the JSON is cut.
-      res.writeHead(out.status, { ...out.headers, Connection: "close" })
-      res.end(half)
-      return
-    }
-    res.writeHead(out.status, { ...out.headers, "Content-Length": String(body.length) })
-    res.end(body)
+    await send(res, out, fault as Fault | undefined)
   }
 
   const server = Http.createServer((req, res) => {

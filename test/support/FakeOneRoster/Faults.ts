@@ -11,7 +11,14 @@
  * - `endEarly`: the listing seems to end before `X-Total-Count` is reached — `mode`
  *   `"empty"` (default: no records, no `next` link, the true count), `"short"` (half the
  *   page, no `next`), or `"wrongCount"` (the real page, but `X-Total-Count` = `count`,
- *   default offset + page length, and links computed from it).
+ *   default offset + page length, and links computed from it);
+ * - `body`, `redirect`, `headers` (e.g. `X-Total-Count: 1000000000000`, `abc`, `-1`),
+ *   `rewrite`, `hugeBody`, `endlessBody`, `drip`: as for Clever;
+ * - `next` and `repeatPage` do nothing here (OneRoster clients page by offset);
+ * - `ignoreOffset`: every page is the one at offset 0 (links and total as if it moved on);
+ * - `neverEmpty`: past the end of the collection, pages are filled with records made up on
+ *   the spot (copies of the last real one under new sourcedIds), without `X-Total-Count`
+ *   or `Link`: a listing that never reaches an empty page.
  */
 import { type Fault, FaultControl, type FaultHandle, type FaultRequest, type FaultRule } from "../FakeClever/Faults.ts"
 
@@ -21,6 +28,8 @@ export type OneRosterFault =
   | Exclude<Fault, { readonly kind: "endEarly" | "noLinks" }>
   | { readonly kind: "noLinks"; readonly dropTotal?: boolean }
   | { readonly kind: "endEarly"; readonly mode?: EndEarlyMode; readonly count?: number }
+  | { readonly kind: "ignoreOffset" }
+  | { readonly kind: "neverEmpty" }
 
 export type OneRosterFaultRule = OneRosterFault & Omit<FaultRule, "kind">
 
