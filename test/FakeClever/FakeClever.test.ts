@@ -288,6 +288,71 @@ describe("faults", () => {
   })
 })
 
+describe("hostile faults", () => {
+  const users = "/v3.0/users"
+
+  it("next: to the page itself, back to the first page, the same cursor under another URL, or any URI", async () => {
+    fake.faults.inject({ kind: "next", to: "self", match: users })
+    expect(link(await getJson(`${users}?limit=2`), "next")).toBe(`${users}?limit=2`)
+    const second = link(await getJson(`${users}?limit=2`), "next")!
+    fake.faults.inject({ kind: "next", to: "first", match: users })
+    expect(link(await getJson(second), "next")).toBe(`${users}?limit=2`)
+    fake.faults.inject({ kind: "next", to: "sameCursor", match: users })
+    const same = new URL(link(await getJson(second), "next")!, "http://x")
+    expect(same.searchParams.get("starting_after")).toBe(new URL(second, "http://x").searchParams.get("starting_after"))
+    expect(`${same.pathname}${same.search}`).not.toBe(second)
+    fake.faults.inject({ kind: "next", to: "http://elsewhere.invalid{real}", match: users })
+    expect(link(await getJson(`${users}?limit=2`), "next")).toBe(`http://elsewhere.invalid${second}`)
+  })
+
+  it("repeatPage: the first page's records under the links the request should get", async () => {
+    const first = await getJson<User>(`${users}?limit=2`)
+    const next = link(first, "next")!
+    fake.faults.inject({ kind: "repeatPage", match: users })
+    const again = await getJson<User>(next)
+    expect(again.data.map((d) => d.data.id)).toEqual(first.data.map((d) => d.data.id))
+    expect(link(again, "next")).not.toBe(next)
+  })
+
+  it("rewrite, body, redirect and headers: what a hostile front answers", async () => {
+    fake.faults.inject({ kind: "rewrite", match: users, rewrite: (page, request) => ({ ...page, data: [], path: request.path }) })
+    expect(await (await get(users)).json()).toMatchObject({ data: [], path: users })
+    fake.faults.inject({ kind: "rewrite", match: users, rewrite: () => `{"__proto__":{"x":1}}` })
+    expect(await (await get(users)).text()).toBe(`{"__proto__":{"x":1}}`)
+    fake.faults.inject({ kind: "body", body: "\u0000binary", contentType: "image/png" })
+    const body = await get(users)
+    expect([body.status, body.headers.get("content-type"), await body.text()]).toEqual([200, "image/png", "\u0000binary"])
+    fake.faults.inject({ kind: "redirect", location: "http://elsewhere.invalid/x" })
+    const moved = await fetch(fake.baseUrl + users, { headers: auth, redirect: "manual" })
+    expect([moved.status, moved.headers.get("location")]).toEqual([302, "http://elsewhere.invalid/x"])
+    fake.faults.inject({ kind: "headers", headers: { "X-Total-Count": "1000000000000" } })
+    expect((await get(users)).headers.get("x-total-count")).toBe("1000000000000")
+  })
+
+  it("hugeBody, endlessBody and drip: bodies streamed with backpressure, never built whole", async () => {
+    fake.faults.inject({ kind: "hugeBody", bytes: 300_000 })
+    const huge = await get(users)
+    expect(huge.headers.get("content-length")).toBe("300000")
+    const text = await huge.text()
+    expect(text.length).toBe(300_000)
+    expect(JSON.parse(text)).toEqual({ data: [], links: [] })
+    fake.faults.inject({ kind: "hugeBody", bytes: 1000, declareLength: false })
+    expect((await get(users)).headers.get("content-length")).toBeNull()
+
+    fake.faults.inject({ kind: "endlessBody" })
+    const endless = await get(users)
+    const reader = endless.body!.getReader()
+    let read = 0
+    while (read < 2_000_000) read += (await reader.read()).value!.length
+    await reader.cancel()
+    expect(read).toBeGreaterThanOrEqual(2_000_000)
+
+    fake.faults.inject({ kind: "drip", chunkBytes: 64, intervalMs: 1, match: users })
+    const dripped = await getJson<User>(`${users}?limit=2`)
+    expect(dripped.data.length).toBe(2)
+  })
+})
+
 describe("rate limit", () => {
   it("counts requests per token and answers 429 with X-RateLimit-Reset once over", async () => {
     // A fixed clock: a minute boundary between two calls must not reset the count.

@@ -439,6 +439,24 @@ describe("faults", () => {
     for (let i = 0; i < 100 && fake.requests.at(-1)?.status !== 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
     expect(fake.requests.at(-1)).toMatchObject({ fault: "delay", status: 0 })
   })
+
+  it("ignoreOffset: every page is the first, under the total and links of the page asked for", async () => {
+    const first = await json<{ users: Array<User> }>(bearer(`${users}?limit=2&offset=0`))
+    fake.faults.inject({ kind: "ignoreOffset", match: users })
+    const asked = await bearer(`${users}?limit=2&offset=2`)
+    expect((await json<{ users: Array<User> }>(asked)).users.map((u) => u.sourcedId)).toEqual(first.users.map((u) => u.sourcedId))
+    expect([asked.headers.get("x-total-count"), links(asked)["next"]?.includes("offset=4")]).toEqual(["5", true])
+  })
+
+  it("neverEmpty: past the end, made-up records under new sourcedIds, without a total or links", async () => {
+    fake.faults.inject({ kind: "neverEmpty", match: users, times: 2 })
+    const last = await bearer(`${users}?limit=2&offset=4`)
+    const page = await json<{ users: Array<User> }>(last)
+    expect(page.users.length).toBe(2)
+    expect(page.users[1]!.sourcedId).toBe("made-up-5")
+    expect([last.headers.get("x-total-count"), last.headers.get("link")]).toEqual([null, null])
+    expect((await json<{ users: Array<User> }>(bearer(`${users}?limit=2&offset=1000`))).users.map((u) => u.sourcedId)).toEqual(["made-up-1000", "made-up-1001"])
+  })
 })
 
 describe("rate limit", () => {
