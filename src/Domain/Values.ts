@@ -316,6 +316,13 @@ export const FIELDS: { readonly [K in EntityKind]: ReadonlyArray<Field<EntityRec
   ]
 }
 
+/** The kinds whose records can have a field cleared or cleaned (the rest are only held or passed). */
+export const CLEANED_KINDS: ReadonlySet<EntityKind> = new Set(
+  (Object.keys(FIELDS) as Array<EntityKind>).filter((kind) =>
+    (FIELDS[kind] as ReadonlyArray<Field<unknown>>).some(([, rule]) => rule.kind === "text" || rule.kind === "texts" || rule.kind === "email")
+  )
+)
+
 const ID_PROBLEM = `not a usable identifier (empty, longer than ${MAX_ID_LENGTH} characters, or holding control characters)`
 
 /** A record that passed, possibly with fields cleared or cleaned, and what was done (field names only). */

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { EntityKind } from "../Domain/Roster.ts"
+import { CLEANED_KINDS } from "../Domain/Values.ts"
 import type { FeedMode } from "../Providers/RosterProvider.ts"
 import { Entities, stageTable } from "./Entities.ts"
 
@@ -136,7 +137,8 @@ export const checkStaged = (context: FindingsContext) =>
 
     // 2a. Values the guard cleared or cleaned on the way into staging (src/Domain/Values.ts):
     //     the record applies without them. The detail names the fields, never the values.
-    for (const kind of provided) {
+    //     (Enrollments and demographics have no such fields: their staging tables are not scanned.)
+    for (const kind of provided.filter((kind) => CLEANED_KINDS.has(kind))) {
       yield* insertFindings(
         context,
         `SELECT 'warning' AS severity, 'cleared_value' AS code, ${quote(kind)} AS entity, source_id, ${file(kind)} AS file, line,
