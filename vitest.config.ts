@@ -10,7 +10,12 @@ export default defineConfig({
     // In-process tests read settings from the environment (Effect's default provider reads
     // `rosterd_dataDir`): the development credentials key that sealing activation links
     // creates lands in a temp dir, never in the checkout's .rosterd (npm start's).
-    env: { rosterd_dataDir: NodePath.join(Os.tmpdir(), "rosterd-vitest-data") },
+    env: {
+      rosterd_dataDir: NodePath.join(Os.tmpdir(), "rosterd-vitest-data"),
+      // Fixtures are written moments before a sync: no waiting for a CSV set to settle
+      // (a test of that sets rosterd.csv.settleSeconds itself).
+      rosterd_csv_settleSeconds: "0"
+    },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",

@@ -18,7 +18,7 @@
  * Progress goes to stderr; the report to stdout, ending with three machine-readable lines:
  * `full_vs_copy=`, `noop_vs_copy=` (ratios of seconds) and `peak_rss_mib=` (this process).
  */
-import { Effect, Layer, ManagedRuntime, Redacted, type Tracer } from "effect"
+import { ConfigProvider, Effect, Layer, ManagedRuntime, Redacted, type Tracer } from "effect"
 import { spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
@@ -382,10 +382,14 @@ const main = async () => {
   const copyClient = await connect(copyUrl)
   onCleanup("close the COPY database client", () => copyClient.end())
 
-  // The sync, in-process, over its own pool.
+  // The sync, in-process, over its own pool. The set was generated complete (perhaps a moment
+  // ago): no waiting for it to settle (rosterd.csv.settleSeconds).
+  const noSettle = Layer.setConfigProvider(
+    ConfigProvider.fromMap(new Map([["rosterd.csv.settleSeconds", "0"]])).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
+  )
   const runtime = ManagedRuntime.make(
     Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
-      Layer.provide(RosterProviderLive),
+      Layer.provide(RosterProviderLive.pipe(Layer.provide(noSettle))),
       Layer.provideMerge(pgClientLayer({ url: Redacted.make(syncUrl.href) }))
     )
   )

@@ -28,6 +28,9 @@ const heldLines = (held: NonNullable<RunSummary["held"]>) => [
   )
 ]
 
+/** `rosterd sync`'s exit code for a deferred run (sysexits' EX_TEMPFAIL). */
+export const DEFERRED_EXIT_CODE = 75
+
 export const syncCommand = Command.make(
   "sync",
   {
@@ -52,9 +55,17 @@ export const syncCommand = Command.make(
         Effect.provideService(SyncProgress, progress),
         Effect.ensuring(Effect.sync(() => process.stderr.isTTY && process.stderr.write("\r\x1b[2K")))
       )
+      // A deferred run (the source is not ready: a CSV set still being written) applied
+      // nothing and is no failure: exit 75 (EX_TEMPFAIL, "try again later"), so a script can tell.
+      if (summary.status === "deferred") yield* Effect.sync(() => (process.exitCode = DEFERRED_EXIT_CODE))
       if (args.json) {
         const { changes, ...rest } = summary
         return yield* json(changes === undefined ? rest : { ...rest, changes: changeRecords(changes) })
+      }
+      if (summary.status === "deferred") {
+        yield* Console.log(`${summary.district}: run ${summary.runId} deferred — nothing was applied; the source is not ready`)
+        for (const note of summary.notes) yield* Console.log(`note: ${note}`)
+        return yield* Console.log(`try again in ${Math.ceil((summary.retryAfterMs ?? 0) / 1000)} s (the daemon does so by itself)`)
       }
       yield* Console.log(
         `${summary.district}: run ${summary.runId} ${summary.status} (${summary.mode}) in ${(summary.durationMs / 1000).toFixed(1)} s — ${summary.source}`
@@ -117,6 +128,7 @@ export const statusCommand = Command.make(
           yield* Console.log(`${s.district}: paused (${s.paused.name}${s.paused.reason === null ? "" : `: ${s.paused.reason}`}) until ${localTime(s.paused.until, s.timezone)}; the catch-up sync runs then`)
         }
         if (s.lastRun?.error) yield* Console.log(`${s.district}: last run ${s.lastRun.status}: ${s.lastRun.error}`)
+        if (s.deferred !== null) yield* Console.log(`${s.district}: run ${s.deferred.runId} deferred ${when(s.deferred.at)}: ${s.deferred.note}`)
         if (s.stale) yield* Console.log(`${s.district}: stale: no successful sync for over 24 hours outside its pauses (rosterd.sync.staleAfter)`)
         if (s.pendingHold !== null) {
           yield* Console.log(`${s.district}: changes of run ${s.pendingHold.runId} held since ${when(s.pendingHold.since)}: rosterd holds show ${s.pendingHold.runId}`)
@@ -211,7 +223,7 @@ export const runsCommand = Command.make(
           r.finishedAt === null ? "-" : ((r.finishedAt.getTime() - r.startedAt.getTime()) / 1000).toFixed(1),
           r.counts === null ? "-" : Object.values(r.counts).reduce((n, c) => n + c.created + c.updated + c.deactivated, 0),
           r.findings,
-          r.error ?? ""
+          r.error ?? (r.status === "deferred" ? r.notes ?? "" : "")
         ])
       ))
     })

@@ -6,6 +6,7 @@ import { cleverProbe, cleverSnapshot } from "./Clever/CleverProvider.ts"
 import type { StoredCredentials } from "./Credentials.ts"
 import { ProviderBudgets, RetryPolicyConfig } from "./Http.ts"
 import { ProviderLimitsConfig } from "./Limits.ts"
+import { CsvLimitsConfig } from "./OneRosterCsv/CsvLimits.ts"
 import { oneRosterCsvProbe, oneRosterCsvSnapshot } from "./OneRosterCsv/OneRosterCsvProvider.ts"
 import { oneRosterRestProbe, oneRosterRestSnapshot } from "./OneRosterRest/OneRosterRestProvider.ts"
 import { RosterProvider } from "./RosterProvider.ts"
@@ -22,6 +23,7 @@ export const RosterProviderLive = Layer.effect(
     const budgets = yield* ProviderBudgets
     const retry = yield* RetryPolicyConfig
     const limits = yield* ProviderLimitsConfig
+    const csvLimits = yield* CsvLimitsConfig
     const secrets = yield* Secrets
     // A credential that cannot be opened fails the district's run, with the store's message.
     const credentials: StoredCredentials = {
@@ -36,7 +38,7 @@ export const RosterProviderLive = Layer.effect(
       snapshot: (district, request, state) => {
         switch (district.provider) {
           case "oneroster-csv":
-            return oneRosterCsvSnapshot(district, request)
+            return oneRosterCsvSnapshot(district, request, csvLimits)
           case "clever":
             return clever(district, request, state)
           case "oneroster-rest":
@@ -46,7 +48,7 @@ export const RosterProviderLive = Layer.effect(
       probe: (district) => {
         switch (district.provider) {
           case "oneroster-csv":
-            return oneRosterCsvProbe(district)
+            return oneRosterCsvProbe(district, csvLimits)
           case "clever":
             return Effect.scoped(probes.clever(district))
           case "oneroster-rest":

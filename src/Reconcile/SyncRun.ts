@@ -63,6 +63,8 @@ export interface RunSummary {
   }
   /** A dry run's record-level change list. */
   readonly changes?: ReadonlyArray<ChangeGroup>
+  /** A `deferred` run (the source was not ready): when to try again. */
+  readonly retryAfterMs?: number
 }
 
 /** Ends a dry run's transaction with a rollback, carrying what it would have done. */
@@ -390,7 +392,28 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             )
             yield* progress.phase("done")
             return applied
-          }).pipe(Effect.scoped)
+          }).pipe(
+            Effect.scoped,
+            // A set still being written: nothing was applied, and it is no failure (a note, tried again later).
+            Effect.catchTag("ProviderError", (error) => Effect.gen(function*() {
+              if (error.reason !== "NotReady") return yield* error
+              const note = `${error.where}${error.message}`
+              yield* finishRun(runId, "deferred", { notes: note })
+              return {
+                runId,
+                district: district.id,
+                status: "deferred",
+                mode: options.request === "delta" ? "delta" : "full",
+                counts: emptyRunCounts,
+                findings: 0,
+                durationMs: Date.now() - startedAt,
+                source: "",
+                notes: [note],
+                held: null,
+                retryAfterMs: error.retryAfterMillis ?? 60_000
+              } satisfies RunSummary as RunSummary
+            }))
+          )
 
           return yield* work.pipe(
             Effect.onExit((exit) =>

@@ -30,7 +30,9 @@ import { catchUpSlot, nextSlot } from "./SyncSchedule.ts"
  * 3. Write the next slot *before* letting the lease go: the regular one (SyncSchedule.ts:
  *    nightly in the district's zone, deltas, the full cadence), or after a failure a retry
  *    with capped exponential backoff and jitter, `rosterd.sync.retries` times, after which
- *    the district waits for its next regular slot and shows as failing. A slot that falls
+ *    the district waits for its next regular slot and shows as failing. A run *deferred*
+ *    because its source was not ready (a CSV set still being written) is no failure: the
+ *    same slot comes again after the settle time, no retry counted. A slot that falls
  *    inside a pause is placed at the pause's end instead, so `rosterd status` shows when the
  *    district will really run.
  *
@@ -157,6 +159,15 @@ export const DaemonLive = Layer.scopedDiscard(
         const finished = yield* now
         if (exit._tag === "Success") {
           const summary = exit.value
+          if (summary.status === "deferred") {
+            // The source was not ready (a CSV set still being written): not a failure, so no
+            // retry is counted; the same slot comes again once the set has had time to settle.
+            const retry: Slot = { at: new Date(finished.getTime() + (summary.retryAfterMs ?? 60_000)), request: seen.request, trigger: seen.trigger }
+            const next = yield* place(district, retry, seen.attempt)
+            return yield* Effect.logInfo("sync deferred: the source is not ready").pipe(
+              Effect.annotateLogs({ runId: summary.runId, note: summary.notes[0] ?? "", next: next.at.toISOString() })
+            )
+          }
           yield* (summary.status === "held"
             ? Effect.logWarning("sync held: its destructive part waits for an operator (rosterd holds show)")
             : Effect.logInfo("sync succeeded")).pipe(

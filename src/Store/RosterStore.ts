@@ -76,6 +76,12 @@ export interface DistrictStatus {
   /** The run whose destructive part waits for an operator (`rosterd holds show <run>`), or null. */
   readonly pendingHold: null | { readonly runId: number; readonly since: string }
   /**
+   * The newest run was deferred, newer than `lastRun`: its source was not ready (a CSV set
+   * still being written) and it is tried again at `nextRun`. Its note names the file and
+   * how recently it changed. Null otherwise. A deferred run is no failure and never `lastRun`.
+   */
+  readonly deferred: null | { readonly runId: number; readonly at: string; readonly note: string }
+  /**
    * Freshness: no successful sync within `rosterd.sync.staleAfter` (default 24 hours; a
    * district never synced counts from when it was added). The promise to districts is
    * that a roster change reaches the platform within 24 hours.
@@ -234,6 +240,7 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
         readonly createdAt: Date
         readonly lastSuccessAt: Date | null
         readonly runId: number | null
+        readonly newestRunId: number | null
         readonly holdRunId: number | null
         readonly holdSince: Date | null
         readonly stale: boolean
@@ -242,14 +249,15 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
                coalesce((SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status IN ('succeeded', 'held')),
                         d.created_at) < now() - make_interval(secs => ${staleAfterSeconds}) AS stale,
                (SELECT max(finished_at) FROM sync_runs r WHERE r.district_id = d.id AND r.status IN ('succeeded', 'held')) AS last_success_at,
-               (SELECT max(id) FROM sync_runs r WHERE r.district_id = d.id AND r.status <> 'dry-run') AS run_id,
+               (SELECT max(id) FROM sync_runs r WHERE r.district_id = d.id AND r.status NOT IN ('dry-run', 'deferred')) AS run_id,
+               (SELECT max(id) FROM sync_runs r WHERE r.district_id = d.id AND r.status <> 'dry-run') AS newest_run_id,
                h.run_id AS hold_run_id, h.created_at AS hold_since
         FROM districts d LEFT JOIN holds h ON h.district_id = d.id AND h.state = 'pending'
         WHERE d.removed_at IS NULL ${districtId === undefined ? sql`` : sql`AND d.id = ${districtId}`}
         ORDER BY d.id`
       if (districtId !== undefined && rows.length === 0) return yield* new DistrictNotFound({ district: districtId })
       // The districts' last runs in one read (a /metrics scrape runs this for every district).
-      const runIds = rows.flatMap((row) => (row.runId === null ? [] : [Number(row.runId)]))
+      const runIds = rows.flatMap((row) => [row.runId, row.newestRunId].flatMap((id) => (id === null ? [] : [Number(id)])))
       const runRows = runIds.length === 0 ? [] : yield* sql`SELECT ${runColumns} FROM sync_runs WHERE id = ANY(${runIds})`
       const lastRuns = new Map<number, RunRecord>()
       for (const runRow of runRows) {
@@ -283,6 +291,10 @@ export class RosterStore extends Effect.Service<RosterStore>()("rosterd/RosterSt
               : { at: iso(row.nextRunAt)!, request: row.nextRunRequest, trigger: row.nextRunTrigger, retries: row.retryAttempt },
             paused: null,
             pendingHold: row.holdRunId === null ? null : { runId: Number(row.holdRunId), since: iso(row.holdSince)! },
+            deferred: Option.match(Option.fromNullable(row.newestRunId === null ? undefined : lastRuns.get(Number(row.newestRunId))), {
+              onNone: () => null,
+              onSome: (r) => (r.status === "deferred" ? { runId: r.id, at: r.startedAt.toISOString(), note: r.notes ?? "" } : null)
+            }),
             stale: row.stale,
             failing: Option.match(run, { onNone: () => false, onSome: (r) => r.status === "failed" || r.status === "interrupted" })
           } satisfies DistrictStatus

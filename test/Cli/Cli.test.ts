@@ -57,7 +57,7 @@ describe("rosterd CLI", () => {
 
   it("status before any run shows the district with lastRun null", async () => {
     const status = JSON.parse((await rosterd(["status", "--json"], env)).stdout)
-    expect(status).toEqual([{ district: "small", name: "Small ISD", provider: "oneroster-csv", timezone: "America/Chicago", lastRun: null, lastSuccessAt: null, nextRunAt: null, nextRun: null, paused: null, pendingHold: null, stale: false, failing: false }])
+    expect(status).toEqual([{ district: "small", name: "Small ISD", provider: "oneroster-csv", timezone: "America/Chicago", lastRun: null, lastSuccessAt: null, nextRunAt: null, nextRun: null, paused: null, pendingHold: null, deferred: null, stale: false, failing: false }])
   })
 
   it("sync runs a district and prints its counts; --json gives the summary", async () => {

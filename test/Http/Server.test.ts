@@ -55,7 +55,7 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("HTTP 
       yield* store.addDistrict({ id: "small" as DistrictId, name: "Small", provider: "oneroster-csv", timezone: "UTC", settings: { path: small.dir } })
       const before = yield* getJson("/status")
       assert.strictEqual(before.status, 200)
-      assert.deepStrictEqual(before.body, [{ district: "small", name: "Small", provider: "oneroster-csv", timezone: "UTC", lastRun: null, lastSuccessAt: null, nextRunAt: null, nextRun: null, paused: null, pendingHold: null, stale: false, failing: false }])
+      assert.deepStrictEqual(before.body, [{ district: "small", name: "Small", provider: "oneroster-csv", timezone: "UTC", lastRun: null, lastSuccessAt: null, nextRunAt: null, nextRun: null, paused: null, pendingHold: null, deferred: null, stale: false, failing: false }])
 
       const summary = yield* Effect.flatMap(Sync, (sync) => sync.run("small", { request: "auto", trigger: "test" }))
       const after = yield* getJson("/status")

@@ -8,6 +8,8 @@ import { tempDir } from "../support/Fixtures.ts"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { District } from "../../src/Domain/District.ts"
 import type { EntityKind, EntityRecord } from "../../src/Domain/Roster.ts"
+import type { CsvLimits } from "../../src/Providers/OneRosterCsv/CsvLimits.ts"
+import { defaultCsvLimits } from "../../src/Providers/OneRosterCsv/CsvLimits.ts"
 import { oneRosterCsvSnapshot } from "../../src/Providers/OneRosterCsv/OneRosterCsvProvider.ts"
 import type { FeedItem, FeedMode, SyncRequest } from "../../src/Providers/RosterProvider.ts"
 
@@ -44,10 +46,13 @@ export interface ReadSnapshot {
   readonly feeds: { readonly [K in EntityKind]: ReadFeed<K> | null }
 }
 
+/** The default limits, without waiting for a set to settle: fixtures are written moments before they are read. */
+export const testCsvLimits: CsvLimits = { ...defaultCsvLimits, settleSeconds: 0 }
+
 /** Opens the set at `path` and drains every feed, in order, inside one scope. */
-export const readSet = (path: string, request: SyncRequest = "auto") =>
+export const readSet = (path: string, request: SyncRequest = "auto", limits: CsvLimits = testCsvLimits) =>
   Effect.scoped(Effect.gen(function*() {
-    const snapshot = yield* oneRosterCsvSnapshot(csvDistrict(path), request)
+    const snapshot = yield* oneRosterCsvSnapshot(csvDistrict(path), request, limits)
     const feeds: Record<string, ReadFeed<EntityKind> | null> = {}
     for (const [kind, feed] of Object.entries(snapshot.feeds)) {
       if (feed === null) {

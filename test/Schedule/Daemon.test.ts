@@ -46,6 +46,8 @@ interface Options {
   readonly schedule?: Record<string, unknown>
   /** The first N runs fail. */
   readonly failures?: number
+  /** The first N runs are deferred (the source is not ready; try again in a minute). */
+  readonly deferrals?: number
   /** How long a run takes. */
   readonly runTime?: Duration.DurationInput
   /** Districts whose lease another replica holds. */
@@ -114,6 +116,9 @@ const makeDaemon = (options: Options = {}) => {
         runs.push({ at, request: run.request, trigger: run.trigger })
         if (options.runTime !== undefined) yield* Effect.sleep(options.runTime).pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted.push(at))))
         if (runs.length <= (options.failures ?? 0)) return yield* new ProviderError({ reason: "Unreachable", message: "the source is down" })
+        if (runs.length <= (options.deferrals ?? 0)) {
+          return { runId: runs.length, district: "d" as DistrictId, status: "deferred" as const, mode: "full" as const, counts: emptyRunCounts, findings: 0, durationMs: 1, source: "", notes: ["the folder is still being written"], held: null, retryAfterMs: 60_000 }
+        }
         if (run.request === "full") lastFullAt = new Date(at)
         return { runId: runs.length, district: "d" as DistrictId, status: "succeeded" as const, mode: "full" as const, counts: emptyRunCounts, findings: 0, durationMs: 1, source: "fake", notes: [], held: null }
       })
@@ -170,6 +175,25 @@ describe("the scheduler", () => {
       assert.strictEqual(runs.length, 4)
       yield* TestClock.adjust("1 hour")
       assert.strictEqual(runs.length, 5)
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.scoped("a deferred run (a CSV set still being written) comes again after its retry time, no retry counted, then the regular schedule", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.parse("2026-10-05T15:00:00Z"))
+      const { daemon, runs, stored } = makeDaemon({ provider: "oneroster-csv", deferrals: 2 })
+      const fiber = yield* Layer.launch(daemon).pipe(Effect.forkScoped)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(runs.length, 1)
+      // The same slot a minute later: no backoff, no attempt counted, the same trigger and request.
+      assert.deepStrictEqual(stored.slot, { district: "d", at: new Date(runs[0]!.at + 60_000), request: "auto", trigger: "schedule", attempt: 0 })
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(runs.length, 2)
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(runs.length, 3)
+      assert.deepStrictEqual(runs.slice(1).map((r, i) => r.at - runs[i]!.at), [60_000, 60_000])
+      // Read at last: the next nightly slot.
+      assert.deepStrictEqual(stored.slot, { district: "d", at: new Date("2026-10-06T01:00:00Z"), request: "auto", trigger: "schedule", attempt: 0 })
       yield* Fiber.interrupt(fiber)
     }))
 

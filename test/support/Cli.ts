@@ -26,7 +26,8 @@ export const cleanEnv = (env: Record<string, string>): NodeJS.ProcessEnv => {
   const base = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith("ROSTERD_") && key !== "DATABASE_URL" && !key.startsWith("npm_"))
   )
-  return { ...base, NODE_NO_WARNINGS: "1", ROSTERD_DATA_DIR: testDataDir, ...env }
+  // ROSTERD_CSV_SETTLE_SECONDS: fixtures are written moments before a sync (a test of settling gives its own).
+  return { ...base, NODE_NO_WARNINGS: "1", ROSTERD_DATA_DIR: testDataDir, ROSTERD_CSV_SETTLE_SECONDS: "0", ...env }
 }
 
 export const rosterd = (args: ReadonlyArray<string>, env: Record<string, string>, cwd = ROOT): Promise<CliResult> =>

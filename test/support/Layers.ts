@@ -18,7 +18,7 @@ export const SyncTestLayer = Layer.mergeAll(Sync.Default, RosterStore.Default, H
 export const syncTestLayer = (settings: ReadonlyMap<string, string>) =>
   Layer.mergeAll(Sync.Default, RosterStore.Default, Holds.Default, Audit.Default).pipe(
     Layer.provide(RosterProviderLive),
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([...testDataDir, ...settings])))),
+    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([...testDataDir, ...csvNoSettle, ...settings])))),
     Layer.provideMerge(TestDatabase)
   )
 
@@ -28,6 +28,12 @@ export const syncTestLayer = (settings: ReadonlyMap<string, string>) =>
  * the environment, never the checkout's own.
  */
 export const testDataDir: ReadonlyMap<string, string> = new Map([["rosterd.dataDir", process.env.rosterd_dataDir ?? NodePath.join(Os.tmpdir(), "rosterd-vitest-data")]])
+
+/**
+ * Fixtures are written moments before a sync: no waiting for a CSV set to settle (as
+ * vitest.config.ts gives the environment; a test of settling sets the key itself).
+ */
+export const csvNoSettle: ReadonlyMap<string, string> = new Map([["rosterd.csv.settleSeconds", "0"]])
 
 /** Provider retries in milliseconds rather than seconds, so fault tests are quick. */
 export const fastProviderRetries: ReadonlyMap<string, string> = new Map([

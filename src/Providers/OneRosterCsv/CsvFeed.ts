@@ -3,6 +3,8 @@ import { Chunk, Effect, Either, ParseResult, Schema, SchemaAST, Stream } from "e
 import { ProviderError } from "../../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../../Domain/Roster.ts"
 import type { FeedItem } from "../RosterProvider.ts"
+import type { CsvLimits } from "./CsvLimits.ts"
+import { EXTRA_FIELDS, showBytes } from "./CsvLimits.ts"
 import type { CsvSource } from "./CsvSource.ts"
 import type { CsvFileSpec } from "./Files.ts"
 
@@ -12,16 +14,23 @@ import type { CsvFileSpec } from "./Files.ts"
  * csv-parse does the RFC 4180 work; rows come out of it in batches (one `read()` drain per
  * readable event) so the Effect stream handles thousands of rows per step, not one: this
  * is the hot path of a 10-million-enrollment district.
+ *
+ * Bounded (`rosterd.csv.*`): the source's `ByteGuard` caps the file's bytes and physical
+ * lines; csv-parse caps a record (`max_record_size`, a quoted cell spanning many lines);
+ * a header wider than `maxColumns`, or a row wider than its header by more than
+ * `EXTRA_FIELDS`, fails the file at its line (the file's quoting is broken: its rows cannot
+ * be told apart). Once the file is read, the set must still be what the run opened.
  */
 export const csvFeedItems = <K extends EntityKind, Row>(
   source: CsvSource,
-  spec: CsvFileSpec<K, Row>
+  spec: CsvFileSpec<K, Row>,
+  limits: CsvLimits
 ): Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const input = yield* source.open(spec.file)
     // Empty lines are kept (and skipped below) so that line numbers can be counted without
     // csv-parse's per-record info objects, which cost more than the parsing itself.
-    const parser = input.pipe(parse({ bom: true, relax_column_count: true } satisfies Options))
+    const parser = input.pipe(parse(csvParseOptions(limits)))
     input.on("error", (cause) => parser.destroy(cause))
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
@@ -32,17 +41,27 @@ export const csvFeedItems = <K extends EntityKind, Row>(
     const decoder = makeRowDecoder(spec)
     const lines = lineCounter()
     let header: HeaderIndex | undefined
-    return Stream.fromAsyncIterable(drainBatches(parser), (cause) => csvSyntaxError(cause, spec.file)).pipe(
+    return Stream.fromAsyncIterable(drainBatches(parser), (cause) => csvSyntaxError(cause, spec.file, limits)).pipe(
       Stream.mapEffect((batch) => {
         const out: Array<FeedItem<EntityRecord[K]>> = []
         for (const row of batch) {
           const line = lines(row)
           if (row.length === 1 && row[0] === "") continue // an empty line
           if (header === undefined) {
-            const parsed = readHeader(spec, row)
+            const parsed = readHeader(spec, row, limits)
             if (Either.isLeft(parsed)) return Effect.fail(parsed.left)
             header = parsed.right
             continue
+          }
+          if (row.length > header.width + EXTRA_FIELDS) {
+            return Effect.fail(
+              new ProviderError({
+                reason: "Malformed",
+                message: `the row has ${row.length} fields, the header ${header.width}: the file's quoting or delimiters are broken`,
+                file: spec.file,
+                line
+              })
+            )
           }
           out.push(decoder(header, row, line))
         }
@@ -53,11 +72,25 @@ export const csvFeedItems = <K extends EntityKind, Row>(
         header === undefined
           ? Stream.fail(new ProviderError({ reason: "BadHeader", message: "the file is empty (no header row)", file: spec.file }))
           : Stream.empty
-      ))
+      )),
+      // A writer that started while this file was read: the set may be half old, half new.
+      Stream.concat(Stream.drain(Stream.fromEffect(source.unchanged)))
     )
   }))
 
 type RawRow = ReadonlyArray<string>
+
+/**
+ * csv-parse's options for every file of a set. Records end at CRLF, LF or CR, each on its
+ * own (auto-detection would fix the first one it meets, and a file mixing CRLF and LF would
+ * glue every other line into one cell). `max_record_size` bounds a record's characters.
+ */
+export const csvParseOptions = (limits: CsvLimits): Options => ({
+  bom: true,
+  relax_column_count: true,
+  record_delimiter: ["\r\n", "\n", "\r"],
+  max_record_size: limits.maxRecordBytes
+})
 
 /**
  * A file csv-parse gives up on. Its own messages can quote the cell it stopped in
@@ -66,7 +99,8 @@ type RawRow = ReadonlyArray<string>
  * and line. Errors that are not csv-parse's (a read error of the file or zip) carry no
  * cell and are passed on as they are.
  */
-export const csvSyntaxError = (cause: unknown, file: string): ProviderError => {
+export const csvSyntaxError = (cause: unknown, file: string, limits: CsvLimits): ProviderError => {
+  if (cause instanceof ProviderError) return cause // the ByteGuard's or the source's, already plain
   const { code, column, lines } = (typeof cause === "object" && cause !== null ? cause : {}) as {
     readonly code?: unknown
     readonly column?: unknown
@@ -85,6 +119,13 @@ export const csvSyntaxError = (cause: unknown, file: string): ProviderError => {
     case "CSV_INVALID_CLOSING_QUOTE":
     case "CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE":
       return malformed(`a quoted cell${field} is followed by other characters before the next comma`)
+    case "CSV_MAX_RECORD_SIZE":
+      return new ProviderError({
+        reason: "TooLarge",
+        message: `a record longer than ${showBytes(limits.maxRecordBytes)} (rosterd.csv.maxRecordBytes): a quote that is never closed, or not a roster record`,
+        file,
+        ...line
+      })
   }
   if (typeof code === "string" && code.startsWith("CSV_")) return malformed(`csv-parse error ${code}`)
   return malformed(cause instanceof Error ? cause.message : String(cause), {})
@@ -140,8 +181,35 @@ interface HeaderIndex {
   readonly positions: ReadonlyArray<readonly [name: string, index: number]>
 }
 
-const readHeader = <K extends EntityKind, Row>(spec: CsvFileSpec<K, Row>, raw: RawRow): Either.Either<HeaderIndex, ProviderError> => {
+const readHeader = <K extends EntityKind, Row>(
+  spec: CsvFileSpec<K, Row>,
+  raw: RawRow,
+  limits: CsvLimits
+): Either.Either<HeaderIndex, ProviderError> => {
+  if (raw.length > limits.maxColumns) {
+    return Either.left(
+      new ProviderError({
+        reason: "TooLarge",
+        message: `the header has ${raw.length} columns, more than ${limits.maxColumns} (rosterd.csv.maxColumns)`,
+        file: spec.file,
+        line: 1
+      })
+    )
+  }
   const names = raw.map((cell) => cell.trim())
+  // A column rosterd reads, named twice: which one holds the values cannot be told.
+  const read = new Set<string>([...spec.required, ...spec.optional])
+  const twice = names.find((name, i) => read.has(name) && names.indexOf(name) !== i)
+  if (twice !== undefined) {
+    return Either.left(
+      new ProviderError({
+        reason: "BadHeader",
+        message: `the header names the column "${twice}" twice (fields ${names.indexOf(twice) + 1} and ${names.lastIndexOf(twice) + 1})`,
+        file: spec.file,
+        line: 1
+      })
+    )
+  }
   const missing = spec.required.filter((column) => !names.includes(column))
   if (missing.length > 0) {
     const hints = missing.flatMap((column) => {

@@ -5,6 +5,8 @@ import { InvalidDistrict, ModeNotAvailable, ProviderError } from "../../Domain/E
 import { EntityKinds } from "../../Domain/Roster.ts"
 import type { Feed, Feeds, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
 import { csvFeedItems } from "./CsvFeed.ts"
+import type { CsvLimits } from "./CsvLimits.ts"
+import { defaultCsvLimits } from "./CsvLimits.ts"
 import { openCsvSource } from "./CsvSource.ts"
 import { CsvFiles } from "./Files.ts"
 import { readManifest } from "./Manifest.ts"
@@ -16,28 +18,31 @@ import { readManifest } from "./Manifest.ts"
  * core files (orgs, academicSessions, classes, users, enrollments); courses and
  * demographics are optional, and a kind whose file is absent is left untouched.
  * A *delta* set (any file `delta`) carries changes only; absent files mean no changes.
+ *
+ * Every read is bounded by `rosterd.csv.*` (CsvLimits.ts), and a set still being written is
+ * not read: the snapshot fails `NotReady` and the run is deferred (Settle.ts).
  */
-/** `rosterd doctor`: the folder or zip opens and its manifest reads. */
-export const oneRosterCsvProbe = (district: District) =>
+/** `rosterd doctor`: the folder or zip opens and its manifest reads (without waiting for a set being written). */
+export const oneRosterCsvProbe = (district: District, limits: CsvLimits = defaultCsvLimits) =>
   Effect.scoped(Effect.gen(function*() {
     const settings = yield* Schema.decodeUnknown(CsvSettings)(district.settings).pipe(
       Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a oneroster-csv district needs a `path` setting" }))
     )
-    const source = yield* openCsvSource(settings.path)
-    const manifest = yield* readManifest(source)
+    const source = yield* openCsvSource(settings.path, limits, { settle: false })
+    const manifest = yield* readManifest(source, limits)
     const delta = Array.from(manifest.fileModes.values()).some((mode) => mode === "delta")
     return `${source.description}: a ${delta ? "delta" : "bulk"} set`
   }))
 
-export const oneRosterCsvSnapshot = (district: District, request: SyncRequest) =>
+export const oneRosterCsvSnapshot = (district: District, request: SyncRequest, limits: CsvLimits = defaultCsvLimits) =>
   Effect.gen(function*() {
     const settings = yield* Schema.decodeUnknown(CsvSettings)(district.settings).pipe(
       Effect.mapError(() =>
         new InvalidDistrict({ district: district.id, message: "a oneroster-csv district needs a `path` setting" })
       )
     )
-    const source = yield* openCsvSource(settings.path)
-    const manifest = yield* readManifest(source)
+    const source = yield* openCsvSource(settings.path, limits)
+    const manifest = yield* readManifest(source, limits)
     const modeOf = (key: string) => manifest.fileModes.get(key) ?? "absent"
     const isDeltaSet = EntityKinds.some((kind) => modeOf(CsvFiles[kind].manifestKey) === "delta")
 
@@ -73,7 +78,7 @@ export const oneRosterCsvSnapshot = (district: District, request: SyncRequest) =
         return {
           mode: request === "delta" ? "delta" : mode,
           name: spec.file,
-          items: csvFeedItems(source, spec as never)
+          items: csvFeedItems(source, spec as never, limits)
         } as unknown as Feed<any>
       })
 
