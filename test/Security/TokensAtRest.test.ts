@@ -319,7 +319,7 @@ layer(TestLayer, { timeout: "240 seconds", excludeTestServices: true })("no live
       assert.deepStrictEqual(scan.hits, [], `tokens found in ${scan.hits.map((h) => `${h.table}.${h.column}`).join(", ")}`)
     }))
 
-  it.effect("a message altered in the database (recipient, text, or another message's seal) is not sent: its link does not open", () =>
+  it.effect("a queued message redirected in the database (another recipient, an href to another site, another message's seal) → nothing sent, the attempt fails: its link does not open", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const admins = yield* Admins
