@@ -6,6 +6,7 @@ import admins from "./0004_admins.ts"
 import schedule from "./0005_schedule.ts"
 import credentials from "./0006_credentials.ts"
 import erase from "./0007_erase.ts"
+import trustBoundary from "./0008_trust_boundary.ts"
 import outboxLinks from "./0009_outbox_links.ts"
 import deferredRuns from "./0010_deferred_runs.ts"
 
@@ -22,6 +23,7 @@ const all = {
   "0005_schedule": schedule,
   "0006_credentials": credentials,
   "0007_erase": erase,
+  "0008_trust_boundary": trustBoundary,
   "0009_outbox_links": outboxLinks,
   "0010_deferred_runs": deferredRuns
 }

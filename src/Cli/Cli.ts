@@ -14,7 +14,7 @@ import { Sync } from "../Reconcile/SyncRun.ts"
 import { DaemonLive } from "../Schedule/Daemon.ts"
 import { Retention } from "../Mail/Retention.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
-import { DatabaseLive, migrate, SqlLive } from "../Store/Sql.ts"
+import { DatabaseLive, DatabaseTargetLive, migrateDatabase, SqlLive } from "../Store/Sql.ts"
 import { accountsCommand } from "./AccountCommands.ts"
 import { terminalConsole } from "./Output.ts"
 import { Admins } from "../Admins/Admins.ts"
@@ -40,6 +40,7 @@ import { reportCommand } from "./ReportCommand.ts"
 import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
 import { secretsCommand } from "./SecretsCommands.ts"
+import { dbCommand } from "./DbCommands.ts"
 
 /**
  * The `rosterd` command tree, and the only place (with main.ts) where layers are composed.
@@ -134,7 +135,7 @@ const DoctorCommandLive = Layer.mergeAll(DistrictCalendars.Default, CommandLogge
 
 const migrateCommand = Command.make("migrate", {}, () =>
   Effect.gen(function*() {
-    const applied = yield* migrate
+    const applied = yield* migrateDatabase
     yield* Console.log(applied.length === 0 ? "the database is up to date" : `applied: ${applied.map(([id, name]) => `${String(id).padStart(4, "0")}_${name}`).join(", ")}`)
   }).pipe(Effect.provide(SqlLive.pipe(Layer.provideMerge(CommandLoggerLive), Layer.provide(ConfigLive))))).pipe(
     Command.withDescription("apply pending database migrations (every command also does this first)")
@@ -162,7 +163,8 @@ const root = Command.make("rosterd").pipe(
     outboxCommand.pipe(Command.provide(OutboxCommandLive)),
     secretsCommand.pipe(Command.provide(CommandLive)),
     doctorCommand(DoctorDatabaseLive).pipe(Command.provide(DoctorCommandLive)),
-    migrateCommand
+    migrateCommand,
+    dbCommand(DatabaseTargetLive).pipe(Command.provide(CommandLoggerLive.pipe(Layer.provideMerge(ConfigLive))))
   ])
 )
 

