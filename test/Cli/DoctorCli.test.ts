@@ -78,9 +78,10 @@ districts:
     Fs.writeFileSync(tokenFile, "a-revoked-token")
     Fs.writeFileSync(passwordFile, "a-wrong-password")
     Fs.rmSync(NodePath.join(work.dir, "csv", "manifest.csv"))
-    const client = new pg.Client({ connectionString: db.url })
+    // The migrations table is the owner's to change (rosterd's app role only reads it).
+    const client = new pg.Client({ connectionString: db.ownerUrl })
     await client.connect()
-    await client.query("DELETE FROM rosterd_migrations WHERE migration_id = (SELECT max(migration_id) FROM rosterd_migrations)")
+    const removed = (await client.query("DELETE FROM rosterd_migrations WHERE migration_id = (SELECT max(migration_id) FROM rosterd_migrations) RETURNING migration_id, name")).rows[0]
     try {
       const behind = await doctor()
       expect(behind.code).toBe(1)
@@ -89,7 +90,7 @@ districts:
       expect(behind.stderr.trim()).toMatch(/^rosterd: \d+ check\(s\) failed$/)
     } finally {
       // Put the migration record back as it was (doctor itself never migrates).
-      await client.query("INSERT INTO rosterd_migrations (migration_id, name) SELECT 7, 'erase' WHERE NOT EXISTS (SELECT 1 FROM rosterd_migrations WHERE migration_id = 7)")
+      await client.query("INSERT INTO rosterd_migrations (migration_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING", [removed.migration_id, removed.name])
       await client.end()
     }
     const { code, rows } = await doctor()

@@ -8,7 +8,7 @@ import type { RunSummary } from "../../src/Reconcile/SyncRun.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { rosterd, writeConfig } from "../support/Cli.ts"
-import { TestDatabaseUrl } from "../support/Database.ts"
+import { asOwner, TestDatabaseUrl } from "../support/Database.ts"
 import { fromOneRosterCsv as cleverFromCsv, start as startClever } from "../support/FakeClever/index.ts"
 import { fromOneRosterCsv, type OneRosterDistrict, start as startOneRoster } from "../support/FakeOneRoster/index.ts"
 import type { CleverDistrict } from "../support/FakeClever/CleverDistrict.ts"
@@ -484,13 +484,13 @@ layer(TestLayer, { timeout: "300 seconds", excludeTestServices: true })("hostile
 
   it.effect("a Postgres error quoting a provider value (a CHECK violation whose detail holds the row) → the run fails with nothing applied; its error names SQLSTATE 23514 and the constraint, never the value", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      yield* sql.unsafe(`ALTER TABLE users ADD CONSTRAINT hostile_values_check CHECK (given_name IS DISTINCT FROM 'Qzx-Canary-Vyl')`)
+      // Adding a constraint takes the table's owner (the tests connect as rosterd's app role).
+      yield* asOwner(`ALTER TABLE users ADD CONSTRAINT hostile_values_check CHECK (given_name IS DISTINCT FROM 'Qzx-Canary-Vyl')`)
       const outcome = yield* assertNothingApplied(
         csvCase("db-error", (dir) => editUser(dir, "s-2", { givenName: "Qzx-Canary-Vyl", email: "qzx-canary@db.example" }))
       ).pipe(
         Effect.flatMap((exit) => exit),
-        Effect.ensuring(sql.unsafe(`ALTER TABLE users DROP CONSTRAINT hostile_values_check`).pipe(Effect.orDie))
+        Effect.ensuring(asOwner(`ALTER TABLE users DROP CONSTRAINT hostile_values_check`))
       )
       assert.strictEqual(outcome.exit._tag, "Failure")
       const run = outcome.record.run!

@@ -11,6 +11,7 @@ import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
+import { asOwner } from "../support/Database.ts"
 
 /** The monitoring endpoints on a real HTTP server (random port), over a real database. */
 const ServerLayer = HttpServer.serve(HttpRoutes).pipe(
@@ -42,9 +43,10 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("HTTP 
       const ready = yield* getJson("/readyz")
       assert.strictEqual(ready.status, 200)
       const sql = yield* SqlClient.SqlClient
-      yield* sql`ALTER TABLE rosterd_migrations RENAME TO rosterd_migrations_hidden`
+      // Renaming a table takes its owner (the tests connect as rosterd's app role).
+      yield* asOwner(`ALTER TABLE rosterd_migrations RENAME TO rosterd_migrations_hidden`)
       const unready = yield* getJson("/readyz")
-      yield* sql`ALTER TABLE rosterd_migrations_hidden RENAME TO rosterd_migrations`
+      yield* asOwner(`ALTER TABLE rosterd_migrations_hidden RENAME TO rosterd_migrations`)
       assert.strictEqual(unready.status, 503)
       assert.strictEqual(unready.body.status, "not ready")
     }))

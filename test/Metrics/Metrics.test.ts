@@ -16,6 +16,7 @@ import { Pauses } from "../../src/Schedule/Pauses.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
+import { asOwner } from "../support/Database.ts"
 import { parseScrape } from "./support.ts"
 
 /**
@@ -174,8 +175,9 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("GET /
   it.effect("fails soft: 503 with one line when the database does not answer", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      yield* sql`ALTER TABLE outbox RENAME TO outbox_hidden`
-      const down = yield* getMetrics.pipe(Effect.ensuring(Effect.orDie(sql`ALTER TABLE outbox_hidden RENAME TO outbox`)))
+      // Renaming a table takes its owner (the tests connect as rosterd's app role).
+      yield* asOwner(`ALTER TABLE outbox RENAME TO outbox_hidden`)
+      const down = yield* getMetrics.pipe(Effect.ensuring(asOwner(`ALTER TABLE outbox_hidden RENAME TO outbox`)))
       assert.strictEqual(down.status, 503)
       assert.strictEqual(down.headers["cache-control"], "no-store")
       assert.match(down.text, /^metrics unavailable[^\n]*\n$/)

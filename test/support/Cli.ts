@@ -21,10 +21,13 @@ export interface CliResult {
 const testDataDir = NodePath.join(Os.tmpdir(), `rosterd-test-data-${process.pid}`)
 process.once("exit", () => Fs.rmSync(testDataDir, { recursive: true, force: true }))
 
-/** An environment for a spawned rosterd: no inherited DATABASE_URL/ROSTERD_* settings unless given. */
+/** Database settings a spawned rosterd only gets when a test gives them. */
+const DATABASE_SETTINGS = new Set(["DATABASE_URL", "DATABASE_OWNER_URL", "DATABASE_ADMIN_URL"])
+
+/** An environment for a spawned rosterd: no inherited DATABASE_*_URL/ROSTERD_* settings unless given. */
 export const cleanEnv = (env: Record<string, string>): NodeJS.ProcessEnv => {
   const base = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !key.startsWith("ROSTERD_") && key !== "DATABASE_URL" && !key.startsWith("npm_"))
+    Object.entries(process.env).filter(([key]) => !key.startsWith("ROSTERD_") && !DATABASE_SETTINGS.has(key) && !key.startsWith("npm_"))
   )
   // ROSTERD_CSV_SETTLE_SECONDS: fixtures are written moments before a sync (a test of settling gives its own).
   return { ...base, NODE_NO_WARNINGS: "1", ROSTERD_DATA_DIR: testDataDir, ROSTERD_CSV_SETTLE_SECONDS: "0", ...env }

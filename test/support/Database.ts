@@ -3,21 +3,39 @@ import { Context, Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import pg from "pg"
 import { inject } from "vitest"
+import type { RoleKind } from "../../src/Store/Roles.ts"
 import { pgClientLayer } from "../../src/Store/Sql.ts"
 
 /**
  * A database of the test file's own, cloned from the migrated template (fast: no
- * migrations per file). `TestDatabase.layer` provides `SqlClient`/`PgClient` on it;
- * `url` is for processes spawned by tests (`DATABASE_URL`).
+ * migrations per file). `TestDatabase` provides `SqlClient`/`PgClient` on it **as rosterd's
+ * app role**, what the daemon and the CLI connect as (test/support/globalSetup.ts); `url`
+ * (the same role) is for processes spawned by tests (`DATABASE_URL`). A test that needs
+ * more (renaming a table, the platform's view) connects with `ownerUrl`, `platformUrl` or
+ * `superuserUrl`.
  */
 export interface TestDatabaseInfo {
   readonly name: string
+  /** As the app role. */
   readonly url: string
+  /** As the owner role: owns every rosterd object (schema changes, trigger switches). */
+  readonly ownerUrl: string
+  /** As the platform's role. */
+  readonly platformUrl: string
+  /** As the cluster's bootstrap superuser. */
+  readonly superuserUrl: string
 }
 
 export class TestDatabaseUrl extends Context.Tag("test/TestDatabaseUrl")<TestDatabaseUrl, TestDatabaseInfo>() {}
 
 const admin = () => inject("postgres")
+
+/** A connection URL to `database` as `role` (default: the cluster's superuser). */
+export const roleUrl = (database: string, role?: RoleKind) => {
+  const { host, port, roles } = admin()
+  const { password, user } = role === undefined ? admin() : roles[role]
+  return `postgres://${user}:${encodeURIComponent(password)}@${host}:${port}/${database}`
+}
 
 const adminQuery = async (text: string) => {
   const { host, password, port, user } = admin()
@@ -33,11 +51,32 @@ const adminQuery = async (text: string) => {
 export const createTestDatabase = async (): Promise<TestDatabaseInfo> => {
   const name = `test_${randomBytes(6).toString("hex")}`
   await adminQuery(`CREATE DATABASE ${name} TEMPLATE rosterd_template`)
-  const { host, password, port, user } = admin()
-  return { name, url: `postgres://${user}:${encodeURIComponent(password)}@${host}:${port}/${name}` }
+  return {
+    name,
+    url: roleUrl(name, "app"),
+    ownerUrl: roleUrl(name, "owner"),
+    platformUrl: roleUrl(name, "platform"),
+    superuserUrl: roleUrl(name)
+  }
 }
 
 export const dropTestDatabase = (name: string) => adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+
+/**
+ * Runs `statement` as the owner role on the file's database: schema changes (renaming a
+ * table away, adding a constraint) that rosterd's app role, what tests connect as, may not make.
+ */
+export const asOwner = (statement: string) =>
+  Effect.flatMap(TestDatabaseUrl, (info) =>
+    Effect.promise(async () => {
+      const client = new pg.Client({ connectionString: info.ownerUrl })
+      await client.connect()
+      try {
+        await client.query(statement)
+      } finally {
+        await client.end()
+      }
+    }))
 
 /** Layer: a fresh database for this file, dropped when the layer is released. */
 export const TestDatabase = Layer.unwrapScoped(
@@ -46,10 +85,7 @@ export const TestDatabase = Layer.unwrapScoped(
       Effect.promise(() => createTestDatabase()),
       (info) => Effect.promise(() => dropTestDatabase(info.name))
     )
-    const { host, password, port, user } = admin()
-    return pgClientLayer({ host, port, username: user, password: Redacted.make(password), database: info.name }).pipe(
-      Layer.merge(Layer.succeed(TestDatabaseUrl, info))
-    )
+    return pgClientLayer({ url: Redacted.make(info.url) }).pipe(Layer.merge(Layer.succeed(TestDatabaseUrl, info)))
   })
 )
 
