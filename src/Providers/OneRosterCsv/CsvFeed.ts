@@ -4,7 +4,7 @@ import { ProviderError } from "../../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../../Domain/Roster.ts"
 import type { FeedItem } from "../RosterProvider.ts"
 import type { CsvLimits } from "./CsvLimits.ts"
-import { EXTRA_FIELDS, showBytes } from "./CsvLimits.ts"
+import { defaultCsvLimits, EXTRA_FIELDS, showBytes } from "./CsvLimits.ts"
 import type { CsvSource } from "./CsvSource.ts"
 import type { CsvFileSpec } from "./Files.ts"
 
@@ -99,7 +99,7 @@ export const csvParseOptions = (limits: CsvLimits): Options => ({
  * and line. Errors that are not csv-parse's (a read error of the file or zip) carry no
  * cell and are passed on as they are.
  */
-export const csvSyntaxError = (cause: unknown, file: string, limits: CsvLimits): ProviderError => {
+export const csvSyntaxError = (cause: unknown, file: string, limits: Pick<CsvLimits, "maxRecordBytes"> = defaultCsvLimits): ProviderError => {
   if (cause instanceof ProviderError) return cause // the ByteGuard's or the source's, already plain
   const { code, column, lines } = (typeof cause === "object" && cause !== null ? cause : {}) as {
     readonly code?: unknown
