@@ -110,17 +110,20 @@ const transient = (kind: string, reason: string, wait?: Duration.Duration): Tran
 const providerId = (options: ProviderHttpOptions) =>
   options.provider ?? (/clever/i.test(options.name) ? "clever" : /oneroster/i.test(options.name) ? "oneroster-rest" : "other")
 
-/** `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (unix seconds), relative to `now`. */
+/**
+ * `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (unix seconds), relative to
+ * `now`. Numbers are read as plain digits only (`Number()` would take `""` as 0, `0x10` as
+ * 16, `1e3` as 1000); anything else is as good as absent: the policy's own backoff applies.
+ */
 export const rateLimitWait = (headers: Readonly<Record<string, string>>, now: number): Duration.Duration | undefined => {
-  const retryAfter = headers["retry-after"]
-  if (retryAfter !== undefined) {
-    const seconds = Number(retryAfter)
-    if (Number.isFinite(seconds)) return Duration.seconds(Math.max(0, seconds))
-    const date = Date.parse(retryAfter)
+  const retryAfter = headers["retry-after"]?.trim()
+  if (retryAfter !== undefined && retryAfter !== "") {
+    if (/^\d{1,16}$/.test(retryAfter)) return Duration.seconds(Number(retryAfter))
+    const date = /^[A-Za-z]{3}, /.test(retryAfter) ? Date.parse(retryAfter) : NaN
     if (!Number.isNaN(date)) return Duration.millis(Math.max(0, date - now))
   }
-  const reset = Number(headers["x-ratelimit-reset"])
-  if (Number.isFinite(reset) && reset > 0) return Duration.millis(Math.max(0, reset * 1000 - now))
+  const reset = headers["x-ratelimit-reset"]?.trim()
+  if (reset !== undefined && /^\d{1,16}(\.\d{1,6})?$/.test(reset) && Number(reset) > 0) return Duration.millis(Math.max(0, Number(reset) * 1000 - now))
   return undefined
 }
 

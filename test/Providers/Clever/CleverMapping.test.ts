@@ -102,5 +102,8 @@ describe("rate-limit waits", () => {
     expect(rateLimitWait({ "retry-after": "Mon, 23 Nov 2026 12:00:30 GMT" }, now)).toMatchObject({ value: { millis: 30000 } })
     expect(rateLimitWait({ "x-ratelimit-reset": String(now / 1000 + 12) }, now)).toMatchObject({ value: { millis: 12000 } })
     expect(rateLimitWait({}, now)).toBe(undefined)
+    // Only plain digits are numbers: `Number()` would read "" as 0 and "0x10" as 16.
+    for (const bogus of ["", "0x10", "1e3", "-5", "Infinity", "soon"]) expect(rateLimitWait({ "retry-after": bogus }, now)).toBe(undefined)
+    expect(rateLimitWait({ "x-ratelimit-reset": "1e12" }, now)).toBe(undefined)
   })
 })
