@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import { HEADERS } from "../../bench/OneRosterGenerator.ts"
@@ -8,7 +8,8 @@ import type { EntityKind, EntityRecord } from "../../src/Domain/Roster.ts"
 import type { FeedItem } from "../../src/Providers/RosterProvider.ts"
 import { writeSmallDistrict } from "../support/Fixtures.ts"
 import type { ReadFeed } from "./support.ts"
-import { readSet, withTempDir } from "./support.ts"
+import { oneRosterCsvSnapshot } from "../../src/Providers/OneRosterCsv/OneRosterCsvProvider.ts"
+import { csvDistrict, readSet, testCsvLimits, withTempDir } from "./support.ts"
 
 /**
  * Row-level problems: a row that cannot be decoded is an `Invalid` item with its file, its
@@ -219,6 +220,23 @@ describe("OneRoster CSV row problems", () => {
         assert.strictEqual(error.file, "manifest.csv")
         assert.include(error.message, "never closed")
       })
+    ))
+
+  it.effect("a file of the set changed while the set is read → NotReady at the end of the next file read (the run is deferred, never half old, half new)", () =>
+    withTempDir((dir) =>
+      Effect.scoped(Effect.gen(function*() {
+        writeSmallDistrict(dir)
+        const snapshot = yield* oneRosterCsvSnapshot(csvDistrict(dir), "auto", testCsvLimits)
+        const orgs = yield* Stream.runCollect(snapshot.feeds.orgs!.items)
+        assert.strictEqual(orgs.length, 2)
+        // A writer starts on users.csv while the run reads the files before it.
+        Fs.appendFileSync(NodePath.join(dir, "users.csv"), "s-9,,,true,org-s1,student,,,Nia,Nine,,,,,,,07,\n")
+        const error = yield* Effect.flip(Stream.runDrain(snapshot.feeds.terms!.items))
+        assert.strictEqual(error.reason, "NotReady")
+        assert.match(error.message, /^the set changed while it was read: users\.csv changed size \(\d+ → \d+ bytes\); nothing was applied/)
+        assert.isAbove(error.retryAfterMillis ?? 0, 0)
+        assert.notInclude(error.message, "Nia")
+      }))
     ))
 
   it.effect("a UTF-8 byte order mark before the header is not part of the first column name", () =>
