@@ -6,7 +6,7 @@ import * as NodePath from "node:path"
 import { DEFERRED_EXIT_CODE } from "../../src/Cli/SyncCommands.ts"
 import { rosterd, writeConfig } from "../support/Cli.ts"
 import { TestDatabaseUrl } from "../support/Database.ts"
-import { assertNoLeak, assertNothingApplied } from "../support/Hostile.ts"
+import { assertBoundedMemory, assertNoLeak, assertNothingApplied, withPeakMemory } from "../support/Hostile.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
 import { expectDeferred, expectRefused, personal, syncNow, syncWith, withSyncedDistrict } from "./CsvHostile.ts"
 
@@ -91,9 +91,10 @@ layer(SyncTestLayer, { timeout: "300 seconds", excludeTestServices: true })("hos
         Fs.cpSync(set.dir, release, { recursive: true })
         Fs.rmSync(set.dir, { recursive: true })
         Fs.symlinkSync(release, set.dir)
-        const exit = yield* assertNothingApplied(syncNow(set.id))
-        assert.isTrue(Exit.isSuccess(exit))
-        const summary = Exit.isSuccess(exit) ? exit.value : undefined
+        const { exit, grewMiB } = yield* withPeakMemory(assertNothingApplied(syncNow(set.id)))
+        assertBoundedMemory(grewMiB)
+        const inner = Exit.isSuccess(exit) ? exit.value : undefined
+        const summary = inner !== undefined && Exit.isSuccess(inner) ? inner.value : undefined
         assert.strictEqual(summary?.status, "succeeded")
         assert.deepStrictEqual(summary?.counts.users, { created: 0, updated: 0, deactivated: 0, unchanged: 5 })
       })))
