@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { rosterd, writeConfig } from "../support/Cli.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
+import { testKeyFile } from "../support/MailLinks.ts"
 
 /**
  * `rosterd district export` (a real process): after two districts are synced, the file has
@@ -27,7 +28,7 @@ describe("rosterd district export", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase()
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n") }
+    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n"), ROSTERD_SECRETS_KEY_FILE: testKeyFile(work.dir).path }
     client = new pg.Client({ connectionString: db.url })
     await client.connect()
     for (const [id, domain] of [["ea", "export-a.example"], ["eb", "export-b.example"]] as const) {
