@@ -112,5 +112,11 @@ export default Effect.gen(function*() {
       WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now();
     UPDATE admin_tokens SET revoked_at = now(), revoked_reason = 'link_at_rest'
       WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now();
+
+    -- A replica still running the old code would queue a link in clear: its insert is refused
+    -- (its run fails and rolls back) instead of a live token landing in the table again.
+    -- NOT VALID: the old rows above are judged already; every new or changed row is checked.
+    ALTER TABLE outbox ADD CONSTRAINT outbox_link_messages_sealed
+      CHECK (kind NOT IN ('teacher_activation', 'admin_invitation') OR state <> 'pending' OR link_url IS NOT NULL) NOT VALID;
   `)
 })

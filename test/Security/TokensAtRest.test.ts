@@ -605,6 +605,11 @@ describe("the upgrade of a database that stored links in clear (migration 0009)"
 
         // The invited admin is listed for a resend (rosterd doctor says so).
         assert.deepStrictEqual(yield* withdrawnInvitations, [Number(invited!.id)])
+
+        // A replica still on the old code queues a link in clear: refused, nothing stored.
+        const oldReplica = yield* Effect.flip(queue("teacher_activation", "teacher-activation:old-replica", "t-late@old.example", oldToken(), "pending"))
+        assert.strictEqual((oldReplica.cause as { code?: string }).code, "23514")
+        assert.strictEqual((yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM outbox WHERE idempotency_key = 'teacher-activation:old-replica'`)[0]!.n, 0)
       }))
   })
 })
