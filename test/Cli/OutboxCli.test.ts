@@ -33,7 +33,7 @@ describe("rosterd outbox CLI", () => {
     const insert = async (key: string, state: string) =>
       (await client.query(
         `INSERT INTO outbox (district_id, idempotency_key, kind, recipient, subject, body_text, body_html, state)
-         VALUES ('mailcity', $1, 'teacher_activation', 'Pat.Person@MailCity.example', 'Confirm your official Classboard account',
+         VALUES ('mailcity', $1, 'pause-notice', 'Pat.Person@MailCity.example', 'Confirm your official Classboard account',
                  'Confirm: https://platform.example/activate?token=secret-token-abc', '<p>secret-token-abc</p>', $2)
          RETURNING id::int`,
         [key, state]
@@ -78,7 +78,7 @@ describe("rosterd outbox CLI", () => {
     const failed = entries.find((e: { id: number }) => e.id === ids.failed)
     expect(failed).toEqual({
       id: ids.failed,
-      kind: "teacher_activation",
+      kind: "pause-notice",
       district: "mailcity",
       state: "failed",
       attempts: 10,
@@ -94,7 +94,7 @@ describe("rosterd outbox CLI", () => {
     const text = await run(["outbox", "list", "--state", "failed", "--limit", "5"])
     const lines = text.stdout.trim().split("\n")
     expect(lines[0]).toMatch(/^id\s+kind\s+district\s+state\s+attempts\s+next attempt \(UTC\)\s+sent \(UTC\)\s+last error$/)
-    expect(lines[1]).toMatch(new RegExp(`^${ids.failed}\\s+teacher_activation\\s+mailcity\\s+failed\\s+10\\s+-\\s+-\\s+SMTP EENVELOPE`))
+    expect(lines[1]).toMatch(new RegExp(`^${ids.failed}\\s+pause-notice\\s+mailcity\\s+failed\\s+10\\s+-\\s+-\\s+SMTP EENVELOPE`))
     expect(lines.slice(2)).toEqual(["send a failed one again: rosterd outbox retry <id>"])
     for (const output of [listed.stdout, text.stdout]) {
       expect(output.toLowerCase()).not.toContain("pat.person")
@@ -104,7 +104,7 @@ describe("rosterd outbox CLI", () => {
 
     const retried = await run(["outbox", "retry", String(ids.failed), "--by", "ops-olga"])
     expect(retried.stdout.trim()).toBe(
-      `outbox message ${ids.failed} (teacher_activation) is pending again and due now (was failed after 10 attempts); the daemon sends it at its next poll`
+      `outbox message ${ids.failed} (pause-notice) is pending again and due now (was failed after 10 attempts); the daemon sends it at its next poll`
     )
     const { rows: [row] } = await client.query(
       `SELECT state, attempts, next_attempt_at <= now() AS due, last_error FROM outbox WHERE id = $1`,
@@ -118,7 +118,7 @@ describe("rosterd outbox CLI", () => {
       action: "outbox.retry",
       district_id: "mailcity",
       subject: `outbox ${ids.failed}`,
-      details: { kind: "teacher_activation", previousState: "failed", previousAttempts: 10 }
+      details: { kind: "pause-notice", previousState: "failed", previousAttempts: 10 }
     }])
 
     const refused = await run(["outbox", "retry", String(ids.sent)], 1)

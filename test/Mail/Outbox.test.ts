@@ -88,7 +88,7 @@ const insert = (key: string, options: { readonly recipient?: string; readonly di
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql<{ readonly id: number }>`
       INSERT INTO outbox (district_id, idempotency_key, kind, recipient, subject, body_text, body_html, state, next_attempt_at)
-      VALUES (${options.district ?? null}, ${key}, 'teacher_activation', ${options.recipient ?? `${key}@example.org`},
+      VALUES (${options.district ?? null}, ${key}, 'pause-notice', ${options.recipient ?? `${key}@example.org`},
               ${`Subject of ${key}`}, ${`Body of ${key}`}, ${`<p>Body of ${key}</p>`}, ${options.state ?? "pending"},
               now() + make_interval(secs => ${options.dueInSeconds ?? 0}::float8))
       RETURNING id`.pipe(Effect.map((rows) => rows[0]!.id)))
@@ -164,7 +164,7 @@ layer(OutboxTestLayer, { timeout: "120 seconds", excludeTestServices: true })("o
       assert.strictEqual((yield* row(cancelled)).state, "cancelled")
 
       // Logs name ids and kinds, never the recipient, the subject or the body.
-      assert.isTrue(logs.some((line) => line.includes(`outboxId=${a}`) && line.includes("kind=teacher_activation")))
+      assert.isTrue(logs.some((line) => line.includes(`outboxId=${a}`) && line.includes("kind=pause-notice")))
       for (const line of logs) {
         assert.notMatch(line, /@example\.org|Subject of|Body of/)
       }
@@ -347,7 +347,7 @@ layer(OutboxTestLayer, { timeout: "120 seconds", excludeTestServices: true })("o
       const entry = all.find((e) => e.id === failed)!
       assert.deepStrictEqual(
         { kind: entry.kind, state: entry.state, attempts: entry.attempts, lastError: entry.lastError, domain: entry.recipientDomain },
-        { kind: "teacher_activation", state: "failed", attempts: 4, lastError: "gave up", domain: "schools.example" }
+        { kind: "pause-notice", state: "failed", attempts: 4, lastError: "gave up", domain: "schools.example" }
       )
       assert.notProperty(entry, "recipient")
       assert.notProperty(entry, "subject")
@@ -355,7 +355,7 @@ layer(OutboxTestLayer, { timeout: "120 seconds", excludeTestServices: true })("o
       assert.deepStrictEqual((yield* outbox.list({ limit: 2 })).map((e) => e.id), [cancelled, sent])
 
       const again = yield* outbox.retry(failed)
-      assert.deepStrictEqual(again, { id: failed, kind: "teacher_activation", districtId: null, previousState: "failed", previousAttempts: 4 })
+      assert.deepStrictEqual(again, { id: failed, kind: "pause-notice", districtId: null, previousState: "failed", previousAttempts: 4 })
       const r = yield* row(failed)
       assert.deepStrictEqual([r.state, r.attempts, r.lastError], ["pending", 0, "gave up"])
       assert.isAtMost(r.dueIn, 0)

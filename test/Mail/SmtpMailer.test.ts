@@ -97,7 +97,7 @@ const insert = (key: string, recipient: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql<{ readonly id: number }>`
       INSERT INTO outbox (idempotency_key, kind, recipient, subject, body_text, body_html)
-      VALUES (${key}, 'teacher_activation', ${recipient}, ${`Subject ${key}`}, ${`Body ${key}`}, ${`<p>Body ${key}</p>`})
+      VALUES (${key}, 'pause-notice', ${recipient}, ${`Subject ${key}`}, ${`Body ${key}`}, ${`<p>Body ${key}</p>`})
       RETURNING id`.pipe(Effect.map((r) => r[0]!.id)))
 
 const makeDue = (id: number) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql`UPDATE outbox SET next_attempt_at = now() WHERE id = ${id}`)
