@@ -9,6 +9,7 @@ import erase from "./0007_erase.ts"
 import trustBoundary from "./0008_trust_boundary.ts"
 import outboxLinks from "./0009_outbox_links.ts"
 import deferredRuns from "./0010_deferred_runs.ts"
+import identities from "./0011_identities.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -25,7 +26,8 @@ const all = {
   "0007_erase": erase,
   "0008_trust_boundary": trustBoundary,
   "0009_outbox_links": outboxLinks,
-  "0010_deferred_runs": deferredRuns
+  "0010_deferred_runs": deferredRuns,
+  "0011_identities": identities
 }
 
 export const migrations = Migrator.fromRecord(all)

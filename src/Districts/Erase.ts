@@ -81,7 +81,8 @@ const STEPS: ReadonlyArray<readonly [string, string]> = [
   // An address leaves an account it reached through this district, unless the platform
   // imported it or another district's user or admin on the same account carries it too.
   ["account_emails", `DELETE FROM account_emails e WHERE e.account_id IN (SELECT id FROM erase_accounts)
-     AND e.added_by <> 'import' AND e.email_key IN (SELECT email_key FROM erase_addresses)
+     AND e.added_by <> 'import'
+     AND (e.email_key IN (SELECT email_key FROM erase_addresses) OR e.source_user_id IN (SELECT id FROM erase_users))
      AND NOT EXISTS (SELECT 1 FROM account_links l JOIN users u ON u.id = l.user_id
                      WHERE l.account_id = e.account_id AND u.district_id <> $1 AND lower(btrim(u.email)) = e.email_key)
      AND NOT EXISTS (SELECT 1 FROM admins m WHERE m.account_id = e.account_id AND m.district_id <> $1 AND m.email_key = e.email_key)`],
@@ -104,6 +105,8 @@ const STEPS: ReadonlyArray<readonly [string, string]> = [
   ["admins", `DELETE FROM admins WHERE district_id = $1`],
   ["partnership_districts", `DELETE FROM partnership_districts WHERE district_id = $1`],
   ["district_credentials", `DELETE FROM district_credentials WHERE district_id = $1`],
+  ["user_identities", `DELETE FROM user_identities WHERE district_id = $1`],
+  ["district_masking", `DELETE FROM district_masking WHERE district_id = $1`],
   ["users", `DELETE FROM users WHERE district_id = $1`],
   ["classes", `DELETE FROM classes WHERE district_id = $1`],
   ["courses", `DELETE FROM courses WHERE district_id = $1`],
@@ -117,6 +120,7 @@ const STEPS: ReadonlyArray<readonly [string, string]> = [
        WHERE a.district_id = $1 AND a.origin = 'district'
          AND NOT EXISTS (SELECT 1 FROM account_links l WHERE l.account_id = a.id)
          AND NOT EXISTS (SELECT 1 FROM account_emails e WHERE e.account_id = a.id)
+         AND NOT EXISTS (SELECT 1 FROM account_identities i WHERE i.account_id = a.id)
          AND NOT EXISTS (SELECT 1 FROM classes c WHERE c.owner_account_id = a.id)
          AND NOT EXISTS (SELECT 1 FROM admins m WHERE m.account_id = a.id)
          AND NOT EXISTS (SELECT 1 FROM account_reviews r WHERE r.resolved_account_id = a.id)

@@ -38,6 +38,13 @@ export const EXPORT_KINDS: ReadonlyArray<ExportKind> = [
   { kind: "course", from: "courses t WHERE t.district_id = $1", order: "t.id" },
   { kind: "class", from: "classes t WHERE t.district_id = $1", order: "t.id" },
   { kind: "user", from: "users t WHERE t.district_id = $1", order: "t.id" },
+  // (Its `kind` is written as `identity_kind`: the line's own `kind` says what the line is.)
+  {
+    kind: "user_identity",
+    from: `(SELECT district_id, user_id, provider, kind AS identity_kind, type, value, first_seen_at, ended_at, ended_reason
+            FROM user_identities) t WHERE t.district_id = $1`,
+    order: "t.user_id, t.provider, t.identity_kind, t.type, t.value"
+  },
   { kind: "enrollment", from: "enrollments t WHERE t.district_id = $1", order: "t.id" },
   { kind: "account_link", from: "account_links t JOIN users u ON u.id = t.user_id WHERE u.district_id = $1", order: "t.user_id" },
   { kind: "account_review", from: "account_reviews t WHERE t.district_id = $1", order: "t.id" },

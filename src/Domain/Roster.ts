@@ -88,6 +88,46 @@ export type UserRole =
   | "staff"
   | "district_admin"
 
+/**
+ * Kinds of identity a rostered person has beside their name and address (README "Accounts,
+ * linking and activation", the identity model):
+ *
+ * - `source_id` — the record's own source ID (Clever `id`, OneRoster `sourcedId`). Not listed
+ *   in `User.identities`: the store derives it from `User.sourceId`. A **login** identity:
+ *   what a Clever or ClassLink sign-in carries.
+ * - `user_id` — a OneRoster `userIds[]` entry (`{type, identifier}`; `type` is the district's
+ *   label, e.g. `LDAP`, `ClassLink`). Also a **login** identity.
+ * - `identifier` — OneRoster `identifier` (usually the SIS id).
+ * - `sis_id`, `state_id`, `student_number`, `teacher_number`, `staff_id` — Clever's
+ *   role records.
+ * - `legacy_source_id` — an earlier source ID the provider still names: OneRoster
+ *   `metadata.<ns>.legacysourceId` (`type` = `<ns>`, e.g. `ic` for Infinite Campus), Clever's
+ *   role `legacy_id` (`type` = `clever`). What re-key detection matches on.
+ *
+ * A login identity belongs to one rostered user per district (migrations/0011_identities.ts).
+ */
+export type IdentityKind =
+  | "source_id"
+  | "user_id"
+  | "identifier"
+  | "sis_id"
+  | "state_id"
+  | "student_number"
+  | "teacher_number"
+  | "staff_id"
+  | "legacy_source_id"
+
+/** Identity kinds a sign-in carries (`rosterd_resolve_login`, account linking by identity). */
+export const LOGIN_IDENTITY_KINDS: ReadonlyArray<IdentityKind> = ["source_id", "user_id"]
+
+export interface UserIdentity {
+  readonly kind: Exclude<IdentityKind, "source_id">
+  /** `user_id`: the entry's `type`; `legacy_source_id`: the namespace; otherwise `null`. */
+  readonly type: string | null
+  /** As the provider gives it (trimmed). Compared exactly. */
+  readonly value: string
+}
+
 export interface User {
   readonly sourceId: string
   readonly status: RecordStatus
@@ -102,6 +142,8 @@ export interface User {
   readonly email: string | null
   readonly orgSourceIds: ReadonlyArray<string>
   readonly grades: ReadonlyArray<string>
+  /** Every identity the provider gives beside `sourceId` (see `IdentityKind`); each once. */
+  readonly identities: ReadonlyArray<UserIdentity>
 }
 
 export type EnrollmentRole = "student" | "teacher" | "administrator" | "aide" | "guardian" | "parent" | "proctor" | "relative"

@@ -1,4 +1,4 @@
-import type { EntityKind, EntityRecord } from "./Roster.ts"
+import type { EntityKind, EntityRecord, UserIdentity } from "./Roster.ts"
 
 /**
  * The value guard: what a value from any provider must be before it is staged.
@@ -210,6 +210,7 @@ type Rule =
   | { readonly kind: "texts"; readonly max: number; readonly ok: (value: ReadonlyArray<string>) => boolean }
   | { readonly kind: "email"; readonly ok: (value: string) => boolean }
   | { readonly kind: "date"; readonly range: DateRange; readonly ok: (value: string) => boolean }
+  | { readonly kind: "identities"; readonly ok: (value: ReadonlyArray<UserIdentity>) => boolean }
 
 const allUsableIds = (values: ReadonlyArray<string>) => {
   for (let i = 0; i < values.length; i++) if (!isUsableId(values[i]!)) return false
@@ -230,6 +231,16 @@ const texts = (max: number): Rule => ({
   }
 })
 const date = (range: DateRange): Rule => ({ kind: "date", range, ok: (value) => isDateIn(value, range) })
+
+/** An identity is used as given or not at all, like a source ID (its type too). */
+const usableIdentityEntry = (identity: UserIdentity) => isUsableId(identity.value) && (identity.type === null || isUsableId(identity.type))
+const identitiesRule: Rule = {
+  kind: "identities",
+  ok: (values) => {
+    for (let i = 0; i < values.length; i++) if (!usableIdentityEntry(values[i]!)) return false
+    return true
+  }
+}
 
 const id: Rule = { kind: "id", ok: isUsableId }
 const ids: Rule = { kind: "ids", ok: allUsableIds }
@@ -300,7 +311,8 @@ export const FIELDS: { readonly [K in EntityKind]: ReadonlyArray<Field<EntityRec
     ["identifier", shortText, (r) => r.identifier],
     ["email", email, (r) => r.email],
     ["orgSourceIds", ids, (r) => r.orgSourceIds],
-    ["grades", shortTexts, (r) => r.grades]
+    ["grades", shortTexts, (r) => r.grades],
+    ["identities", identitiesRule, (r) => r.identities]
   ],
   demographics: [
     ["userSourceId", id, (r) => r.userSourceId],
@@ -459,6 +471,16 @@ const repairOf = <K extends EntityKind>(kind: K, fields: ReadonlyArray<Field<Ent
           break
         case "date":
           return held(field, `expected ${describeRange(rule.range)}`)
+        case "identities": {
+          // An unusable identity is left out (the record applies with the others), never cleaned:
+          // a login with a character removed would be someone else's login.
+          const kept = (value as ReadonlyArray<UserIdentity>).filter(usableIdentityEntry)
+          set(field, kept)
+          cleared = `${cleared === null ? "" : `${cleared}; `}field "${field}": ${
+            (value as ReadonlyArray<unknown>).length - kept.length
+          } left out (${ID_PROBLEM})`
+          break
+        }
       }
     }
     return {

@@ -1,4 +1,4 @@
-import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
+import type { EntityKind, EntityRecord, UserIdentity } from "../Domain/Roster.ts"
 import { normalizeGrades } from "../Domain/Grades.ts"
 import type { CopyValue } from "../Store/Copy.ts"
 
@@ -24,7 +24,19 @@ export interface EntitySpec<K extends EntityKind> {
   readonly label: string
   readonly sourceId: (record: EntityRecord[K]) => string
   readonly columns: ReadonlyArray<Column<EntityRecord[K]>>
+  /**
+   * Columns staged (after `columns`) but not compared or written by the keyed diff: a step
+   * of their own applies them (users' `identities`: src/Reconcile/Identities.ts).
+   */
+  readonly staged?: ReadonlyArray<Column<EntityRecord[K]>>
 }
+
+/** The separator of kind, type and value in a staged identity (see src/Reconcile/Identities.ts). */
+export const IDENTITY_SEPARATOR = "\u001f"
+
+/** A user's identities as staged: `kind`, `type` (or empty) and `value` joined by U+001F. */
+export const encodeIdentities = (identities: ReadonlyArray<UserIdentity>): ReadonlyArray<string> =>
+  identities.map((i) => `${i.kind}${IDENTITY_SEPARATOR}${i.type ?? ""}${IDENTITY_SEPARATOR}${i.value}`)
 
 const col = <A>(name: string, type: Column<A>["type"], get: Column<A>["get"]): Column<A> => ({ name, type, get })
 
@@ -108,7 +120,8 @@ export const Entities: { readonly [K in EntityKind]: EntitySpec<K> } = {
       col("org_source_ids", "text[]", (r) => r.orgSourceIds),
       col("grades", "text[]", (r) => r.grades),
       col("grade_levels", "text[]", (r) => normalizeGrades(r.grades))
-    ]
+    ],
+    staged: [col("identities", "text[]", (r) => encodeIdentities(r.identities))]
   },
   demographics: {
     kind: "demographics",
@@ -137,6 +150,12 @@ export const Entities: { readonly [K in EntityKind]: EntitySpec<K> } = {
 /** Keyed by `(district_id, source_id)` in the live store: everything but enrollments and demographics. */
 export const KeyedKinds = ["orgs", "terms", "courses", "classes", "users"] as const
 export type KeyedKind = (typeof KeyedKinds)[number]
+
+/** Every staged column of a kind: the diffed ones, then the staged-only ones. */
+export const stagedColumns = <K extends EntityKind>(kind: K): ReadonlyArray<Column<EntityRecord[K]>> => {
+  const spec = Entities[kind] as EntitySpec<K>
+  return spec.staged === undefined ? spec.columns : [...spec.columns, ...spec.staged]
+}
 
 /** The staging table of a kind (a temp table of the run's session). */
 export const stageTable = (kind: EntityKind) => `stage_${kind}`

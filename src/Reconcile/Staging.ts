@@ -8,7 +8,7 @@ import { EntityKinds } from "../Domain/Roster.ts"
 import type { FeedItem } from "../Providers/RosterProvider.ts"
 import { guardOf, usableIdentity } from "../Domain/Values.ts"
 import { copyIn, copyValue } from "../Store/Copy.ts"
-import { Entities, stageTable } from "./Entities.ts"
+import { Entities, stagedColumns, stageTable } from "./Entities.ts"
 
 /**
  * Staging: each feed of a snapshot is COPYed into a temporary table of the run's session.
@@ -31,7 +31,7 @@ const SQL_TYPES = { text: "text", date: "date", boolean: "boolean", "text[]": "t
 export const stagingDdl = (): string =>
   EntityKinds.map((kind) => {
     const table = stageTable(kind)
-    const columns = Entities[kind].columns.map((column) => `${column.name} ${SQL_TYPES[column.type]}`)
+    const columns = stagedColumns(kind).map((column) => `${column.name} ${SQL_TYPES[column.type]}`)
     // Set by the checks on rows that repeat another (identical content, or the same
     // enrollment pair): the diff reads the kept row only.
     columns.push("shadowed boolean NOT NULL DEFAULT false")
@@ -56,7 +56,7 @@ export const dropStagingDdl = (): string =>
 
 const encoder = <K extends EntityKind>(kind: K) => {
   const spec = Entities[kind]
-  const columns = spec.columns
+  const columns = stagedColumns(kind)
   const isEnrollment = kind === "enrollments"
   const guard = guardOf(kind)
   // An unreadable row, or one the guard held out: its identity only (usable identifiers
@@ -92,7 +92,7 @@ export const stageFeed = <K extends EntityKind>(
   kind: K,
   items: Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError>
 ): Effect.Effect<number, ProviderError | SqlError> => {
-  const columns = ["line", "invalid", "problem", "cleared", "stripped", "status", "source_id", ...Entities[kind].columns.map((c) => c.name)]
+  const columns = ["line", "invalid", "problem", "cleared", "stripped", "status", "source_id", ...stagedColumns(kind).map((c) => c.name)]
   return copyIn(
     client,
     `COPY pg_temp.${stageTable(kind)} (${columns.join(", ")}) FROM STDIN`,

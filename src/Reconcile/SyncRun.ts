@@ -24,6 +24,7 @@ import type { EntityCounts, RunCounts } from "./Counts.ts"
 import { emptyRunCounts } from "./Counts.ts"
 import { Entities, stageTable } from "./Entities.ts"
 import { checkStaged } from "./Findings.ts"
+import { applyIdentities } from "./Identities.ts"
 import { checkQuality } from "./Quality.ts"
 import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts"
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
@@ -190,6 +191,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           // Keep statistics current after a large change (a first sync), for the statements that follow.
           if (result.counts.created + result.counts.deactivated > 5000) yield* sql.unsafe(`ANALYZE ${Entities[kind].table}`)
         }
+        // The users' identities (provider and login ids), once the users are written.
+        if (modes.users !== null) yield* applyIdentities(context)
         const notes: Array<string> = []
         if (modes.classes !== "bulk") {
           const { expired, note } = yield* expireEndedTerms(context, rules.scope, rules.gate)

@@ -110,6 +110,8 @@ export const GRANTS: ReadonlyArray<GrantRow> = [
   table("accounts", READ, "accounts (written by the confirm functions)"),
   table("account_emails", ["SELECT", "INSERT"], "an account's addresses: the platform adds them"),
   table("account_links", READ, "which account a rostered user is (links are permanent)"),
+  table("user_identities", READ, "rostered users' provider and login identities (Clever id, sourcedId, userIds, SIS ids); written by the sync only"),
+  table("account_identities", READ, "provider identities of accounts known without a roster (accounts import)"),
   table("admins", READ, "in-product administrators"),
   table("partnerships", READ, "partnerships"),
   table("regions", READ, "regions of partnerships"),
@@ -122,6 +124,7 @@ export const GRANTS: ReadonlyArray<GrantRow> = [
   table("sync_cursors", NONE, "change-feed positions"),
   table("pauses", NONE, "ad-hoc pauses"),
   table("account_reviews", NONE, "the operators' review queue"),
+  table("district_masking", NONE, "personal fields a district masks (counts; account linking waits)"),
   table("holds", NONE, "held change sets"),
   table("held_changes", NONE, "held records, with new values"),
   table("run_changes", NONE, "per-run change lists"),
@@ -135,6 +138,7 @@ export const GRANTS: ReadonlyArray<GrantRow> = [
   // Functions. The lock triggers' own functions (RETURNS trigger) are granted to no one.
   { object: "rosterd_confirm_activation(text, bigint)", type: "function", app: EXECUTE, platform: EXECUTE, note: "confirm a teacher's activation (SECURITY DEFINER)" },
   { object: "rosterd_confirm_admin(text, bigint)", type: "function", app: EXECUTE, platform: EXECUTE, note: "confirm an admin invitation (SECURITY DEFINER)" },
+  { object: "rosterd_resolve_login(text, text, text)", type: "function", app: EXECUTE, platform: EXECUTE, note: "a Clever or ClassLink sign-in to its account (SECURITY DEFINER)" },
   { object: "rosterd_writer_allowed(name)", type: "function", app: EXECUTE, platform: EXECUTE, note: "called by the lock triggers for the writing role (SECURITY DEFINER)" },
   { object: "rosterd_synced(roster_source)", type: "function", app: EXECUTE, platform: EXECUTE, note: "called by the lock triggers for the writing role" },
   { object: "rosterd_refuse(text, text)", type: "function", app: EXECUTE, platform: EXECUTE, note: "called by the lock triggers for the writing role" }

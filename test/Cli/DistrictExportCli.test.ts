@@ -64,6 +64,7 @@ describe("rosterd district export", () => {
       course: await count(`SELECT count(*)::int AS n FROM courses WHERE district_id = $1`),
       class: await count(`SELECT count(*)::int AS n FROM classes WHERE district_id = $1`),
       user: await count(`SELECT count(*)::int AS n FROM users WHERE district_id = $1`),
+      user_identity: await count(`SELECT count(*)::int AS n FROM user_identities WHERE district_id = $1`),
       enrollment: await count(`SELECT count(*)::int AS n FROM enrollments WHERE district_id = $1`),
       account_link: await count(`SELECT count(*)::int AS n FROM account_links l JOIN users u ON u.id = l.user_id WHERE u.district_id = $1`),
       account_review: await count(`SELECT count(*)::int AS n FROM account_reviews WHERE district_id = $1`),

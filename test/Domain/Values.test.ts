@@ -39,6 +39,7 @@ const user = (fields: Partial<User> = {}): User => ({
   email: "ann@school.example",
   orgSourceIds: ["org-1"],
   grades: ["07"],
+  identities: [],
   ...fields
 })
 

@@ -102,8 +102,14 @@ describe("OneRoster CSV samples: v1p1-full", () => {
         identifier: "john.doe",
         email: "john.doe@myschool.com",
         orgSourceIds: ["org-sch-222-456"],
-        grades: ["12"]
+        grades: ["12"],
+        identities: [{ kind: "identifier", type: null, value: "john.doe" }]
       })
+      // userIds `{LDAP:12}`: a login identity of its type.
+      assert.deepStrictEqual(bySourceId(users, "usr-222-66778899").identities, [
+        { kind: "identifier", type: null, value: "mary.jones" },
+        { kind: "user_id", type: "LDAP", value: "12" }
+      ])
       // Empty status and dateLastModified.
       const mary = bySourceId(users, "usr-222-66778899")
       assert.strictEqual(mary.status, "active")
@@ -198,7 +204,8 @@ describe("OneRoster CSV samples: v1p1-minimal", () => {
         identifier: "jogn.doe",
         email: null,
         orgSourceIds: ["org-sch-222-456"],
-        grades: []
+        grades: [],
+        identities: [{ kind: "identifier", type: null, value: "jogn.doe" }]
       })
       for (const user of users) assert.notInclude(JSON.stringify(user), "Password1-")
 

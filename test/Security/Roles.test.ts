@@ -449,7 +449,7 @@ describe("the grants in the database are the grant table", () => {
       assert.deepStrictEqual(unpinned, [])
       const definers = yield* sql<{ readonly name: string }>`
         SELECT proname AS name FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef ORDER BY proname`
-      assert.deepStrictEqual(definers.map((d) => d.name), ["rosterd_confirm_activation", "rosterd_confirm_admin", "rosterd_writer_allowed"])
+      assert.deepStrictEqual(definers.map((d) => d.name), ["rosterd_confirm_activation", "rosterd_confirm_admin", "rosterd_resolve_login", "rosterd_writer_allowed"])
     }))
 
   it.effect("every table, view and function a migration made is in the grant table (a new one needs a decision about the platform)", () =>

@@ -1,4 +1,4 @@
-import type { Class, Course, Demographic, Enrollment, Org, RecordStatus, Term, User, UserRole } from "../../Domain/Roster.ts"
+import type { Class, Course, Demographic, Enrollment, Org, RecordStatus, Term, User, UserIdentity, UserRole } from "../../Domain/Roster.ts"
 import { isCalendarDate, wireDate } from "../../Domain/Values.ts"
 import type { CleverSection, CleverUser } from "./CleverWire.ts"
 import type { CleverCourse, CleverSchool, CleverTerm } from "./CleverWire.ts"
@@ -179,7 +179,8 @@ export const user = (record: CleverUser, status: RecordStatus = "active"): User 
       blank(teacher?.sis_id) ?? blank(staff?.staff_id),
     email: blank(record.email),
     orgSourceIds: [...orgs],
-    grades: grade === null ? [] : [grade]
+    grades: grade === null ? [] : [grade],
+    identities: cleverIdentities(record)
   }
 }
 
@@ -189,4 +190,32 @@ export const demographic = (record: CleverUser, status: RecordStatus = "active")
   const birthDate = cleverDob(record.roles.student.dob)
   if (birthDate === undefined) return undefined
   return { userSourceId: record.id, status, birthDate }
+}
+
+/**
+ * A Clever user's identities beside its id (Domain/Roster.ts `IdentityKind`), from its role
+ * records: `sis_id`, `state_id`, `student_number` / `teacher_number`, `staff_id`, and a role's
+ * `legacy_id` (its id before Clever's API v3) as `legacy_source_id` of type `clever`. Each once.
+ */
+export const cleverIdentities = (record: CleverUser): Array<UserIdentity> => {
+  const out: Array<UserIdentity> = []
+  const seen = new Set<string>()
+  const add = (kind: UserIdentity["kind"], value: string | null | undefined, type: string | null = null) => {
+    const text = blank(value)
+    if (text === null || seen.has(`${kind}\u0000${text}`)) return
+    seen.add(`${kind}\u0000${text}`)
+    out.push({ kind, type, value: text })
+  }
+  const { staff, student, teacher } = record.roles
+  add("sis_id", student?.sis_id)
+  add("state_id", student?.state_id)
+  add("student_number", student?.student_number)
+  // (A student's v3 id is its old id: a legacy id equal to the id says nothing.)
+  if (blank(student?.legacy_id) !== record.id) add("legacy_source_id", student?.legacy_id, "clever")
+  add("sis_id", teacher?.sis_id)
+  add("state_id", teacher?.state_id)
+  add("teacher_number", teacher?.teacher_number)
+  if (blank(teacher?.legacy_id) !== record.id) add("legacy_source_id", teacher?.legacy_id, "clever")
+  add("staff_id", staff?.staff_id)
+  return out
 }

@@ -70,6 +70,8 @@ export const CleverUser = Schema.Struct({
       schools: Texts,
       student_number: Text,
       sis_id: Text,
+      state_id: Text,
+      legacy_id: Text,
       credentials: Credentials
     }))),
     teacher: Schema.optional(Schema.NullOr(Schema.Struct({
@@ -77,6 +79,8 @@ export const CleverUser = Schema.Struct({
       schools: Texts,
       teacher_number: Text,
       sis_id: Text,
+      state_id: Text,
+      legacy_id: Text,
       credentials: Credentials
     }))),
     staff: Schema.optional(Schema.NullOr(Schema.Struct({ schools: Texts, staff_id: Text, credentials: Credentials }))),

@@ -135,3 +135,28 @@ export const OptionalEnum = <const Values extends ReadonlyArray<string>>(...valu
     encode: (value) => ParseResult.succeed(value ?? "")
   }).annotations({ description: `empty or one of ${values.join(", ")}` })
 }
+
+/**
+ * `users.csv` `userIds`: `{type:identifier}` items, comma separated (`{LDAP:12},{LTI:15}`);
+ * the type is before the first colon. Never fails: what is not such an item (a cell without
+ * braces is read as `type:identifier` items split on commas) yields no entry, and the user
+ * applies without it.
+ */
+export const UserIds = Schema.transform(Schema.String, Schema.Array(Schema.Struct({ type: Schema.NullOr(Schema.String), identifier: Schema.String })), {
+  strict: true,
+  decode: (raw) => {
+    const text = raw.trim()
+    if (text.length === 0) return []
+    const braced = [...text.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!)
+    const items = braced.length > 0 ? braced : text.split(",")
+    const out: Array<{ readonly type: string | null; readonly identifier: string }> = []
+    for (const item of items) {
+      const colon = item.indexOf(":")
+      const type = colon < 0 ? "" : item.slice(0, colon).trim()
+      const identifier = (colon < 0 ? item : item.slice(colon + 1)).trim()
+      if (identifier.length > 0) out.push({ type: type.length > 0 ? type : null, identifier })
+    }
+    return out
+  },
+  encode: (items) => items.map((i) => `{${i.type ?? ""}:${i.identifier}}`).join(",")
+}).annotations({ description: "{type:identifier} items" })

@@ -1,6 +1,7 @@
 import { Schema } from "effect"
 import type { EntityKind, EntityRecord, UserRole } from "../../Domain/Roster.ts"
-import { Bool, Enum, List, OptionalDate, OptionalEnum, OptionalText, RequiredDate, RequiredText, Status } from "./Columns.ts"
+import { oneRosterIdentities } from "../OneRosterRest/OneRosterMapping.ts"
+import { Bool, Enum, List, OptionalDate, OptionalEnum, OptionalText, RequiredDate, RequiredText, Status, UserIds } from "./Columns.ts"
 
 /**
  * The OneRoster 1.1 CSV files rosterd reads, their columns and how a row becomes a
@@ -180,7 +181,8 @@ export const UsersFile = spec({
     middleName: OptionalText,
     identifier: OptionalText,
     email: OptionalText,
-    grades: List
+    grades: List,
+    userIds: UserIds
   },
   toRecord: (row) => ({
     sourceId: row.sourcedId,
@@ -194,7 +196,9 @@ export const UsersFile = spec({
     identifier: row.identifier,
     email: row.email,
     orgSourceIds: row.orgSourcedIds,
-    grades: row.grades
+    grades: row.grades,
+    // OneRoster 1.1 CSV has `userIds` but no metadata: a vendor's `metadata.*` columns are not read.
+    identities: oneRosterIdentities({ identifier: row.identifier, userIds: row.userIds })
   })
 })
 

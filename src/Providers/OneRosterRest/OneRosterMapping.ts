@@ -11,6 +11,7 @@ import type {
   SessionType,
   Term,
   User,
+  UserIdentity,
   UserRole
 } from "../../Domain/Roster.ts"
 import { wireDate } from "../../Domain/Values.ts"
@@ -119,6 +120,51 @@ export const classOf = (r: typeof ClassRecord.Type): Mapped<Class> => {
 
 const ROLES = ["administrator", "aide", "guardian", "parent", "proctor", "relative", "student", "teacher"] as const
 
+/** A string (a number as its digits) trimmed, or null. */
+const scalar = (value: unknown): string | null =>
+  typeof value === "string" ? blank(value) : typeof value === "number" && Number.isFinite(value) ? String(value) : null
+
+const isObject = (value: unknown): value is Readonly<Record<string, unknown>> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+const LEGACY_KEY = /^legacy_?sourced?_?id$/i
+
+/**
+ * A OneRoster user's identities beside its sourcedId (Domain/Roster.ts `IdentityKind`):
+ * `identifier`; each `userIds[]` entry `{type, identifier}` (`user_id`, its type kept); and a
+ * `legacysourceId` in the metadata — nested (`metadata.ic.legacysourceId`) or flat
+ * (`metadata["ic.legacysourceId"]`), the namespace (`ic`) as its type — which Infinite Campus
+ * gives when its 1.2 ids replace 1.1's. Entries that are not `{type, identifier}` objects
+ * with an identifier are left out; each identity is listed once.
+ */
+export const oneRosterIdentities = (r: { readonly identifier?: string | null | undefined; readonly userIds?: unknown; readonly metadata?: unknown }) => {
+  const out: Array<UserIdentity> = []
+  const seen = new Set<string>()
+  const add = (kind: UserIdentity["kind"], type: string | null, value: string | null) => {
+    if (value === null) return
+    const key = `${kind}\u0000${type ?? ""}\u0000${value}`
+    if (seen.has(key)) return
+    seen.add(key)
+    out.push({ kind, type, value })
+  }
+  add("identifier", null, blank(r.identifier))
+  if (Array.isArray(r.userIds)) {
+    for (const entry of r.userIds) {
+      if (isObject(entry)) add("user_id", scalar(entry["type"]), scalar(entry["identifier"]))
+    }
+  }
+  if (isObject(r.metadata)) {
+    for (const [key, value] of Object.entries(r.metadata)) {
+      const dot = key.lastIndexOf(".")
+      if (LEGACY_KEY.test(key.slice(dot + 1))) add("legacy_source_id", dot < 0 ? null : blank(key.slice(0, dot)), scalar(value))
+      else if (isObject(value)) {
+        for (const [inner, legacy] of Object.entries(value)) if (LEGACY_KEY.test(inner)) add("legacy_source_id", blank(key), scalar(legacy))
+      }
+    }
+  }
+  return out
+}
+
 export const user = (r: typeof UserRecord.Type): Mapped<User> => {
   const role = oneOf(ROLES, r.role)
   if (role === undefined) return { problem: `field "role": expected one of ${ROLES.join(", ")}` }
@@ -135,7 +181,8 @@ export const user = (r: typeof UserRecord.Type): Mapped<User> => {
       identifier: blank(r.identifier),
       email: blank(r.email),
       orgSourceIds: ids(r.orgs),
-      grades: [...(r.grades ?? [])]
+      grades: [...(r.grades ?? [])],
+      identities: oneRosterIdentities(r)
     }
   }
 }

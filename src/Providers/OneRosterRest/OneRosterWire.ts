@@ -90,7 +90,11 @@ export const UserRecord = Schema.Struct({
   identifier: Text,
   enabledUser: Schema.optional(Schema.NullOr(LenientBoolean)),
   orgs: Refs,
-  grades: List
+  grades: List,
+  // Read leniently by the mapping (oneRosterIdentities): a malformed entry is left out, it
+  // does not hold the whole user.
+  userIds: Schema.optional(Schema.Unknown),
+  metadata: Schema.optional(Schema.Unknown)
 })
 export const EnrollmentRecord = Schema.Struct({
   ...Base,
