@@ -10,6 +10,7 @@ import trustBoundary from "./0008_trust_boundary.ts"
 import outboxLinks from "./0009_outbox_links.ts"
 import deferredRuns from "./0010_deferred_runs.ts"
 import identities from "./0011_identities.ts"
+import adminScope from "./0014_admin_scope.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -27,7 +28,8 @@ const all = {
   "0008_trust_boundary": trustBoundary,
   "0009_outbox_links": outboxLinks,
   "0010_deferred_runs": deferredRuns,
-  "0011_identities": identities
+  "0011_identities": identities,
+  "0014_admin_scope": adminScope
 }
 
 export const migrations = Migrator.fromRecord(all)

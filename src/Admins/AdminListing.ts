@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import type { AdminListing, Role } from "./Model.ts"
 import { sourceLabel } from "./Model.ts"
 import type { AdminState, Permission } from "./Permissions.ts"
+import { districtLevelSql } from "./Roles.ts"
 
 /**
  * `rosterd admin list`: a district's administrators, in-product and rostered, with their
@@ -12,7 +13,8 @@ import type { AdminState, Permission } from "./Permissions.ts"
  * - in-product admins whose scope reaches the district: invited there, or a partnership /
  *   region role covering it (`all`: removed ones too), with their newest token's expiry
  *   and the roster record with their address or linked to their account;
- * - roster admins (the `roster_admins` view): none when the district does not sync admins.
+ * - roster admins (the `roster_admins` view): none when the district does not sync admins;
+ *   district-level ones (src/Admins/Roles.ts) with all schools, as `admin_rights` has them.
  */
 export const listAdmins = (districtId: string, all: boolean, staleAfterDays: number) =>
   Effect.gen(function*() {
@@ -81,13 +83,15 @@ export const listAdmins = (districtId: string, all: boolean, staleAfterDays: num
       readonly givenName: string | null
       readonly familyName: string | null
       readonly email: string | null
+      readonly districtLevel: boolean
       readonly districtOfficeOnly: boolean
     }>`
       SELECT r.user_id, r.source_id, r.roster_source::text AS source, r.roles, r.org_source_ids, r.account_id, r.activation,
-             u.given_name, u.family_name, btrim(u.email) AS email,
-             NOT EXISTS (SELECT 1 FROM classes c WHERE c.district_id = r.district_id AND c.active
+             u.given_name, u.family_name, btrim(u.email) AS email, l.district_level,
+             NOT l.district_level AND NOT EXISTS (SELECT 1 FROM classes c WHERE c.district_id = r.district_id AND c.active
                          AND c.school_source_id = ANY (r.org_source_ids)) AS district_office_only
       FROM roster_admins r JOIN users u ON u.id = r.user_id
+      CROSS JOIN LATERAL (SELECT ${sql.literal(districtLevelSql("r"))} AS district_level) l
       WHERE r.district_id = ${districtId} AND r.active
       ORDER BY r.source_id`
     const listed: Array<AdminListing> = inProduct.map((a) => ({
@@ -131,8 +135,9 @@ export const listAdmins = (districtId: string, all: boolean, staleAfterDays: num
         role: "school",
         partnership: null,
         region: null,
-        allSchools: false,
-        schools: r.orgSourceIds,
+        // District-level: every school, present and future, as `admin_rights` gives it.
+        allSchools: r.districtLevel,
+        schools: r.districtLevel ? [] : r.orgSourceIds,
         permission: "view",
         canManageAdmins: false,
         source: sourceLabel(r.source),

@@ -172,7 +172,11 @@ export interface AdminListing {
   readonly accountId: number | null
   /** In-product: the person's rostered user in the district (same address or account), if any; roster: itself. */
   readonly rosterRecord: RosterRecord | null
-  /** Roster admins attached only to orgs without classes (a district office): reported by the sync. */
+  /**
+   * Roster admins attached only to orgs without classes that are not the district (a
+   * department, a local office): reported by the sync (`admin_district_office_only`).
+   * District-level roster admins have `allSchools` instead.
+   */
   readonly districtOfficeOnly: boolean
 }
 

@@ -93,7 +93,7 @@ const invite = Command.make(
     })
 ).pipe(Command.withDescription("invite an administrator: an e-mail with a single-use link to confirm the administrator account"))
 
-/** `all`, `org-1 org-2`, `region north (p)`, `partnership p` — with the district-office note of roster admins. */
+/** `all`, `org-1 org-2`, `region north (p)`, `partnership p` — with the office-only note of roster admins (no school with classes). */
 const schoolsText = (a: AdminListing) =>
   a.role === "partnership"
     ? `partnership ${a.partnership}`
@@ -101,7 +101,7 @@ const schoolsText = (a: AdminListing) =>
     ? `region ${a.region} (${a.partnership})`
     : a.allSchools
     ? "all"
-    : a.schools.join(" ") + (a.districtOfficeOnly ? " (district office only)" : "")
+    : (a.schools.length === 0 ? "none" : a.schools.join(" ")) + (a.districtOfficeOnly ? " (office only: no classes)" : "")
 
 const recordText = (a: AdminListing) =>
   a.rosterRecord === null

@@ -74,17 +74,41 @@ export const NoticeRules = Schema.Struct({
 })
 export type NoticeRules = typeof NoticeRules.Type
 
+/**
+ * Which Clever staff are administrators (README "Administrators"). Clever's staff are one
+ * user type for school admins and every other non-teaching employee (aides, secretaries,
+ * coaches); only the `title` and the free-text `roles` of the staff record tell them apart.
+ * Matched like the scope words: whole words or phrases, any case.
+ */
+export const DEFAULT_ADMIN_TITLES: ReadonlyArray<string> = [
+  "principal", "superintendent", "administrator", "school admin", "district admin", "dean", "director", "head of school", "headmaster"
+]
+
+/** Words that make a title non-administrative even beside an administrative one ("Principal's Secretary", "Aide to the Director"). */
+export const DEFAULT_AIDE_TITLES: ReadonlyArray<string> = ["aide", "paraprofessional", "paraeducator", "para", "secretary", "clerk"]
+
+export const StaffRules = Schema.Struct({
+  /** A staff record whose title or one of its roles contains one of these is a school administrator; `*`: every staff record. */
+  adminTitles: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_ADMIN_TITLES }),
+  /** …unless its title or one of its roles also contains one of these: then, like every other staff record, an aide. */
+  aideTitles: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_AIDE_TITLES })
+})
+export type StaffRules = typeof StaffRules.Type
+
 export const DistrictRules = Schema.Struct({
   scope: Schema.optionalWith(ScopeRules, { default: () => Schema.decodeSync(ScopeRules)({}) }),
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
   coTeacherLimit: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 50)), { default: () => 9 }),
   gate: Schema.optionalWith(GateRules, { default: () => Schema.decodeSync(GateRules)({}) }),
   /**
-   * Roster admins (OneRoster `administrator`, Clever district admins and staff) get accounts
-   * and links like teachers, and admin rights over the orgs they are attached to. Off: no
+   * Roster admins (OneRoster `administrator`, Clever district admins and staff with an
+   * administrative title) get accounts and links like teachers, and admin rights over the
+   * orgs they are attached to (all schools for district-level ones). Off: no
    * admin accounts from the sync (seed 004, Classkick); admins are invited in the product.
    */
   syncAdmins: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** Clever staff: which are administrators (`staff`) and which aides (`aide`), by title (src/Admins/Roles.ts). */
+  staff: Schema.optionalWith(StaffRules, { default: () => Schema.decodeSync(StaffRules)({}) }),
   /** When the daemon syncs the district (nightly cron in its zone, window, deltas, full cadence): src/Schedule/SyncSchedule.ts. */
   schedule: Schema.optionalWith(ScheduleRules, { default: () => Schema.decodeSync(ScheduleRules)({}) }),
   /** Pause notices to the district's contacts: src/Schedule/PauseNotices.ts. */

@@ -73,7 +73,7 @@ layer(AdminsTestLayer, { timeout: "180 seconds", excludeTestServices: true })("a
       const mailsTo = (address: string) =>
         sql<{ readonly kind: string }>`SELECT kind FROM outbox WHERE recipient = ${address}`.pipe(Effect.map((rows) => rows.map((r) => r.kind)))
 
-      // On: a-1 (administrator of the district office) is linked like a teacher: a new pending
+      // On: a-1 (administrator of the district office, a department) is linked like a teacher: a new pending
       // district account, and the activation e-mail.
       assert.deepStrictEqual(yield* linkOf("admins-on", "a-1"), { method: "created", activation: "pending", state: "pending" })
       assert.deepStrictEqual(yield* mailsTo("a-1@admins-on.example"), ["teacher_activation"])
@@ -82,7 +82,8 @@ layer(AdminsTestLayer, { timeout: "180 seconds", excludeTestServices: true })("a
       assert.deepInclude(a1, {
         name: "Given a-1 Family a-1",
         email: "a-1@admins-on.example",
-        schools: ["org-d"],
+        schools: ["org-office"],
+        allSchools: false,
         permission: "view",
         canManageAdmins: false,
         source: "CSV",
@@ -94,10 +95,11 @@ layer(AdminsTestLayer, { timeout: "180 seconds", excludeTestServices: true })("a
         SELECT * FROM rosterd_confirm_activation(${yield* latestToken(yield* userId("admins-on", "a-1"))})`
       const rights = yield* sql<{ readonly districtId: string; readonly permission: string; readonly rosterSource: string; readonly schoolSourceIds: Array<string> }>`
         SELECT district_id, permission, roster_source, school_source_ids FROM admin_rights WHERE account_id = ${activated!.accountId}`
-      assert.deepStrictEqual(rights, [{ districtId: "admins-on", permission: "view", rosterSource: "csv", schoolSourceIds: ["org-d"] }])
+      assert.deepStrictEqual(rights, [{ districtId: "admins-on", permission: "view", rosterSource: "csv", schoolSourceIds: ["org-office"] }])
       assert.strictEqual((yield* admins.list("admins-on")).find((a) => a.id === a1!.id)!.invitation, "confirmed")
 
-      // Clever's staff (school admins) and district admins are roster admins too.
+      // Clever's staff (school admins) and district admins are roster admins too; a district admin
+      // covers every school (test/Admins/AdminScope.test.ts has it through real syncs).
       yield* sql.withTransaction(Effect.gen(function*() {
         yield* sql`SELECT set_config('rosterd.writer', 'sync', true)`
         yield* sql`INSERT INTO users (district_id, source_id, roster_source, roles, email, org_source_ids)
@@ -105,9 +107,9 @@ layer(AdminsTestLayer, { timeout: "180 seconds", excludeTestServices: true })("a
                           ('admins-on', 'clever-da', 'clever', '{district_admin}', NULL, '{org-d}')`
       }))
       const clever = (yield* admins.list("admins-on")).filter((a) => a.source === "Clever")
-      assert.deepStrictEqual(clever.map((a) => [a.rosterRecord!.sourceId, a.schools, a.districtOfficeOnly, a.invitation]), [
-        ["clever-da", ["org-d"], true, "no account"],
-        ["clever-staff", ["org-s1"], false, "no account"]
+      assert.deepStrictEqual(clever.map((a) => [a.rosterRecord!.sourceId, a.allSchools, a.schools, a.districtOfficeOnly, a.invitation]), [
+        ["clever-da", true, [], false, "no account"],
+        ["clever-staff", false, ["org-s1"], false, "no account"]
       ])
 
       // Off (Classkick): no account for a-1, no e-mail; teachers as before; no roster admins listed.

@@ -281,7 +281,7 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("dis
       dir.remove()
     }))
 
-  it.effect("an administrator attached only to the district office is reported", () =>
+  it.effect("an administrator attached only to the district office (a department without classes) is reported", () =>
     Effect.gen(function*() {
       const dir = tempDir()
       writeRulesDistrict(dir.dir, { year: YEAR, emailDomain: "office.example" })

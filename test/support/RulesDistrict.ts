@@ -23,7 +23,9 @@ import { writeCsv } from "./Fixtures.ts"
  * Students: s-1 (grade 07, 12 years old, in cls-math-1), s-2 (grade 13 → Other, turns 13
  * on `${year - 1}-11-20`, in cls-math-2), s-3 (KG → K, no class → pending, reported), s-4
  * (PreK → PK, no birth date → under 13, reported; in cls-big), s-5 (Ungraded → Other, only
- * in cls-pe → no class). a-1 is an administrator of the district office only.
+ * in cls-pe → no class). a-1 is an administrator of the district office only: a department
+ * org without classes, not the district org (an administrator of the district org covers
+ * every school and is not reported: test/Admins/AdminScope.test.ts).
  */
 export interface RulesDistrictOptions {
   readonly year?: number
@@ -39,7 +41,8 @@ export const writeRulesDistrict = (dir: string, options: RulesDistrictOptions = 
   writeManifest(dir)
   writeCsv(dir, "orgs", [
     { sourcedId: "org-d", name: "Rules District", type: "district" },
-    { sourcedId: "org-s1", name: "Rules Middle School", type: "school", parentSourcedId: "org-d" }
+    { sourcedId: "org-s1", name: "Rules Middle School", type: "school", parentSourcedId: "org-d" },
+    { sourcedId: "org-office", name: "Rules District Office", type: "department", parentSourcedId: "org-d" }
   ])
   writeCsv(dir, "academicSessions", [
     { sourcedId: "term-year", title: `${year - 1}-${year}`, type: "schoolYear", startDate: `${year - 1}-08-01`, endDate: `${year}-07-31`, schoolYear: String(year) },
@@ -75,7 +78,7 @@ export const writeRulesDistrict = (dir: string, options: RulesDistrictOptions = 
     person("s-3", "student", "KG"),
     person("s-4", "student", "PK"),
     person("s-5", "student", "UG"),
-    person("a-1", "administrator", "", "org-d")
+    person("a-1", "administrator", "", "org-office")
   ])
   let n = 0
   const enr = (classSourcedId: string, userSourcedId: string, role: string, primary = false) => ({

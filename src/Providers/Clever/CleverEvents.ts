@@ -1,4 +1,5 @@
 import { Either, Schema, Stream } from "effect"
+import type { StaffRoleOf } from "../../Admins/Roles.ts"
 import type { Class, Course, Demographic, Enrollment, Org, Term, User } from "../../Domain/Roster.ts"
 import type { Feed, FeedItem, Feeds, Origin } from "../RosterProvider.ts"
 import * as Map from "./CleverMapping.ts"
@@ -77,7 +78,7 @@ export const latestByRecord = (events: ReadonlyArray<CleverEvent>) => {
   return (family: string) => [...(latest.get(family) ?? new globalThis.Map<string, Latest>()).entries()]
 }
 
-export const cleverDeltaFeeds = (events: ReadonlyArray<CleverEvent>): Feeds => {
+export const cleverDeltaFeeds = (events: ReadonlyArray<CleverEvent>, staffRole?: StaffRoleOf): Feeds => {
   const records = latestByRecord(events)
   const orgs: Array<FeedItem<Org>> = []
   const terms: Array<FeedItem<Term>> = []
@@ -124,7 +125,7 @@ export const cleverDeltaFeeds = (events: ReadonlyArray<CleverEvent>): Feeds => {
       continue
     }
     const status = action === "deleted" ? "tobedeleted" : "active"
-    const mapped = Map.user(record, status)
+    const mapped = Map.user(record, status, staffRole)
     if (mapped === null) continue // a contact
     users.push(valid(mapped, origin))
     if (status === "active") {

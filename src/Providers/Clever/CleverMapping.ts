@@ -1,3 +1,5 @@
+import { staffRoleOf, type StaffRoleOf } from "../../Admins/Roles.ts"
+import { defaultRules } from "../../Domain/DistrictRules.ts"
 import type { Class, Course, Demographic, Enrollment, Org, RecordStatus, Term, User, UserIdentity, UserRole } from "../../Domain/Roster.ts"
 import { isCalendarDate, wireDate } from "../../Domain/Values.ts"
 import type { CleverSection, CleverUser } from "./CleverWire.ts"
@@ -149,13 +151,19 @@ export const enrollment = (sectionId: string, school: string | null, member: Mem
   endDate: null
 })
 
-/** A user, or `null` for people rosterd does not roster (contacts: parents and guardians). */
-export const user = (record: CleverUser, status: RecordStatus = "active"): User | null => {
+const defaultStaffRole = staffRoleOf(defaultRules.staff)
+
+/**
+ * A user, or `null` for people rosterd does not roster (contacts: parents and guardians).
+ * A staff record is `staff` (a school administrator) or `aide` by its title and roles, per
+ * the district's rule `staff` (`staffRole`, built from it once per snapshot).
+ */
+export const user = (record: CleverUser, status: RecordStatus = "active", staffRole: StaffRoleOf = defaultStaffRole): User | null => {
   const { district_admin, staff, student, teacher } = record.roles
   const roles: Array<UserRole> = []
   if (student) roles.push("student")
   if (teacher) roles.push("teacher")
-  if (staff) roles.push("staff")
+  if (staff) roles.push(staffRole([staff.title, ...(staff.roles ?? [])]))
   if (district_admin) roles.push("district_admin")
   if (roles.length === 0) return null
   const orgs = new Set<string>()

@@ -1,5 +1,6 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Chunk, Clock, Duration, Effect, Either, Option, Schema, Stream } from "effect"
+import { staffRoleOf } from "../../Admins/Roles.ts"
 import type { District } from "../../Domain/District.ts"
 import { InvalidDistrict, ProviderError } from "../../Domain/Errors.ts"
 import type { Demographic, Enrollment, Org, User } from "../../Domain/Roster.ts"
@@ -195,8 +196,9 @@ const fullSnapshot = (context: CleverContext, notes: ReadonlyArray<string>) =>
       return [valid(record, origin)]
     })
 
+    const staffRole = staffRoleOf(context.district.rules.staff)
     const users = listFeed(context, "users", CleverUser, (record, origin): Array<FeedItem<User>> => {
-      const mapped = Map.user(record)
+      const mapped = Map.user(record, "active", staffRole)
       if (mapped === null) return []
       const dob = Map.demographic(record)
       if (dob === undefined) {
@@ -319,7 +321,7 @@ export const cleverSnapshot = (dependencies: CleverDependencies) => (district: D
     return {
       mode: "delta",
       description: `Clever district ${settings.districtId} (${settings.baseUrl}), ${events.events.length} events`,
-      feeds: cleverDeltaFeeds(events.events),
+      feeds: cleverDeltaFeeds(events.events, staffRoleOf(district.rules.staff)),
       cursor: { value: events.events.at(-1)?.id ?? state.cursor.value, takenAt: new Date(now) },
       notes: []
     } satisfies RosterSnapshot

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { ADMIN_ROLES_SQL } from "../../Admins/Roles.ts"
+import { ADMIN_ROLES_SQL, districtLevelSql } from "../../Admins/Roles.ts"
 import { Effect } from "effect"
 import type { ApplyContext } from "../Apply.ts"
 import { underThirteen } from "../Apply.ts"
@@ -18,8 +18,9 @@ import { insertFindings } from "../Findings.ts"
  * - **Duplicate periods**: a teacher with several sections in one period of one term (seed
  *   001: "let your rostering specialist know if you anticipate more than one section per
  *   class period for each teacher").
- * - **Administrators attached only to a district office**: orgs with no classes, so they
- *   would see no usage data (seed 001).
+ * - **Administrators attached only to an office**: orgs with no classes, so they would see
+ *   no usage data (seed 001) — unless district-level (a Clever district admin, or attached
+ *   to the district org), since those cover every school (issue 15, src/Admins/Roles.ts).
  */
 
 /** Recomputes `under_13` for the district's users; returns how many changed. */
@@ -89,9 +90,10 @@ export const reportPeople = (context: FindingsContext) =>
       context,
       `SELECT 'warning' AS severity, 'admin_district_office_only' AS code, 'users' AS entity, u.source_id, NULL AS file,
               NULL::int AS line,
-              'an administrator attached only to orgs without classes (a district office) would see no usage data' AS detail
+              'an administrator attached only to orgs without classes that are not the district (a department, a local office) would see no usage data' AS detail
        FROM users u
        WHERE u.district_id = $2 AND u.active AND u.roles && ${ADMIN_ROLES_SQL}
+         AND NOT ${districtLevelSql("u")}
          AND NOT EXISTS (SELECT 1 FROM classes c
                          WHERE c.district_id = $2 AND c.active AND c.school_source_id = ANY (u.org_source_ids))`
     )

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest"
 import { Chunk, Effect, Stream } from "effect"
 import { cleverDeltaFeeds } from "../../../src/Providers/Clever/CleverEvents.ts"
+import { staffRoleOf } from "../../../src/Admins/Roles.ts"
+import { defaultRules } from "../../../src/Domain/DistrictRules.ts"
 import { cleverDob, cleverGrade, sectionMembers, user } from "../../../src/Providers/Clever/CleverMapping.ts"
 import type { CleverEvent } from "../../../src/Providers/Clever/CleverWire.ts"
 import { rateLimitWait } from "../../../src/Providers/Http.ts"
@@ -30,7 +32,7 @@ describe("Clever mapping", () => {
       district: "d1",
       email: " Teacher@School.Example ",
       name: { first: "Ada", last: "Lovelace" },
-      roles: { teacher: { schools: ["s1", "s2"], teacher_number: "T9" }, staff: { schools: ["s3"] }, district_admin: { title: "x" } }
+      roles: { teacher: { schools: ["s1", "s2"], teacher_number: "T9" }, staff: { schools: ["s3"], title: "Principal" }, district_admin: { title: "x" } }
     })
     expect(teacher).toMatchObject({
       sourceId: "u1",
@@ -40,6 +42,32 @@ describe("Clever mapping", () => {
       email: "Teacher@School.Example"
     })
     expect(user({ id: "c1", roles: { contact: {} } })).toBe(null)
+  })
+
+  it("staff are administrators (staff) or aides by their title and roles, per the district's rule", () => {
+    const staff = (role: { readonly title?: string | null; readonly roles?: ReadonlyArray<string> | null }, rules = defaultRules.staff) =>
+      user({ id: "u", roles: { staff: { schools: ["s1"], ...role } } }, "active", staffRoleOf(rules))?.roles
+    // The default titles: whole words, any case, in the title or in one of the roles.
+    for (const title of ["Principal", "Assistant Principal", "asst. principal, grades 6-8", "SUPERINTENDENT", "Dean of Students", "School Administrator", "Director of Curriculum", "Head of School"]) {
+      expect(staff({ title }), title).toEqual(["staff"])
+    }
+    expect(staff({ roles: ["Portal Access", "Principal"] })).toEqual(["staff"])
+    // Not administrative: aides, other titles, none at all; an aide word wins beside an admin word.
+    for (const title of ["Aide", "Instructional Aide", "Paraprofessional", "Administrative Assistant", "Counselor", "Principal's Secretary", "Aide to the Director"]) {
+      expect(staff({ title }), title).toEqual(["aide"])
+    }
+    expect(staff({ roles: ["Aide"] })).toEqual(["aide"])
+    expect(staff({ title: "Principal", roles: ["Aide"] })).toEqual(["aide"])
+    expect(staff({})).toEqual(["aide"])
+    expect(staff({ title: "  ", roles: [] })).toEqual(["aide"])
+    // The district's own lists; "*" makes every staff record an administrator (except the aide words).
+    const coaches = { adminTitles: ["coach"], aideTitles: [] }
+    expect([staff({ title: "Math Coach" }, coaches), staff({ title: "Principal" }, coaches)]).toEqual([["staff"], ["aide"]])
+    const everyone = { adminTitles: ["*"], aideTitles: ["aide"] }
+    expect([staff({}, everyone), staff({ title: "Counselor" }, everyone), staff({ title: "Aide" }, everyone)]).toEqual([["staff"], ["staff"], ["aide"]])
+    // A teacher who is also an aide is a teacher and an aide; a district admin stays one whatever its title.
+    expect(user({ id: "u", roles: { teacher: { schools: ["s1"] }, staff: { title: "Aide" } } })?.roles).toEqual(["teacher", "aide"])
+    expect(user({ id: "u", district: "d1", roles: { district_admin: { title: "Aide" } } })?.roles).toEqual(["district_admin"])
   })
 
   it("a section's members: the primary teacher, co-teachers once, then students", () => {

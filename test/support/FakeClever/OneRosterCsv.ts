@@ -12,8 +12,9 @@
  *   `teacher` (falling back to the first teacher, `null` without teachers); `student` rows →
  *   `students`; other roles and rows naming unknown classes/users are ignored;
  * - users: student → `roles.student`; teacher → `roles.teacher`; administrator →
- *   `roles.district_admin` when none of its orgs is a school, else `roles.staff`; aide →
- *   `roles.staff`; parent/guardian/relative → `roles.contact`; other roles are dropped;
+ *   `roles.district_admin` when none of its orgs is a school and one is the district, else
+ *   `roles.staff` (title "Administrator"); aide → `roles.staff` (title "Aide");
+ *   parent/guardian/relative → `roles.contact`; other roles are dropped;
  * - rows with `status=tobedeleted` are skipped everywhere.
  *
  * Large files (users, enrollments, demographics) are streamed; only the Clever records and
@@ -218,7 +219,7 @@ export const convertOneRosterCsv = async (dir: string, options: ConvertOptions =
 
   const users: Array<User> = []
   await readRows(dir, "users", (row) => {
-    const roles = userRoles(row, districtId, schoolIds, demographics, importedAt)
+    const roles = userRoles(row, districtId, districtRow["sourcedId"] ?? "", schoolIds, demographics, importedAt)
     if (roles === undefined) return
     const userId = id("users", row)
     if (roles.student?.school !== undefined) grades.add(roles.student.school, roles.student.grade)
@@ -275,6 +276,7 @@ export const convertOneRosterCsv = async (dir: string, options: ConvertOptions =
 const userRoles = (
   row: Row,
   districtId: string,
+  districtOrg: string,
   schoolIds: ReadonlyMap<string, string>,
   demographics: ReadonlyMap<string, { readonly dob: string | undefined; readonly gender: "M" | "F" | "X" | undefined }>,
   importedAt: number
@@ -314,7 +316,8 @@ const userRoles = (
         })
       }
     case "administrator":
-      if (schools.length === 0) return { district_admin: { title: "District Administrator" } }
+      // At the district org: a district admin. At no school and not the district (a department): staff without schools.
+      if (schools.length === 0 && list(row["orgSourcedIds"]).includes(districtOrg)) return { district_admin: { title: "District Administrator" } }
       return { staff: compact<StaffRole>({ staff_id: text(row["identifier"]) ?? sourcedId, title: "Administrator", roles: [], schools, credentials }) }
     case "aide":
       return { staff: compact<StaffRole>({ staff_id: text(row["identifier"]) ?? sourcedId, title: "Aide", roles: [], schools, credentials }) }
