@@ -79,6 +79,16 @@ export class ActivationRefused extends Schema.TaggedError<ActivationRefused>()("
   }
 }
 
+/** `rosterd_resolve_login` said no: an unknown provider or an empty subject (22023), or an ambiguous subject (RSAMB). */
+export class LoginNotResolved extends Schema.TaggedError<LoginNotResolved>()("LoginNotResolved", {
+  code: Schema.Literal("22023", "RSAMB"),
+  reason: Schema.String
+}) {
+  override get message() {
+    return this.reason
+  }
+}
+
 /**
  * A lock of the database refused a write (SQLSTATE RSLCK): the message is the database's
  * own, which names the rule (`rosterd rule synced_class_name: …`).
@@ -128,15 +138,39 @@ export interface ImportCounts {
   readonly accounts: number
   readonly accountsCreated: number
   readonly addressesAdded: number
+  /** Provider identities (`clever_id`, `oneroster_sourced_id`, `classlink_login`) added. */
+  readonly identitiesAdded: number
 }
 
 interface ImportRows {
   readonly externalIds: Array<string>
   readonly emails: Array<string | null>
   readonly displayNames: Array<string | null>
+  /** One entry per identity cell: its row's external id and line, and what it is. */
+  readonly identities: {
+    readonly externalIds: Array<string>
+    readonly lines: Array<number>
+    readonly providers: Array<string>
+    readonly kinds: Array<string>
+    readonly subjects: Array<string>
+    readonly columns: Array<string>
+  }
 }
 
-const COLUMNS = ["external_id", "email", "display_name"] as const
+/**
+ * The optional identity columns: what a grassroots account is known by at a provider, so the
+ * sync links its rostered person by that first, by address second (src/Accounts/Linking.ts).
+ * `clever_id`: a Clever user id; `oneroster_sourced_id`: a OneRoster sourcedId (ClassLink,
+ * any OneRoster source, CSV included); `classlink_login`: what a ClassLink sign-in carried —
+ * a sourcedId or a `userIds` identifier.
+ */
+const IDENTITY_COLUMNS = {
+  clever_id: { provider: "clever", kind: "source_id" },
+  oneroster_sourced_id: { provider: "oneroster", kind: "source_id" },
+  classlink_login: { provider: "oneroster", kind: "login" }
+} as const
+
+const COLUMNS = ["external_id", "email", "display_name", ...Object.keys(IDENTITY_COLUMNS) as Array<keyof typeof IDENTITY_COLUMNS>] as const
 
 /**
  * Reads the whole file into column arrays (one statement per column later, not per row).
@@ -153,7 +187,12 @@ const readImportFile = (file: string) =>
       const input = Fs.createReadStream(file)
       const parser = input.pipe(parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true }))
       input.on("error", (cause) => parser.destroy(cause))
-      const rows: ImportRows = { externalIds: [], emails: [], displayNames: [] }
+      const rows: ImportRows = {
+        externalIds: [],
+        emails: [],
+        displayNames: [],
+        identities: { externalIds: [], lines: [], providers: [], kinds: [], subjects: [], columns: [] }
+      }
       let positions: Record<(typeof COLUMNS)[number], number> | undefined
       let width = 0
       for await (const { info, record } of parser as AsyncIterable<{ record: Array<string>; info: { lines: number } }>) {
@@ -164,11 +203,7 @@ const readImportFile = (file: string) =>
             const near = names.find((name) => name.toLowerCase().replace(/[\s-]/g, "_") === "external_id")
             fail(`the header has no external_id column${near === undefined ? "" : ` (found "${near}": column names are lower case)`}`, line)
           }
-          positions = {
-            external_id: names.indexOf("external_id"),
-            email: names.indexOf("email"),
-            display_name: names.indexOf("display_name")
-          }
+          positions = Object.fromEntries(COLUMNS.map((column) => [column, names.indexOf(column)])) as Record<(typeof COLUMNS)[number], number>
           width = names.length
           continue
         }
@@ -185,6 +220,17 @@ const readImportFile = (file: string) =>
         rows.externalIds.push(externalId!)
         rows.emails.push(email)
         rows.displayNames.push(cell("display_name"))
+        for (const [column, identity] of Object.entries(IDENTITY_COLUMNS) as Array<[keyof typeof IDENTITY_COLUMNS, (typeof IDENTITY_COLUMNS)[keyof typeof IDENTITY_COLUMNS]]>) {
+          const subject = cell(column)
+          if (subject === null) continue
+          if (subject.length > 256 || /[\u0000-\u001f\u007f]/.test(subject)) fail(`${column} is not a usable identifier`, line)
+          rows.identities.externalIds.push(externalId!)
+          rows.identities.lines.push(line)
+          rows.identities.providers.push(identity.provider)
+          rows.identities.kinds.push(identity.kind)
+          rows.identities.subjects.push(subject)
+          rows.identities.columns.push(column)
+        }
       }
       if (positions === undefined) fail("the file is empty (no header row)")
       return rows
@@ -195,6 +241,20 @@ const readImportFile = (file: string) =>
       return new AccountsImportError({ file, problem: error.message, ...(error.line === undefined ? {} : { line: error.line }) })
     }
   })
+
+/** A row of `rosterd_resolve_login`. */
+export interface ResolvedLogin {
+  readonly accountId: number | null
+  /** The account may be used now: active, and (through a rostered user) that user active and its link confirmed. */
+  readonly active: boolean
+  readonly accountState: string | null
+  readonly districtId: string | null
+  readonly userId: number | null
+  readonly sourceId: string | null
+  readonly userActive: boolean | null
+  /** `source_id`, `user_id:<type>`, or `account:source_id|login` (a grassroots account's imported identity). */
+  readonly matchedBy: string
+}
 
 // ---------------------------------------------------------------- the service
 
@@ -242,7 +302,46 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
             RETURNING 1
           )
           SELECT count(*)::int AS added FROM inserted`
-        const result = { accountsCreated: created?.created ?? 0, addressesAdded: added?.added ?? 0 }
+        // An identity names one account: one the file gives two accounts, or that another
+        // account already has, fails the import (with the line, never the value).
+        const { identities } = rows
+        if (identities.subjects.length > 0) {
+          const [clash] = yield* sql<{ readonly line: number; readonly column: string; readonly other: string | null }>`
+            WITH input AS (
+              SELECT * FROM unnest(${identities.externalIds}::text[], ${identities.lines}::int[], ${identities.providers}::text[],
+                                   ${identities.kinds}::text[], ${identities.subjects}::text[], ${identities.columns}::text[])
+                AS i(external_id, line, provider, kind, subject, col))
+            SELECT i.line, i.col AS column, NULL AS other FROM input i
+            WHERE EXISTS (SELECT 1 FROM input j WHERE j.provider = i.provider AND j.kind = i.kind AND j.subject = i.subject
+                          AND j.external_id <> i.external_id AND j.line < i.line)
+            UNION ALL
+            SELECT i.line, i.col, o.account_id::text FROM input i
+            JOIN account_identities o ON o.provider = i.provider AND o.kind = i.kind AND o.subject = i.subject
+            JOIN accounts a ON a.id = o.account_id
+            WHERE a.external_id IS DISTINCT FROM i.external_id
+            ORDER BY line LIMIT 1`
+          if (clash !== undefined) {
+            return yield* new AccountsImportError({
+              file,
+              line: clash.line,
+              problem: clash.other === null
+                ? `its ${clash.column} is given to another external_id earlier in the file (an identity names one account)`
+                : `its ${clash.column} already belongs to account ${clash.other} (an identity names one account)`
+            })
+          }
+        }
+        const [identitiesAdded] = identities.subjects.length === 0 ? [{ added: 0 }] : yield* sql<{ readonly added: number }>`
+          WITH input AS (
+            SELECT DISTINCT external_id, provider, kind, subject
+            FROM unnest(${identities.externalIds}::text[], ${identities.providers}::text[], ${identities.kinds}::text[], ${identities.subjects}::text[])
+              AS i(external_id, provider, kind, subject)),
+          inserted AS (
+            INSERT INTO account_identities (account_id, provider, kind, subject, added_by)
+            SELECT a.id, i.provider, i.kind, i.subject, 'import' FROM input i JOIN accounts a ON a.external_id = i.external_id
+            ON CONFLICT DO NOTHING
+            RETURNING 1)
+          SELECT count(*)::int AS added FROM inserted`
+        const result = { accountsCreated: created?.created ?? 0, addressesAdded: added?.added ?? 0, identitiesAdded: identitiesAdded?.added ?? 0 }
         yield* audit.record({
           actor,
           action: "accounts.import",
@@ -364,7 +463,26 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
       }))
     })
 
-    return { importCsv, addEmail, show, confirm, resendActivation, lockUsableAccount } as const
+    /**
+     * `accounts resolve`: what `rosterd_resolve_login` (the platform's entry point) says of a
+     * sign-in's subject — the account, whether it is active, and the rostered user it came
+     * from (or the grassroots account by its imported identity). Empty when nothing matches.
+     */
+    const resolve = Effect.fn("Accounts.resolve")(function*(provider: string, subject: string, districtId: Option.Option<string>) {
+      const rows = yield* sql<ResolvedLogin>`
+        SELECT * FROM rosterd_resolve_login(${provider}, ${subject}, ${Option.getOrNull(districtId)})`.pipe(
+        Effect.catchTag("SqlError", (error): Effect.Effect<never, LoginNotResolved | SqlError.SqlError> => {
+          const pg = pgErrorOf(error)
+          if (Option.isSome(pg) && (pg.value.code === "RSAMB" || pg.value.code === "22023")) {
+            return Effect.fail(new LoginNotResolved({ code: pg.value.code, reason: pg.value.message.replace(/^rosterd: /, "") }))
+          }
+          return Effect.fail(error)
+        })
+      )
+      return rows.map((r): ResolvedLogin => ({ ...r, accountId: r.accountId === null ? null : Number(r.accountId), userId: r.userId === null ? null : Number(r.userId) }))
+    })
+
+    return { importCsv, addEmail, show, confirm, resendActivation, lockUsableAccount, resolve } as const
   }),
   dependencies: [Activation.Default, Audit.Default]
 }) {}

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Config, Data, Effect } from "effect"
 import { CONFIRMING_ROLES_SQL } from "../Admins/Roles.ts"
+import { districtEmailMasked, maskedEmail } from "../Reconcile/Quality.ts"
 import { type LinkContext, newLinkToken, sealLink, tokenHash } from "../Secrets/Cipher.ts"
 import type { SecretsKeyInvalid, SecretsKeyMissing } from "../Secrets/Errors.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
@@ -50,8 +51,11 @@ export interface IssueOptions {
 }
 
 /** Rostered users whose district account waits for its holder to confirm, with an address; `l` their link, `u` the user. */
+// Not to a masked address (src/Reconcile/Quality.ts), and once per person: a record linked as the
+// same person as another (`same_person`, Linking.ts) follows that record's confirmation.
 const PENDING_WITH_ADDRESS = `FROM account_links l JOIN users u ON u.id = l.user_id
-  WHERE u.active AND u.email IS NOT NULL AND u.roles && ${CONFIRMING_ROLES_SQL} AND l.activation = 'pending'`
+  WHERE u.active AND u.email IS NOT NULL AND u.roles && ${CONFIRMING_ROLES_SQL} AND l.activation = 'pending'
+    AND l.method <> 'same_person' AND NOT ${maskedEmail("u.email")} AND NOT ${districtEmailMasked("u.district_id")}`
 
 /**
  * Who is due an activation e-mail when `replace` is off: never sent a token, or sent only

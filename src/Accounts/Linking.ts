@@ -3,130 +3,411 @@ import { Effect } from "effect"
 import type { ApplyContext } from "../Reconcile/Apply.ts"
 import type { FindingsContext } from "../Reconcile/Findings.ts"
 import { insertFindings } from "../Reconcile/Findings.ts"
+import { districtEmailMasked, districtNamesMasked, MASK_SHARED_MIN, maskedEmail } from "../Reconcile/Quality.ts"
 import { ENROLLED } from "../Reconcile/Rules/People.ts"
 import { ADMIN_ROLES_SQL, CONFIRMING_ROLES_SQL } from "../Admins/Roles.ts"
 
 /**
- * Account linking and activation (seeds 001, 002), run in every sync's transaction after
- * the roster is applied, over every active teacher and student of the district that has
- * no account yet:
+ * Account linking and activation (seeds 001, 002; issue 15), run in every sync's
+ * transaction after the roster is applied. README "Accounts, linking and activation".
  *
- * - exactly one existing account has the district e-mail (trimmed, case-insensitive), and
- *   no other active rostered user is linked to it → linked (`email`); a teacher who already
- *   uses that account is active at once;
- * - no account has it (or the user has no e-mail) → a new district account (`created`);
- *   a teacher's stays pending until confirmed (activation e-mail, see Activation.ts);
- * - otherwise it is never guessed: several accounts, an account already linked to another
- *   active rostered user, or an address shared by several users of this run → the review
- *   queue (`rosterd accounts review`), reported every run while open.
+ * **Address changes** first: a linked person whose district address is not a current
+ * address of their account gets it added (`added_by` sync, `source_user_id` the person);
+ * the address that was theirs before becomes *former* (`former_at`): kept on the account,
+ * no longer used for linking. No new activation. One audit row per run that changed any
+ * (`sync.addresses`: counts and account ids, never an address). A masked address is never
+ * added.
+ *
+ * Then every active teacher and student (and roster admin, when the district's rule
+ * `syncAdmins` is on: handled like a teacher) without an account, in this order — the first
+ * rule that applies decides:
+ *
+ * 1. **Identity.** An account known by one of the person's login identities
+ *    (`account_identities`, from `accounts import`): their source ID first, then a `userIds`
+ *    entry. Exactly one such account, not linked to another active rostered user of the
+ *    district → linked (`identity`), whatever the address says. Several, or one taken →
+ *    review (`identity_conflict`).
+ * 2. **Masked.** The district's e-mail field is masked, or this address looks masked (or is
+ *    given to ten people or more): no account, no link, no activation e-mail, no review —
+ *    the person waits (reported) until the district shares the address.
+ * 3. **One person, two records.** Active records of the district with the same address and
+ *    the same given and family names (names not masked), whose roles do not overlap (a
+ *    teacher at one school, an administrator at another), and which no other record of the
+ *    district shares the address with: one account for all of them (`same_person`) — the
+ *    one a record of them is linked to already, or one new account. Records that merely
+ *    share an address are never merged.
+ * 4. **No address.** A teacher (or roster admin) with none gets no account — nobody could
+ *    activate it — and a finding; the account comes with the address. (A student without
+ *    one gets an account: students are activated by enrolment.)
+ * 5. **Reuse.** The address is (or, as a former address, was within
+ *    `rules.accounts.reuseWindowDays` days) the address of **another** rostered person of
+ *    the district, active or deactivated → review (`address_reused`, with both source IDs),
+ *    no account and no e-mail until an operator decides. (A returning person is the same
+ *    user, still linked: never a review.)
+ * 6. **The address.** Several people of this run share it → review (`email_shared`);
+ *    several accounts have it as a current address → review (`several_accounts`); its one
+ *    account is linked to another active rostered user (in any district) → review
+ *    (`email_linked_elsewhere`); exactly one account → linked (`email`); none → a new
+ *    district account (`created`), a teacher's pending until confirmed (Activation.ts).
  *
  * Links are permanent (a trigger refuses removing or moving them once the account is in
  * use); a deactivated user keeps its link, so a returning source ID comes back linked.
  * Students are active while enrolled in at least one active class, pending otherwise.
- * Roster admins (administrator, district_admin, staff) are handled like teachers when the
- * district's rule `syncAdmins` is on (the default), and get no account here when it is off.
- * Other roles (aides, guardians…) get no account here.
+ * Other roles (aides, guardians…) get no account here. Everything is set-based: a handful of
+ * statements whatever the size of the district.
  */
 
 export interface LinkCounts {
   readonly linked: number
   readonly created: number
   readonly queued: number
+  /** People left without an account this run: masked addresses, teachers without one. */
+  readonly waiting: number
+  /** Linked people whose account gained their (new) district address. */
+  readonly addressesAdded: number
 }
 
 const PEOPLE = `ARRAY['teacher', 'student']`
+/** Everyone whose address is theirs for the reuse rule, whatever `syncAdmins` says. */
+const PERSONS = `(${PEOPLE} || ${ADMIN_ROLES_SQL})`
 
 export interface LinkOptions {
   /** The district rule `syncAdmins`: roster admins are linked (like teachers) too. */
   readonly syncAdmins: boolean
+  /** The district rule `accounts.reuseWindowDays`. */
+  readonly reuseWindowDays: number
 }
 
-export const linkAccounts = (context: ApplyContext & FindingsContext, options: LinkOptions = { syncAdmins: true }) =>
+const REVIEW_REASONS = `('identity_conflict', 'address_reused', 'email_shared', 'several_accounts', 'email_linked_elsewhere')`
+
+export const linkAccounts = (context: ApplyContext & FindingsContext, options: LinkOptions = { syncAdmins: true, reuseWindowDays: 365 }) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const district = context.districtId
-    const people = options.syncAdmins ? `(${PEOPLE} || ${ADMIN_ROLES_SQL})` : PEOPLE
+    const people = options.syncAdmins ? PERSONS : PEOPLE
+    const addressesAdded = yield* updateAddresses(context)
+
+    // 1. Who is to be linked, with what we know of their address and names.
+    yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_people`)
+    yield* sql.unsafe(
+      `CREATE TEMP TABLE link_people AS
+       WITH shared_keys AS (
+         SELECT lower(btrim(x.email)) AS email_key FROM users x
+         WHERE x.district_id = $1 AND x.active AND coalesce(btrim(x.email), '') <> ''
+         GROUP BY 1 HAVING count(*) >= ${MASK_SHARED_MIN})
+       SELECT u.id AS user_id, u.roles, btrim(u.email) AS email,
+              nullif(lower(btrim(u.email)), '') AS email_key,
+              ${districtEmailMasked("$1")} OR (coalesce(btrim(u.email), '') <> '' AND (${maskedEmail("u.email")}
+                OR lower(btrim(u.email)) IN (SELECT email_key FROM shared_keys))) AS masked,
+              ${districtEmailMasked("$1")} AS district_masked,
+              CASE WHEN NOT ${districtNamesMasked("$1")} THEN nullif(lower(btrim(u.given_name)), '') END AS given_key,
+              CASE WHEN NOT ${districtNamesMasked("$1")} THEN nullif(lower(btrim(u.family_name)), '') END AS family_key,
+              -- "teacher": confirms by e-mail (teachers, and roster admins when linked)
+              u.roles && ${CONFIRMING_ROLES_SQL} AS teacher,
+              u.id IN ${ENROLLED} AS enrolled
+       FROM users u
+       WHERE u.district_id = $1 AND u.active AND u.roles && ${people}
+         AND NOT EXISTS (SELECT 1 FROM account_links l WHERE l.user_id = u.id)`,
+      [district]
+    )
+    const [pending] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM pg_temp.link_people`)
+    if ((pending?.n ?? 0) === 0) {
+      yield* followPartners(district)
+      yield* reportReviews(context, options)
+      return { linked: 0, created: 0, queued: 0, waiting: 0, addressesAdded } satisfies LinkCounts
+    }
+    yield* sql.unsafe(`ANALYZE pg_temp.link_people`)
+
+    // 2. Accounts known by a login identity of the person: their source ID before a userIds entry.
+    yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_identity`)
+    yield* sql.unsafe(
+      `CREATE TEMP TABLE link_identity AS
+       WITH m AS (
+         SELECT p.user_id, CASE WHEN i.kind = 'source_id' THEN 1 ELSE 2 END AS rank, a.id AS account_id
+         FROM account_identities ai
+         JOIN accounts a ON a.id = ai.account_id AND a.state <> 'merged'
+         JOIN user_identities i ON i.value = ai.subject AND i.district_id = $1 AND i.ended_at IS NULL
+           AND i.kind IN ('source_id', 'user_id')
+           AND ai.provider = CASE WHEN i.provider = 'clever' THEN 'clever' ELSE 'oneroster' END
+           AND (ai.kind = 'login' OR i.kind = 'source_id')
+         JOIN pg_temp.link_people p ON p.user_id = i.user_id),
+       best AS (SELECT user_id, min(rank) AS rank FROM m GROUP BY user_id)
+       SELECT m.user_id, array_agg(DISTINCT m.account_id ORDER BY m.account_id) AS ids
+       FROM m JOIN best b ON b.user_id = m.user_id AND b.rank = m.rank
+       GROUP BY m.user_id`,
+      [district]
+    )
+
+    // 3. One person with several records: same address, same names, roles that do not overlap.
+    yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_same`)
+    yield* sql.unsafe(
+      `CREATE TEMP TABLE link_same AS
+       WITH keys AS (
+         SELECT DISTINCT email_key FROM pg_temp.link_people
+         WHERE NOT masked AND email_key IS NOT NULL AND given_key IS NOT NULL AND family_key IS NOT NULL
+           AND user_id NOT IN (SELECT user_id FROM pg_temp.link_identity)),
+       members AS (
+         SELECT u.id AS user_id, lower(btrim(u.email)) AS email_key, u.roles, u.active,
+                lower(btrim(u.given_name)) AS given_key, lower(btrim(u.family_name)) AS family_key, l.account_id
+         FROM users u LEFT JOIN account_links l ON l.user_id = u.id
+         WHERE u.district_id = $1 AND u.roles && ${PERSONS} AND lower(btrim(u.email)) IN (SELECT email_key FROM keys)),
+       -- Staff records only (teachers, administrators): a student record is never merged with
+       -- another (its account activates by enrolment, a teacher's only by confirming).
+       groups AS (
+         SELECT email_key, min(account_id) AS account_id FROM members
+         GROUP BY email_key
+         HAVING count(*) >= 2 AND bool_and(active) AND bool_and(NOT 'student' = ANY (roles))
+            AND count(DISTINCT (given_key, family_key)) = 1
+            AND bool_and(given_key <> '' AND family_key <> '') AND count(DISTINCT account_id) <= 1
+            AND bool_and(user_id NOT IN (SELECT user_id FROM pg_temp.link_identity))
+            -- no role twice: a person holding each role in one record
+            AND (SELECT count(*) = count(DISTINCT r) FROM members x CROSS JOIN LATERAL unnest(x.roles) r
+                 WHERE x.email_key = members.email_key)),
+       numbered AS (
+         SELECT g.email_key, coalesce(g.account_id, nextval(pg_get_serial_sequence('accounts', 'id'))) AS account_id,
+                g.account_id IS NULL AS new_account
+         FROM groups g)
+       SELECT m.user_id, n.account_id, n.new_account,
+              n.new_account AND m.user_id = min(m.user_id) OVER (PARTITION BY m.email_key) AS leader,
+              (SELECT array_agg(o.user_id ORDER BY o.user_id) FROM members o WHERE o.email_key = m.email_key AND o.user_id <> m.user_id) AS partners
+       FROM members m JOIN numbered n ON n.email_key = m.email_key
+       WHERE m.user_id IN (SELECT user_id FROM pg_temp.link_people)`,
+      [district]
+    )
+
+    // 4. Addresses that are, or were lately, another rostered person's.
+    yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_reuse`)
+    yield* sql.unsafe(
+      `CREATE TEMP TABLE link_reuse AS
+       WITH holders AS (
+         -- their current address (a deactivated person's too; an active one's once linked:
+         -- people of this run sharing one are email_shared)
+         SELECT x.id AS user_id, lower(btrim(x.email)) AS email_key FROM users x
+         WHERE x.district_id = $1 AND x.roles && ${PERSONS} AND lower(btrim(x.email)) IN (SELECT email_key FROM pg_temp.link_people)
+           AND (NOT x.active OR EXISTS (SELECT 1 FROM account_links l WHERE l.user_id = x.id))
+         UNION
+         -- a current address of their account (an imported one too)
+         SELECT x.id, e.email_key FROM account_emails e
+         JOIN account_links l ON l.account_id = e.account_id JOIN users x ON x.id = l.user_id AND x.district_id = $1
+         WHERE e.former_at IS NULL AND e.email_key IN (SELECT email_key FROM pg_temp.link_people)
+         UNION
+         -- a former address of theirs, within the window
+         SELECT e.source_user_id, e.email_key FROM account_emails e JOIN users x ON x.id = e.source_user_id AND x.district_id = $1
+         WHERE e.former_at > now() - make_interval(days => $2) AND e.email_key IN (SELECT email_key FROM pg_temp.link_people))
+       SELECT p.user_id, array_agg(DISTINCT h.user_id ORDER BY h.user_id) AS related
+       FROM pg_temp.link_people p JOIN holders h ON h.email_key = p.email_key AND h.user_id <> p.user_id
+       WHERE NOT p.masked
+       GROUP BY p.user_id`,
+      [district, options.reuseWindowDays]
+    )
+
+    // 5. The decisions.
     yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_decisions`)
     yield* sql.unsafe(
       `CREATE TEMP TABLE link_decisions AS
-       WITH unlinked AS (
-         SELECT u.id AS user_id, nullif(lower(btrim(u.email)), '') AS email_key, btrim(u.email) AS email,
-                -- "teacher": confirms by e-mail (teachers, and roster admins when linked)
-                u.roles && ${CONFIRMING_ROLES_SQL} AS teacher
-         FROM users u
-         WHERE u.district_id = $1 AND u.active AND u.roles && ${people}
-           AND NOT EXISTS (SELECT 1 FROM account_links l WHERE l.user_id = u.id)
-       ),
-       candidates AS (
+       WITH candidates AS (
          SELECT e.email_key, array_agg(DISTINCT e.account_id ORDER BY e.account_id) AS ids
          FROM account_emails e JOIN accounts a ON a.id = e.account_id AND a.state <> 'merged'
-         WHERE e.email_key IN (SELECT email_key FROM unlinked WHERE email_key IS NOT NULL)
-         GROUP BY e.email_key
-       ),
+         WHERE e.former_at IS NULL AND e.email_key IN (SELECT email_key FROM pg_temp.link_people WHERE email_key IS NOT NULL AND NOT masked)
+         GROUP BY e.email_key),
        judged AS (
-         SELECT u.*, coalesce(c.ids, '{}') AS candidate_ids,
-                u.email_key IS NOT NULL AND count(*) OVER (PARTITION BY u.email_key) > 1 AS shared,
+         SELECT p.*, coalesce(c.ids, '{}') AS email_ids, i.ids AS identity_ids,
+                cardinality(i.ids) = 1 AND EXISTS (
+                  SELECT 1 FROM account_links o JOIN users x ON x.id = o.user_id AND x.active AND x.district_id = $1
+                  WHERE o.account_id = i.ids[1]) AS identity_taken,
+                s.account_id AS same_account, s.leader, s.partners, r.related,
+                p.email_key IS NOT NULL AND NOT p.masked AND s.user_id IS NULL
+                  AND count(*) FILTER (WHERE s.user_id IS NULL) OVER (PARTITION BY CASE WHEN p.masked THEN NULL ELSE p.email_key END) > 1 AS shared,
                 cardinality(c.ids) = 1 AND EXISTS (
                   SELECT 1 FROM account_links o JOIN users x ON x.id = o.user_id AND x.active WHERE o.account_id = c.ids[1]) AS taken
-         FROM unlinked u LEFT JOIN candidates c ON c.email_key = u.email_key
-       )
-       SELECT user_id, email_key, email, teacher, candidate_ids,
-              CASE WHEN shared THEN 'email_shared'
-                   WHEN cardinality(candidate_ids) > 1 THEN 'several_accounts'
-                   WHEN taken THEN 'email_linked_elsewhere'
-                   WHEN cardinality(candidate_ids) = 1 THEN 'link'
-                   ELSE 'create' END AS decision,
-              CASE WHEN NOT shared AND cardinality(candidate_ids) = 1 AND NOT taken THEN candidate_ids[1]
-                   WHEN NOT shared AND cardinality(candidate_ids) = 0 THEN nextval(pg_get_serial_sequence('accounts', 'id'))
-              END AS account_id,
-              user_id IN ${ENROLLED} AS enrolled
-       FROM judged`,
+         FROM pg_temp.link_people p
+         LEFT JOIN candidates c ON c.email_key = p.email_key AND NOT p.masked
+         LEFT JOIN pg_temp.link_identity i ON i.user_id = p.user_id
+         LEFT JOIN pg_temp.link_same s ON s.user_id = p.user_id
+         LEFT JOIN pg_temp.link_reuse r ON r.user_id = p.user_id),
+       decided AS (
+         SELECT j.*,
+                CASE WHEN identity_ids IS NOT NULL THEN CASE WHEN cardinality(identity_ids) = 1 AND NOT identity_taken THEN 'identity' ELSE 'identity_conflict' END
+                     WHEN masked THEN 'masked'
+                     WHEN same_account IS NOT NULL THEN CASE WHEN leader THEN 'create' ELSE 'same_person' END
+                     WHEN email_key IS NULL AND teacher THEN 'no_address'
+                     WHEN related IS NOT NULL THEN 'address_reused'
+                     WHEN shared THEN 'email_shared'
+                     WHEN cardinality(email_ids) > 1 THEN 'several_accounts'
+                     WHEN taken THEN 'email_linked_elsewhere'
+                     WHEN cardinality(email_ids) = 1 THEN 'link'
+                     ELSE 'create' END AS decision
+         FROM judged j)
+       SELECT user_id, email, email_key, teacher, enrolled, masked, district_masked, decision, related, partners,
+              CASE decision WHEN 'identity_conflict' THEN identity_ids ELSE email_ids END AS candidate_ids,
+              CASE decision WHEN 'identity' THEN identity_ids[1]
+                            WHEN 'link' THEN email_ids[1]
+                            WHEN 'same_person' THEN same_account
+                            WHEN 'create' THEN coalesce(same_account, nextval(pg_get_serial_sequence('accounts', 'id')))
+              END AS account_id
+       FROM decided`,
       [district]
     )
-    const [counts] = yield* sql.unsafe<{ readonly linked: number; readonly created: number; readonly queued: number }>(
-      `SELECT count(*) FILTER (WHERE decision = 'link')::int AS linked, count(*) FILTER (WHERE decision = 'create')::int AS created,
-              count(*) FILTER (WHERE decision NOT IN ('link', 'create'))::int AS queued
-       FROM link_decisions`
+    const [counts] = yield* sql.unsafe<{ readonly linked: number; readonly created: number; readonly queued: number; readonly waiting: number }>(
+      `SELECT count(*) FILTER (WHERE decision IN ('link', 'identity', 'same_person'))::int AS linked,
+              count(*) FILTER (WHERE decision = 'create')::int AS created,
+              count(*) FILTER (WHERE decision IN ${REVIEW_REASONS})::int AS queued,
+              count(*) FILTER (WHERE decision IN ('masked', 'no_address'))::int AS waiting
+       FROM pg_temp.link_decisions`
     )
-    if (counts === undefined || counts.linked + counts.created + counts.queued === 0) {
-      yield* reportReviews(context)
-      return { linked: 0, created: 0, queued: 0 } satisfies LinkCounts
-    }
 
-    yield* sql.unsafe(
-      `WITH created AS (
-         INSERT INTO accounts (id, origin, state, district_id, activated_at)
-         SELECT account_id, 'district', CASE WHEN NOT teacher AND enrolled THEN 'active' ELSE 'pending' END, $1,
-                CASE WHEN NOT teacher AND enrolled THEN now() END
-         FROM link_decisions WHERE decision = 'create'
-       ),
-       addresses AS (
-         INSERT INTO account_emails (account_id, email, email_key, added_by)
-         SELECT account_id, email, email_key, 'sync' FROM link_decisions WHERE decision = 'create' AND email_key IS NOT NULL
-       )
-       INSERT INTO account_links (user_id, account_id, method, activation, activated_at)
-       SELECT user_id, account_id, CASE WHEN decision = 'link' THEN 'email' ELSE 'created' END,
-              CASE WHEN teacher THEN CASE WHEN decision = 'link' THEN 'active' ELSE 'pending' END
-                   WHEN enrolled THEN 'active' ELSE 'pending' END,
-              CASE WHEN (teacher AND decision = 'link') OR (NOT teacher AND enrolled) THEN now() END
-       FROM link_decisions WHERE decision IN ('link', 'create')`,
-      [district]
-    )
+    if ((counts?.linked ?? 0) + (counts?.created ?? 0) > 0) {
+      yield* sql.unsafe(
+        `WITH created AS (
+           INSERT INTO accounts (id, origin, state, district_id, activated_at)
+           SELECT account_id, 'district', CASE WHEN NOT teacher AND enrolled THEN 'active' ELSE 'pending' END, $1,
+                  CASE WHEN NOT teacher AND enrolled THEN now() END
+           FROM pg_temp.link_decisions WHERE decision = 'create'
+         )
+         INSERT INTO account_emails (account_id, email, email_key, added_by, source_user_id)
+         SELECT account_id, email, email_key, 'sync', user_id FROM pg_temp.link_decisions WHERE decision = 'create' AND email_key IS NOT NULL`,
+        [district]
+      )
+      // An account linked by identity gains the person's district address (a same-person one has it).
+      yield* sql.unsafe(
+        `INSERT INTO account_emails (account_id, email, email_key, added_by, source_user_id)
+         SELECT account_id, email, email_key, 'sync', user_id FROM pg_temp.link_decisions
+         WHERE decision IN ('identity', 'same_person') AND email_key IS NOT NULL AND NOT masked
+         ON CONFLICT (account_id, email_key) DO NOTHING`
+      )
+      yield* sql.unsafe(
+        `INSERT INTO account_links (user_id, account_id, method, activation, activated_at)
+         SELECT d.user_id, d.account_id,
+                CASE d.decision WHEN 'link' THEN 'email' WHEN 'identity' THEN 'identity' WHEN 'same_person' THEN 'same_person' ELSE 'created' END,
+                x.activation, CASE WHEN x.activation = 'active' THEN now() END
+         FROM pg_temp.link_decisions d
+         LEFT JOIN accounts a ON a.id = d.account_id
+         CROSS JOIN LATERAL (SELECT CASE
+           WHEN NOT d.teacher THEN CASE WHEN d.enrolled THEN 'active' ELSE 'pending' END
+           WHEN d.decision IN ('link', 'identity') THEN 'active'
+           WHEN d.decision = 'same_person' AND a.state = 'active' THEN 'active'
+           ELSE 'pending' END AS activation) x
+         WHERE d.decision IN ('link', 'identity', 'same_person', 'create')`
+      )
+    }
     // Reviews: one open item per user, kept current; items whose user is now linked are closed.
     yield* sql.unsafe(
-      `INSERT INTO account_reviews (district_id, user_id, reason, candidate_account_ids)
-       SELECT $1, user_id, decision, candidate_ids FROM link_decisions WHERE decision NOT IN ('link', 'create')
+      `INSERT INTO account_reviews (district_id, user_id, reason, candidate_account_ids, related_user_ids)
+       SELECT $1, user_id, decision, candidate_ids, coalesce(related, '{}') FROM pg_temp.link_decisions WHERE decision IN ${REVIEW_REASONS}
        ON CONFLICT (user_id) WHERE state = 'open' DO UPDATE
-         SET reason = excluded.reason, candidate_account_ids = excluded.candidate_account_ids, updated_at = now()
-         WHERE (account_reviews.reason, account_reviews.candidate_account_ids) IS DISTINCT FROM (excluded.reason, excluded.candidate_account_ids)`,
+         SET reason = excluded.reason, candidate_account_ids = excluded.candidate_account_ids,
+             related_user_ids = excluded.related_user_ids, updated_at = now()
+         WHERE (account_reviews.reason, account_reviews.candidate_account_ids, account_reviews.related_user_ids)
+               IS DISTINCT FROM (excluded.reason, excluded.candidate_account_ids, excluded.related_user_ids)`,
       [district]
     )
-    yield* reportReviews(context)
-    return counts satisfies LinkCounts
+    yield* followPartners(district)
+    yield* reportWaiting(context)
+    yield* reportReviews(context, options)
+    return { ...(counts ?? { linked: 0, created: 0, queued: 0, waiting: 0 }), addressesAdded } satisfies LinkCounts
   }).pipe(Effect.withSpan("Linking.linkAccounts"))
 
+/**
+ * Address changes of linked people (see the top of the file): returns how many accounts
+ * gained an address. Writes only what changes.
+ */
+const updateAddresses = (context: ApplyContext) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.address_changes`)
+    yield* sql.unsafe(
+      `CREATE TEMP TABLE address_changes AS
+       SELECT l.user_id, l.account_id, btrim(u.email) AS email, lower(btrim(u.email)) AS email_key
+       FROM account_links l JOIN users u ON u.id = l.user_id
+       JOIN accounts a ON a.id = l.account_id AND a.state <> 'merged'
+       WHERE u.district_id = $1 AND u.active AND coalesce(btrim(u.email), '') <> '' AND NOT ${districtEmailMasked("$1")}
+         AND NOT ${maskedEmail("u.email")}
+         AND NOT EXISTS (SELECT 1 FROM account_emails e WHERE e.account_id = l.account_id AND e.email_key = lower(btrim(u.email))
+                         AND e.former_at IS NULL)`,
+      [context.districtId]
+    )
+    const [any] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM pg_temp.address_changes`)
+    if ((any?.n ?? 0) === 0) return 0
+    // An address given to many people at once is a placeholder, not theirs (Quality.ts).
+    yield* sql.unsafe(
+      `DELETE FROM pg_temp.address_changes c WHERE c.email_key IN (
+         SELECT lower(btrim(x.email)) FROM users x WHERE x.district_id = $1 AND x.active
+           AND lower(btrim(x.email)) IN (SELECT email_key FROM pg_temp.address_changes)
+         GROUP BY 1 HAVING count(*) >= ${MASK_SHARED_MIN})`,
+      [context.districtId]
+    )
+    // The person's previous district address becomes former — unless another active person
+    // linked to the same account (another district, or a record of the same person) still has it.
+    const [retired] = yield* sql.unsafe<{ readonly n: number }>(
+      `WITH retired AS (
+         UPDATE account_emails e SET former_at = now()
+         FROM pg_temp.address_changes c
+         WHERE e.account_id = c.account_id AND e.former_at IS NULL AND e.email_key <> c.email_key
+           AND (e.source_user_id = c.user_id OR (e.source_user_id IS NULL AND e.added_by IN ('sync', 'confirm')))
+           AND NOT EXISTS (SELECT 1 FROM account_links o JOIN users x ON x.id = o.user_id AND x.active
+                           WHERE o.account_id = e.account_id AND lower(btrim(x.email)) = e.email_key)
+         RETURNING e.account_id)
+       SELECT count(*)::int AS n FROM retired`
+    )
+    const added = yield* sql.unsafe<{ readonly accountId: number }>(
+      `INSERT INTO account_emails (account_id, email, email_key, added_by, source_user_id)
+       SELECT DISTINCT ON (account_id, email_key) account_id, email, email_key, 'sync', user_id FROM pg_temp.address_changes
+       ORDER BY account_id, email_key, user_id
+       ON CONFLICT (account_id, email_key) DO UPDATE SET former_at = NULL, source_user_id = excluded.source_user_id
+       RETURNING account_id`
+    )
+    if (added.length + (retired?.n ?? 0) > 0) {
+      const ids = [...new Set(added.map((r) => Number(r.accountId)))].sort((a, b) => a - b)
+      yield* sql`
+        INSERT INTO audit_log (actor, action, district_id, subject, details)
+        VALUES ('sync', 'sync.addresses', ${context.districtId}, ${`run ${context.runId}`},
+                ${JSON.stringify({ addressesAdded: added.length, addressesRetired: retired?.n ?? 0, accounts: ids.slice(0, 1000), more: Math.max(0, ids.length - 1000) })}::jsonb)`
+    }
+    return added.length
+  }).pipe(Effect.withSpan("Linking.updateAddresses"))
+
+/**
+ * A record linked as the same person as another (`same_person`) is active once their
+ * account is: the person confirmed through the other record's activation e-mail (one
+ * e-mail per person, see Activation.ts).
+ */
+const followPartners = (district: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(
+      `UPDATE account_links l SET activation = 'active', activated_at = coalesce(l.activated_at, now())
+       FROM users u, accounts a
+       WHERE u.id = l.user_id AND u.district_id = $1 AND a.id = l.account_id AND a.state = 'active'
+         AND l.method = 'same_person' AND l.activation = 'pending' AND u.roles && ${CONFIRMING_ROLES_SQL}`,
+      [district]
+    ))
+
+/** People left without an account this run, and records linked as one person: reported by source ID. */
+const reportWaiting = (context: ApplyContext & FindingsContext) =>
+  insertFindings(
+    context,
+    `SELECT 'warning' AS severity, 'teacher_without_address' AS code, 'users' AS entity, u.source_id, NULL AS file, NULL::int AS line,
+            'no e-mail address: no account until the roster gives one (nobody could activate it)' AS detail
+     FROM pg_temp.link_decisions d JOIN users u ON u.id = d.user_id WHERE d.decision = 'no_address'
+     UNION ALL
+     SELECT 'warning', 'masked_email', 'users', u.source_id, NULL, NULL::int,
+            'its e-mail address looks masked (hashed, a placeholder, or given to ${MASK_SHARED_MIN} people or more): ' ||
+            'no account, link or activation e-mail from it until the district shares the real one'
+     FROM pg_temp.link_decisions d JOIN users u ON u.id = d.user_id WHERE d.decision = 'masked' AND NOT d.district_masked
+     UNION ALL
+     SELECT 'error', 'accounts_wait_masked', 'users', NULL, NULL, NULL::int,
+            count(*) || ' people get no account while the district''s e-mail addresses are masked (see masked_pii); ' ||
+            'they are linked by the first run after it shares them'
+     FROM pg_temp.link_decisions d WHERE d.decision = 'masked' AND d.district_masked HAVING count(*) > 0
+     UNION ALL
+     SELECT 'info', 'same_person', 'users', u.source_id, NULL, NULL::int,
+            'one person with ' || (SELECT string_agg(o.source_id, ', ' ORDER BY o.source_id) FROM users o WHERE o.id = ANY (d.partners)) ||
+            ' (same address and names, different roles): linked to account ' || d.account_id
+     FROM pg_temp.link_decisions d JOIN users u ON u.id = d.user_id
+     WHERE d.partners IS NOT NULL AND d.decision IN ('same_person', 'create')`
+  )
+
 /** Open review items: closed when their user got linked (by an operator, or the sync) or left; the rest reported. */
-const reportReviews = (context: ApplyContext & FindingsContext) =>
+const reportReviews = (context: ApplyContext & FindingsContext, options: LinkOptions) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql.unsafe(
@@ -144,6 +425,11 @@ const reportReviews = (context: ApplyContext & FindingsContext) =>
                                              || array_to_string(r.candidate_account_ids, ', ') || ')'
                 WHEN 'email_linked_elsewhere' THEN 'its e-mail belongs to account ' || array_to_string(r.candidate_account_ids, ', ')
                                                    || ', already linked to another rostered user'
+                WHEN 'address_reused' THEN 'its e-mail is (or was within ${options.reuseWindowDays} days) the address of rostered user ' ||
+                  coalesce((SELECT string_agg(o.source_id, ', ' ORDER BY o.source_id) FROM users o WHERE o.id = ANY (r.related_user_ids)), '?') ||
+                  ': never linked to that person''s account by itself'
+                WHEN 'identity_conflict' THEN 'its provider identity names account ' || array_to_string(r.candidate_account_ids, ', ') ||
+                  CASE WHEN cardinality(r.candidate_account_ids) > 1 THEN ' (several accounts)' ELSE ', already linked to another rostered user' END
                 ELSE 'its e-mail is shared with other rostered users' END ||
               '; not linked until reviewed: rosterd accounts review link|create ' || r.id AS detail
        FROM account_reviews r JOIN users u ON u.id = r.user_id

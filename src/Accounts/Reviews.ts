@@ -7,7 +7,9 @@ import { Activation, revokeActivations } from "./Activation.ts"
 
 /**
  * The account review queue: rostered users the sync could not link on its own (several
- * accounts with the address, an address linked elsewhere, a shared address). An operator
+ * accounts with the address, an address linked elsewhere, a shared address, an address that
+ * is or lately was another rostered person's — `address_reused` —, or a provider identity
+ * naming several accounts or a taken one — `identity_conflict`). An operator
  * resolves each one by linking the user to an existing account or by creating a new
  * district account. The link itself is guarded by the database (a link is permanent once
  * its account is in use: SQLSTATE RSLCK, surfaced as `Refused`).
@@ -55,6 +57,8 @@ export interface OpenReview {
   readonly sourceId: string
   readonly reason: string
   readonly candidateAccountIds: ReadonlyArray<number>
+  /** `address_reused`: the source IDs of the other rostered people whose address it is (or was). */
+  readonly relatedSourceIds: ReadonlyArray<string>
   readonly createdAt: Date
 }
 
@@ -99,9 +103,11 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
         readonly sourceId: string
         readonly reason: string
         readonly candidateAccountIds: ReadonlyArray<string | number>
+        readonly relatedSourceIds: ReadonlyArray<string> | null
         readonly createdAt: Date
       }>`
-        SELECT r.id, r.district_id, r.user_id, u.source_id, r.reason, r.candidate_account_ids, r.created_at
+        SELECT r.id, r.district_id, r.user_id, u.source_id, r.reason, r.candidate_account_ids, r.created_at,
+               (SELECT array_agg(o.source_id ORDER BY o.source_id) FROM users o WHERE o.id = ANY (r.related_user_ids)) AS related_source_ids
         FROM account_reviews r JOIN users u ON u.id = r.user_id
         WHERE r.state = 'open' ${Option.isSome(districtId) ? sql`AND r.district_id = ${districtId.value}` : sql``}
         ORDER BY r.id`
@@ -112,6 +118,7 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
         sourceId: r.sourceId,
         reason: r.reason,
         candidateAccountIds: r.candidateAccountIds.map(Number),
+        relatedSourceIds: r.relatedSourceIds ?? [],
         createdAt: r.createdAt
       }))
     })
@@ -181,8 +188,8 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
             movedFrom = user.linkedTo
             // The district address goes with the user, so later syncs find it on the chosen account.
             yield* sql`
-              INSERT INTO account_emails (account_id, email, email_key, added_by)
-              SELECT ${accountId}, e.email, e.email_key, 'operator' FROM account_emails e WHERE e.account_id = ${movedFrom}
+              INSERT INTO account_emails (account_id, email, email_key, added_by, former_at, source_user_id)
+              SELECT ${accountId}, e.email, e.email_key, 'operator', e.former_at, e.source_user_id FROM account_emails e WHERE e.account_id = ${movedFrom}
               ON CONFLICT DO NOTHING`
             yield* sql`DELETE FROM account_emails WHERE account_id = ${movedFrom}`
             yield* sql`
@@ -227,8 +234,8 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
           RETURNING id`
         const accountId = account!.id
         yield* sql`
-          INSERT INTO account_emails (account_id, email, email_key, added_by)
-          SELECT ${accountId}, btrim(u.email), lower(btrim(u.email)), 'sync' FROM users u
+          INSERT INTO account_emails (account_id, email, email_key, added_by, source_user_id)
+          SELECT ${accountId}, btrim(u.email), lower(btrim(u.email)), 'sync', u.id FROM users u
           WHERE u.id = ${user.id} AND coalesce(btrim(u.email), '') <> ''`
         yield* sql`
           INSERT INTO account_links (user_id, account_id, method, activation, activated_at)

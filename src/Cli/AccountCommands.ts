@@ -17,13 +17,17 @@ const byOption = Options.text("by").pipe(Options.withDescription("who resolves t
 
 const importCommand = Command.make(
   "import",
-  { file: Args.text({ name: "csv" }).pipe(Args.withDescription("CSV with a header: external_id (required), email, display_name; one row per address")) },
+  { file: Args.text({ name: "csv" }).pipe(Args.withDescription(
+    "CSV with a header: external_id (required), email, display_name, and the optional identities clever_id, oneroster_sourced_id, " +
+      "classlink_login; one row per address"
+  )) },
   (args) =>
     Effect.gen(function*() {
       const counts = yield* Effect.flatMap(Accounts, (accounts) => accounts.importCsv(args.file))
       yield* Console.log(
         `imported ${args.file}: ${counts.rows} rows, ${counts.accounts} accounts (${counts.accountsCreated} created, ` +
-          `${counts.accounts - counts.accountsCreated} already present), ${counts.addressesAdded} addresses added`
+          `${counts.accounts - counts.accountsCreated} already present), ${counts.addressesAdded} addresses added` +
+          (counts.identitiesAdded > 0 ? `, ${counts.identitiesAdded} provider identities added` : "")
       )
     })
 ).pipe(Command.withDescription("import the platform's existing (grassroots) accounts; all or nothing, safe to repeat"))
@@ -50,8 +54,10 @@ const list = Command.make(
       if (args.json) return yield* json(reviews.map((r) => ({ ...r, createdAt: r.createdAt.toISOString() })))
       if (reviews.length === 0) return yield* Console.log("no open account reviews")
       yield* Console.log(table(
-        ["review", "district", "user", "source id", "reason", "candidate accounts", "opened"],
-        reviews.map((r) => [r.id, r.district, r.userId, r.sourceId, r.reason, r.candidateAccountIds.join(" ") || "-", when(r.createdAt)])
+        ["review", "district", "user", "source id", "reason", "candidate accounts", "other people", "opened"],
+        reviews.map((r) => [
+          r.id, r.district, r.userId, r.sourceId, r.reason, r.candidateAccountIds.join(" ") || "-", r.relatedSourceIds.join(" ") || "-", when(r.createdAt)
+        ])
       ))
     })
 ).pipe(Command.withDescription("open account reviews (rostered users the sync could not link on its own)"))
@@ -157,8 +163,33 @@ const show = Command.make("show", { accountId: accountArg, json: jsonOption }, (
     ))
   })).pipe(Command.withDescription("an account: origin, state, how many addresses, linked rostered users"))
 
+const resolve = Command.make(
+  "resolve",
+  {
+    provider: Options.choice("provider", ["clever", "classlink", "oneroster"]).pipe(
+      Options.withDescription("the sign-in's provider: clever (a Clever user id), classlink or oneroster (a sourcedId or a userIds identifier)")
+    ),
+    subject: Options.text("subject").pipe(Options.withDescription("the id the sign-in carries")),
+    district: Options.text("district").pipe(Options.withDescription("only this district (needed when the subject names people of several)"), Options.optional),
+    json: jsonOption
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const rows = yield* Effect.flatMap(Accounts, (accounts) => accounts.resolve(args.provider, args.subject, args.district))
+      if (args.json) return yield* json(rows)
+      if (rows.length === 0) return yield* Console.log("no account: nothing rostered or imported has that identity")
+      yield* Console.log(table(
+        ["account", "usable", "account state", "district", "user", "source id", "user active", "matched by"],
+        rows.map((r) => [
+          r.accountId ?? "- (not linked yet)", r.active ? "yes" : "no", r.accountState ?? "-", r.districtId ?? "-", r.userId ?? "-",
+          r.sourceId ?? "-", r.userActive === null ? "-" : r.userActive ? "yes" : "no", r.matchedBy
+        ])
+      ))
+    })
+).pipe(Command.withDescription("the account a Clever or ClassLink sign-in resolves to (what the platform's rosterd_resolve_login returns)"))
+
 export const accountsCommand = Command.make("accounts").pipe(
   Command.withDescription("the platform's accounts: import, addresses, reviews, activation"),
-  Command.withSubcommands([importCommand, addEmail, review, confirm, resend, show])
+  Command.withSubcommands([importCommand, addEmail, review, confirm, resend, show, resolve])
 )
 

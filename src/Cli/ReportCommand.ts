@@ -34,6 +34,15 @@ export const reportCommand = Command.make(
           )
         )
       }
+      for (const m of report.masking) {
+        yield* Console.log(
+          `masked: ${m.field.replace("_", " ")} since ${when(m.since)} (${m.total} users: ${m.blank} blank, ${m.hashed} hashed, ` +
+            `${m.placeholder} placeholder domains, ${m.shared} share one value)`
+        )
+      }
+      if (report.masking.some((m) => m.field === "email")) {
+        yield* Console.log(`${report.withoutAccount} teachers and students have no account until the district shares their addresses`)
+      }
       const queue = report.reviewQueue
       yield* Console.log(
         queue.open === 0

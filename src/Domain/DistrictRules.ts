@@ -95,6 +95,18 @@ export const StaffRules = Schema.Struct({
 })
 export type StaffRules = typeof StaffRules.Type
 
+/** Account linking (src/Accounts/Linking.ts; README "Accounts, linking and activation"). */
+export const AccountRules = Schema.Struct({
+  /**
+   * An address that was another rostered person's within this many days (their former
+   * address, kept on their account) still counts as theirs: a new person given it goes to
+   * review (`address_reused`) instead of being linked. The current address of another
+   * person of the district, active or deactivated, always counts.
+   */
+  reuseWindowDays: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 3650)), { default: () => 365 })
+})
+export type AccountRules = typeof AccountRules.Type
+
 export const DistrictRules = Schema.Struct({
   scope: Schema.optionalWith(ScopeRules, { default: () => Schema.decodeSync(ScopeRules)({}) }),
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
@@ -107,6 +119,8 @@ export const DistrictRules = Schema.Struct({
    * admin accounts from the sync (seed 004, Classkick); admins are invited in the product.
    */
   syncAdmins: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** Account linking: how long a former address stays its person's (`reuseWindowDays`, default 365). */
+  accounts: Schema.optionalWith(AccountRules, { default: () => Schema.decodeSync(AccountRules)({}) }),
   /** Clever staff: which are administrators (`staff`) and which aides (`aide`), by title (src/Admins/Roles.ts). */
   staff: Schema.optionalWith(StaffRules, { default: () => Schema.decodeSync(StaffRules)({}) }),
   /** When the daemon syncs the district (nightly cron in its zone, window, deltas, full cadence): src/Schedule/SyncSchedule.ts. */

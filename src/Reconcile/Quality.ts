@@ -4,20 +4,76 @@ import type { FindingsContext } from "./Findings.ts"
 import { insertFindings, quote } from "./Findings.ts"
 
 /**
- * Data-quality findings that the district rules depend on, for every provider. They never
- * change what is applied; they tell the operator what the district should fix:
+ * Data-quality findings that the district rules depend on, for every provider:
  *
  * - `missing_email` — account linking is by district e-mail;
  * - `missing_birth_date` — a student without one counts as under 13;
- * - `masked_pii` (error) — names or e-mails that are mostly blank, hashed-looking or one
- *   value repeated: the district (or ClassLink's shared fields / Data Guard) is hiding
- *   them, and e-mail linking cannot work. Reported as counts, never values.
+ * - `masked_pii` (error) — a personal field (e-mail, given name, family name) that is mostly
+ *   blank, hashed-looking or one value repeated: the district (or ClassLink's shared fields /
+ *   Data Guard) is hiding it. Reported as counts, never values.
  *
- * Only complete (bulk) feeds are judged: a delta holds too little to say what is missing.
+ * Masking is judged **per field** over a complete (bulk) users feed and remembered in
+ * `district_masking` until a complete feed shows the field unmasked (a delta holds too little
+ * to say). It does not only report: account linking (src/Accounts/Linking.ts) makes no
+ * account, link or activation e-mail from a masked address — the district's whole e-mail
+ * field while it is masked, and any one address that looks masked (`maskedEmail`) — and
+ * does not match people by masked names. When the district unmasks, the next run links.
+ *
+ * What counts as masked, per value:
+ *
+ * - blank (no value);
+ * - hashed: a hex string (a whole name, or an address's local part) of any length once it
+ *   holds a digit, of eight characters or more otherwise; a long base64 string; or only `*`,
+ *   `#` or `x` characters;
+ * - a placeholder address: a domain under `.invalid`, or with a label such as `masked`,
+ *   `redacted`, `hidden`, `anonymized`;
+ * - shared: the one value most users have.
+ *
+ * A field is masked when more than half its values are blank, more than a tenth hashed or
+ * placeholders, or at least ten users (more than a tenth; names: a quarter) share one value.
+ * One address on its own is judged more strictly (`maskedEmail`: a placeholder domain, a hex
+ * local part of 16 digits or more — or of 8 or more mixing digits and letters — or one shared
+ * by ten people or more), since real local parts such as `abe` or `dee` are hex too.
  */
 
 /** At least this many users before "most of them" means anything. */
 const MIN_USERS_FOR_MASKING = 10
+
+/** One address given to this many active users of a district (or more) is a placeholder, not theirs. */
+export const MASK_SHARED_MIN = 10
+
+/** The personal fields judged for masking (columns of `users`), with their labels. */
+export const MASKED_FIELDS = [["email", "e-mail"], ["given_name", "given name"], ["family_name", "family name"]] as const
+export type MaskedField = (typeof MASKED_FIELDS)[number][0]
+
+const PLACEHOLDER_DOMAIN = `'(^|\\.)(invalid|masked|redacted|hidden|anonymi[sz]ed|obfuscated)(\\.|$)'`
+
+/** SQL: the address `e` (a text expression) looks masked on its own (see above). Null when `e` is null. */
+export const maskedEmail = (e: string) =>
+  `(split_part(lower(btrim(${e})), '@', 2) ~ ${PLACEHOLDER_DOMAIN}
+    OR split_part(lower(btrim(${e})), '@', 1) ~ '^([0-9a-f]{16,}|[*#]+|x{3,})$'
+    OR (split_part(lower(btrim(${e})), '@', 1) ~ '^[0-9a-f]{8,}$' AND split_part(lower(btrim(${e})), '@', 1) ~ '[0-9]'
+        AND split_part(lower(btrim(${e})), '@', 1) ~ '[a-f]'))`
+
+/** SQL: the value `v` of `field` counts as hashed (or starred out) when judging the whole field. */
+const hashedValue = (field: MaskedField, v: string) => {
+  const text = field === "email" ? `split_part(lower(${v}), '@', 1)` : `lower(${v})`
+  // Hex of any length once it holds a digit (no name or local part is "3f"); without one,
+  // eight digits or more (names such as "Abe", "Dee" or an initial "C" are hex too).
+  return `(${text} ~ '^([0-9a-f]{8,}|[a-z0-9+/]{40,}={0,2}|[*x#]+)$' OR (${text} ~ '^[0-9a-f]+$' AND ${text} ~ '[0-9]'))`
+}
+
+/** SQL: the address `v` has a placeholder domain. */
+const placeholderValue = (field: MaskedField, v: string) =>
+  field === "email" ? `(split_part(lower(${v}), '@', 2) ~ ${PLACEHOLDER_DOMAIN})` : "false"
+
+/** SQL: the district `$district` has its e-mail field masked (as its last complete users feed showed). */
+export const districtEmailMasked = (district: string) =>
+  `EXISTS (SELECT 1 FROM district_masking m WHERE m.district_id = ${district} AND m.field = 'email')`
+
+/** SQL: the district `$district` has a name field masked. */
+export const districtNamesMasked = (district: string) =>
+  `EXISTS (SELECT 1 FROM district_masking m WHERE m.district_id = ${district} AND m.field IN ('given_name', 'family_name'))`
 
 export const checkQuality = (context: FindingsContext) =>
   Effect.gen(function*() {
@@ -54,29 +110,58 @@ export const checkQuality = (context: FindingsContext) =>
         )
       }
 
-      // Masked personal fields, judged over all users at once.
-      for (const [column, label] of [["email", "e-mail"], ["given_name", "given name"], ["family_name", "family name"]] as const) {
-        yield* insertFindings(
-          context,
-          `WITH f AS (SELECT ${column} AS v FROM ${users} u),
-           stats AS (
-             SELECT count(*) AS total,
-                    count(*) FILTER (WHERE v IS NULL) AS blank,
-                    count(*) FILTER (WHERE v ~* '^([0-9a-f]{32,}|[a-z0-9+/]{40,}={0,2}|[*x#]+)$') AS hashed,
-                    (SELECT count(*) FROM f WHERE v IS NOT NULL GROUP BY v ORDER BY count(*) DESC LIMIT 1) AS top
-             FROM f)
-           SELECT 'error' AS severity, 'masked_pii' AS code, 'users' AS entity, NULL AS source_id, ${usersFile} AS file, NULL::int AS line,
-                  ${quote(label)} || ' looks masked: ' || concat_ws(', ',
-                    CASE WHEN blank * 2 > total THEN blank || ' of ' || total || ' users have none' END,
-                    CASE WHEN hashed * 10 > total THEN hashed || ' of ' || total || ' look hashed or starred out' END,
-                    CASE WHEN top * 10 > total AND top >= 10 THEN top || ' of ' || total || ' users share one value' END) ||
-                  '. The district may be hiding personal fields (shared-field settings, Data Guard); ' ||
-                  'accounts cannot be linked by e-mail until it shares them' AS detail
-           FROM stats
-           WHERE total >= ${MIN_USERS_FOR_MASKING}
-             AND (blank * 2 > total OR hashed * 10 > total OR (top * 10 > total AND top >= 10${column === "email" ? "" : " AND top * 4 > total"}))`
-        )
-      }
+      // Masked personal fields, judged per field over all users at once, and remembered.
+      yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.masking`)
+      yield* sql.unsafe(
+        `CREATE TEMP TABLE masking AS
+         ${
+          MASKED_FIELDS.map(([field]) =>
+            `SELECT ${quote(field)}::text AS field, count(*)::int AS total,
+                    count(*) FILTER (WHERE v IS NULL)::int AS blank,
+                    count(*) FILTER (WHERE v IS NOT NULL AND ${hashedValue(field, "v")} AND NOT ${placeholderValue(field, "v")})::int AS hashed,
+                    count(*) FILTER (WHERE v IS NOT NULL AND ${placeholderValue(field, "v")})::int AS placeholder,
+                    coalesce((SELECT count(*) FROM ${users} x WHERE x.${field} IS NOT NULL
+                              GROUP BY ${field === "email" ? "lower(btrim(x.email))" : `x.${field}`} ORDER BY count(*) DESC LIMIT 1), 0)::int AS top
+             FROM (SELECT ${field} AS v FROM ${users} u) f`
+          ).join("\nUNION ALL\n")
+        }`
+      )
+      yield* sql.unsafe(
+        `ALTER TABLE pg_temp.masking ADD COLUMN masked boolean;
+         UPDATE pg_temp.masking SET masked = total >= ${MIN_USERS_FOR_MASKING}
+           AND (blank * 2 > total OR (hashed + placeholder) * 10 > total OR (top * 10 > total AND top >= 10 AND (field = 'email' OR top * 4 > total)))`
+      )
+      const labels = `CASE field ${MASKED_FIELDS.map(([field, label]) => `WHEN ${quote(field)} THEN ${quote(label)}`).join(" ")} END`
+      yield* insertFindings(
+        context,
+        `SELECT 'error' AS severity, 'masked_pii' AS code, 'users' AS entity, NULL AS source_id, ${usersFile} AS file, NULL::int AS line,
+                ${labels} || ' looks masked: ' || concat_ws(', ',
+                  CASE WHEN blank * 2 > total THEN blank || ' of ' || total || ' users have none' END,
+                  CASE WHEN (hashed + placeholder) * 10 > total AND hashed > 0 THEN hashed || ' of ' || total || ' look hashed or starred out' END,
+                  CASE WHEN (hashed + placeholder) * 10 > total AND placeholder > 0
+                       THEN placeholder || ' of ' || total || ' have a placeholder domain' END,
+                  CASE WHEN top * 10 > total AND top >= 10 THEN top || ' of ' || total || ' users share one value' END) ||
+                '. The district may be hiding personal fields (shared-field settings, Data Guard); ' ||
+                CASE WHEN field = 'email' THEN 'no account is made, linked or sent an activation e-mail from these addresses until it shares them'
+                     ELSE 'people are not matched by these names until it shares them' END AS detail
+         FROM pg_temp.masking WHERE masked`
+      )
+      // Remembered for linking (and for delta runs): written only when the verdict or its counts change.
+      yield* sql.unsafe(
+        `DELETE FROM district_masking d WHERE d.district_id = $1
+           AND NOT EXISTS (SELECT 1 FROM pg_temp.masking m WHERE m.masked AND m.field = d.field)`,
+        [context.districtId]
+      )
+      yield* sql.unsafe(
+        `INSERT INTO district_masking (district_id, field, run_id, total, blank, hashed, placeholder, shared)
+         SELECT $1, field, $2, total, blank, hashed, placeholder, top FROM pg_temp.masking WHERE masked
+         ON CONFLICT (district_id, field) DO UPDATE
+           SET total = excluded.total, blank = excluded.blank, hashed = excluded.hashed, placeholder = excluded.placeholder,
+               shared = excluded.shared
+           WHERE (district_masking.total, district_masking.blank, district_masking.hashed, district_masking.placeholder, district_masking.shared)
+                 IS DISTINCT FROM (excluded.total, excluded.blank, excluded.hashed, excluded.placeholder, excluded.shared)`,
+        [context.districtId, context.runId]
+      )
+      yield* sql.unsafe(`DROP TABLE pg_temp.masking`)
     }
-
   }).pipe(Effect.withSpan("Quality.checkQuality"))

@@ -223,7 +223,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         counts.users = { ...counts.users, updated: counts.users.updated + aged }
 
         yield* snapshotEnrolled(context)
-        yield* linkAccounts(context, { syncAdmins: rules.syncAdmins })
+        yield* linkAccounts(context, { syncAdmins: rules.syncAdmins, reuseWindowDays: rules.accounts.reuseWindowDays })
         yield* refreshStudentActivation(context)
         // Without a credentials key the activation e-mails wait (a note); the run applies all the same.
         const activationWait = activationNote(yield* activation.issueForRun(district.id))

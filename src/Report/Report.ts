@@ -5,7 +5,7 @@ import { RosterStore } from "../Store/RosterStore.ts"
 /**
  * `rosterd report <district>`: what the district should fix, from the findings of its last
  * run that reached the apply step, grouped by code — the district rules first — plus the
- * account review queue. Findings carry source IDs, files and lines, never names or
+ * account review queue and the personal fields the district masks. Findings carry source IDs, files and lines, never names or
  * addresses, and nothing here joins users.
  */
 
@@ -20,6 +20,12 @@ export const RULE_CODES: ReadonlyArray<string> = [
   "duplicate_period",
   "excluded_section",
   "account_review",
+  "masked_pii",
+  "accounts_wait_masked",
+  "masked_email",
+  "teacher_without_address",
+  "same_person",
+  "shared_login_identity",
   "admin_district_office_only"
 ]
 
@@ -52,6 +58,24 @@ export interface DistrictReport {
   } | null
   readonly findings: ReadonlyArray<ReportGroup>
   readonly reviewQueue: { readonly open: number; readonly ids: ReadonlyArray<number> }
+  /**
+   * Personal fields the district masks now (as its last complete users feed showed), with
+   * that feed's counts, and how many of its active teachers and students have no account
+   * meanwhile (src/Reconcile/Quality.ts, src/Accounts/Linking.ts). Empty when none is.
+   */
+  readonly masking: ReadonlyArray<MaskedFieldReport>
+  readonly withoutAccount: number
+}
+
+export interface MaskedFieldReport {
+  readonly field: string
+  readonly since: string
+  readonly total: number
+  readonly blank: number
+  readonly hashed: number
+  readonly placeholder: number
+  /** Users sharing the one most common value. */
+  readonly shared: number
 }
 
 export class Report extends Effect.Service<Report>()("rosterd/Report", {
@@ -88,6 +112,20 @@ export class Report extends Effect.Service<Report>()("rosterd/Report", {
         GROUP BY code`
       const reviews = yield* sql<{ readonly id: number }>`
         SELECT id FROM account_reviews WHERE district_id = ${district.id} AND state = 'open' ORDER BY id`
+      const masking = yield* sql<{
+        readonly field: string
+        readonly since: Date
+        readonly total: number
+        readonly blank: number
+        readonly hashed: number
+        readonly placeholder: number
+        readonly shared: number
+      }>`
+        SELECT field, since, total, blank, hashed, placeholder, shared FROM district_masking WHERE district_id = ${district.id} ORDER BY field`
+      const [without] = masking.length === 0 ? [{ n: 0 }] : yield* sql<{ readonly n: number }>`
+        SELECT count(*)::int AS n FROM users u
+        WHERE u.district_id = ${district.id} AND u.active AND u.roles && ARRAY['teacher', 'student']
+          AND NOT EXISTS (SELECT 1 FROM account_links l WHERE l.user_id = u.id)`
       const report: DistrictReport = {
         district: district.id,
         run: run === undefined ? null : {
@@ -107,7 +145,9 @@ export class Report extends Effect.Service<Report>()("rosterd/Report", {
             sampleDetail: g.sampleDetail
           }))
           .sort((a, b) => byReportOrder(a.code, b.code)),
-        reviewQueue: { open: reviews.length, ids: reviews.map((r) => r.id) }
+        reviewQueue: { open: reviews.length, ids: reviews.map((r) => r.id) },
+        masking: masking.map((m) => ({ ...m, since: m.since.toISOString() })),
+        withoutAccount: without?.n ?? 0
       }
       return report
     })

@@ -49,7 +49,7 @@ layer(AccountsTestLayer, { timeout: "120 seconds", excludeTestServices: true })(
         ].join("\n") + "\n"
       )
       const first = yield* accounts.importCsv(file)
-      assert.deepStrictEqual(first, { rows: 5, accounts: 3, accountsCreated: 3, addressesAdded: 3 })
+      assert.deepStrictEqual(first, { rows: 5, accounts: 3, accountsCreated: 3, addressesAdded: 3, identitiesAdded: 0 })
       const rows = yield* sql<{ readonly externalId: string; readonly origin: string; readonly state: string; readonly displayName: string | null }>`
         SELECT external_id, origin, state, display_name FROM accounts ORDER BY external_id`
       assert.deepStrictEqual(rows.map((r) => [r.externalId, r.origin, r.state, r.displayName]), [
@@ -64,10 +64,10 @@ layer(AccountsTestLayer, { timeout: "120 seconds", excludeTestServices: true })(
       ])
 
       const again = yield* accounts.importCsv(file)
-      assert.deepStrictEqual(again, { rows: 5, accounts: 3, accountsCreated: 0, addressesAdded: 0 })
+      assert.deepStrictEqual(again, { rows: 5, accounts: 3, accountsCreated: 0, addressesAdded: 0, identitiesAdded: 0 })
 
       const more = writeFile(work.dir, "more.csv", "display_name,external_id,email\n,g-2,bob@work.example\n,g-4,dan@home.example\nBobby,g-2,bob@home.example\n")
-      assert.deepStrictEqual(yield* accounts.importCsv(more), { rows: 3, accounts: 2, accountsCreated: 1, addressesAdded: 2 })
+      assert.deepStrictEqual(yield* accounts.importCsv(more), { rows: 3, accounts: 2, accountsCreated: 1, addressesAdded: 2, identitiesAdded: 0 })
       const [bob] = yield* sql<{ readonly displayName: string }>`SELECT display_name FROM accounts WHERE external_id = 'g-2'`
       assert.strictEqual(bob!.displayName, "Bob") // an existing account is reused as it is
       assert.deepStrictEqual(yield* counts, { accounts: 4, emails: 5 })

@@ -104,7 +104,7 @@ layer(AccountsTestLayer, { timeout: "120 seconds", excludeTestServices: true })(
       assert.deepStrictEqual(result.findings.map((g) => [g.code, g.count, g.sourceIds]), [["invalid_record", 1, ["x-2"]]])
 
       yield* addCsvDistrict("rpt-new", "/nonexistent")
-      assert.deepStrictEqual(yield* report.make("rpt-new"), { district: "rpt-new", run: null, findings: [], reviewQueue: { open: 0, ids: [] } })
+      assert.deepStrictEqual(yield* report.make("rpt-new"), { district: "rpt-new", run: null, findings: [], reviewQueue: { open: 0, ids: [] }, masking: [], withoutAccount: 0 })
       assert.strictEqual((yield* Effect.flip(report.make("nope")))._tag, "DistrictNotFound")
     }))
 })

@@ -8,6 +8,7 @@ import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import * as FakeClever from "../support/FakeClever/index.ts"
 import * as FakeOneRoster from "../support/FakeOneRoster/index.ts"
+import { readRows, writeCsv } from "../support/Fixtures.ts"
 
 /**
  * One scenario through the three providers (like test/Reconcile/RulesParity.test.ts): each
@@ -100,3 +101,66 @@ export const scenario = (root: string, label: string, write: (dir: string, domai
       sync
     } satisfies Scenario
   })
+
+// ---------------------------------------------------------------- what the store says
+
+export interface LinkView {
+  readonly userId: number
+  readonly accountId: number
+  readonly method: string
+  readonly activation: string
+  readonly accountState: string
+}
+
+/** A rostered user's link (null: none), by its stored source ID. */
+export const linkOf = (district: string, sourceId: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<LinkView>`
+      SELECT u.id AS user_id, l.account_id, l.method, l.activation, a.state AS account_state
+      FROM users u JOIN account_links l ON l.user_id = u.id JOIN accounts a ON a.id = l.account_id
+      WHERE u.district_id = ${district} AND u.source_id = ${sourceId}`
+  ).pipe(Effect.map((rows) => (rows[0] === undefined ? null : { ...rows[0], userId: Number(rows[0].userId), accountId: Number(rows[0].accountId) })))
+
+export interface ReviewView {
+  readonly id: number
+  readonly reason: string
+  readonly candidates: ReadonlyArray<number>
+  /** The other people's stored source IDs. */
+  readonly related: ReadonlyArray<string>
+}
+
+/** A rostered user's open review item (null: none). */
+export const reviewOf = (district: string, sourceId: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ readonly id: number; readonly reason: string; readonly candidates: ReadonlyArray<string>; readonly related: ReadonlyArray<string> | null }>`
+      SELECT r.id, r.reason, r.candidate_account_ids::text[] AS candidates,
+             (SELECT array_agg(o.source_id ORDER BY o.source_id) FROM users o WHERE o.id = ANY (r.related_user_ids)) AS related
+      FROM account_reviews r JOIN users u ON u.id = r.user_id
+      WHERE r.state = 'open' AND u.district_id = ${district} AND u.source_id = ${sourceId}`
+  ).pipe(Effect.map((rows) =>
+    rows[0] === undefined
+      ? null
+      : { id: Number(rows[0].id), reason: rows[0].reason, candidates: rows[0].candidates.map(Number), related: rows[0].related ?? [] } satisfies ReviewView
+  ))
+
+/** Activation e-mails queued in the district to this address (any state). */
+export const mailsTo = (district: string, address: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ readonly n: number }>`
+      SELECT count(*)::int AS n FROM outbox WHERE district_id = ${district} AND kind = 'teacher_activation' AND recipient = ${address}`
+  ).pipe(Effect.map((rows) => rows[0]!.n))
+
+/** The current (`former: false`) or former addresses of an account, as keys. */
+export const addressesOf = (accountId: number, former: boolean) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ readonly emailKey: string }>`
+      SELECT email_key FROM account_emails WHERE account_id = ${accountId} AND (former_at IS NOT NULL) = ${former} ORDER BY email_key`
+  ).pipe(Effect.map((rows) => rows.map((r) => r.emailKey)))
+
+/** The users of a CSV folder's users.csv, edited and written back (keeping any extra columns). */
+export const editUsers = (dir: string, edit: (users: Array<Record<string, string>>) => Array<Record<string, string>>) => {
+  const file = NodePath.join(dir, "users.csv")
+  const [head] = Fs.readFileSync(file, "utf8").split("\n")
+  const header = head!.split(",")
+  writeCsv(dir, "users", edit(readRows(dir, "users")), header)
+}
