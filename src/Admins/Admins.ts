@@ -373,7 +373,7 @@ export class Admins extends Effect.Service<Admins>()("rosterd/Admins", {
 
     /** `admin confirm`: the database function does the work (the platform calls the same); it writes the audit row. */
     const confirm = Effect.fn("Admins.confirm")(function*(token: string, linkAccount: Option.Option<number>) {
-      const rows = yield* sql<{ readonly adminId: number; readonly accountId: number; readonly outcome: "created" | "linked" }>`
+      const rows = yield* sql<{ readonly adminId: number; readonly accountId: number; readonly outcome: "created" | "linked" | "activated" }>`
         SELECT * FROM rosterd_confirm_admin(${token}, ${Option.getOrNull(linkAccount)}::bigint)`.pipe(
         Effect.catchTag("SqlError", (error): Effect.Effect<never, InvitationRefused | SqlError.SqlError> => {
           const pg = pgErrorOf(error)

@@ -8,7 +8,8 @@ import { AccountMerged, AccountNotFound, refuseOnLock, UserNotFound } from "../A
  * These statements do NOT identify as the sync (`rosterd.writer`), so the database's lock
  * triggers decide: on district-synced classes and users they refuse with SQLSTATE RSLCK,
  * reported as `refused: <the rule and why>`. The rules live only in the database
- * (migrations/0002); nothing here repeats them.
+ * (migrations/0002); nothing here repeats them. A student of a teacher-made class is a
+ * rostered user or a platform account with no rostered user (migrations/0013).
  */
 
 export class ClassNotFound extends Schema.TaggedError<ClassNotFound>()("ClassNotFound", {
@@ -21,13 +22,22 @@ export class ClassNotFound extends Schema.TaggedError<ClassNotFound>()("ClassNot
 
 export class NotEnrolled extends Schema.TaggedError<NotEnrolled>()("NotEnrolled", {
   classId: Schema.Number,
-  userId: Schema.Number,
+  /** `user 12` or `account 34`. */
+  member: Schema.String,
   role: Schema.String
 }) {
   override get message() {
-    return `user ${this.userId} has no open ${this.role} enrollment in class ${this.classId}`
+    return `${this.member} has no open ${this.role} enrollment in class ${this.classId}`
   }
 }
+
+/** Who a membership is: a rostered user, or a platform account without a rostered user (a non-district student). */
+export type Member = { readonly userId: number } | { readonly accountId: number }
+
+/** A bare number is a rostered user's id (as before accounts could be members). */
+const asMember = (who: number | Member): Member => (typeof who === "number" ? { userId: who } : who)
+
+export const memberText = (member: Member) => ("accountId" in member ? `account ${member.accountId}` : `user ${member.userId}`)
 
 export class InvalidInput extends Schema.TaggedError<InvalidInput>()("InvalidInput", {
   problem: Schema.String
@@ -76,28 +86,59 @@ export class Classes extends Effect.Service<Classes>()("rosterd/Classes", {
       if (rows.length === 0) return yield* new ClassNotFound({ classId })
     })
 
-    /** A manual enrollment; re-adding after a removal opens a new period (the old one is kept). */
-    const addStudent = Effect.fn("Classes.addStudent")(function*(classId: number, userId: number) {
+    /** A live account (merged accounts are refused: their memberships moved to the survivor). */
+    const findAccount = (accountId: number) =>
+      Effect.gen(function*() {
+        const [row] = yield* sql<{ readonly state: string; readonly mergedInto: number | null }>`
+          SELECT state, merged_into FROM accounts WHERE id = ${accountId}`
+        if (row === undefined) return yield* new AccountNotFound({ accountId })
+        if (row.state === "merged") return yield* new AccountMerged({ accountId, mergedInto: row.mergedInto ?? 0 })
+      })
+
+    /**
+     * A manual enrollment; re-adding after a removal opens a new period (the old one is kept).
+     * The member is a rostered user, or a platform account with no rostered user in the
+     * district (a Basic or Portfolio student): such a membership names the account
+     * (`enrollments.account_id`), and only a teacher-made class takes it — the lock trigger
+     * refuses it on a district-synced class, like any other added student.
+     */
+    const addStudent = Effect.fn("Classes.addStudent")(function*(classId: number, who: number | Member) {
+      const member = asMember(who)
       yield* findClass(classId)
-      const user = yield* findUser(userId)
-      if (!user.active) return yield* new InvalidInput({ problem: `user ${userId} is no longer active in the roster` })
+      if ("accountId" in member) {
+        yield* findAccount(member.accountId)
+        const rows = yield* refuseOnLock(sql`
+          INSERT INTO enrollments (class_id, account_id, roster_source, role)
+          VALUES (${classId}, ${member.accountId}, 'manual', 'student')
+          ON CONFLICT (class_id, account_id) WHERE ended_at IS NULL AND account_id IS NOT NULL DO NOTHING
+          RETURNING id`)
+        return rows.length === 1 ? "added" as const : "already a member" as const
+      }
+      const user = yield* findUser(member.userId)
+      if (!user.active) return yield* new InvalidInput({ problem: `user ${member.userId} is no longer active in the roster` })
       const rows = yield* refuseOnLock(sql`
         INSERT INTO enrollments (class_id, user_id, roster_source, role)
-        VALUES (${classId}, ${userId}, 'manual', 'student')
+        VALUES (${classId}, ${member.userId}, 'manual', 'student')
         ON CONFLICT (class_id, user_id) WHERE ended_at IS NULL DO NOTHING
         RETURNING id`)
       return rows.length === 1 ? "added" as const : "already a member" as const
     })
 
-    /** Ends the open period of the user's enrollment with that role (a student removing a teacher, a teacher removing a student). */
-    const removeMember = Effect.fn("Classes.removeMember")(function*(classId: number, userId: number, role: "student" | "teacher") {
+    /** Ends the open period of the member's enrollment with that role (a student removing a teacher, a teacher removing a student). */
+    const removeMember = Effect.fn("Classes.removeMember")(function*(classId: number, who: number | Member, role: "student" | "teacher") {
+      const member = asMember(who)
       yield* findClass(classId)
-      yield* findUser(userId)
+      if ("accountId" in member) {
+        yield* findAccount(member.accountId)
+      } else {
+        yield* findUser(member.userId)
+      }
       const rows = yield* refuseOnLock(sql`
         UPDATE enrollments SET ended_at = now(), end_reason = 'removed_in_product', updated_at = now()
-        WHERE class_id = ${classId} AND user_id = ${userId} AND role = ${role} AND ended_at IS NULL
+        WHERE class_id = ${classId} AND role = ${role} AND ended_at IS NULL
+          AND ${"accountId" in member ? sql`account_id = ${member.accountId}` : sql`user_id = ${member.userId}`}
         RETURNING id`)
-      if (rows.length === 0) return yield* new NotEnrolled({ classId, userId, role })
+      if (rows.length === 0) return yield* new NotEnrolled({ classId, member: memberText(member), role })
     })
 
     const attachIntegration = Effect.fn("Classes.attachIntegration")(function*(classId: number, integration: string) {

@@ -1,7 +1,11 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect } from "effect"
+import { Console, Effect, Option, Schema } from "effect"
 import { Accounts } from "../Accounts/Accounts.ts"
+import { Duplicates } from "../Accounts/Duplicates.ts"
+import { Merge } from "../Accounts/Merge.ts"
+import { Reminders } from "../Accounts/Reminders.ts"
 import { Reviews } from "../Accounts/Reviews.ts"
+import { defaultActor } from "../Audit/Audit.ts"
 import { json, table, when } from "./Output.ts"
 import { readToken, tokenOptions } from "./TokenInput.ts"
 
@@ -9,6 +13,13 @@ import { readToken, tokenOptions } from "./TokenInput.ts"
  * `rosterd accounts …`: the platform's accounts and the review queue. Output carries ids,
  * states and counts — never names, e-mail addresses or tokens.
  */
+
+/** Arguments that do not go together (the CLI library cannot say "one of"). */
+class InvalidArguments extends Schema.TaggedError<InvalidArguments>()("InvalidArguments", { problem: Schema.String }) {
+  override get message() {
+    return this.problem
+  }
+}
 
 const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON"))
 const accountArg = Args.integer({ name: "account-id" }).pipe(Args.withDescription("the account id"))
@@ -119,11 +130,121 @@ const confirm = Command.make(
     })
 ).pipe(Command.withDescription("confirm a teacher's activation token (read from --token-stdin or --token-file), as the platform's confirmation page does"))
 
-const resend = Command.make("resend-activation", { userId: Args.integer({ name: "user-id" }).pipe(Args.withDescription("the teacher's rostered user id")) }, (args) =>
-  Effect.gen(function*() {
-    yield* Effect.flatMap(Accounts, (accounts) => accounts.resendActivation(args.userId))
-    yield* Console.log(`activation e-mail queued for user ${args.userId}; earlier activation links no longer work`)
-  })).pipe(Command.withDescription("send a pending teacher a new activation e-mail (earlier tokens stop working)"))
+const actorOption = Options.text("by").pipe(
+  Options.withDescription("who does this (recorded in the audit log; default: the operating-system user)"),
+  Options.withDefault(defaultActor())
+)
+
+/**
+ * `resend-activation <district> --user <source id> | --all-pending`, and the older
+ * `resend-activation <user-id>` (a rostered user's id, without either option).
+ */
+const resend = Command.make(
+  "resend-activation",
+  {
+    target: Args.text({ name: "district|user-id" }).pipe(
+      Args.withDescription("the district (with --user or --all-pending), or a teacher's rostered user id")
+    ),
+    user: Options.text("user").pipe(Options.withDescription("the teacher's source ID in the district"), Options.optional),
+    allPending: Options.boolean("all-pending").pipe(Options.withDescription("every teacher of the district who has not activated yet")),
+    by: actorOption
+  },
+  (args) =>
+    Effect.gen(function*() {
+      if (Option.isNone(args.user) && !args.allPending) {
+        if (!/^[0-9]+$/.test(args.target)) {
+          return yield* new InvalidArguments({ problem: "give --user <source id> or --all-pending after the district, or a rostered user id alone" })
+        }
+        const userId = Number(args.target)
+        yield* Effect.flatMap(Accounts, (accounts) => accounts.resendActivation(userId, args.by))
+        return yield* Console.log(`activation e-mail queued for user ${userId}; earlier activation links no longer work`)
+      }
+      if (Option.isSome(args.user) && args.allPending) return yield* new InvalidArguments({ problem: "give --user or --all-pending, not both" })
+      const outcome = yield* Effect.flatMap(Reminders, (reminders) =>
+        reminders.resend(args.target, Option.isSome(args.user) ? { sourceId: args.user.value } : "all-pending", args.by))
+      yield* Console.log(
+        Option.isSome(args.user)
+          ? `activation e-mail queued for ${args.user.value} (user ${outcome.users[0]}) of ${outcome.districtId}; earlier activation links no longer work`
+          : `${outcome.issued} activation e-mail${outcome.issued === 1 ? "" : "s"} queued in ${outcome.districtId} ` +
+            `(${outcome.users.length} waiting to activate); earlier activation links no longer work`
+      )
+    })
+).pipe(Command.withDescription("send a pending teacher (--user <source id>) or all of a district's (--all-pending) a new activation e-mail; earlier links stop working"))
+
+const pending = Command.make(
+  "pending",
+  { district: Args.text({ name: "district" }).pipe(Args.withDescription("the district")), json: jsonOption },
+  (args) =>
+    Effect.gen(function*() {
+      const people = yield* Effect.flatMap(Reminders, (reminders) => reminders.pending(args.district))
+      const iso = (date: Date | null) => (date === null ? null : date.toISOString())
+      if (args.json) {
+        return yield* json(people.map((p) => ({
+          ...p,
+          firstMailAt: iso(p.firstMailAt),
+          lastMailAt: iso(p.lastMailAt),
+          linkExpiresAt: iso(p.linkExpiresAt),
+          nextReminderAt: iso(p.nextReminderAt)
+        })))
+      }
+      if (people.length === 0) return yield* Console.log(`nobody in ${args.district} is waiting to activate`)
+      yield* Console.log(table(
+        ["source id", "user", "roles", "account", "days since first e-mail", "reminders", "link works until", "next reminder"],
+        people.map((p) => [
+          p.sourceId,
+          p.userId,
+          p.roles.join(","),
+          p.accountId,
+          p.hasAddress ? (p.daysSinceFirstMail === null ? "no e-mail yet" : p.daysSinceFirstMail) : "no address",
+          p.remindersSent,
+          p.linkExpiresAt === null ? "-" : when(p.linkExpiresAt),
+          p.nextReminderAt === null ? "-" : when(p.nextReminderAt)
+        ])
+      ))
+    })
+).pipe(Command.withDescription("teachers and roster admins of a district who have not activated: days since the first e-mail, reminders sent"))
+
+const merge = Command.make(
+  "merge",
+  {
+    from: Args.integer({ name: "from-account" }).pipe(Args.withDescription("the account that is merged (kept, pointing to the survivor)")),
+    into: Args.integer({ name: "into-account" }).pipe(Args.withDescription("the account that survives")),
+    by: Options.text("by").pipe(Options.withDescription("who merges (recorded in the audit log)")),
+    reason: Options.text("reason").pipe(Options.withDescription("why (recorded in the audit log)"), Options.optional)
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const outcome = yield* Effect.flatMap(Merge, (m) => m.merge(args.from, args.into, { by: args.by, reason: Option.getOrNull(args.reason) }))
+      const moved = outcome.moved
+      yield* Console.log(
+        `account ${outcome.from} merged into account ${outcome.into} (${outcome.state}): moved ${moved.links} link${moved.links === 1 ? "" : "s"}, ` +
+          `${moved.addresses} address${moved.addresses === 1 ? "" : "es"}, ${moved.identities} identit${moved.identities === 1 ? "y" : "ies"}, ` +
+          `${moved.classes} teacher-made class${moved.classes === 1 ? "" : "es"}, ` +
+          `${moved.memberships} membership${moved.memberships === 1 ? "" : "s"}, ${moved.admins} admin record${moved.admins === 1 ? "" : "s"}` +
+          (outcome.activated === 0 ? "" : `; ${outcome.activated} waiting teacher${outcome.activated === 1 ? "" : "s"} now active`)
+      )
+    })
+).pipe(Command.withDescription("merge one account into another: links, addresses, identities, teacher-made classes, memberships and admin rights move; audited"))
+
+const duplicates = Command.make(
+  "duplicates",
+  { district: Options.text("district").pipe(Options.withDescription("only groups touching this district"), Options.optional), json: jsonOption },
+  (args) =>
+    Effect.gen(function*() {
+      const groups = yield* Effect.flatMap(Duplicates, (d) => d.find(args.district))
+      if (args.json) return yield* json(groups)
+      if (groups.length === 0) return yield* Console.log("no duplicate accounts found")
+      yield* Console.log(table(
+        ["accounts", "match", "shared", "linked people (district:source id)"],
+        groups.map((g) => [
+          g.accounts.join(" "),
+          g.match,
+          g.shared,
+          g.people.map((p) => `${p.accountId}→${p.district}:${p.sourceId}${p.active ? "" : " (inactive)"}`).join(", ") || "-"
+        ])
+      ))
+    })
+).pipe(Command.withDescription("accounts that share an address, a provider identity, or a name and birth date, for review (ids and source IDs only)"))
 
 const show = Command.make("show", { accountId: accountArg, json: jsonOption }, (args) =>
   Effect.gen(function*() {
@@ -190,6 +311,6 @@ const resolve = Command.make(
 
 export const accountsCommand = Command.make("accounts").pipe(
   Command.withDescription("the platform's accounts: import, addresses, reviews, activation"),
-  Command.withSubcommands([importCommand, addEmail, review, confirm, resend, show, resolve])
+  Command.withSubcommands([importCommand, addEmail, review, confirm, resend, show, pending, merge, duplicates, resolve])
 )
 

@@ -229,6 +229,8 @@ const confirm = Command.make(
       yield* Console.log(
         result.outcome === "linked"
           ? `confirmed: admin ${result.adminId}; account ${result.accountId} gained the invited address and the administrator access`
+          : result.outcome === "activated"
+          ? `confirmed: admin ${result.adminId}; the pending account ${result.accountId} with the invited address is active and holds the administrator access`
           : `confirmed: admin ${result.adminId}; new account ${result.accountId} with the invited address holds the administrator access`
       )
     })

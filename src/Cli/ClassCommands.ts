@@ -1,6 +1,6 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect } from "effect"
-import { Classes } from "../Classes/Classes.ts"
+import { Console, Effect, Option } from "effect"
+import { Classes, InvalidInput, type Member, memberText } from "../Classes/Classes.ts"
 
 /** `rosterd class …` and `rosterd user rename`: see src/Classes/Classes.ts. */
 
@@ -30,19 +30,35 @@ const rename = Command.make(
     })
 ).pipe(Command.withDescription("rename a class (refused for district-synced classes)"))
 
-const addStudent = Command.make("add-student", { classId: classArg, userId: userArg }, (args) =>
-  Effect.gen(function*() {
-    const outcome = yield* Effect.flatMap(Classes, (classes) => classes.addStudent(args.classId, args.userId))
-    yield* Console.log(
-      outcome === "added" ? `added user ${args.userId} to class ${args.classId}` : `user ${args.userId} is already in class ${args.classId}`
-    )
-  })).pipe(Command.withDescription("add a student to a class (refused for district-synced classes)"))
+/** A student is a rostered user (`<user-id>`) or a platform account without one (`--account <id>`). */
+const memberArgs = {
+  userId: userArg.pipe(Args.optional),
+  account: Options.integer("account").pipe(
+    Options.withDescription("a platform account instead of a rostered user: a student who is not rostered in the district"),
+    Options.optional
+  )
+}
 
-const removeStudent = Command.make("remove-student", { classId: classArg, userId: userArg }, (args) =>
+const memberOf = (args: { readonly userId: Option.Option<number>; readonly account: Option.Option<number> }) =>
+  Option.isSome(args.userId) === Option.isSome(args.account)
+    ? Effect.fail(new InvalidInput({ problem: "give the rostered user's id or --account <id>, one of the two" }))
+    : Effect.succeed<Member>(Option.isSome(args.account) ? { accountId: args.account.value } : { userId: Option.getOrThrow(args.userId) })
+
+const addStudent = Command.make("add-student", { classId: classArg, ...memberArgs }, (args) =>
   Effect.gen(function*() {
-    yield* Effect.flatMap(Classes, (classes) => classes.removeMember(args.classId, args.userId, "student"))
-    yield* Console.log(`removed user ${args.userId} from class ${args.classId}`)
-  })).pipe(Command.withDescription("remove a student from a class (refused for district-synced classes)"))
+    const member = yield* memberOf(args)
+    const outcome = yield* Effect.flatMap(Classes, (classes) => classes.addStudent(args.classId, member))
+    yield* Console.log(
+      outcome === "added" ? `added ${memberText(member)} to class ${args.classId}` : `${memberText(member)} is already in class ${args.classId}`
+    )
+  })).pipe(Command.withDescription("add a student (a rostered user, or --account: a platform account) to a class (refused for district-synced classes)"))
+
+const removeStudent = Command.make("remove-student", { classId: classArg, ...memberArgs }, (args) =>
+  Effect.gen(function*() {
+    const member = yield* memberOf(args)
+    yield* Effect.flatMap(Classes, (classes) => classes.removeMember(args.classId, member, "student"))
+    yield* Console.log(`removed ${memberText(member)} from class ${args.classId}`)
+  })).pipe(Command.withDescription("remove a student (a rostered user, or --account) from a class (refused for district-synced classes)"))
 
 const removeTeacher = Command.make("remove-teacher", { classId: classArg, userId: userArg }, (args) =>
   Effect.gen(function*() {

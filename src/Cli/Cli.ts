@@ -4,6 +4,9 @@ import { Accounts } from "../Accounts/Accounts.ts"
 import { Activation } from "../Accounts/Activation.ts"
 import { Audit } from "../Audit/Audit.ts"
 import { Reviews } from "../Accounts/Reviews.ts"
+import { Duplicates } from "../Accounts/Duplicates.ts"
+import { Merge } from "../Accounts/Merge.ts"
+import { Reminders, RemindersLive } from "../Accounts/Reminders.ts"
 import { ConfigFile, ConfigProviderLive } from "../Config/ConfigFile.ts"
 import { HttpLive } from "../Http/Server.ts"
 import { MailerLive } from "../Mail/SmtpMailer.ts"
@@ -92,7 +95,9 @@ const CommandLive = Layer.mergeAll(Holds.Default, Audit.Default, Secrets.Default
  * `Activation.Default` is provided here (and in the services' own dependencies): review
  * create and resend-activation queue activation e-mails in their transactions.
  */
-const AccountsCommandLive = Layer.mergeAll(Accounts.Default, Reviews.Default, Activation.Default, Classes.Default, Report.Default).pipe(
+const AccountsCommandLive = Layer.mergeAll(
+  Accounts.Default, Reviews.Default, Activation.Default, Classes.Default, Report.Default, Merge.Default, Duplicates.Default, Reminders.Default
+).pipe(
   Layer.provideMerge(CommandLive)
 )
 
@@ -110,8 +115,9 @@ const StatusCommandLive = Freshness.Default.pipe(Layer.provideMerge(PausesComman
 
 const daemon = Command.make("daemon", {}, () =>
   Effect.never.pipe(Effect.provide(
-    Layer.mergeAll(HttpLive, DaemonLive).pipe(
+    Layer.mergeAll(HttpLive, DaemonLive, RemindersLive).pipe(
       Layer.provide(Layer.mergeAll(
+        Reminders.Default,
         Outbox.Default.pipe(Layer.provide(MailerLive)),
         Retention.Default,
         Slots.Default,

@@ -122,6 +122,7 @@ const STEPS: ReadonlyArray<readonly [string, string]> = [
          AND NOT EXISTS (SELECT 1 FROM account_emails e WHERE e.account_id = a.id)
          AND NOT EXISTS (SELECT 1 FROM account_identities i WHERE i.account_id = a.id)
          AND NOT EXISTS (SELECT 1 FROM classes c WHERE c.owner_account_id = a.id)
+         AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.account_id = a.id)
          AND NOT EXISTS (SELECT 1 FROM admins m WHERE m.account_id = a.id)
          AND NOT EXISTS (SELECT 1 FROM account_reviews r WHERE r.resolved_account_id = a.id)
          AND NOT EXISTS (SELECT 1 FROM activation_tokens t WHERE t.account_id = a.id))

@@ -107,6 +107,18 @@ export const AccountRules = Schema.Struct({
 })
 export type AccountRules = typeof AccountRules.Type
 
+/**
+ * Activation follow-up (src/Accounts/Reminders.ts): a teacher (or roster admin) who has not
+ * confirmed gets a reminder with a fresh link `remindAfterDays` after the last activation
+ * e-mail, at most `maxReminders` times; the earlier link stops working.
+ */
+export const ActivationRules = Schema.Struct({
+  remindAfterDays: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 365)), { default: () => 7 }),
+  /** 0: no reminders. */
+  maxReminders: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 10)), { default: () => 2 })
+})
+export type ActivationRules = typeof ActivationRules.Type
+
 export const DistrictRules = Schema.Struct({
   scope: Schema.optionalWith(ScopeRules, { default: () => Schema.decodeSync(ScopeRules)({}) }),
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
@@ -127,6 +139,8 @@ export const DistrictRules = Schema.Struct({
   schedule: Schema.optionalWith(ScheduleRules, { default: () => Schema.decodeSync(ScheduleRules)({}) }),
   /** Pause notices to the district's contacts: src/Schedule/PauseNotices.ts. */
   notices: Schema.optionalWith(NoticeRules, { default: () => Schema.decodeSync(NoticeRules)({}) }),
+  /** Reminders to teachers who have not confirmed their account: src/Accounts/Reminders.ts. */
+  activation: Schema.optionalWith(ActivationRules, { default: () => Schema.decodeSync(ActivationRules)({}) }),
   /**
    * Changes to the holiday pause windows for this district (`disable`, `replace`, `add`),
    * checked by src/Schedule/CalendarRules.ts (see config/calendars.yaml).
