@@ -24,18 +24,21 @@ import { ADMIN_ROLES_SQL, CONFIRMING_ROLES_SQL } from "../Admins/Roles.ts"
  *
  * 1. **Identity.** An account known by one of the person's login identities
  *    (`account_identities`, from `accounts import`): their source ID first, then a `userIds`
- *    entry. Exactly one such account, not linked to another active rostered user of the
- *    district → linked (`identity`), whatever the address says. Several, or one taken →
- *    review (`identity_conflict`).
+ *    entry. Exactly one such account, not linked to another active rostered user (in any
+ *    district: a OneRoster sourcedId is unique only within its source) → linked
+ *    (`identity`), whatever the address says. Several, or one taken → review
+ *    (`identity_conflict`).
  * 2. **Masked.** The district's e-mail field is masked, or this address looks masked (or is
  *    given to ten people or more): no account, no link, no activation e-mail, no review —
  *    the person waits (reported) until the district shares the address.
- * 3. **One person, two records.** Active records of the district with the same address and
- *    the same given and family names (names not masked), whose roles do not overlap (a
- *    teacher at one school, an administrator at another), and which no other record of the
- *    district shares the address with: one account for all of them (`same_person`) — the
- *    one a record of them is linked to already, or one new account. Records that merely
- *    share an address are never merged.
+ * 3. **One person, two records.** Active staff records (teachers, administrators — never a
+ *    student record) of the district with the same address and the same given and family
+ *    names (names not masked), whose roles do not overlap (a teacher at one school, an
+ *    administrator at another), and which no other record of the district shares the
+ *    address with: one account for all of them (`same_person`) — the one a record of them
+ *    is linked to already, or one new account made for the teacher record, whose activation
+ *    e-mail is the person's only one (the others follow its confirmation). Records that
+ *    merely share an address are never merged.
  * 4. **No address.** A teacher (or roster admin) with none gets no account — nobody could
  *    activate it — and a finding; the account comes with the address. (A student without
  *    one gets an account: students are activated by enrolment.)
@@ -147,7 +150,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
          WHERE NOT masked AND email_key IS NOT NULL AND given_key IS NOT NULL AND family_key IS NOT NULL
            AND user_id NOT IN (SELECT user_id FROM pg_temp.link_identity)),
        members AS (
-         SELECT u.id AS user_id, lower(btrim(u.email)) AS email_key, u.roles, u.active,
+         SELECT u.id AS user_id, u.source_id, lower(btrim(u.email)) AS email_key, u.roles, u.active,
                 lower(btrim(u.given_name)) AS given_key, lower(btrim(u.family_name)) AS family_key, l.account_id
          FROM users u LEFT JOIN account_links l ON l.user_id = u.id
          WHERE u.district_id = $1 AND u.roles && ${PERSONS} AND lower(btrim(u.email)) IN (SELECT email_key FROM keys)),
@@ -168,7 +171,9 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
                 g.account_id IS NULL AS new_account
          FROM groups g)
        SELECT m.user_id, n.account_id, n.new_account,
-              n.new_account AND m.user_id = min(m.user_id) OVER (PARTITION BY m.email_key) AS leader,
+              -- a new account is created for the teacher record (else the first by source ID), the others follow
+              n.new_account AND m.user_id = first_value(m.user_id) OVER (
+                PARTITION BY m.email_key ORDER BY 'teacher' = ANY (m.roles) DESC, m.source_id) AS leader,
               (SELECT array_agg(o.user_id ORDER BY o.user_id) FROM members o WHERE o.email_key = m.email_key AND o.user_id <> m.user_id) AS partners
        FROM members m JOIN numbered n ON n.email_key = m.email_key
        WHERE m.user_id IN (SELECT user_id FROM pg_temp.link_people)`,
@@ -212,8 +217,9 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
          GROUP BY e.email_key),
        judged AS (
          SELECT p.*, coalesce(c.ids, '{}') AS email_ids, i.ids AS identity_ids,
+                -- (in any district: a OneRoster sourcedId is unique within its source only)
                 cardinality(i.ids) = 1 AND EXISTS (
-                  SELECT 1 FROM account_links o JOIN users x ON x.id = o.user_id AND x.active AND x.district_id = $1
+                  SELECT 1 FROM account_links o JOIN users x ON x.id = o.user_id AND x.active
                   WHERE o.account_id = i.ids[1]) AS identity_taken,
                 s.account_id AS same_account, s.leader, s.partners, r.related,
                 p.email_key IS NOT NULL AND NOT p.masked AND s.user_id IS NULL
@@ -245,8 +251,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
                             WHEN 'same_person' THEN same_account
                             WHEN 'create' THEN coalesce(same_account, nextval(pg_get_serial_sequence('accounts', 'id')))
               END AS account_id
-       FROM decided`,
-      [district]
+       FROM decided`
     )
     const [counts] = yield* sql.unsafe<{ readonly linked: number; readonly created: number; readonly queued: number; readonly waiting: number }>(
       `SELECT count(*) FILTER (WHERE decision IN ('link', 'identity', 'same_person'))::int AS linked,
