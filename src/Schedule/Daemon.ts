@@ -47,7 +47,9 @@ import { catchUpSlot, nextSlot } from "./SyncSchedule.ts"
  *
  * Beside it: pause notices every `rosterd.sync.noticeCheck` (PauseNotices.ts, exactly once
  * per pause per district across replicas), the outbox worker (Outbox.run, rows claimed
- * with `FOR UPDATE SKIP LOCKED`), and the retention (Retention.run, hourly).
+ * with `FOR UPDATE SKIP LOCKED`), and the retention (Retention.run, hourly). Activation
+ * reminders run beside the daemon, not in it (src/Accounts/Reminders.ts `RemindersLive`,
+ * composed with it in src/Cli/Cli.ts), every `rosterd.accounts.reminderCheck`.
  */
 
 export const DaemonConfig = Config.all({
