@@ -70,6 +70,8 @@ const RULES = new Set([
   "People.enrolledUsers",
   "People.recomputeAges",
   "People.reportPeople",
+  "Identities.applyIdentities",
+  "Linking.updateAddresses",
   "Linking.linkAccounts",
   "Linking.refreshStudentActivation",
   "Activation.issue"

@@ -76,9 +76,12 @@ export default Effect.gen(function*() {
     WHERE i.subject = p_subject AND i.provider = families[1] AND i.kind = ANY (kinds)
     ORDER BY a.id, i.kind DESC`
   yield* sql.unsafe(`
+    -- No foreign keys: only the sync writes it (the lock below), from the users it has just
+    -- written, and erase deletes it with them; checking 200,000 references one by one would
+    -- cost a large district's first sync seconds.
     CREATE TABLE user_identities (
-      district_id    text NOT NULL REFERENCES districts (id),
-      user_id        bigint NOT NULL REFERENCES users (id),
+      district_id    text NOT NULL,
+      user_id        bigint NOT NULL,
       provider       text NOT NULL CHECK (provider IN ('clever', 'oneroster', 'csv')),
       kind           text NOT NULL CHECK (kind IN ('source_id', 'user_id', 'identifier', 'sis_id', 'state_id',
                                                    'student_number', 'teacher_number', 'staff_id', 'legacy_source_id')),
@@ -93,7 +96,6 @@ export default Effect.gen(function*() {
     -- A login identity names one rostered user per district (and finds it by value alone).
     CREATE UNIQUE INDEX user_identities_login ON user_identities (value, provider, kind, type, district_id)
       WHERE ended_at IS NULL AND kind IN ('source_id', 'user_id');
-    CREATE INDEX user_identities_by_district ON user_identities (district_id, kind);
 
     CREATE TABLE account_identities (
       account_id  bigint NOT NULL REFERENCES accounts (id),
@@ -111,7 +113,9 @@ export default Effect.gen(function*() {
 
     ALTER TABLE account_emails
       ADD COLUMN former_at timestamptz,
-      ADD COLUMN source_user_id bigint REFERENCES users (id) ON DELETE SET NULL;
+      -- (no foreign key: the sync writes a hundred thousand at once; an erased district's
+      -- users leave it naming nobody, which the sync reads as no one)
+      ADD COLUMN source_user_id bigint;
     CREATE INDEX account_emails_by_source_user ON account_emails (source_user_id) WHERE source_user_id IS NOT NULL;
     UPDATE account_emails e SET source_user_id = l.user_id
     FROM account_links l JOIN users u ON u.id = l.user_id

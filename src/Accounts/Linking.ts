@@ -149,23 +149,28 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
          SELECT DISTINCT email_key FROM pg_temp.link_people
          WHERE NOT masked AND email_key IS NOT NULL AND given_key IS NOT NULL AND family_key IS NOT NULL
            AND user_id NOT IN (SELECT user_id FROM pg_temp.link_identity)),
+       -- (addresses of the district's records that more than one record has: few)
+       shared AS (
+         SELECT lower(btrim(u.email)) AS email_key FROM users u
+         WHERE u.district_id = $1 AND u.roles && ${PERSONS} AND lower(btrim(u.email)) IN (SELECT email_key FROM keys)
+         GROUP BY 1 HAVING count(*) >= 2),
        members AS (
          SELECT u.id AS user_id, u.source_id, lower(btrim(u.email)) AS email_key, u.roles, u.active,
                 lower(btrim(u.given_name)) AS given_key, lower(btrim(u.family_name)) AS family_key, l.account_id
          FROM users u LEFT JOIN account_links l ON l.user_id = u.id
-         WHERE u.district_id = $1 AND u.roles && ${PERSONS} AND lower(btrim(u.email)) IN (SELECT email_key FROM keys)),
+         WHERE u.district_id = $1 AND u.roles && ${PERSONS} AND lower(btrim(u.email)) IN (SELECT email_key FROM shared)),
+       -- no role twice: the person holds each role in one record
+       roles AS (
+         SELECT m.email_key, count(*) = count(DISTINCT r) AS disjoint FROM members m CROSS JOIN LATERAL unnest(m.roles) r GROUP BY m.email_key),
        -- Staff records only (teachers, administrators): a student record is never merged with
        -- another (its account activates by enrolment, a teacher's only by confirming).
        groups AS (
-         SELECT email_key, min(account_id) AS account_id FROM members
-         GROUP BY email_key
-         HAVING count(*) >= 2 AND bool_and(active) AND bool_and(NOT 'student' = ANY (roles))
-            AND count(DISTINCT (given_key, family_key)) = 1
-            AND bool_and(given_key <> '' AND family_key <> '') AND count(DISTINCT account_id) <= 1
-            AND bool_and(user_id NOT IN (SELECT user_id FROM pg_temp.link_identity))
-            -- no role twice: a person holding each role in one record
-            AND (SELECT count(*) = count(DISTINCT r) FROM members x CROSS JOIN LATERAL unnest(x.roles) r
-                 WHERE x.email_key = members.email_key)),
+         SELECT m.email_key, min(m.account_id) AS account_id FROM members m JOIN roles r ON r.email_key = m.email_key AND r.disjoint
+         GROUP BY m.email_key
+         HAVING bool_and(m.active) AND bool_and(NOT 'student' = ANY (m.roles))
+            AND count(DISTINCT (m.given_key, m.family_key)) = 1 AND bool_and(m.given_key <> '' AND m.family_key <> '')
+            AND count(DISTINCT m.account_id) <= 1
+            AND bool_and(m.user_id NOT IN (SELECT user_id FROM pg_temp.link_identity))),
        numbered AS (
          SELECT g.email_key, coalesce(g.account_id, nextval(pg_get_serial_sequence('accounts', 'id'))) AS account_id,
                 g.account_id IS NULL AS new_account

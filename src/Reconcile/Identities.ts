@@ -35,18 +35,23 @@ export { encodeIdentities, IDENTITY_SEPARATOR } from "./Entities.ts"
 export const identityProvider = (source: RosterSource): "clever" | "oneroster" | "csv" =>
   source === "clever" ? "clever" : source === "csv" ? "csv" : "oneroster"
 
+/** The staged users the run lists as active and readable. */
+const LISTED = `NOT s.invalid AND NOT s.shadowed AND s.status = 'active' AND s.excluded IS NULL`
+
+/** A staged user's identities as rows `(kind, type, value)`, its source ID as kind `source_id` included. */
+const identitiesOf = (s: string) => `(
+  SELECT 'source_id'::text AS kind, ''::text AS type, ${s}.source_id AS value
+  UNION ALL
+  SELECT split_part(x, E'\\x1f', 1), split_part(x, E'\\x1f', 2), split_part(x, E'\\x1f', 3) FROM unnest(${s}.identities) AS x)`
+
 /**
  * The staged identities as rows `(source_id, kind, type, value)` — the source ID as kind
  * `source_id` included — of the users the run lists as active and readable.
  */
 export const STAGED_IDENTITIES = `(
-  SELECT s.source_id, 'source_id'::text AS kind, ''::text AS type, s.source_id AS value
-  FROM ${stageTable("users")} s
-  WHERE NOT s.invalid AND NOT s.shadowed AND s.status = 'active' AND s.excluded IS NULL
-  UNION
-  SELECT s.source_id, split_part(x, E'\\x1f', 1), split_part(x, E'\\x1f', 2), split_part(x, E'\\x1f', 3)
-  FROM ${stageTable("users")} s CROSS JOIN LATERAL unnest(s.identities) AS x
-  WHERE NOT s.invalid AND NOT s.shadowed AND s.status = 'active' AND s.excluded IS NULL)`
+  SELECT s.source_id, i.kind, i.type, i.value
+  FROM ${stageTable("users")} s CROSS JOIN LATERAL ${identitiesOf("s")} i
+  WHERE ${LISTED})`
 
 const LOGIN_KINDS = `('source_id', 'user_id')`
 
@@ -61,12 +66,21 @@ export const applyIdentities = (context: ApplyContext & FindingsContext) =>
     const sql = yield* SqlClient.SqlClient
     const provider = identityProvider(context.rosterSource)
     yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.identities_wanted`)
+    // (One join of the staged users with the stored ones, then their identities: each user's
+    // are listed once by its provider mapping.)
     yield* sql.unsafe(
       `CREATE TEMP TABLE identities_wanted AS
-       SELECT u.id AS user_id, i.source_id, i.kind, i.type, i.value,
-              i.kind IN ${LOGIN_KINDS} AND count(*) OVER (PARTITION BY i.kind, i.type, i.value) > 1 AS shared
-       FROM ${STAGED_IDENTITIES} i JOIN users u ON u.district_id = $1 AND u.source_id = i.source_id`,
+       SELECT u.id AS user_id, s.source_id, i.kind, i.type, i.value, false AS shared
+       FROM ${stageTable("users")} s JOIN users u ON u.district_id = $1 AND u.source_id = s.source_id
+       CROSS JOIN LATERAL ${identitiesOf("s")} i
+       WHERE ${LISTED}`,
       [context.districtId]
+    )
+    // A login listed for several users (source IDs cannot be: a repeated one is held).
+    yield* sql.unsafe(
+      `UPDATE pg_temp.identities_wanted w SET shared = true
+       FROM (SELECT type, value FROM pg_temp.identities_wanted WHERE kind = 'user_id' GROUP BY type, value HAVING count(*) > 1) x
+       WHERE w.kind = 'user_id' AND w.type = x.type AND w.value = x.value`
     )
     yield* sql.unsafe(`ANALYZE pg_temp.identities_wanted`)
     const usersFile = quote(context.files.users ?? "users")
