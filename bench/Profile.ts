@@ -71,7 +71,13 @@ const RULES = new Set([
   "People.recomputeAges",
   "People.reportPeople",
   "Identities.applyIdentities",
+  "Rekey.detectRekey",
   "Linking.updateAddresses",
+  "Linking.people",
+  "Linking.identities",
+  "Linking.samePerson",
+  "Linking.reuse",
+  "Linking.decide",
   "Linking.linkAccounts",
   "Linking.refreshStudentActivation",
   "Activation.issue"

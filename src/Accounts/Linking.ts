@@ -112,7 +112,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
        WHERE u.district_id = $1 AND u.active AND u.roles && ${people}
          AND NOT EXISTS (SELECT 1 FROM account_links l WHERE l.user_id = u.id)`,
       [district]
-    )
+    ).pipe(Effect.withSpan("Linking.people"))
     const [pending] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM pg_temp.link_people`)
     if ((pending?.n ?? 0) === 0) {
       yield* followPartners(district)
@@ -139,7 +139,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
        FROM m JOIN best b ON b.user_id = m.user_id AND b.rank = m.rank
        GROUP BY m.user_id`,
       [district]
-    )
+    ).pipe(Effect.withSpan("Linking.identities"))
 
     // 3. One person with several records: same address, same names, roles that do not overlap.
     yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_same`)
@@ -183,7 +183,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
        FROM members m JOIN numbered n ON n.email_key = m.email_key
        WHERE m.user_id IN (SELECT user_id FROM pg_temp.link_people)`,
       [district]
-    )
+    ).pipe(Effect.withSpan("Linking.samePerson"))
 
     // 4. Addresses that are, or were lately, another rostered person's.
     yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_reuse`)
@@ -209,7 +209,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
        WHERE NOT p.masked
        GROUP BY p.user_id`,
       [district, options.reuseWindowDays]
-    )
+    ).pipe(Effect.withSpan("Linking.reuse"))
 
     // 5. The decisions.
     yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_decisions`)
@@ -257,7 +257,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
                             WHEN 'create' THEN coalesce(same_account, nextval(pg_get_serial_sequence('accounts', 'id')))
               END AS account_id
        FROM decided`
-    )
+    ).pipe(Effect.withSpan("Linking.decide"))
     const [counts] = yield* sql.unsafe<{ readonly linked: number; readonly created: number; readonly queued: number; readonly waiting: number }>(
       `SELECT count(*) FILTER (WHERE decision IN ('link', 'identity', 'same_person'))::int AS linked,
               count(*) FILTER (WHERE decision = 'create')::int AS created,
@@ -331,16 +331,16 @@ const updateAddresses = (context: ApplyContext) =>
        FROM account_links l JOIN users u ON u.id = l.user_id
        JOIN accounts a ON a.id = l.account_id AND a.state <> 'merged'
        WHERE u.district_id = $1 AND u.active AND coalesce(btrim(u.email), '') <> '' AND NOT ${districtEmailMasked("$1")}
-         AND NOT ${maskedEmail("u.email")}
          AND NOT EXISTS (SELECT 1 FROM account_emails e WHERE e.account_id = l.account_id AND e.email_key = lower(btrim(u.email))
                          AND e.former_at IS NULL)`,
       [context.districtId]
     )
     const [any] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM pg_temp.address_changes`)
     if ((any?.n ?? 0) === 0) return 0
-    // An address given to many people at once is a placeholder, not theirs (Quality.ts).
+    // A masked address is never added: one that looks masked, or is given to many people at
+    // once (a placeholder, not theirs: Quality.ts). Judged on the few changed rows only.
     yield* sql.unsafe(
-      `DELETE FROM pg_temp.address_changes c WHERE c.email_key IN (
+      `DELETE FROM pg_temp.address_changes c WHERE ${maskedEmail("c.email")} OR c.email_key IN (
          SELECT lower(btrim(x.email)) FROM users x WHERE x.district_id = $1 AND x.active
            AND lower(btrim(x.email)) IN (SELECT email_key FROM pg_temp.address_changes)
          GROUP BY 1 HAVING count(*) >= ${MASK_SHARED_MIN})`,

@@ -20,11 +20,12 @@ export { encodeIdentities, IDENTITY_SEPARATOR } from "./Entities.ts"
  * should use rather than the encoding.
  *
  * **Apply** (`applyIdentities`), set-based, compare before write (a run whose records list
- * what is stored writes nothing), only for the users the run lists as active and readable
- * (a held, absent or removed user's identities stay as they are):
+ * what is stored plans nothing and writes nothing), only for the users the run lists as
+ * active and readable (a held, absent or removed user's identities stay as they are):
  *
  * 1. the wanted identities of those users; a login identity (`source_id`, `user_id`) listed
- *    for several of them is wanted for none (finding `shared_login_identity`);
+ *    for several of them is wanted for none (finding `shared_login_identity`); one FULL JOIN
+ *    with their stored current identities plans what to add and what to end;
  * 2. a stored identity such a user no longer lists ends (`missing_from_source`, or `shared`);
  * 3. a login identity another user of the district held ends there (`claimed`): a login
  *    names one person;
@@ -92,49 +93,67 @@ export const applyIdentities = (context: ApplyContext & FindingsContext) =>
               ' is listed for other users too; it is stored for none of them (a login names one person)' AS detail
        FROM pg_temp.identities_wanted w WHERE w.shared`
     )
-    // 2. Identities the listed users no longer list (or share) end.
-    const [ended] = yield* sql.unsafe<{ readonly n: number }>(
-      `WITH listed AS (SELECT DISTINCT user_id FROM pg_temp.identities_wanted),
-       ended AS (
-         UPDATE user_identities i
-         SET ended_at = now(),
-             ended_reason = CASE WHEN i.provider = $2 AND EXISTS (
-                                   SELECT 1 FROM pg_temp.identities_wanted w
-                                   WHERE w.user_id = i.user_id AND w.shared AND w.kind = i.kind AND w.type = i.type AND w.value = i.value)
-                                 THEN 'shared' ELSE 'missing_from_source' END
-         WHERE i.district_id = $1 AND i.ended_at IS NULL AND i.user_id IN (SELECT user_id FROM listed)
-           AND NOT EXISTS (SELECT 1 FROM pg_temp.identities_wanted w
-                           WHERE w.user_id = i.user_id AND NOT w.shared AND i.provider = $2
-                             AND w.kind = i.kind AND w.type = i.type AND w.value = i.value)
-         RETURNING 1)
-       SELECT count(*)::int AS n FROM ended`,
+    // The plan, in one pass: what the listed users list and is not stored (add), what is
+    // stored for them and no longer listed, listed under another provider, or shared (end).
+    // A run whose records list what is stored plans nothing and writes nothing.
+    yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.identities_plan`)
+    yield* sql.unsafe(
+      `CREATE TEMP TABLE identities_plan AS
+       SELECT CASE WHEN i.user_id IS NULL THEN 'add' WHEN w.shared THEN 'shared' ELSE 'missing_from_source' END AS action,
+              coalesce(w.user_id, i.user_id) AS user_id, coalesce(i.provider, $2) AS provider,
+              coalesce(w.kind, i.kind) AS kind, coalesce(w.type, i.type) AS type, coalesce(w.value, i.value) AS value
+       FROM pg_temp.identities_wanted w
+       FULL JOIN (SELECT * FROM user_identities
+                  WHERE district_id = $1 AND ended_at IS NULL AND user_id IN (SELECT user_id FROM pg_temp.identities_wanted)) i
+         ON i.user_id = w.user_id AND i.provider = $2 AND i.kind = w.kind AND i.type = w.type AND i.value = w.value
+       WHERE (i.user_id IS NULL AND NOT w.shared) OR (i.user_id IS NOT NULL AND (w.user_id IS NULL OR w.shared))`,
       [context.districtId, provider]
     )
-    // 3. A login identity now listed for another user ends where it was.
-    const [claimed] = yield* sql.unsafe<{ readonly n: number }>(
-      `WITH ended AS (
-         UPDATE user_identities i SET ended_at = now(), ended_reason = 'claimed'
-         FROM pg_temp.identities_wanted w
-         WHERE i.district_id = $1 AND i.ended_at IS NULL AND i.kind IN ${LOGIN_KINDS} AND i.provider = $2
-           AND NOT w.shared AND w.kind = i.kind AND w.type = i.type AND w.value = i.value AND w.user_id <> i.user_id
-         RETURNING 1)
-       SELECT count(*)::int AS n FROM ended`,
-      [context.districtId, provider]
+    const [planned] = yield* sql.unsafe<{ readonly adds: number; readonly ends: number }>(
+      `SELECT count(*) FILTER (WHERE action = 'add')::int AS adds, count(*) FILTER (WHERE action <> 'add')::int AS ends
+       FROM pg_temp.identities_plan`
     )
-    // 4. What is wanted and not stored: added, or reopened.
-    const [added] = yield* sql.unsafe<{ readonly n: number }>(
-      `WITH added AS (
-         INSERT INTO user_identities (district_id, user_id, provider, kind, type, value)
-         SELECT $1, w.user_id, $2, w.kind, w.type, w.value FROM pg_temp.identities_wanted w
-         WHERE NOT w.shared AND NOT EXISTS (
-           SELECT 1 FROM user_identities i
-           WHERE i.user_id = w.user_id AND i.provider = $2 AND i.kind = w.kind AND i.type = w.type AND i.value = w.value
-             AND i.ended_at IS NULL)
-         ON CONFLICT (user_id, provider, kind, type, value) DO UPDATE SET ended_at = NULL, ended_reason = NULL
-         RETURNING 1)
-       SELECT count(*)::int AS n FROM added`,
-      [context.districtId, provider]
-    )
+    let ended = 0
+    let added = 0
+    if ((planned?.ends ?? 0) > 0) {
+      // 2. Identities the listed users no longer list (or share) end.
+      const [row] = yield* sql.unsafe<{ readonly n: number }>(
+        `WITH ended AS (
+           UPDATE user_identities i SET ended_at = now(), ended_reason = p.action
+           FROM pg_temp.identities_plan p
+           WHERE p.action <> 'add' AND i.user_id = p.user_id AND i.provider = p.provider AND i.kind = p.kind
+             AND i.type = p.type AND i.value = p.value AND i.ended_at IS NULL
+           RETURNING 1)
+         SELECT count(*)::int AS n FROM ended`
+      )
+      ended += row?.n ?? 0
+    }
+    if ((planned?.adds ?? 0) > 0) {
+      // 3. A login identity now listed for another user ends where it was.
+      const [claimed] = yield* sql.unsafe<{ readonly n: number }>(
+        `WITH ended AS (
+           UPDATE user_identities i SET ended_at = now(), ended_reason = 'claimed'
+           FROM pg_temp.identities_plan p
+           WHERE p.action = 'add' AND p.kind IN ${LOGIN_KINDS} AND i.district_id = $1 AND i.ended_at IS NULL
+             AND i.provider = p.provider AND i.kind = p.kind AND i.type = p.type AND i.value = p.value AND i.user_id <> p.user_id
+           RETURNING 1)
+         SELECT count(*)::int AS n FROM ended`,
+        [context.districtId]
+      )
+      ended += claimed?.n ?? 0
+      // 4. What is wanted and not stored: added, or reopened.
+      const [row] = yield* sql.unsafe<{ readonly n: number }>(
+        `WITH added AS (
+           INSERT INTO user_identities (district_id, user_id, provider, kind, type, value)
+           SELECT $1, p.user_id, p.provider, p.kind, p.type, p.value FROM pg_temp.identities_plan p WHERE p.action = 'add'
+           ON CONFLICT (user_id, provider, kind, type, value) DO UPDATE SET ended_at = NULL, ended_reason = NULL
+           RETURNING 1)
+         SELECT count(*)::int AS n FROM added`,
+        [context.districtId]
+      )
+      added = row?.n ?? 0
+    }
+    yield* sql.unsafe(`DROP TABLE pg_temp.identities_plan`)
     yield* sql.unsafe(`DROP TABLE pg_temp.identities_wanted`)
-    return { added: added?.n ?? 0, ended: (ended?.n ?? 0) + (claimed?.n ?? 0) } satisfies IdentityCounts
+    return { added, ended } satisfies IdentityCounts
   }).pipe(Effect.withSpan("Identities.applyIdentities"))
