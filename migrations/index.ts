@@ -10,6 +10,7 @@ import trustBoundary from "./0008_trust_boundary.ts"
 import outboxLinks from "./0009_outbox_links.ts"
 import deferredRuns from "./0010_deferred_runs.ts"
 import identities from "./0011_identities.ts"
+import rekey from "./0012_rekey.ts"
 import mergesFollowup from "./0013_merges_followup.ts"
 import adminScope from "./0014_admin_scope.ts"
 
@@ -30,6 +31,7 @@ const all = {
   "0009_outbox_links": outboxLinks,
   "0010_deferred_runs": deferredRuns,
   "0011_identities": identities,
+  "0012_rekey": rekey,
   "0013_merges_followup": mergesFollowup,
   "0014_admin_scope": adminScope
 }

@@ -6,6 +6,7 @@ import YAML from "yaml"
 import { DistrictId, TimeZone } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { InvalidDistrict } from "../Domain/Errors.ts"
+import { readMappingFile, Rekey } from "../Districts/Rekey.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { actorOption, audited } from "./AuditCommand.ts"
@@ -284,7 +285,51 @@ const remove = Command.make("remove", { district: districtArg, by: actorOption }
     )
   })).pipe(Command.withDescription("stop syncing a district (its data is kept)"))
 
+/** `rosterd district rekey`: src/Districts/Rekey.ts. Output: kinds, tables, columns and counts; source IDs only in refusals. */
+const rekey = Command.make(
+  "rekey",
+  {
+    district: districtArg,
+    run: Options.integer("run").pipe(
+      Options.withDescription("apply the mapping this run proposed when it was held as a suspected re-key (rosterd holds show <run>)"),
+      Options.optional
+    ),
+    map: Options.text("map").pipe(
+      Options.withDescription("apply an operator's mapping: a CSV file with the columns kind, old_source_id, new_source_id (and optionally district)"),
+      Options.optional
+    ),
+    by: Options.text("by").pipe(Options.withDescription("who decides (recorded in the audit log)")),
+    reason: Options.text("reason").pipe(Options.withDescription("why (recorded in the audit log)"), Options.optional),
+    dryRun: Options.boolean("dry-run").pipe(Options.withDescription("change nothing: print what would be rewritten")),
+    json: jsonOption
+  },
+  (args) =>
+    Effect.gen(function*() {
+      if (Option.isSome(args.run) === Option.isSome(args.map)) {
+        return yield* new InvalidDistrict({ district: args.district, message: "give exactly one of --run <run> or --map <csv>" })
+      }
+      const source = Option.isSome(args.run)
+        ? { run: args.run.value }
+        : yield* Effect.map(readMappingFile(NodePath.resolve(Option.getOrThrow(args.map))), (rows) => ({ file: Option.getOrThrow(args.map), rows }))
+      const outcome = yield* Effect.flatMap(Rekey, (r) =>
+        r.rekey(args.district, source, { by: args.by, reason: Option.getOrNull(args.reason), dryRun: args.dryRun }))
+      if (args.json) return yield* json(outcome)
+      const from = outcome.runId === null ? "the operator's mapping" : `the proposal of run ${outcome.runId}`
+      yield* Console.log(
+        `${outcome.dryRun ? "dry run, nothing was changed: would re-key" : "re-keyed"} district ${outcome.districtId} from ${from}: ` +
+          outcome.records.map((r) => `${r.kind} ${r.n}`).join(", ")
+      )
+      yield* Console.log(table(["table", "column", "rows rewritten"], outcome.rewritten.map((r) => [r.table, r.column, r.n])))
+      if (!outcome.dryRun) {
+        yield* Console.log(`the next sync applies the source's other changes: rosterd sync ${outcome.districtId}`)
+      }
+    })
+).pipe(
+  Command.withDescription("rewrite a district's source IDs in place (a re-keyed source): --run applies a held run's proposal, --map an operator's CSV"),
+  Command.provide(Rekey.Default)
+)
+
 export const districtCommand = Command.make("district").pipe(
   Command.withDescription("manage districts"),
-  Command.withSubcommands([add, list, show, rules, remove, setCredentials, exportCommand, eraseCommand])
+  Command.withSubcommands([add, list, show, rules, remove, setCredentials, exportCommand, eraseCommand, rekey])
 )

@@ -3,6 +3,8 @@ import { Console, Effect, Option } from "effect"
 import type { Tripped } from "../Reconcile/Gate.ts"
 import type { HoldSummary } from "../Reconcile/Holds.ts"
 import { Holds } from "../Reconcile/Holds.ts"
+import type { RekeySummary } from "../Reconcile/Rekey.ts"
+import { describeFigures, rekeySummary } from "../Reconcile/Rekey.ts"
 import { json, table, when } from "./Output.ts"
 
 /**
@@ -21,9 +23,21 @@ const SHOWN_CHANGES = 200
 
 /** `users (student) deactivate_percent 180 of 200 (limit 10%)`: one tripped threshold. */
 export const describeTripped = (t: Tripped) => {
+  // A suspected re-key: `count` of the `of` active records paired one-to-one with new IDs; suspect from `limit`% gone.
+  if (t.rule === "rekey_suspected") return `${t.kind} rekey_suspected: ${t.count} of ${t.of} active re-keyed one-to-one (limit ${t.limit}% gone)`
   const limit = t.rule === "deactivate_percent" || t.rule === "update_percent" || t.rule === "class_cut" ? `${t.limit}%` : String(t.limit)
   return `${t.kind}${t.group === t.kind ? "" : ` (${t.group})`} ${t.rule} ${t.count} of ${t.of} (limit ${limit})`
 }
+
+/** A suspected re-key's figures per kind and its proposed pairs per match kind: counts only. */
+export const describeRekey = (rekey: RekeySummary, district: string) =>
+  [
+    `suspected re-key of ${district} (nothing of the run was applied):`,
+    ...rekey.kinds.filter((k) => k.disappeared + k.appeared > 0).map((k) =>
+      `  ${describeFigures(k, rekey.proposed.filter((m) => m.kind === k.label))}${k.suspected ? " — suspected" : ""}`
+    ),
+    ...rekey.proposed.filter((m) => m.kind === "enrollments").map((m) => `  enrollments ${m.n} paired by class and person (${m.matchedOn})`)
+  ].join("\n")
 
 /** `users deactivate 180, enrollments deactivate 540`. */
 const describeCounts = (counts: HoldSummary["counts"]) =>
@@ -53,11 +67,18 @@ const list = Command.make(
 const show = Command.make("show", { run: runArg, json: jsonOption }, (args) =>
   Effect.gen(function*() {
     const { changes, hold } = yield* Effect.flatMap(Holds, (h) => h.show(args.run))
-    if (args.json) return yield* json({ hold, changes })
+    const rekey = yield* rekeySummary(hold.runId).pipe(Effect.orDie)
+    if (args.json) return yield* json({ hold, changes, ...(rekey === undefined ? {} : { rekey }) })
     yield* Console.log(`hold of run ${hold.runId} (district ${hold.districtId}): ${hold.state}, created ${when(hold.createdAt)}`)
     for (const t of hold.tripped) yield* Console.log(`tripped: ${describeTripped(t)}`)
     yield* Console.log(`held: ${describeCounts(hold.counts)}`)
-    if (hold.state === "pending") {
+    if (rekey !== undefined) yield* Console.log(describeRekey(rekey, hold.districtId))
+    if (hold.state === "pending" && rekey !== undefined) {
+      yield* Console.log(
+        `decide: same records under new IDs: rosterd district rekey ${hold.districtId} --run ${hold.runId} --by <name> [--dry-run] | ` +
+          `they really left: rosterd holds approve ${hold.runId} --by <name> | rosterd holds reject ${hold.runId} --by <name>`
+      )
+    } else if (hold.state === "pending") {
       yield* Console.log(`decide: rosterd holds approve ${hold.runId} --by <name> [--reason <text>] | rosterd holds reject ${hold.runId} --by <name> [--reason <text>]`)
     } else if (hold.decidedBy !== null) {
       yield* Console.log(`${hold.state} by ${hold.decidedBy} at ${when(hold.decidedAt)}${hold.reason === null ? "" : `: ${hold.reason}`}`)

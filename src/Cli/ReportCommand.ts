@@ -1,6 +1,7 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect } from "effect"
 import { Report } from "../Report/Report.ts"
+import { describeRekey } from "./HoldCommands.ts"
 import { json, table, when } from "./Output.ts"
 
 /** `rosterd report <district>`: see src/Report/Report.ts. */
@@ -42,6 +43,10 @@ export const reportCommand = Command.make(
       }
       if (report.masking.some((m) => m.field === "email")) {
         yield* Console.log(`${report.withoutAccount} teachers and students have no account until the district shares their addresses`)
+      }
+      if (report.rekey !== undefined) {
+        yield* Console.log(describeRekey(report.rekey, report.district))
+        yield* Console.log(`held in run ${report.rekey.runId}: rosterd holds show ${report.rekey.runId}`)
       }
       const queue = report.reviewQueue
       yield* Console.log(

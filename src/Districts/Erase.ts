@@ -94,6 +94,10 @@ const STEPS: ReadonlyArray<readonly [string, string]> = [
   // The district's students (and teachers) in teacher-made classes: the classes stay.
   ["enrollments_in_teacher_made_classes", `DELETE FROM enrollments
      WHERE user_id IN (SELECT id FROM erase_users) OR class_id IN (SELECT id FROM erase_classes)`],
+  ["rekey_records", `DELETE FROM rekey_records WHERE rekey_id IN (SELECT id FROM rekeys WHERE district_id = $1)`],
+  ["rekeys", `DELETE FROM rekeys WHERE district_id = $1`],
+  ["rekey_proposals", `DELETE FROM rekey_proposals WHERE run_id IN (SELECT run_id FROM holds WHERE district_id = $1)`],
+  ["rekey_suspicions", `DELETE FROM rekey_suspicions WHERE run_id IN (SELECT run_id FROM holds WHERE district_id = $1)`],
   ["held_changes", `DELETE FROM held_changes WHERE run_id IN (SELECT run_id FROM holds WHERE district_id = $1)`],
   ["holds", `DELETE FROM holds WHERE district_id = $1`],
   ["run_changes", `DELETE FROM run_changes WHERE district_id = $1`],

@@ -61,6 +61,26 @@ export const GateRules = Schema.Struct({
 })
 export type GateRules = typeof GateRules.Type
 
+/**
+ * Re-keyed sources (src/Reconcile/Rekey.ts, README "Re-keyed sources"): a full run in which
+ * a kind's records disappear and about as many new ones appear that match them one-to-one on
+ * a stable identity is held as a suspected re-key (reason `rekey_suspected`), with the
+ * mapping it proposes, instead of deactivating and creating everyone.
+ */
+export const RekeyRules = Schema.Struct({
+  /** Off: no detection (the gate alone judges such a run). */
+  detect: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** A kind is suspect when at least this share of its active records disappear… */
+  minPercent: Schema.optionalWith(Schema.Number.pipe(Schema.between(0, 100)), { default: () => 20 }),
+  /** …and at least this many (a few records of a small kind are no re-key). */
+  minRecords: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 10 }),
+  /** …and the records that appear are as many, within this share of the disappeared ones… */
+  tolerancePercent: Schema.optionalWith(Schema.Number.pipe(Schema.between(0, 100)), { default: () => 10 }),
+  /** …and at least this share of the disappeared ones match an appeared one one-to-one. */
+  minMatchPercent: Schema.optionalWith(Schema.Number.pipe(Schema.between(0, 100)), { default: () => 90 })
+})
+export type RekeyRules = typeof RekeyRules.Type
+
 /** An address to write to; only its shape is checked. Never logged. */
 const ContactAddress = Schema.Trim.pipe(
   Schema.pattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, { message: () => "a contact must be an e-mail address" })
@@ -124,6 +144,8 @@ export const DistrictRules = Schema.Struct({
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
   coTeacherLimit: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 50)), { default: () => 9 }),
   gate: Schema.optionalWith(GateRules, { default: () => Schema.decodeSync(GateRules)({}) }),
+  /** Re-keyed sources: when a full run is held as a suspected re-key (src/Reconcile/Rekey.ts). */
+  rekey: Schema.optionalWith(RekeyRules, { default: () => Schema.decodeSync(RekeyRules)({}) }),
   /**
    * Roster admins (OneRoster `administrator`, Clever district admins and staff with an
    * administrative title) get accounts and links like teachers, and admin rights over the

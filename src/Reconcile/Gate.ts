@@ -25,7 +25,8 @@ import { Entities } from "./Entities.ts"
  * turns the held rows into the run's hold (Holds.ts).
  */
 
-export type GateRule = "deactivate_count" | "deactivate_percent" | "emptied" | "update_percent" | "class_cut"
+/** The gate's rules, and `rekey_suspected`: a run held whole as a suspected re-key (src/Reconcile/Rekey.ts). */
+export type GateRule = "deactivate_count" | "deactivate_percent" | "emptied" | "update_percent" | "class_cut" | "rekey_suspected"
 
 /** One tripped threshold, for the run record and `holds show`: never personal values. */
 export interface Tripped {

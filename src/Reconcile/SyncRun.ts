@@ -25,6 +25,7 @@ import { emptyRunCounts } from "./Counts.ts"
 import { Entities, stageTable } from "./Entities.ts"
 import { checkStaged } from "./Findings.ts"
 import { applyIdentities } from "./Identities.ts"
+import { detectRekey, holdRekey } from "./Rekey.ts"
 import { checkQuality } from "./Quality.ts"
 import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts"
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
@@ -167,6 +168,20 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         const context = { runId, districtId: district.id, rosterSource: district.rosterSource, today, modes, files }
         yield* checkStaged(context)
         yield* checkQuality(context)
+        // A full run whose records look re-keyed applies nothing: it is held with the mapping
+        // it proposes, for `rosterd district rekey` (src/Reconcile/Rekey.ts).
+        const rekey = snapshot.mode === "full" ? yield* detectRekey(context, district.rules.rekey) : null
+        if (rekey !== null) {
+          const closed = yield* closePendingHold(runId, district.id, { full: false, holding: true })
+          const hold = yield* holdRekey(context, rekey, dryRun)
+          const [found] = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM findings WHERE run_id = ${runId}`
+          return {
+            counts: emptyRunCounts,
+            findings: found!.n,
+            held: { tripped: hold.tripped, counts: hold.held },
+            notes: [...(closed === undefined ? [] : [dryRun ? `a real run would close a pending hold: ${closed}` : closed]), hold.note]
+          }
+        }
 
         const rules = district.rules
         const counts: Record<keyof RunCounts, EntityCounts> = { ...emptyRunCounts }
@@ -376,7 +391,9 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
               // A dry run: everything above ran for real inside this transaction; roll it back.
               if (options.dryRun) return yield* new DryRunRollback({ result, changes: yield* changeList })
               yield* recordChanges(runId, district.id)
-              if (snapshot.cursor !== undefined) yield* saveCursor(district.id, runId, snapshot.cursor)
+              // A run held as a suspected re-key applied nothing: the feed's position stays where it was.
+              const rekeyHeld = result.held?.tripped.some((t) => t.rule === "rekey_suspected") ?? false
+              if (snapshot.cursor !== undefined && !rekeyHeld) yield* saveCursor(district.id, runId, snapshot.cursor)
               const notes = [...(snapshot.notes ?? []), ...result.notes]
               yield* finishRun(runId, result.held === null ? "succeeded" : "held", {
                 ...(notes.length > 0 ? { notes: notes.join("; ") } : {}),

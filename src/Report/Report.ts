@@ -1,5 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import type { RekeySummary } from "../Reconcile/Rekey.ts"
+import { pendingRekey } from "../Reconcile/Rekey.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 
 /**
@@ -58,6 +60,8 @@ export interface DistrictReport {
   } | null
   readonly findings: ReadonlyArray<ReportGroup>
   readonly reviewQueue: { readonly open: number; readonly ids: ReadonlyArray<number> }
+  /** A pending hold of the district that suspects a re-key: counts per kind and match kind (src/Reconcile/Rekey.ts). */
+  readonly rekey?: RekeySummary
   /**
    * Personal fields the district masks now (as its last complete users feed showed), with
    * that feed's counts, and how many of its active teachers and students have no account
@@ -126,7 +130,9 @@ export class Report extends Effect.Service<Report>()("rosterd/Report", {
         SELECT count(*)::int AS n FROM users u
         WHERE u.district_id = ${district.id} AND u.active AND u.roles && ARRAY['teacher', 'student']
           AND NOT EXISTS (SELECT 1 FROM account_links l WHERE l.user_id = u.id)`
+      const rekey = yield* pendingRekey(district.id)
       const report: DistrictReport = {
+        ...(rekey === undefined ? {} : { rekey }),
         district: district.id,
         run: run === undefined ? null : {
           id: run.id,
