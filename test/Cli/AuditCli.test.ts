@@ -73,7 +73,7 @@ describe("rosterd audit CLI", () => {
       ["carol", "district.rules", "small", "district small", null],
       ["carol", "district.add", "small", "district small", null]
     ])
-    expect(entries[3].details).toEqual({ rows: 2, accounts: 2, accountsCreated: 2, addressesAdded: 2 })
+    expect(entries[3].details).toEqual({ rows: 2, accounts: 2, identitiesAdded: 0, accountsCreated: 2, addressesAdded: 2 })
     expect(entries[4].details).toEqual({ sections: ["coTeacherLimit", "gate"] })
     expect(entries[1].details).toMatchObject({ applied: { users: 2 }, stale: 0 })
     expect(new Date(entries[0].at).toISOString()).toBe(entries[0].at)
