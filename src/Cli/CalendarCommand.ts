@@ -1,6 +1,7 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, DateTime, Effect, Option } from "effect"
-import { localDate, startOfLocalDay, windowsForYear } from "../Schedule/Calendar.ts"
+import { localDate } from "../Domain/LocalDates.ts"
+import { startOfLocalDay, windowsForYear } from "../Schedule/Calendar.ts"
 import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
 import { Pauses } from "../Schedule/Pauses.ts"
 import { RosterStore } from "../Store/RosterStore.ts"

@@ -1,6 +1,6 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option, Schema } from "effect"
-import { LocalDate } from "../Schedule/LocalDates.ts"
+import { LocalDate } from "../Domain/LocalDates.ts"
 import type { ActivePause, AdHocPause } from "../Schedule/Pauses.ts"
 import { InvalidPause, Pauses } from "../Schedule/Pauses.ts"
 import { RosterStore } from "../Store/RosterStore.ts"

@@ -1,6 +1,6 @@
 import { Either, Schema } from "effect"
-import { decodeCalendarOverrides } from "../Schedule/CalendarRules.ts"
-import { ScheduleRules } from "../Schedule/SyncSchedule.ts"
+import { decodeCalendarOverrides } from "./CalendarRules.ts"
+import { ScheduleRules } from "./ScheduleRules.ts"
 
 /**
  * The district rules an operator may tune per district (`rules:` of a district in the
@@ -165,7 +165,7 @@ export const DistrictRules = Schema.Struct({
   activation: Schema.optionalWith(ActivationRules, { default: () => Schema.decodeSync(ActivationRules)({}) }),
   /**
    * Changes to the holiday pause windows for this district (`disable`, `replace`, `add`),
-   * checked by src/Schedule/CalendarRules.ts (see config/calendars.yaml).
+   * checked by src/Domain/CalendarRules.ts (see config/calendars.yaml).
    */
   calendar: Schema.optional(Schema.Unknown.pipe(
     Schema.filter((raw) => Either.match(decodeCalendarOverrides(raw), { onLeft: (error) => error.message, onRight: () => true }))

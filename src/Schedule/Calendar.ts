@@ -1,8 +1,8 @@
 import { Array as Arr, DateTime, Option, Order } from "effect"
-import type { Calendar, WindowSpec } from "./CalendarRules.ts"
-import { resolveRuleDate } from "./CalendarRules.ts"
-import type { LocalDate } from "./LocalDates.ts"
-import { dayNumber, fromDayNumber, toDayNumber, toLocalDate } from "./LocalDates.ts"
+import type { Calendar, WindowSpec } from "../Domain/CalendarRules.ts"
+import { resolveRuleDate } from "../Domain/CalendarRules.ts"
+import type { LocalDate } from "../Domain/LocalDates.ts"
+import { dayNumber, fromDayNumber, toDayNumber, toLocalDate } from "../Domain/LocalDates.ts"
 
 /**
  * Holiday calendars: the pause windows during which no sync starts for a district.
@@ -44,9 +44,6 @@ import { dayNumber, fromDayNumber, toDayNumber, toLocalDate } from "./LocalDates
  * the zone (from `DateTime.now` / `Clock`, so `TestClock` drives it in tests).
  */
 
-
-export * from "./CalendarRules.ts"
-export { LocalDate, localDate } from "./LocalDates.ts"
 
 // ---------------------------------------------------------------------------------------
 // Windows as local dates

@@ -3,8 +3,8 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import { ConfigFile } from "../Config/ConfigFile.ts"
 import type { District } from "../Domain/District.ts"
-import type { Calendar, CalendarError } from "./Calendar.ts"
-import { decodeCalendarOverrides, defaultCalendar, parseCalendarYaml, resolveCalendar } from "./Calendar.ts"
+import type { Calendar, CalendarError } from "../Domain/CalendarRules.ts"
+import { decodeCalendarOverrides, defaultCalendar, parseCalendarYaml, resolveCalendar } from "../Domain/CalendarRules.ts"
 
 /**
  * Which pause windows apply to a district: the defaults of `calendars.yaml` beside the

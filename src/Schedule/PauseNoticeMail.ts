@@ -1,4 +1,4 @@
-import type { LocalDate } from "./LocalDates.ts"
+import type { LocalDate } from "../Domain/LocalDates.ts"
 import type { PauseSpan } from "./Pauses.ts"
 
 /**

@@ -3,7 +3,7 @@ import { Cause, Clock, Config, DateTime, Effect, Option } from "effect"
 import type { District } from "../Domain/District.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { localDateAt, startOfLocalDay } from "./Calendar.ts"
-import { toDayNumber, toLocalDate } from "./LocalDates.ts"
+import { toDayNumber, toLocalDate } from "../Domain/LocalDates.ts"
 import { type NoticeKind, pauseNoticeMail } from "./PauseNoticeMail.ts"
 import { pauseChainAt, Pauses, type PauseSpan } from "./Pauses.ts"
 

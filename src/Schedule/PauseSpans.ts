@@ -1,7 +1,8 @@
 import { Array as Arr, DateTime, Option, Order } from "effect"
-import type { Calendar, LocalDate } from "./Calendar.ts"
+import type { Calendar } from "../Domain/CalendarRules.ts"
+import type { LocalDate } from "../Domain/LocalDates.ts"
 import { startOfLocalDay, windowsBetween } from "./Calendar.ts"
-import { toDayNumber, toLocalDate } from "./LocalDates.ts"
+import { toDayNumber, toLocalDate } from "../Domain/LocalDates.ts"
 
 /**
  * Pauses as they apply to one district (pure: no clock, no database): calendar windows and

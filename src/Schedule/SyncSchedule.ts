@@ -1,11 +1,13 @@
-import { Cron, Duration, Either, Option, Schema } from "effect"
+import { Cron, Duration, Option } from "effect"
 import type { ProviderKind } from "../Domain/District.ts"
+import type { ScheduleRules } from "../Domain/ScheduleRules.ts"
+import { positiveDuration } from "../Domain/ScheduleRules.ts"
 import type { SyncRequest } from "../Providers/RosterProvider.ts"
 
 /**
  * When a district syncs: its slots (pure; the daemon supplies the clock).
  *
- * A district's `rules.schedule`:
+ * A district's `rules.schedule` (the schema: src/Domain/ScheduleRules.ts):
  *
  * - `nightly` — a cron expression (Effect's `Cron`: `minute hour day month weekday`, or with
  *   a leading seconds field) read in the **district's time zone**; default `"0 1 * * *"`,
@@ -25,32 +27,6 @@ import type { SyncRequest } from "../Providers/RosterProvider.ts"
  * A CSV district always asks for `auto`: the drop decides (a delta set cannot be read as
  * full). After a pause, the **catch-up** slot is a full sync at once (src/Schedule/Daemon.ts).
  */
-
-const CronExpression = Schema.String.pipe(
-  Schema.filter((text) =>
-    Either.match(Cron.parse(text), {
-      onLeft: (error) => `not a cron expression ("minute hour day month weekday"): ${error.message}`,
-      onRight: () => true
-    })
-  )
-)
-
-const positiveDuration = (text: string) =>
-  Option.filter(Duration.decodeUnknown(text), (d) => Duration.greaterThan(d, Duration.zero))
-
-const DurationText = Schema.String.pipe(
-  Schema.filter((text) =>
-    Option.isSome(positiveDuration(text)) || `not a positive duration (e.g. "90 minutes", "4 hours", "7 days"): ${JSON.stringify(text)}`
-  )
-)
-
-export const ScheduleRules = Schema.Struct({
-  nightly: Schema.optionalWith(CronExpression, { default: () => "0 1 * * *" }),
-  window: Schema.optionalWith(DurationText, { default: () => "4 hours" }),
-  deltaEvery: Schema.optional(DurationText),
-  fullEvery: Schema.optionalWith(DurationText, { default: () => "1 day" })
-})
-export type ScheduleRules = typeof ScheduleRules.Type
 
 /** Why a slot runs; recorded as the run's trigger. */
 export type SlotTrigger = "schedule" | "delta" | "catch-up" | "retry" | "start"

@@ -8,16 +8,17 @@ import {
   decodeCalendar,
   decodeCalendarOverrides,
   defaultCalendar,
-  type LocalDate,
-  localDate,
+  parseCalendarYaml,
+  resolveCalendar,
+  WEEKDAYS
+} from "../../src/Domain/CalendarRules.ts"
+import { type LocalDate, localDate } from "../../src/Domain/LocalDates.ts"
+import {
   localDateAt,
   nextPauseStart,
-  parseCalendarYaml,
   pauseAt,
   type PauseWindow,
-  resolveCalendar,
   startOfLocalDay,
-  WEEKDAYS,
   windowEnd,
   windowsBetween,
   windowsForYear,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Schema } from "effect"
 import { DistrictRules } from "../../src/Domain/DistrictRules.ts"
-import type { ScheduleRules } from "../../src/Schedule/SyncSchedule.ts"
+import type { ScheduleRules } from "../../src/Domain/ScheduleRules.ts"
 import { catchUpSlot, nextSlot, nightlySlot, windowOffset } from "../../src/Schedule/SyncSchedule.ts"
 
 /** The schedule's arithmetic: nightly slots in the district's zone, the window offset, deltas, the full cadence. */

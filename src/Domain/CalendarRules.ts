@@ -2,7 +2,7 @@ import { Array as Arr, Either, ParseResult, Schema } from "effect"
 import YAML from "yaml"
 import { dayNumber, daysInMonth, LocalDate, toLocalDate, weekdayOfDay } from "./LocalDates.ts"
 
-/** The holiday calendars' rule language: schemas, decoding, overrides and the defaults (see Calendar.ts for what the windows mean). */
+/** The holiday calendars' rule language: schemas, decoding, overrides and the defaults (see src/Schedule/Calendar.ts for what the windows mean). */
 
 // ---------------------------------------------------------------------------------------
 // The rule language

@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 
-/** Local calendar dates as day numbers (days since 1970-01-01): the arithmetic the holiday calendar needs (Calendar.ts). */
+/** Local calendar dates as day numbers (days since 1970-01-01): the arithmetic the holiday calendar needs (src/Schedule/Calendar.ts). */
 
 // ---------------------------------------------------------------------------------------
 // Local dates as day numbers
