@@ -18,7 +18,7 @@ import { Effect } from "effect"
  * classes (a department, a local office, a "District Office" the SIS files as a school)
  * still has nothing to see, and is still reported (`admin_district_office_only`).
  *
- * The same rule is `districtLevelSql` in src/Admins/Roles.ts (the listing and the finding);
+ * The same rule is `districtLevelSql` in src/Domain/Roles.ts (the listing and the finding);
  * it is written out here because an applied migration never changes. Same columns as
  * before (CREATE OR REPLACE keeps the view's grants: src/Store/Roles.ts).
  */

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Config, Data, Effect } from "effect"
-import { CONFIRMING_ROLES_SQL } from "../Admins/Roles.ts"
+import { CONFIRMING_ROLES_SQL } from "../Domain/Roles.ts"
 import { districtEmailMasked, maskedEmail } from "../Reconcile/Quality.ts"
 import { type Key, type LinkContext, newLinkToken, sealLink, tokenHash } from "../Secrets/Cipher.ts"
 import type { SecretsKeyInvalid, SecretsKeyMissing } from "../Secrets/Errors.ts"

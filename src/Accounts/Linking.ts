@@ -5,7 +5,7 @@ import type { FindingsContext } from "../Reconcile/Findings.ts"
 import { insertFindings } from "../Reconcile/Findings.ts"
 import { districtEmailMasked, districtNamesMasked, MASK_SHARED_MIN, maskedEmail } from "../Reconcile/Quality.ts"
 import { ENROLLED } from "../Reconcile/Rules/People.ts"
-import { ADMIN_ROLES_SQL, CONFIRMING_ROLES_SQL } from "../Admins/Roles.ts"
+import { ADMIN_ROLES_SQL, CONFIRMING_ROLES_SQL } from "../Domain/Roles.ts"
 
 /**
  * Account linking and activation (seeds 001, 002; issue 15), run in every sync's

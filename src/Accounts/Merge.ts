@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Schema } from "effect"
-import { CONFIRMING_ROLES_SQL } from "../Admins/Roles.ts"
+import { CONFIRMING_ROLES_SQL } from "../Domain/Roles.ts"
 import { Audit } from "../Audit/Audit.ts"
 import { DistrictBusy } from "../Domain/Errors.ts"
 import { LEASE_NAMESPACE } from "../Reconcile/Lease.ts"

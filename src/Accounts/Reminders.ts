@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Config, Duration, Effect, Layer, Schedule, Schema } from "effect"
-import { CONFIRMING_ROLES_SQL } from "../Admins/Roles.ts"
+import { CONFIRMING_ROLES_SQL } from "../Domain/Roles.ts"
 import { Audit, defaultActor } from "../Audit/Audit.ts"
 import { DistrictNotFound } from "../Domain/Errors.ts"
 import { RosterStore } from "../Store/RosterStore.ts"

@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import type { AdminListing, Role } from "./Model.ts"
 import { sourceLabel } from "./Model.ts"
 import type { AdminState, Permission } from "./Permissions.ts"
-import { districtLevelSql } from "./Roles.ts"
+import { districtLevelSql } from "../Domain/Roles.ts"
 
 /**
  * `rosterd admin list`: a district's administrators, in-product and rostered, with their
@@ -14,7 +14,7 @@ import { districtLevelSql } from "./Roles.ts"
  *   region role covering it (`all`: removed ones too), with their newest token's expiry
  *   and the roster record with their address or linked to their account;
  * - roster admins (the `roster_admins` view): none when the district does not sync admins;
- *   district-level ones (src/Admins/Roles.ts) with all schools, as `admin_rights` has them.
+ *   district-level ones (src/Domain/Roles.ts) with all schools, as `admin_rights` has them.
  */
 export const listAdmins = (districtId: string, all: boolean, staleAfterDays: number) =>
   Effect.gen(function*() {

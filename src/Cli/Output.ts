@@ -1,7 +1,7 @@
 import type { Console as ConsoleService } from "effect"
 import { Console, Effect } from "effect"
 import type { EntityKind } from "../Domain/Roster.ts"
-import type { RunCounts } from "../Reconcile/Counts.ts"
+import type { RunCounts } from "../Domain/RunCounts.ts"
 import { SyncProgress } from "../Reconcile/SyncRun.ts"
 
 /**

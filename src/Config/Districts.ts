@@ -1,8 +1,7 @@
 import { Effect, Schema } from "effect"
 import * as NodePath from "node:path"
-import { DistrictId, ProviderKind, TimeZone } from "../Domain/District.ts"
+import { DistrictId, type NewDistrict, ProviderKind, TimeZone } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
-import type { NewDistrict } from "../Store/RosterStore.ts"
 import { ConfigFile, ConfigFileError } from "./ConfigFile.ts"
 import { plainSecretIn } from "./PlainSecrets.ts"
 

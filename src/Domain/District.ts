@@ -53,3 +53,14 @@ export class District extends Schema.Class<District>("District")({
     return rosterSourceOf(this.provider)
   }
 }
+
+/** A district as `district add` or the config file declares it (src/Store/RosterStore.ts stores it). */
+export interface NewDistrict {
+  readonly id: DistrictId
+  readonly name: string
+  readonly provider: ProviderKind
+  readonly timezone: string
+  readonly settings: Readonly<Record<string, unknown>>
+  /** As written by the operator (defaults are filled in when read). */
+  readonly rules?: Readonly<Record<string, unknown>>
+}

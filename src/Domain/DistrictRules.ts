@@ -155,7 +155,7 @@ export const DistrictRules = Schema.Struct({
   syncAdmins: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   /** Account linking: how long a former address stays its person's (`reuseWindowDays`, default 365). */
   accounts: Schema.optionalWith(AccountRules, { default: () => Schema.decodeSync(AccountRules)({}) }),
-  /** Clever staff: which are administrators (`staff`) and which aides (`aide`), by title (src/Admins/Roles.ts). */
+  /** Clever staff: which are administrators (`staff`) and which aides (`aide`), by title (src/Domain/Roles.ts). */
   staff: Schema.optionalWith(StaffRules, { default: () => Schema.decodeSync(StaffRules)({}) }),
   /** When the daemon syncs the district (nightly cron in its zone, window, deltas, full cadence): src/Schedule/SyncSchedule.ts. */
   schedule: Schema.optionalWith(ScheduleRules, { default: () => Schema.decodeSync(ScheduleRules)({}) }),

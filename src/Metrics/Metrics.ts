@@ -1,6 +1,6 @@
 import { Context, Effect } from "effect"
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client"
-import type { RunCounts } from "../Reconcile/Counts.ts"
+import type { RunCounts } from "../Domain/RunCounts.ts"
 
 /**
  * The process's Prometheus series (`GET /metrics`, src/Http/Server.ts), on a registry of its

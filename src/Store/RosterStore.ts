@@ -1,10 +1,10 @@
 import { SqlClient } from "@effect/sql"
 import { Config, Duration, Effect, Option, Schema } from "effect"
-import { District, DistrictId } from "../Domain/District.ts"
+import { District, DistrictId, type NewDistrict } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { DistrictExists, DistrictNotFound } from "../Domain/Errors.ts"
 import type { ChangeGroup } from "../Reconcile/ChangeList.ts"
-import { emptyRunCounts, RunCounts } from "../Reconcile/Counts.ts"
+import { emptyRunCounts, RunCounts } from "../Domain/RunCounts.ts"
 
 /**
  * Districts, run history and the status contract: the store's operator-facing side.
@@ -106,16 +106,6 @@ const CHANGE_KINDS = ["schools", "terms", "courses", "classes", "users", "enroll
 const CHANGE_ACTIONS = ["create", "update", "deactivate"]
 
 const iso = (date: Date | null) => (date === null ? null : date.toISOString())
-
-export interface NewDistrict {
-  readonly id: DistrictId
-  readonly name: string
-  readonly provider: District["provider"]
-  readonly timezone: string
-  readonly settings: Readonly<Record<string, unknown>>
-  /** As written by the operator (defaults are filled in when read). */
-  readonly rules?: Readonly<Record<string, unknown>>
-}
 
 /** `rosterd.sync.staleAfter`: how old the last successful sync may be before a district is stale. */
 const staleAfter = Config.duration("staleAfter").pipe(Config.nested("sync"), Config.nested("rosterd"), Config.withDefault(Duration.hours(24)), Effect.orDie)

@@ -1,5 +1,5 @@
 import { Either, Schema, Stream } from "effect"
-import type { StaffRoleOf } from "../../Admins/Roles.ts"
+import type { StaffRoleOf } from "../../Domain/Roles.ts"
 import type { Class, Course, Demographic, Enrollment, Org, Term, User } from "../../Domain/Roster.ts"
 import type { Feed, FeedItem, Feeds, Origin } from "../RosterProvider.ts"
 import * as Map from "./CleverMapping.ts"

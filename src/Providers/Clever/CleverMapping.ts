@@ -1,4 +1,4 @@
-import { staffRoleOf, type StaffRoleOf } from "../../Admins/Roles.ts"
+import { staffRoleOf, type StaffRoleOf } from "../../Domain/Roles.ts"
 import { defaultRules } from "../../Domain/DistrictRules.ts"
 import type { Class, Course, Demographic, Enrollment, Org, RecordStatus, Term, User, UserIdentity, UserRole } from "../../Domain/Roster.ts"
 import { isCalendarDate, wireDate } from "../../Domain/Values.ts"

@@ -1,6 +1,6 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Chunk, Clock, Duration, Effect, Either, Option, Schema, Stream } from "effect"
-import { staffRoleOf } from "../../Admins/Roles.ts"
+import { staffRoleOf } from "../../Domain/Roles.ts"
 import type { District } from "../../Domain/District.ts"
 import { InvalidDistrict, ProviderError } from "../../Domain/Errors.ts"
 import type { Demographic, Enrollment, Org, User } from "../../Domain/Roster.ts"

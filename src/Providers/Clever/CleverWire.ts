@@ -83,7 +83,7 @@ export const CleverUser = Schema.Struct({
       legacy_id: Text,
       credentials: Credentials
     }))),
-    // `title` and the free-text `roles` tell a school administrator from an aide (src/Admins/Roles.ts).
+    // `title` and the free-text `roles` tell a school administrator from an aide (src/Domain/Roles.ts).
     staff: Schema.optional(Schema.NullOr(Schema.Struct({ schools: Texts, staff_id: Text, title: Text, roles: Texts, credentials: Credentials }))),
     district_admin: Schema.optional(Schema.NullOr(Schema.Struct({ title: Text }))),
     contact: Schema.optional(Schema.Unknown)

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { ADMIN_ROLES_SQL, districtLevelSql } from "../../Admins/Roles.ts"
+import { ADMIN_ROLES_SQL, districtLevelSql } from "../../Domain/Roles.ts"
 import { Effect } from "effect"
 import type { ApplyContext } from "../Apply.ts"
 import { underThirteen } from "../Apply.ts"
@@ -20,7 +20,7 @@ import { insertFindings } from "../Findings.ts"
  *   class period for each teacher").
  * - **Administrators attached only to an office**: orgs with no classes, so they would see
  *   no usage data (seed 001) — unless district-level (a Clever district admin, or attached
- *   to the district org), since those cover every school (issue 15, src/Admins/Roles.ts).
+ *   to the district org), since those cover every school (issue 15, src/Domain/Roles.ts).
  */
 
 /** Recomputes `under_13` for the district's users; returns how many changed. */

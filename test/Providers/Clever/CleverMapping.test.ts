@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { Chunk, Effect, Stream } from "effect"
 import { cleverDeltaFeeds } from "../../../src/Providers/Clever/CleverEvents.ts"
-import { staffRoleOf } from "../../../src/Admins/Roles.ts"
+import { staffRoleOf } from "../../../src/Domain/Roles.ts"
 import { defaultRules } from "../../../src/Domain/DistrictRules.ts"
 import { cleverDob, cleverGrade, sectionMembers, user } from "../../../src/Providers/Clever/CleverMapping.ts"
 import type { CleverEvent } from "../../../src/Providers/Clever/CleverWire.ts"

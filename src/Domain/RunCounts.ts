@@ -1,5 +1,10 @@
 import { Schema } from "effect"
 
+/**
+ * What a run counts (`sync_runs.counts`, the status contract, the metrics, the CLI): here,
+ * below every layer that reads or writes it.
+ */
+
 /** What a run did to one entity type. */
 export const EntityCounts = Schema.Struct({
   created: Schema.Number,
