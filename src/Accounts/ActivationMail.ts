@@ -1,30 +1,12 @@
+import { escapeHtml, LINK_PLACEHOLDER, type MailTemplate } from "../Mail/Templates.ts"
+
 /**
  * The teacher activation e-mail (seed 002: "Confirm your official … account"). It names the
  * district and carries the confirmation link, nothing else personal: no name, no class list.
  * The outbox keeps the template, `{link}` where the link goes; the worker puts the link in
- * when it sends the message (`renderLink`, src/Mail/Outbox.ts), so no stored body ever holds
- * a token (see Activation.ts).
+ * when it sends the message (src/Mail/Templates.ts), so no stored body ever holds a token
+ * (see Activation.ts).
  */
-export interface MailTemplate {
-  readonly subject: string
-  readonly text: string
-  readonly html: string
-}
-
-const escapeHtml = (text: string) =>
-  text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
-
-export const LINK_PLACEHOLDER = "{link}"
-
-/** Where the token goes in a link page (`rosterd.accounts.activationUrl`, `rosterd.admins.invitationUrl`). */
-export const TOKEN_PLACEHOLDER = "{token}"
-
-/** The link of a page and a token: the token is base64url, nothing in it needs escaping. */
-export const linkOf = (page: string, token: string) => page.split(TOKEN_PLACEHOLDER).join(token)
-
-/** A body with its link: escaped for an attribute in HTML (a page may hold `&`). */
-export const renderLink = (template: string, link: string, html: boolean) =>
-  template.split(LINK_PLACEHOLDER).join(html ? escapeHtml(link) : link)
 
 /** Teachers get their classes from the roster; roster administrators their dashboards. */
 export type Audience = "teacher" | "administrator"

@@ -1,5 +1,4 @@
-import type { MailTemplate } from "../Accounts/ActivationMail.ts"
-import { LINK_PLACEHOLDER } from "../Accounts/ActivationMail.ts"
+import { escapeHtml, LINK_PLACEHOLDER, type MailTemplate } from "../Mail/Templates.ts"
 
 /**
  * The administrator invitation (seed 003: "Action needed: Confirm your … Administrator
@@ -8,9 +7,6 @@ import { LINK_PLACEHOLDER } from "../Accounts/ActivationMail.ts"
  * outbox keeps this template; `{link}` is filled in when the message is sent, from the sealed
  * token (see Admins.ts), like the activation e-mail.
  */
-
-const escapeHtml = (text: string) =>
-  text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
 
 export const INVITATION_SUBJECT = "Action needed: confirm your administrator account"
 

@@ -4,7 +4,7 @@ import { SqlClient } from "@effect/sql"
 import { Config, Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { latestMigration } from "../../migrations/index.ts"
-import { scrape } from "../Metrics/Collect.ts"
+import { scrape } from "./MetricsScrape.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
 import { Freshness } from "../Schedule/Freshness.ts"
 

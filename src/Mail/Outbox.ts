@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { Cause, Config, Data, Duration, Effect, Exit, Option, Schema } from "effect"
-import { linkOf, renderLink } from "../Accounts/ActivationMail.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
 import { MailError, Mailer, type MailMessage, scrubError } from "./Mailer.ts"
+import { linkOf, renderLink } from "./Templates.ts"
 
 /**
  * Delivery of the outbox: rows written by other code (e.g. Accounts/Activation.ts) in the
@@ -162,9 +162,6 @@ export class OutboxMessageNotRetryable extends Schema.TaggedError<OutboxMessageN
       : `outbox message ${this.id} is cancelled (a newer message replaced it, e.g. a resent activation); it is not sent again`
   }
 }
-
-/** An error text fit for `last_error`. It lives in Mailer.ts now (the SMTP mailer scrubs its errors too). */
-export { scrubError }
 
 /** Delay before the next attempt after `attempts` failed ones (1-based), in seconds. */
 export const backoffSeconds = (attempts: number, baseSeconds: number, maxSeconds: number) =>

@@ -1,7 +1,7 @@
 import { Config, ConfigError, Effect, Either, Layer, Option } from "effect"
 import * as Fs from "node:fs"
 import nodemailer from "nodemailer"
-import { readSecret } from "../Providers/Credentials.ts"
+import { readSecret } from "../Secrets/SecretRef.ts"
 import { fromAddress, headerMessageId, MailError, Mailer, type MailMessage, scrubError, SpoolMailerLive } from "./Mailer.ts"
 
 /**

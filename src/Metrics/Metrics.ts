@@ -10,7 +10,7 @@ import type { RunCounts } from "../Domain/RunCounts.ts"
  * (Reconcile/SyncRun.ts), each provider request and retry (Providers/Http.ts), a lease
  * taken and let go (Reconcile/Lease.ts) — always through `Effect.sync`. The gauges that
  * come from the database (holds, outbox, freshness) are set at scrape time
- * (src/Metrics/Collect.ts). State is per process: each daemon replica counts its own.
+ * (src/Http/MetricsScrape.ts). State is per process: each daemon replica counts its own.
  *
  * **Labels carry only district ids, statuses, kinds and provider ids**: never names,
  * e-mail addresses, tokens or URLs (a URL's query may carry a cursor or credentials).
@@ -22,7 +22,7 @@ const RUN_BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
 const CHANGE_KINDS = ["schools", "terms", "courses", "classes", "users", "enrollments"] as const
 const CHANGE_ACTIONS = ["created", "updated", "deactivated"] as const
 
-/** What the scrape reads from the database for one district (src/Metrics/Collect.ts). */
+/** What the scrape reads from the database for one district (src/Http/MetricsScrape.ts). */
 export interface DistrictGauges {
   readonly district: string
   /** Null: never synced successfully (no sample is written). */

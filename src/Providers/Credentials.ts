@@ -1,38 +1,14 @@
 import { Effect, Option } from "effect"
-import * as Fs from "node:fs"
 import { InvalidDistrict } from "../Domain/Errors.ts"
+import { readSecret, type SecretRef } from "../Secrets/SecretRef.ts"
 
 /**
  * Where a provider's secrets come from, in order:
  * 1. a credential stored encrypted in the database (`rosterd district set-credentials`,
  *    src/Secrets/Secrets.ts), when the district has one under that name;
- * 2. the file or environment variable its settings name, read at each sync (so rotating a
- *    secret there needs no rosterd change).
+ * 2. the file or environment variable its settings name (src/Secrets/SecretRef.ts).
  * Messages name the credential, file or variable, never the value.
  */
-export interface SecretRef {
-  readonly file?: string | undefined
-  readonly env?: string | undefined
-}
-
-export const readSecret = (districtId: string, ref: SecretRef, what: string) =>
-  Effect.gen(function*() {
-    const fail = (message: string) => new InvalidDistrict({ district: districtId, message })
-    if (ref.file !== undefined) {
-      const value = yield* Effect.try({
-        try: () => Fs.readFileSync(ref.file!, "utf8").trim(),
-        catch: () => fail(`cannot read the ${what} file ${ref.file}`)
-      })
-      if (value.length === 0) return yield* fail(`the ${what} file ${ref.file} is empty`)
-      return value
-    }
-    if (ref.env !== undefined) {
-      const value = process.env[ref.env]?.trim() ?? ""
-      if (value.length === 0) return yield* fail(`the environment variable ${ref.env} (the ${what}) is not set`)
-      return value
-    }
-    return yield* fail(`no ${what} configured (a file or an environment variable)`)
-  })
 
 /** Stored credentials as providers see them: a failure is the district's problem, with a message naming no value. */
 export interface StoredCredentials {

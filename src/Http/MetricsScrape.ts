@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Clock, Effect } from "effect"
 import { Freshness } from "../Schedule/Freshness.ts"
-import { Metrics } from "./Metrics.ts"
+import { Metrics } from "../Metrics/Metrics.ts"
 
 /**
  * One scrape of `GET /metrics`: the gauges that live in the database are read now — the
