@@ -36,8 +36,6 @@ import { Secrets } from "../Secrets/Secrets.ts"
  * replaced), `invitationTtlDays` (14), `staleAfterDays` (30: invited and not confirmed for
  * that long is listed as stale).
  */
-export * from "./Model.ts"
-
 // ---------------------------------------------------------------- the service
 
 const adminsConfig = <A>(config: Config.Config<A>) => config.pipe(Config.nested("admins"), Config.nested("rosterd"))
@@ -414,4 +412,3 @@ export class Admins extends Effect.Service<Admins>()("rosterd/Admins", {
   dependencies: [Audit.Default, Secrets.Default]
 }) {}
 
-export { describeScope }

@@ -1,7 +1,7 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option, Schema } from "effect"
 import { LocalDate } from "../Domain/LocalDates.ts"
-import type { ActivePause, AdHocPause } from "../Schedule/Pauses.ts"
+import type { ActivePause, AdHocPause } from "../Schedule/PauseSpans.ts"
 import { InvalidPause, Pauses } from "../Schedule/Pauses.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { actorOption, audited } from "./AuditCommand.ts"

@@ -1,5 +1,5 @@
 import type { LocalDate } from "../Domain/LocalDates.ts"
-import type { PauseSpan } from "./Pauses.ts"
+import type { PauseSpan } from "./PauseSpans.ts"
 
 /**
  * The pause notices to a district's roster contacts (src/Schedule/PauseNotices.ts): plain

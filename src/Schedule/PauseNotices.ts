@@ -5,7 +5,8 @@ import { RosterStore } from "../Store/RosterStore.ts"
 import { localDateAt, startOfLocalDay } from "./Calendar.ts"
 import { toDayNumber, toLocalDate } from "../Domain/LocalDates.ts"
 import { type NoticeKind, pauseNoticeMail } from "./PauseNoticeMail.ts"
-import { pauseChainAt, Pauses, type PauseSpan } from "./Pauses.ts"
+import { pauseChainAt, type PauseSpan } from "./PauseSpans.ts"
+import { Pauses } from "./Pauses.ts"
 
 /**
  * Pause notices: a district's roster contacts (`rules.notices.contacts`) hear of each pause

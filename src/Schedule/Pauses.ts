@@ -9,8 +9,6 @@ import { DistrictCalendars } from "./DistrictCalendars.ts"
 import type { ActivePause, AdHocPause, PauseSpan } from "./PauseSpans.ts"
 import { addDays, adHocPauseSpan, adHocSpan, calendarSpans, dayAfter, instant, isCancelled, pauseChainAt, SpanOrder } from "./PauseSpans.ts"
 
-export * from "./PauseSpans.ts"
-
 /**
  * Every pause of a district, in one place: the holiday windows of its calendar
  * (src/Schedule/Calendar.ts) and the **ad-hoc pauses** of `rosterd pause` (the `pauses`
