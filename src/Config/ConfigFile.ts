@@ -2,6 +2,7 @@ import { ConfigProvider, Effect, Layer, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import YAML from "yaml"
+import { ProcessEnv } from "./Environment.ts"
 import { plainSecretIn } from "./PlainSecrets.ts"
 
 /**
@@ -23,7 +24,7 @@ export const DEFAULT_CONFIG_PATH = "config/rosterd.yaml"
 
 export class ConfigFile extends Effect.Service<ConfigFile>()("rosterd/ConfigFile", {
   effect: Effect.gen(function*() {
-    const explicit = process.env.ROSTERD_CONFIG
+    const explicit = (yield* ProcessEnv).ROSTERD_CONFIG
     const path = NodePath.resolve(explicit ?? DEFAULT_CONFIG_PATH)
     const text = yield* Effect.try({
       try: () => (Fs.existsSync(path) || explicit !== undefined ? Fs.readFileSync(path, "utf8") : ""),
@@ -75,7 +76,7 @@ export const flattenConfig = (document: Readonly<Record<string, unknown>>): Map<
 }
 
 /** File values, then the environment on top (env wins per key). */
-export const configProviderFrom = (document: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv) => {
+export const configProviderFrom = (document: Readonly<Record<string, unknown>>, env: Readonly<Record<string, string | undefined>>) => {
   const merged = flattenConfig(document)
   for (const [key, value] of Object.entries(env)) if (value !== undefined) merged.set(key, value)
   return ConfigProvider.fromMap(merged, { pathDelim: "_", seqDelim: "," }).pipe(ConfigProvider.constantCase)
@@ -83,5 +84,5 @@ export const configProviderFrom = (document: Readonly<Record<string, unknown>>, 
 
 /** Installs the file + environment provider for everything built on top of it. */
 export const ConfigProviderLive = Layer.unwrapEffect(
-  Effect.map(ConfigFile, (file) => Layer.setConfigProvider(configProviderFrom(file.document, process.env)))
+  Effect.map(Effect.all([ConfigFile, ProcessEnv]), ([file, env]) => Layer.setConfigProvider(configProviderFrom(file.document, env)))
 )

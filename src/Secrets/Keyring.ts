@@ -1,6 +1,7 @@
 import { Config, Effect, Option } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
+import { ProcessEnv } from "../Config/Environment.ts"
 import { deriveKeyId, type Key, newKeyText, parseKey } from "./Cipher.ts"
 import { SecretsKeyInvalid } from "./Errors.ts"
 
@@ -69,7 +70,7 @@ const fromFile = (path: string) =>
 const fromEnv = (name: string) =>
   Effect.gen(function*() {
     const source = `the environment variable ${name}`
-    const text = process.env[name]?.trim() ?? ""
+    const text = (yield* ProcessEnv)[name]?.trim() ?? ""
     if (text === "") return yield* new SecretsKeyInvalid({ source, problem: "is not set" })
     const bytes = parseKey(text)
     if (bytes === undefined) return yield* new SecretsKeyInvalid({ source, problem: "does not hold a 32-byte key in base64 or hex" })

@@ -1,5 +1,6 @@
 import { Effect } from "effect"
 import * as Fs from "node:fs"
+import { ProcessEnv } from "../Config/Environment.ts"
 import { InvalidDistrict } from "../Domain/Errors.ts"
 
 /**
@@ -25,7 +26,7 @@ export const readSecret = (districtId: string, ref: SecretRef, what: string) =>
       return value
     }
     if (ref.env !== undefined) {
-      const value = process.env[ref.env]?.trim() ?? ""
+      const value = (yield* ProcessEnv)[ref.env]?.trim() ?? ""
       if (value.length === 0) return yield* fail(`the environment variable ${ref.env} (the ${what}) is not set`)
       return value
     }
