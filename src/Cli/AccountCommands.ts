@@ -5,7 +5,7 @@ import { Duplicates } from "../Accounts/Duplicates.ts"
 import { Merge } from "../Accounts/Merge.ts"
 import { Reminders } from "../Accounts/Reminders.ts"
 import { Reviews } from "../Accounts/Reviews.ts"
-import { defaultActor } from "../Audit/Audit.ts"
+import { actorOption, byOption, districtArg, jsonOption } from "./Options.ts"
 import { json, table, when } from "./Output.ts"
 import { readToken, tokenOptions } from "./TokenInput.ts"
 
@@ -21,10 +21,9 @@ class InvalidArguments extends Schema.TaggedError<InvalidArguments>()("InvalidAr
   }
 }
 
-const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON"))
 const accountArg = Args.integer({ name: "account-id" }).pipe(Args.withDescription("the account id"))
 const reviewArg = Args.integer({ name: "review-id" }).pipe(Args.withDescription("the review id (see `rosterd accounts review list`)"))
-const byOption = Options.text("by").pipe(Options.withDescription("who resolves the review (recorded as resolved_by)"))
+const reviewByOption = byOption("who resolves the review (recorded as resolved_by)")
 
 const importCommand = Command.make(
   "import",
@@ -78,7 +77,7 @@ const link = Command.make(
   {
     reviewId: reviewArg,
     account: Options.integer("account").pipe(Options.withDescription("the existing account to link the rostered user to")),
-    by: byOption
+    by: reviewByOption
   },
   (args) =>
     Effect.gen(function*() {
@@ -90,7 +89,7 @@ const link = Command.make(
     })
 ).pipe(Command.withDescription("resolve a review by linking the rostered user to an existing account"))
 
-const create = Command.make("create", { reviewId: reviewArg, by: byOption }, (args) =>
+const create = Command.make("create", { reviewId: reviewArg, by: reviewByOption }, (args) =>
   Effect.gen(function*() {
     const outcome = yield* Effect.flatMap(Reviews, (r) => r.create(args.reviewId, args.by))
     yield* Console.log(
@@ -130,11 +129,6 @@ const confirm = Command.make(
     })
 ).pipe(Command.withDescription("confirm a teacher's activation token (read from --token-stdin or --token-file), as the platform's confirmation page does"))
 
-const actorOption = Options.text("by").pipe(
-  Options.withDescription("who does this (recorded in the audit log; default: the operating-system user)"),
-  Options.withDefault(defaultActor())
-)
-
 /**
  * `resend-activation <district> --user <source id> | --all-pending`, and the older
  * `resend-activation <user-id>` (a rostered user's id, without either option).
@@ -173,7 +167,7 @@ const resend = Command.make(
 
 const pending = Command.make(
   "pending",
-  { district: Args.text({ name: "district" }).pipe(Args.withDescription("the district")), json: jsonOption },
+  { district: districtArg, json: jsonOption },
   (args) =>
     Effect.gen(function*() {
       const people = yield* Effect.flatMap(Reminders, (reminders) => reminders.pending(args.district))

@@ -6,6 +6,7 @@ import { InvalidAdmin } from "../Admins/Model.ts"
 import { describeScope } from "../Admins/Permissions.ts"
 import { Partnerships } from "../Admins/Partnerships.ts"
 import { defaultActor } from "../Audit/Audit.ts"
+import { actorOption, districtArg, jsonOption } from "./Options.ts"
 import { json, table, when } from "./Output.ts"
 import { readToken, tokenOptions } from "./TokenInput.ts"
 
@@ -19,8 +20,6 @@ import { readToken, tokenOptions } from "./TokenInput.ts"
  * in-product admin (`--as <admin-id>`), whose permission and scope are enforced.
  */
 
-const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON"))
-const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district id"))
 const adminArg = Args.integer({ name: "admin-id" }).pipe(Args.withDescription("the admin id (see `rosterd admin list <district>`)"))
 
 const asOption = Options.integer("as").pipe(
@@ -240,17 +239,12 @@ const confirm = Command.make(
 
 // ---------------------------------------------------------------- partnerships
 
-const operatorOption = Options.text("by").pipe(
-  Options.withDescription("who does this (recorded in the audit log; default: the operating-system user)"),
-  Options.withDefault(defaultActor())
-)
-
 const partnershipAdd = Command.make(
   "add",
   {
     id: Args.text({ name: "partnership" }).pipe(Args.withDescription("the partnership id (a-z0-9_-)")),
     name: Options.text("name").pipe(Options.withDescription("display name (default: the id)"), Options.optional),
-    by: operatorOption
+    by: actorOption
   },
   (args) =>
     Effect.gen(function*() {
@@ -266,7 +260,7 @@ const partnershipPlace = Command.make(
     district: districtArg,
     region: Options.text("region").pipe(Options.withDescription("the region of the partnership the district is in (created if new)"), Options.optional),
     regionName: Options.text("region-name").pipe(Options.withDescription("a new region's display name (default: its id)"), Options.optional),
-    by: operatorOption
+    by: actorOption
   },
   (args) =>
     Effect.gen(function*() {

@@ -2,7 +2,8 @@ import { Command, Options } from "@effect/cli"
 import { SqlClient, SqlError } from "@effect/sql"
 import { Console, Effect, Option } from "effect"
 import type { AuditEntry } from "../Audit/Audit.ts"
-import { Audit, defaultActor } from "../Audit/Audit.ts"
+import { Audit } from "../Audit/Audit.ts"
+import { jsonFlag } from "./Options.ts"
 import { json, table, when } from "./Output.ts"
 
 /**
@@ -10,12 +11,6 @@ import { json, table, when } from "./Output.ts"
  * which the commands whose action has no transaction of its own use to write the action and
  * its audit row in one.
  */
-
-/** `--by <name>` where a command had none: who acts, by default the operating-system user. */
-export const actorOption = Options.text("by").pipe(
-  Options.withDescription("who does this (recorded in the audit log; default: the operating-system user)"),
-  Options.withDefault(defaultActor())
-)
 
 /**
  * Runs `action` and records its audit row in the same transaction: both stand or fall
@@ -35,7 +30,7 @@ export const auditCommand = Command.make(
   {
     district: Options.text("district").pipe(Options.withDescription("only this district's entries"), Options.optional),
     limit: Options.integer("limit").pipe(Options.withDefault(50), Options.withDescription("how many entries, newest first")),
-    json: Options.boolean("json").pipe(Options.withDescription("print JSON (with each entry's details)"))
+    json: jsonFlag("print JSON (with each entry's details)")
   },
   (args) =>
     Effect.gen(function*() {

@@ -5,6 +5,7 @@ import { startOfLocalDay, windowsForYear } from "../Schedule/Calendar.ts"
 import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
 import { Pauses } from "../Schedule/Pauses.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { jsonOption } from "./Options.ts"
 import { json, table, when } from "./Output.ts"
 
 /** The zone where a day starts first (UTC+14): a pause for every district ended before then never began anywhere. */
@@ -31,7 +32,7 @@ export const calendarCommand = Command.make(
   {
     district: Args.text({ name: "district" }).pipe(Args.withDescription("the district (default: the defaults)"), Args.optional),
     year: Options.integer("year").pipe(Options.withDescription("the year the windows start in (default: this year)"), Options.optional),
-    json: Options.boolean("json").pipe(Options.withDescription("print JSON"))
+    json: jsonOption
   },
   (args) =>
     Effect.gen(function*() {

@@ -5,7 +5,8 @@ import type { District } from "../Domain/District.ts"
 import { InvalidDistrict } from "../Domain/Errors.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
-import { actorOption, audited } from "./AuditCommand.ts"
+import { audited } from "./AuditCommand.ts"
+import { actorOption, districtArg } from "./Options.ts"
 
 /**
  * `rosterd district set-credentials`: a district's provider credentials, read from files or
@@ -78,7 +79,7 @@ const flags = (names: ReadonlyArray<CredentialName>) => names.map((n) => `--${n}
 export const setCredentials = Command.make(
   "set-credentials",
   {
-    district: Args.text({ name: "district" }).pipe(Args.withDescription("the district id")),
+    district: districtArg,
     tokenFile: OPTIONS.token.file,
     tokenStdin: OPTIONS.token.stdin,
     keyFile: OPTIONS.key.file,

@@ -4,7 +4,7 @@ import { Console, Effect, type Layer, Option } from "effect"
 import { Audit } from "../Audit/Audit.ts"
 import { DatabaseTarget, migrate, pgClientLayer } from "../Store/Sql.ts"
 import { GRANTS, grantsMarkdown, grantStatements, pinnedSearchPath, type RoleKind, RoleKinds, roleNamesConfig, setupRoles } from "../Store/Roles.ts"
-import { actorOption } from "./AuditCommand.ts"
+import { actorOption, jsonFlag } from "./Options.ts"
 import { json, table } from "./Output.ts"
 
 /**
@@ -19,7 +19,7 @@ import { json, table } from "./Output.ts"
 
 const setupRolesCommand = <E, R>(database: Layer.Layer<DatabaseTarget, E, R>) => Command.make(
   "setup-roles",
-  { by: actorOption, json: Options.boolean("json").pipe(Options.withDescription("print the outcome as JSON")) },
+  { by: actorOption, json: jsonFlag("print the outcome as JSON") },
   (args) =>
     Effect.gen(function*() {
       const target = yield* DatabaseTarget

@@ -9,13 +9,12 @@ import { InvalidDistrict } from "../Domain/Errors.ts"
 import { readMappingFile, Rekey } from "../Districts/Rekey.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
-import { actorOption, audited } from "./AuditCommand.ts"
+import { audited } from "./AuditCommand.ts"
+import { actorOption, byOption, districtArg, jsonOption } from "./Options.ts"
 import { readValue, setCredentials, storeCredentials } from "./CredentialCommands.ts"
 import { eraseCommand, exportCommand } from "./DistrictDataCommands.ts"
 import { json, table } from "./Output.ts"
 
-const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district id"))
-const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON"))
 
 const add = Command.make(
   "add",
@@ -298,7 +297,7 @@ const rekey = Command.make(
       Options.withDescription("apply an operator's mapping: a CSV file with the columns kind, old_source_id, new_source_id (and optionally district)"),
       Options.optional
     ),
-    by: Options.text("by").pipe(Options.withDescription("who decides (recorded in the audit log)")),
+    by: byOption("who decides (recorded in the audit log)"),
     reason: Options.text("reason").pipe(Options.withDescription("why (recorded in the audit log)"), Options.optional),
     dryRun: Options.boolean("dry-run").pipe(Options.withDescription("change nothing: print what would be rewritten")),
     json: jsonOption

@@ -4,7 +4,7 @@ import { ConfigFile } from "../Config/ConfigFile.ts"
 import { declaredDistricts } from "../Config/Districts.ts"
 import { DistrictErase, EraseRefused } from "../Districts/Erase.ts"
 import { DistrictExport } from "../Districts/Export.ts"
-import { actorOption } from "./AuditCommand.ts"
+import { actorOption, districtArg } from "./Options.ts"
 import { table } from "./Output.ts"
 
 /**
@@ -15,7 +15,6 @@ import { table } from "./Output.ts"
  * What they print: ids, kinds, tables and counts — never a value from the roster.
  */
 
-const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district id"))
 
 export const exportCommand = Command.make(
   "export",

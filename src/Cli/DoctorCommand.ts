@@ -3,6 +3,7 @@ import { Console, Effect, Layer, Schema } from "effect"
 import type { CheckResult } from "../Doctor/Doctor.ts"
 import { configChecks, databaseChecks, districtChecks, linksCheck, mailCheck, secretsCheck, timeZoneCheck } from "../Doctor/Doctor.ts"
 import { describeFailure } from "../Domain/Failure.ts"
+import { jsonFlag } from "./Options.ts"
 import { json, table } from "./Output.ts"
 import type { SqlClient } from "@effect/sql"
 import type { RosterProvider } from "../Providers/RosterProvider.ts"
@@ -21,7 +22,7 @@ export class DoctorFailed extends Schema.TaggedError<DoctorFailed>()("DoctorFail
  * migrations is reported, not silently upgraded; checks past it run only when it answers.
  */
 export const doctorCommand = <E, R>(database: Layer.Layer<DoctorDatabase, E, R>) =>
-  Command.make("doctor", { json: Options.boolean("json").pipe(Options.withDescription("the checks as JSON")) }, (args) =>
+  Command.make("doctor", { json: jsonFlag("the checks as JSON") }, (args) =>
     Effect.gen(function*() {
       const results: Array<CheckResult> = [...(yield* configChecks), yield* timeZoneCheck]
       const withDatabase = Effect.gen(function*() {

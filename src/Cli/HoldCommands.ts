@@ -5,6 +5,7 @@ import type { HoldSummary } from "../Reconcile/Holds.ts"
 import { Holds } from "../Reconcile/Holds.ts"
 import type { RekeySummary } from "../Reconcile/Rekey.ts"
 import { describeFigures, rekeySummary } from "../Reconcile/Rekey.ts"
+import { byOption, jsonOption } from "./Options.ts"
 import { json, table, when } from "./Output.ts"
 
 /**
@@ -13,9 +14,8 @@ import { json, table, when } from "./Output.ts"
  * and counts — never personal values. Approve and reject are audited by the Holds service.
  */
 
-const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON"))
 const runArg = Args.integer({ name: "run" }).pipe(Args.withDescription("the id of the run that held the changes (see `rosterd holds list`)"))
-const byOption = Options.text("by").pipe(Options.withDescription("who decides (recorded with the hold and in the audit log)"))
+const deciderOption = byOption("who decides (recorded with the hold and in the audit log)")
 const reasonOption = Options.text("reason").pipe(Options.withDescription("why (recorded with the hold and in the audit log)"), Options.optional)
 
 /** Change rows listed by `holds show` as text; --json lists them all. */
@@ -94,7 +94,7 @@ const show = Command.make("show", { run: runArg, json: jsonOption }, (args) =>
     if (changes.length > SHOWN_CHANGES) yield* Console.log(`${changes.length - SHOWN_CHANGES} more: use --json`)
   })).pipe(Command.withDescription("a hold: what tripped, and each held record (source ID, reason, rule, changed field names)"))
 
-const approve = Command.make("approve", { run: runArg, by: byOption, reason: reasonOption }, (args) =>
+const approve = Command.make("approve", { run: runArg, by: deciderOption, reason: reasonOption }, (args) =>
   Effect.gen(function*() {
     const outcome = yield* Effect.flatMap(Holds, (h) => h.approve(args.run, args.by, Option.getOrNull(args.reason)))
     const applied = Object.entries(outcome.applied)
@@ -106,7 +106,7 @@ const approve = Command.make("approve", { run: runArg, by: byOption, reason: rea
     if (outcome.enrollmentsEnded > 0) yield* Console.log(`enrollments ended with their class or user: ${outcome.enrollmentsEnded}`)
   })).pipe(Command.withDescription("apply a pending hold's changes (records changed since the hold are skipped as stale)"))
 
-const reject = Command.make("reject", { run: runArg, by: byOption, reason: reasonOption }, (args) =>
+const reject = Command.make("reject", { run: runArg, by: deciderOption, reason: reasonOption }, (args) =>
   Effect.gen(function*() {
     const outcome = yield* Effect.flatMap(Holds, (h) => h.reject(args.run, args.by, Option.getOrNull(args.reason)))
     yield* Console.log(

@@ -1,7 +1,8 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
 import { Outbox, type OutboxEntry, OutboxState } from "../Mail/Outbox.ts"
-import { actorOption, audited } from "./AuditCommand.ts"
+import { audited } from "./AuditCommand.ts"
+import { actorOption, jsonFlag } from "./Options.ts"
 import { json, table, when } from "./Output.ts"
 
 /**
@@ -33,7 +34,7 @@ const list = Command.make(
   {
     state: Options.choice("state", OutboxState.literals).pipe(Options.withDescription("only messages in this state"), Options.optional),
     limit: Options.integer("limit").pipe(Options.withDefault(50), Options.withDescription("how many messages, newest first")),
-    json: Options.boolean("json").pipe(Options.withDescription("print JSON (with whole errors and the recipient's domain)"))
+    json: jsonFlag("print JSON (with whole errors and the recipient's domain)")
   },
   (args) =>
     Effect.gen(function*() {

@@ -4,7 +4,8 @@ import { LocalDate } from "../Domain/LocalDates.ts"
 import type { ActivePause, AdHocPause } from "../Schedule/PauseSpans.ts"
 import { InvalidPause, Pauses } from "../Schedule/Pauses.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
-import { actorOption, audited } from "./AuditCommand.ts"
+import { audited } from "./AuditCommand.ts"
+import { actorOption, jsonOption } from "./Options.ts"
 import { json, table, when } from "./Output.ts"
 
 /**
@@ -107,7 +108,7 @@ export const pausesCommand = Command.make(
   {
     district: Args.text({ name: "district" }).pipe(Args.withDescription("only this district's pauses (and those for every district)"), Args.optional),
     allHistory: Options.boolean("all-history").pipe(Options.withDescription("ended and past pauses too (default: those in effect or scheduled)")),
-    json: Options.boolean("json").pipe(Options.withDescription("print JSON"))
+    json: jsonOption
   },
   (args) =>
     Effect.gen(function*() {

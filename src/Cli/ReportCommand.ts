@@ -2,6 +2,7 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect } from "effect"
 import { Report } from "../Report/Report.ts"
 import { describeRekey } from "./HoldCommands.ts"
+import { districtArg, jsonFlag } from "./Options.ts"
 import { json, table, when } from "./Output.ts"
 
 /** `rosterd report <district>`: see src/Report/Report.ts. */
@@ -11,8 +12,8 @@ const SHOWN_IDS = 10
 export const reportCommand = Command.make(
   "report",
   {
-    district: Args.text({ name: "district" }).pipe(Args.withDescription("the district id")),
-    json: Options.boolean("json").pipe(Options.withDescription("print JSON (every source ID)"))
+    district: districtArg,
+    json: jsonFlag("print JSON (every source ID)")
   },
   (args) =>
     Effect.gen(function*() {

@@ -1,7 +1,8 @@
 import { Command, Options } from "@effect/cli"
 import { Console, Effect } from "effect"
 import { Secrets } from "../Secrets/Secrets.ts"
-import { actorOption, audited } from "./AuditCommand.ts"
+import { audited } from "./AuditCommand.ts"
+import { actorOption, jsonOption } from "./Options.ts"
 import { json, table } from "./Output.ts"
 
 /**
@@ -32,7 +33,7 @@ const rotateKey = Command.make("rotate-key", { by: actorOption }, (args) =>
     )
   })).pipe(Command.withDescription("re-encrypt every stored credential, and re-seal every pending mail link, under the current key, in one transaction (audited)"))
 
-const status = Command.make("status", { json: Options.boolean("json").pipe(Options.withDescription("print JSON")) }, (args) =>
+const status = Command.make("status", { json: jsonOption }, (args) =>
   Effect.gen(function*() {
     const view = yield* Effect.flatMap(Secrets, (secrets) => secrets.status())
     if (args.json) return yield* json(view)

@@ -1,0 +1,31 @@
+import { Context } from "effect"
+
+/**
+ * What commands use of the process's standard streams besides the Console: standard input
+ * (a token or a credential piped in: `--token-stdin`, `--token-stdin` of set-credentials),
+ * and standard error when it is a terminal (the progress line of a long sync, a hint that
+ * the value is read from the keyboard).
+ *
+ * The process's own unless given: the CLI's in-process tests give the input text and no
+ * terminal (test/support/CliFixture.ts).
+ */
+export interface StdioShape {
+  /** Everything on standard input, up to its end. */
+  readonly readInput: () => Promise<string>
+  /** Whether standard input is a terminal: someone types the value. */
+  readonly inputIsTerminal: () => boolean
+  /** Writes to standard error when it is a terminal; `undefined` when it is not (a pipe, a log file). */
+  readonly errorTerminal: () => ((text: string) => void) | undefined
+}
+
+export class Stdio extends Context.Reference<Stdio>()("rosterd/Stdio", {
+  defaultValue: (): StdioShape => ({
+    readInput: async () => {
+      const chunks: Array<Buffer> = []
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+      return Buffer.concat(chunks).toString("utf8")
+    },
+    inputIsTerminal: () => process.stdin.isTTY === true,
+    errorTerminal: () => (process.stderr.isTTY ? (text) => void process.stderr.write(text) : undefined)
+  })
+}) {}
