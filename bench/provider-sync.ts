@@ -11,6 +11,7 @@ import { parseArgs } from "node:util"
 import { type DistrictId, ProviderKind } from "../src/Domain/District.ts"
 import { RosterProviderLive } from "../src/Providers/Providers.ts"
 import { Sync } from "../src/Reconcile/SyncRun.ts"
+import { SyncLive } from "../src/Accounts/SyncAccounts.ts"
 import { RosterStore } from "../src/Store/RosterStore.ts"
 import { pgClientLayer } from "../src/Store/Sql.ts"
 
@@ -28,7 +29,7 @@ if (values["database-url"] === undefined || values.provider === undefined || val
 const provider = Schema.decodeUnknownSync(ProviderKind)(values.provider)
 
 const runtime = ManagedRuntime.make(
-  Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
+  Layer.mergeAll(SyncLive, RosterStore.Default).pipe(
     Layer.provide(RosterProviderLive),
     Layer.provideMerge(pgClientLayer({ url: Redacted.make(values["database-url"]) }))
   )

@@ -33,6 +33,7 @@ import { RosterProviderLive } from "../src/Providers/Providers.ts"
 import type { RunCounts } from "../src/Domain/RunCounts.ts"
 import { Entities } from "../src/Reconcile/Entities.ts"
 import { Sync, SyncProgress } from "../src/Reconcile/SyncRun.ts"
+import { SyncLive } from "../src/Accounts/SyncAccounts.ts"
 import { startTemporary } from "../src/Store/EmbeddedPostgres.ts"
 import { RosterStore } from "../src/Store/RosterStore.ts"
 import { migrate, pgClientLayer } from "../src/Store/Sql.ts"
@@ -388,7 +389,7 @@ const main = async () => {
     ConfigProvider.fromMap(new Map([["rosterd.csv.settleSeconds", "0"]])).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
   )
   const runtime = ManagedRuntime.make(
-    Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
+    Layer.mergeAll(SyncLive, RosterStore.Default).pipe(
       Layer.provide(RosterProviderLive.pipe(Layer.provide(noSettle))),
       Layer.provideMerge(pgClientLayer({ url: Redacted.make(syncUrl.href) }))
     )

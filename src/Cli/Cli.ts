@@ -13,10 +13,11 @@ import { MailerLive } from "../Mail/SmtpMailer.ts"
 import { Outbox } from "../Mail/Outbox.ts"
 import { RosterProviderLive } from "../Providers/Providers.ts"
 import { Holds } from "../Reconcile/Holds.ts"
-import { Sync } from "../Reconcile/SyncRun.ts"
+import { SyncLive } from "../Accounts/SyncAccounts.ts"
 import { DaemonLive } from "../Schedule/Daemon.ts"
 import { Retention } from "../Mail/Retention.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { Runs } from "../Store/Runs.ts"
 import { DatabaseLive, DatabaseTargetLive, migrateDatabase, SqlLive } from "../Store/Sql.ts"
 import { accountsCommand } from "./AccountCommands.ts"
 import { terminalConsole } from "./Output.ts"
@@ -78,7 +79,7 @@ const CommandLoggerLive = Layer.unwrapEffect(
 )
 
 /** Store, reconcile and providers over a migrated database. */
-const AppLive = Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
+const AppLive = Layer.mergeAll(SyncLive, RosterStore.Default, Runs.Default).pipe(
   Layer.provide(RosterProviderLive),
   Layer.provideMerge(DatabaseLive)
 )

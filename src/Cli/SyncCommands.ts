@@ -1,14 +1,13 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
-import type { ChangeGroup } from "../Reconcile/ChangeList.ts"
 import type { RunSummary } from "../Reconcile/SyncRun.ts"
 import { Sync, SyncProgress } from "../Reconcile/SyncRun.ts"
-import type { RunRecord } from "../Store/RosterStore.ts"
+import { totalChanges } from "../Domain/RunCounts.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { type ChangeGroup, changesRetentionDays, type RunRecord, Runs } from "../Store/Runs.ts"
 import { describeTripped } from "./HoldCommands.ts"
 import { countsTable, json, localTime, table, terminalProgress, when } from "./Output.ts"
 import { Freshness } from "../Schedule/Freshness.ts"
-import { retentionDays } from "../Reconcile/ChangeList.ts"
 
 const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district id"))
 const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON"))
@@ -144,8 +143,8 @@ const SHOWN_IDS = 5
 /** `runs <district> --run <id> --changes`: the run's change list from `run_changes`. */
 const printChanges = (run: RunRecord, asJson: boolean) =>
   Effect.gen(function*() {
-    const groups = yield* Effect.flatMap(RosterStore, (store) => store.changes(run.id))
-    const days = yield* retentionDays
+    const groups = yield* Effect.flatMap(Runs, (runs) => runs.changes(run.id))
+    const days = yield* changesRetentionDays
     const view = groups.map((g) => ({ ...g, count: g.sourceIds.length }))
     if (asJson) return yield* json({ runId: run.id, district: run.districtId, status: run.status, retentionDays: days, changes: view })
     yield* Console.log(`changes of run ${run.id} of ${run.districtId}: ${run.status} (${run.mode}), ${when(run.startedAt)}`)
@@ -185,14 +184,15 @@ export const runsCommand = Command.make(
   (args) =>
     Effect.gen(function*() {
       const store = yield* RosterStore
+      const history = yield* Runs
       const district = yield* store.getDistrict(args.district)
       if (Option.isSome(args.run)) {
-        const run = yield* store.getRun(args.run.value)
+        const run = yield* history.get(args.run.value)
         if (Option.isNone(run) || run.value.districtId !== district.id) {
           return yield* Effect.fail(new Error(`no run ${args.run.value} for district ${district.id}`))
         }
         if (args.changes) return yield* printChanges(run.value, args.json)
-        const findings = yield* store.findings(run.value.id)
+        const findings = yield* history.findings(run.value.id)
         if (args.json) return yield* json({ ...run.value, findings })
         const r = run.value
         yield* Console.log(`run ${r.id} of ${r.districtId}: ${r.status} (${r.mode}, ${r.trigger}) ${when(r.startedAt)} → ${when(r.finishedAt)}`)
@@ -209,7 +209,7 @@ export const runsCommand = Command.make(
         return
       }
       if (args.changes) return yield* Effect.fail(new Error("--changes needs --run <id>"))
-      const runs = yield* store.runs(district.id, args.limit)
+      const runs = yield* history.list(district.id, args.limit)
       if (args.json) return yield* json(runs)
       if (runs.length === 0) return yield* Console.log(`no runs yet for ${district.id}`)
       yield* Console.log(table(
@@ -221,7 +221,7 @@ export const runsCommand = Command.make(
           r.trigger,
           when(r.startedAt),
           r.finishedAt === null ? "-" : ((r.finishedAt.getTime() - r.startedAt.getTime()) / 1000).toFixed(1),
-          r.counts === null ? "-" : Object.values(r.counts).reduce((n, c) => n + c.created + c.updated + c.deactivated, 0),
+          r.counts === null ? "-" : totalChanges(r.counts),
           r.findings,
           r.error ?? (r.status === "deferred" ? r.notes ?? "" : "")
         ])

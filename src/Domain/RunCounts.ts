@@ -25,6 +25,9 @@ export const RunCounts = Schema.Struct({
 })
 export type RunCounts = typeof RunCounts.Type
 
+/** The kinds a run counts (`sync_runs.counts`; `schools` are the orgs). */
+export type CountKind = keyof RunCounts
+
 export const zeroCounts: EntityCounts = { created: 0, updated: 0, deactivated: 0, unchanged: 0 }
 
 export const emptyRunCounts: RunCounts = {

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Clock, Config, Duration, Effect, Schedule } from "effect"
-import { retentionDays as changesRetentionDays } from "../Reconcile/ChangeList.ts"
+import { changesRetentionDays } from "../Store/Runs.ts"
 import { pruneSpool, spoolDirConfig } from "./Mailer.ts"
 
 /**

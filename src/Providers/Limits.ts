@@ -1,6 +1,6 @@
 import { Config, ConfigError, Effect, Either } from "effect"
 import { ProviderError } from "../Domain/Errors.ts"
-import type { CountKind } from "./RosterProvider.ts"
+import type { CountKind } from "../Domain/RunCounts.ts"
 
 /**
  * How much a REST source may hand one run, so a broken or hostile server fails the run

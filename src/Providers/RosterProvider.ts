@@ -3,6 +3,7 @@ import { Context } from "effect"
 import type { District } from "../Domain/District.ts"
 import type { DistrictBusy, InvalidDistrict, ModeNotAvailable, ProviderError } from "../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
+import type { Cursor, ProviderState } from "../Store/Runs.ts"
 
 /** Where a record came from, for findings: a file and line, or a request and position. */
 export interface Origin {
@@ -62,29 +63,6 @@ export interface RosterSnapshot {
   readonly cursor?: Cursor | undefined
   /** Decisions worth telling an operator (a delta that fell back to a full sync, and why). */
   readonly notes?: ReadonlyArray<string> | undefined
-}
-
-export interface Cursor {
-  readonly value: string
-  /** When the cursor was taken: a change feed keeps a limited window. */
-  readonly takenAt: Date
-}
-
-/** The kinds a run counts (`sync_runs.counts`; `schools` are the orgs). */
-export type CountKind = "schools" | "terms" | "courses" | "classes" | "users" | "enrollments"
-
-/** What the store knows of a district that a provider needs: its change-feed cursor, its last full sync. */
-export interface ProviderState {
-  readonly cursor: Cursor | null
-  /** Start of the last successful full sync. */
-  readonly lastFullSyncAt: Date | null
-  /** Start of the last successful sync of any mode (a delta's watermark). */
-  readonly lastSuccessAt: Date | null
-  /**
-   * Records of each kind the last successful full sync read (created + updated + unchanged),
-   * `null` before the first: the base of the providers' per-collection caps (src/Providers/Limits.ts).
-   */
-  readonly lastFullCounts: Readonly<Partial<Record<CountKind, number>>> | null
 }
 
 export type SyncRequest = "full" | "delta" | "auto"

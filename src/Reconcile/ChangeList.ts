@@ -1,5 +1,6 @@
 import { SqlClient } from "@effect/sql"
-import { Config, Effect } from "effect"
+import { Effect } from "effect"
+import { type ChangeGroup, changesRetentionDays } from "../Store/Runs.ts"
 import { planTable } from "./Apply.ts"
 import { Entities } from "./Entities.ts"
 
@@ -20,15 +21,6 @@ export const kindLabel = (kind: PlanKind) => (kind === "enrollments" ? "enrollme
 export const planSourceId = (kind: PlanKind, alias = "p") =>
   kind === "enrollments" ? `${alias}.class_source_id || '/' || ${alias}.user_source_id` : `${alias}.source_id`
 
-export interface ChangeGroup {
-  readonly kind: string
-  readonly action: "create" | "update" | "deactivate"
-  readonly reason: string | null
-  readonly fields: ReadonlyArray<string>
-  readonly held: boolean
-  readonly sourceIds: ReadonlyArray<string>
-}
-
 const groupsOf = (kind: PlanKind) =>
   `SELECT '${kindLabel(kind)}' AS kind, action, CASE WHEN action = 'deactivate' THEN reason END AS reason,
           coalesce(fields, '{}') AS fields, held, array_agg(${planSourceId(kind)}) AS source_ids
@@ -42,14 +34,11 @@ export const changeList = Effect.gen(function*() {
   return rows
 })
 
-/** How long change lists are kept (`rosterd.changes.retentionDays`, default 90). */
-export const retentionDays = Config.integer("retentionDays").pipe(Config.nested("changes"), Config.nested("rosterd"), Config.withDefault(90))
-
 /** Stores the run's change list, and prunes lists older than the retention period. */
 export const recordChanges = (runId: number, districtId: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const days = yield* retentionDays.pipe(Effect.orDie)
+    const days = yield* changesRetentionDays.pipe(Effect.orDie)
     yield* sql.unsafe(
       `INSERT INTO run_changes (run_id, district_id, kind, action, reason, fields, held, source_ids)
        SELECT $1, $2, kind, action, reason, fields, held, source_ids FROM (${PLAN_KINDS.map(groupsOf).join("\nUNION ALL\n")}) g`,

@@ -3,6 +3,7 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import { Effect } from "effect"
 import { DistrictBusy } from "../Domain/Errors.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
+import { sessionUnlock, trySessionLock } from "../Store/Session.ts"
 
 /**
  * Advisory-lock namespace of district leases ("ROST"); the district id hashed
@@ -41,18 +42,13 @@ export class DistrictLease extends Effect.Service<DistrictLease>()("rosterd/Dist
     /** Takes the district's lease or fails with `DistrictBusy` at once (never waits). */
     const hold = Effect.fn("DistrictLease.hold")(function*(district: string) {
       const connection = yield* sql.reserve
-      const result = yield* connection.executeRaw(
-        "SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok",
-        [LEASE_NAMESPACE, district]
-      )
-      const ok = (result as { rows: Array<{ ok: boolean }> }).rows[0]?.ok === true
-      if (!ok) return yield* new DistrictBusy({ district })
+      if (!(yield* trySessionLock(connection, LEASE_NAMESPACE, district))) return yield* new DistrictBusy({ district })
       // Counted while held (`rosterd_leases_held`): taken here, let go with the scope.
       const metrics = yield* Metrics
       yield* Effect.uninterruptible(Effect.zipRight(
         metrics.leaseTaken,
         Effect.addFinalizer(() =>
-          connection.executeRaw("SELECT pg_advisory_unlock($1, hashtext($2))", [LEASE_NAMESPACE, district]).pipe(
+          sessionUnlock(connection, LEASE_NAMESPACE, district).pipe(
             Effect.ignore,
             Effect.ensuring(metrics.leaseReleased)
           )
@@ -70,11 +66,8 @@ export class DistrictLease extends Effect.Service<DistrictLease>()("rosterd/Dist
       // One statement per key, in order: a single query with the lock call in its WHERE clause
       // could take locks on rows a LIMIT then drops (the Postgres manual's warning).
       for (let slot = 0; slot < limit; slot++) {
-        const result = yield* lease.connection.executeRaw("SELECT pg_try_advisory_lock($1, $2) AS ok", [RUN_SLOT_NAMESPACE, slot])
-        if ((result as { rows: Array<{ ok: boolean }> }).rows[0]?.ok !== true) continue
-        yield* Effect.addFinalizer(() =>
-          lease.connection.executeRaw("SELECT pg_advisory_unlock($1, $2)", [RUN_SLOT_NAMESPACE, slot]).pipe(Effect.ignore)
-        )
+        if (!(yield* trySessionLock(lease.connection, RUN_SLOT_NAMESPACE, slot))) continue
+        yield* Effect.addFinalizer(() => sessionUnlock(lease.connection, RUN_SLOT_NAMESPACE, slot).pipe(Effect.ignore))
         return true
       }
       return false

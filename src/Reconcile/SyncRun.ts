@@ -1,57 +1,76 @@
 import { SqlClient } from "@effect/sql"
+import type pg from "pg"
 import { Cause, Clock, Config, Context, Data, Duration, Effect, Exit, Stream } from "effect"
-import * as Os from "node:os"
 import type { District } from "../Domain/District.ts"
+import { describeFailure } from "../Domain/Failure.ts"
 import type { EntityKind } from "../Domain/Roster.ts"
 import { EntityKinds } from "../Domain/Roster.ts"
-import type { Cursor, ProviderState, RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
-import { RosterProvider } from "../Providers/RosterProvider.ts"
-import { rawClient } from "../Store/Copy.ts"
-import type { RunStatus } from "../Store/RosterStore.ts"
-import { RosterStore } from "../Store/RosterStore.ts"
-import { Activation, activationNote } from "../Accounts/Activation.ts"
-import { linkAccounts, refreshStudentActivation } from "../Accounts/Linking.ts"
+import type { EntityCounts, RunCounts } from "../Domain/RunCounts.ts"
+import { emptyRunCounts } from "../Domain/RunCounts.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
+import type { RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
+import { RosterProvider } from "../Providers/RosterProvider.ts"
+import { RosterStore } from "../Store/RosterStore.ts"
+import type { ChangeGroup, RunMode, RunStatus } from "../Store/Runs.ts"
+import { Runs } from "../Store/Runs.ts"
+import { onConnection, rawClient } from "../Store/Session.ts"
+import type { ApplyContext, HeldCounts } from "./Apply.ts"
 import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
-import type { HeldCounts } from "./Apply.ts"
-import { describeFailure } from "../Domain/Failure.ts"
-import type { ChangeGroup } from "./ChangeList.ts"
 import { changeList, recordChanges } from "./ChangeList.ts"
+import { Entities, stageTable } from "./Entities.ts"
+import type { FindingsContext } from "./Findings.ts"
+import { checkStaged } from "./Findings.ts"
 import type { Tripped } from "./Gate.ts"
 import { gateEnrollments, gateKeyed } from "./Gate.ts"
 import { closePendingHold, recordHold } from "./Holds.ts"
-import type { EntityCounts, RunCounts } from "../Domain/RunCounts.ts"
-import { emptyRunCounts } from "../Domain/RunCounts.ts"
-import { Entities, stageTable } from "./Entities.ts"
-import { checkStaged } from "./Findings.ts"
 import { applyIdentities } from "./Identities.ts"
-import { detectRekey, holdRekey } from "./Rekey.ts"
+import type { HeldLease } from "./Lease.ts"
+import { DistrictLease } from "./Lease.ts"
 import { checkQuality } from "./Quality.ts"
+import type { RekeySuspicion } from "./Rekey.ts"
+import { detectRekey, holdRekey } from "./Rekey.ts"
+import { RunAccounts } from "./RunAccounts.ts"
 import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts"
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
 import { rankTeachers, reportClassesWithoutTeacher } from "./Rules/Teachers.ts"
-import type { HeldLease } from "./Lease.ts"
-import { DistrictLease } from "./Lease.ts"
 import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
 
 /**
- * One sync run of one district: lease → fetch → stage → check → diff & apply (one
- * transaction) → record.
+ * One sync run of one district, as a pipeline:
  *
- * Everything happens on one reserved connection: it holds the district's lease (a session
- * advisory lock, so no two processes sync a district at once, and a dead process's lease
- * dies with its connection), owns the temp staging tables, and runs the apply transaction.
+ *     lease → fetch → stage → check → plan → gate → apply → record
+ *
+ * - **lease**: the district's lease (Lease.ts), a session lock on a reserved connection.
+ *   Every step runs on that one session: no two processes sync a district at once, a dead
+ *   process's lease dies with its connection, the staging tables are its temp tables and
+ *   the apply transaction is its transaction (Store/Session.ts).
+ * - **fetch**: the provider's snapshot (src/Providers), given what the store knows of the
+ *   district's past runs (its cursor, its last full sync: Store/Runs.ts).
+ * - **stage**: each feed COPYed into temp tables, every record through the value guard on
+ *   its way in (Staging.ts, src/Domain/Values.ts).
+ *
  * Fetching and staging happen *outside* the transaction, so a slow provider never holds a
- * transaction open; the transaction only covers the SQL diff and apply. A failure anywhere
- * — a missing file, a broken page, a bad header, the database — leaves the roster exactly
- * as it was, and the run is recorded as failed with a one-line reason.
+ * transaction open. The rest is one transaction:
+ *
+ * - **check**: findings and data quality on the staged set (Findings.ts, Quality.ts); in a
+ *   full run, the re-key detection (Rekey.ts): a run that looks re-keyed is held whole and
+ *   applies nothing.
+ * - **plan → gate → apply**: per kind in dependency order, the set-based diff (Apply.ts),
+ *   the safety gate between planning and writing (Gate.ts), with the district's rules
+ *   where they belong (Rules/); then the people: identities, ages, accounts (the port
+ *   `RunAccounts`, implemented by src/Accounts), findings. What the gate kept back becomes
+ *   the run's hold (Holds.ts).
+ * - **record**: the change list, the cursor and the run row (ChangeList.ts, Store/Runs.ts).
+ *
+ * A failure anywhere — a missing file, a broken page, a bad header, the database — leaves
+ * the roster exactly as it was, and the run is recorded as failed with a one-line reason.
  */
 
 export interface RunSummary {
   readonly runId: number
   readonly district: string
   readonly status: RunStatus
-  readonly mode: "full" | "delta"
+  readonly mode: RunMode
   /** What was applied (for a dry run: what would be). */
   readonly counts: RunCounts
   readonly findings: number
@@ -69,9 +88,17 @@ export interface RunSummary {
   readonly retryAfterMs?: number
 }
 
+/** What the transaction did (or, in a dry run, would do). */
+interface Outcome {
+  readonly counts: RunCounts
+  readonly findings: number
+  readonly held: RunSummary["held"]
+  readonly notes: ReadonlyArray<string>
+}
+
 /** Ends a dry run's transaction with a rollback, carrying what it would have done. */
 class DryRunRollback extends Data.TaggedError("DryRunRollback")<{
-  readonly result: { readonly counts: RunCounts; readonly findings: number; readonly held: RunSummary["held"]; readonly notes: ReadonlyArray<string> }
+  readonly result: Outcome
   readonly changes: ReadonlyArray<ChangeGroup>
 }> {}
 
@@ -110,17 +137,45 @@ const countsKey: { readonly [K in Exclude<EntityKind, "demographics">]: keyof Ru
   enrollments: "enrollments"
 }
 
+type RunContext = ApplyContext & FindingsContext
+
+/** A run's context for the steps in its transaction: its feeds' modes and names, the district's local date. */
+const runContext = (runId: number, district: District, snapshot: RosterSnapshot, today: string): RunContext => ({
+  runId,
+  districtId: district.id,
+  rosterSource: district.rosterSource,
+  today,
+  modes: Object.fromEntries(EntityKinds.map((k) => [k, snapshot.feeds[k]?.mode ?? null])) as RunContext["modes"],
+  files: Object.fromEntries(EntityKinds.map((k) => [k, snapshot.feeds[k]?.name ?? null])) as RunContext["files"]
+})
+
+/** The mode a run is recorded with before its snapshot says. */
+const requestedMode = (request: SyncRequest): RunMode => (request === "delta" ? "delta" : "full")
+
+/** The note of a pending hold this run closes (a dry run only says it would). */
+const closedNote = (closed: string | undefined, dryRun: boolean) =>
+  closed === undefined ? [] : [dryRun ? `a real run would close a pending hold: ${closed}` : closed]
+
 export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const provider = yield* RosterProvider
     const store = yield* RosterStore
+    const runs = yield* Runs
     const leases = yield* DistrictLease
-    const activation = yield* Activation
+    const accounts = yield* RunAccounts
     const runTimeout = yield* RunTimeoutConfig
 
-    /** Stages every provided feed, in dependency order. */
-    const stage = (snapshot: RosterSnapshot, client: ReturnType<typeof rawClient>) =>
+    /** fetch: the provider's snapshot, given what the store knows of the district's past runs. */
+    const fetch = (district: District, request: SyncRequest) =>
+      Effect.gen(function*() {
+        const snapshot = yield* provider.snapshot(district, request, yield* runs.providerState(district.id))
+        yield* Effect.annotateCurrentSpan({ "run.mode": snapshot.mode })
+        return snapshot
+      })
+
+    /** stage: every provided feed into the session's temp tables, in dependency order. */
+    const stage = (snapshot: RosterSnapshot, client: pg.PoolClient) =>
       Effect.gen(function*() {
         const progress = yield* SyncProgress
         yield* sql.unsafe(stagingDdl())
@@ -144,49 +199,55 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         yield* sql.unsafe(`RESET default_statistics_target`)
       })
 
+    /** The transaction's settings: the writer the lock triggers let through, memory and join choices for the diff. */
+    const openTransaction = Effect.gen(function*() {
+      // The lock triggers let this transaction's writes through (migrations/0002).
+      yield* sql.unsafe(`SELECT set_config('rosterd.writer', 'sync', true)`)
+      // The diff joins whole sets: hash joins, and memory for them. Nested loops are
+      // disabled because the planner's estimates for rows this transaction just wrote (a
+      // new district's classes and users) can be off by orders of magnitude, and a nested
+      // loop over a misestimated set is quadratic.
+      yield* sql.unsafe(`SET LOCAL work_mem = '256MB'`)
+      yield* sql.unsafe(`SET LOCAL enable_nestloop = off`)
+    })
+
     /**
-     * The transaction: checks, then the diff and apply of each kind in dependency order,
-     * with the district rules (src/Reconcile/Rules, src/Accounts) where they belong.
+     * check: the staged set's findings and quality; in a full run, the re-key detection.
+     * Returns the suspected re-key, if any.
      */
-    const apply = (runId: number, district: District, snapshot: RosterSnapshot, today: string, dryRun: boolean) =>
+    const check = (context: RunContext, district: District, snapshot: RosterSnapshot) =>
       Effect.gen(function*() {
-        const feeds = snapshot.feeds
-        const modes = Object.fromEntries(EntityKinds.map((k) => [k, feeds[k]?.mode ?? null])) as {
-          [K in EntityKind]: "bulk" | "delta" | null
-        }
-        const files = Object.fromEntries(EntityKinds.map((k) => [k, feeds[k]?.name ?? null])) as {
-          [K in EntityKind]: string | null
-        }
-        // The lock triggers let this transaction's writes through (migrations/0002).
-        yield* sql.unsafe(`SELECT set_config('rosterd.writer', 'sync', true)`)
-        // The diff joins whole sets: hash joins, and memory for them. Nested loops are
-        // disabled because the planner's estimates for rows this transaction just wrote (a
-        // new district's classes and users) can be off by orders of magnitude, and a nested
-        // loop over a misestimated set is quadratic.
-        yield* sql.unsafe(`SET LOCAL work_mem = '256MB'`)
-        yield* sql.unsafe(`SET LOCAL enable_nestloop = off`)
-        const context = { runId, districtId: district.id, rosterSource: district.rosterSource, today, modes, files }
         yield* checkStaged(context)
         yield* checkQuality(context)
-        // A full run whose records look re-keyed applies nothing: it is held with the mapping
-        // it proposes, for `rosterd district rekey` (src/Reconcile/Rekey.ts).
-        const rekey = snapshot.mode === "full" ? yield* detectRekey(context, district.rules.rekey) : null
-        if (rekey !== null) {
-          const closed = yield* closePendingHold(runId, district.id, { full: false, holding: true })
-          const hold = yield* holdRekey(context, rekey, dryRun)
-          const [found] = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM findings WHERE run_id = ${runId}`
-          return {
-            counts: emptyRunCounts,
-            findings: found!.n,
-            held: { tripped: hold.tripped, counts: hold.held },
-            notes: [...(closed === undefined ? [] : [dryRun ? `a real run would close a pending hold: ${closed}` : closed]), hold.note]
-          }
-        }
+        return snapshot.mode === "full" ? yield* detectRekey(context, district.rules.rekey) : null
+      })
 
+    /** A run that looks re-keyed applies nothing: it is held with the mapping it proposes, for `rosterd district rekey`. */
+    const holdAsRekey = (context: RunContext, suspicion: RekeySuspicion, dryRun: boolean) =>
+      Effect.gen(function*() {
+        const closed = yield* closePendingHold(context.runId, context.districtId, { full: false, holding: true })
+        const hold = yield* holdRekey(context, suspicion, dryRun)
+        return {
+          counts: emptyRunCounts,
+          findings: yield* runs.findingsCount(context.runId),
+          held: { tripped: hold.tripped, counts: hold.held },
+          notes: [...closedNote(closed, dryRun), hold.note]
+        } satisfies Outcome
+      })
+
+    /**
+     * plan → gate → apply, per kind in dependency order, with the district's rules where
+     * they belong; then the people (identities, birth dates, ages). The gate's verdicts are
+     * gathered in `tripped` and `held`.
+     */
+    const applyRoster = (context: RunContext, district: District) =>
+      Effect.gen(function*() {
+        const { modes, files } = context
         const rules = district.rules
         const counts: Record<keyof RunCounts, EntityCounts> = { ...emptyRunCounts }
         const tripped: Array<Tripped> = []
         const held: Partial<Record<keyof RunCounts, HeldCounts>> = {}
+        const notes: Array<string> = []
         const noteHeld = (key: keyof RunCounts, h: HeldCounts) => {
           if (h.deactivated + h.updated > 0) held[key] = h
         }
@@ -208,7 +269,6 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         }
         // The users' identities (provider and login ids), once the users are written.
         if (modes.users !== null) yield* applyIdentities(context)
-        const notes: Array<string> = []
         if (modes.classes !== "bulk") {
           const { expired, note } = yield* expireEndedTerms(context, rules.scope, rules.gate)
           counts.classes = { ...counts.classes, deactivated: counts.classes.deactivated + expired }
@@ -236,79 +296,66 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         }
         const aged = yield* recomputeAges(context)
         counts.users = { ...counts.users, updated: counts.users.updated + aged }
-
-        yield* snapshotEnrolled(context)
-        yield* linkAccounts(context, { syncAdmins: rules.syncAdmins, reuseWindowDays: rules.accounts.reuseWindowDays })
-        yield* refreshStudentActivation(context)
-        // Without a credentials key the activation e-mails wait (a note); the run applies all the same.
-        const activationWait = activationNote(yield* activation.issueForRun(district.id))
-        if (activationWait !== undefined) notes.push(activationWait)
-        yield* reportPeople(context)
-
-        // The gate's verdict: a hold for what it kept back; an earlier pending hold closed.
-        const holding = Object.keys(held).length > 0
-        const closed = yield* closePendingHold(runId, district.id, { full: snapshot.mode === "full", holding })
-        if (closed !== undefined) notes.push(dryRun ? `a real run would close a pending hold: ${closed}` : closed)
-        if (holding) {
-          yield* recordHold(runId, district.id, tripped)
-          notes.push(`${dryRun ? "would be held for an operator" : `held for an operator (rosterd holds show ${runId})`}: ${
-            tripped.map((t) => `${t.kind}${t.group === t.kind ? "" : ` (${t.group})`} ${t.rule} ${t.count} of ${t.of}`).join("; ")
-          }`)
-        }
-        const [row] = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM findings WHERE run_id = ${runId}`
-        return {
-          counts: counts as RunCounts,
-          findings: row!.n,
-          held: holding ? { tripped, counts: held } : null,
-          notes
-        }
+        return { counts: counts as RunCounts, tripped, held, notes }
       })
 
-    const finishRun = (runId: number, status: RunStatus, fields: {
-      readonly mode?: "full" | "delta"
-      readonly counts?: RunCounts
-      readonly findings?: number
-      readonly source?: string
-      readonly notes?: string
-      readonly reason?: string
-      readonly error?: string
-    }) =>
-      sql`UPDATE sync_runs SET status = ${status}, finished_at = now(),
-            mode = coalesce(${fields.mode ?? null}, mode),
-            counts = coalesce(${fields.counts === undefined ? null : JSON.stringify(fields.counts)}::jsonb, counts),
-            findings = coalesce(${fields.findings ?? null}, findings),
-            source_description = coalesce(${fields.source ?? null}, source_description),
-            notes = coalesce(${fields.notes ?? null}, notes),
-            error_reason = ${fields.reason ?? null}, error = ${fields.error ?? null}
-          WHERE id = ${runId}`
-
-    /** The change-feed cursor and the last successful full sync, for providers with deltas. */
-    const providerState = (districtId: string) =>
+    /** The people once the roster is applied: who is enrolled, their accounts (src/Accounts, through the port), their findings. */
+    const applyPeople = (context: RunContext, district: District) =>
       Effect.gen(function*() {
-        const [cursor] = yield* sql<{ readonly cursor: string; readonly takenAt: Date }>`
-          SELECT cursor, taken_at FROM sync_cursors WHERE district_id = ${districtId}`
-        const [last] = yield* sql<{ readonly full: Date | null; readonly any: Date | null }>`
-          SELECT max(started_at) FILTER (WHERE mode = 'full') AS full, max(started_at) AS any FROM sync_runs
-          WHERE district_id = ${districtId} AND status = 'succeeded'`
-        // What the last successful full run read of each kind: the base of the providers' caps.
-        const [full] = yield* sql<{ readonly counts: Partial<Record<keyof RunCounts, EntityCounts>> | null }>`
-          SELECT counts FROM sync_runs WHERE district_id = ${districtId} AND status = 'succeeded' AND mode = 'full' AND counts IS NOT NULL
-          ORDER BY id DESC LIMIT 1`
-        const lastFullCounts = full?.counts == null ? null : Object.fromEntries(
-          Object.entries(full.counts).map(([kind, c]) => [kind, (c?.created ?? 0) + (c?.updated ?? 0) + (c?.unchanged ?? 0)])
-        )
-        return {
-          cursor: cursor === undefined ? null : { value: cursor.cursor, takenAt: cursor.takenAt },
-          lastFullSyncAt: last?.full ?? null,
-          lastSuccessAt: last?.any ?? null,
-          lastFullCounts
-        } satisfies ProviderState
+        yield* snapshotEnrolled(context)
+        const notes = yield* accounts.afterApply(context, district)
+        yield* reportPeople(context)
+        return notes
       })
 
-    const saveCursor = (districtId: string, runId: number, cursor: Cursor) =>
-      sql`INSERT INTO sync_cursors (district_id, cursor, taken_at, run_id) VALUES (${districtId}, ${cursor.value}, ${cursor.takenAt}, ${runId})
-          ON CONFLICT (district_id) DO UPDATE
-            SET cursor = excluded.cursor, taken_at = excluded.taken_at, run_id = excluded.run_id, updated_at = now()`
+    /** The gate's verdict: a hold for what it kept back; an earlier pending hold closed. */
+    const hold = (context: RunContext, snapshot: RosterSnapshot, applied: Effect.Effect.Success<ReturnType<typeof applyRoster>>, dryRun: boolean) =>
+      Effect.gen(function*() {
+        const { runId } = context
+        const holding = Object.keys(applied.held).length > 0
+        const closed = yield* closePendingHold(runId, context.districtId, { full: snapshot.mode === "full", holding })
+        if (!holding) return { held: null, notes: closedNote(closed, dryRun) }
+        yield* recordHold(runId, context.districtId, applied.tripped)
+        const why = applied.tripped.map((t) => `${t.kind}${t.group === t.kind ? "" : ` (${t.group})`} ${t.rule} ${t.count} of ${t.of}`).join("; ")
+        return {
+          held: { tripped: applied.tripped, counts: applied.held },
+          notes: [...closedNote(closed, dryRun), `${dryRun ? "would be held for an operator" : `held for an operator (rosterd holds show ${runId})`}: ${why}`]
+        }
+      })
+
+    /** check → plan → gate → apply: the transaction's work, up to what it would record. */
+    const reconcile = (context: RunContext, district: District, snapshot: RosterSnapshot, dryRun: boolean) =>
+      Effect.gen(function*() {
+        yield* openTransaction
+        const suspicion = yield* check(context, district, snapshot)
+        if (suspicion !== null) return yield* holdAsRekey(context, suspicion, dryRun)
+        const applied = yield* applyRoster(context, district)
+        const peopleNotes = yield* applyPeople(context, district)
+        const verdict = yield* hold(context, snapshot, applied, dryRun)
+        return {
+          counts: applied.counts,
+          findings: yield* runs.findingsCount(context.runId),
+          held: verdict.held,
+          notes: [...applied.notes, ...peopleNotes, ...verdict.notes]
+        } satisfies Outcome
+      })
+
+    /** record: the change list, where the change feed stands, and the run row (in the transaction). */
+    const record = (context: RunContext, snapshot: RosterSnapshot, outcome: Outcome) =>
+      Effect.gen(function*() {
+        yield* recordChanges(context.runId, context.districtId)
+        // A run held as a suspected re-key applied nothing: the feed's position stays where it was.
+        const rekeyHeld = outcome.held?.tripped.some((t) => t.rule === "rekey_suspected") ?? false
+        if (snapshot.cursor !== undefined && !rekeyHeld) yield* runs.saveCursor(context.districtId, context.runId, snapshot.cursor)
+        const notes = [...(snapshot.notes ?? []), ...outcome.notes]
+        yield* runs.finish(context.runId, outcome.held === null ? "succeeded" : "held", {
+          ...(notes.length > 0 ? { notes: notes.join("; ") } : {}),
+          mode: snapshot.mode,
+          counts: outcome.counts,
+          findings: outcome.findings,
+          source: snapshot.description
+        })
+      })
 
     const run = Effect.fn("Sync.run")(function*(
       districtId: string,
@@ -323,31 +370,15 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
       const district = yield* store.getDistrict(districtId)
       const progress = yield* SyncProgress
       const metrics = yield* Metrics
+      const dryRun = options.dryRun ?? false
       return yield* Effect.scoped(Effect.gen(function*() {
-        // The lease (the caller's, when it already holds it: the daemon does, to check and
+        // lease (the caller's, when it already holds it: the daemon does, to check and
         // write the district's schedule under it).
         const { connection } = options.lease ?? (yield* leases.hold(district.id))
-        const client = rawClient(connection)
-        // Pin every statement of this fiber to the lease's connection; `withTransaction`
-        // then opens its transaction on it (counter -1 makes its first level a BEGIN, not a savepoint).
-        // (The module-level steps in Findings/Apply ask for the SqlClient: give them ours.)
-        const pinned = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-          effect.pipe(
-            Effect.provideService(SqlClient.TransactionConnection, [connection, -1] as const),
-            Effect.provideService(SqlClient.SqlClient, sql)
-          )
 
-        return yield* pinned(Effect.gen(function*() {
-          // Holding the lease, any run still marked running belonged to a process that died.
-          yield* sql`UPDATE sync_runs SET status = 'interrupted', finished_at = now(), error_reason = 'Interrupted',
-                       error = 'the process running it stopped before it finished'
-                     WHERE district_id = ${district.id} AND status = 'running'`
-          const [started] = yield* sql<{ readonly id: number; readonly startedAt: Date }>`
-            INSERT INTO sync_runs (district_id, mode, status, trigger, host, pid)
-            VALUES (${district.id}, ${options.request === "delta" ? "delta" : "full"}, 'running', ${options.trigger},
-                    ${Os.hostname()}, ${process.pid})
-            RETURNING id, started_at`
-          const runId = started!.id
+        return yield* onConnection(connection, sql)(Effect.gen(function*() {
+          const started = yield* runs.start(district.id, { mode: requestedMode(options.request), trigger: options.trigger })
+          const runId = started.id
           const startedAt = Date.now()
           // The deadline covers fetch, staging and the apply transaction, never its commit: a
           // run past it rolls back; a run that committed is not turned into a failure.
@@ -366,14 +397,13 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           const work = Effect.gen(function*() {
             yield* progress.phase("fetch")
             const snapshot = yield* withinDeadline(Effect.gen(function*() {
-              const snapshot = yield* provider.snapshot(district, options.request, yield* providerState(district.id))
-              yield* Effect.annotateCurrentSpan({ "run.mode": snapshot.mode })
-              yield* stage(snapshot, client)
+              const snapshot = yield* fetch(district, options.request)
+              yield* stage(snapshot, rawClient(connection))
               return snapshot
             }))
             yield* progress.phase("apply")
-            const today = yield* districtToday(district.timezone)
-            const summary = (status: RunStatus, result: DryRunRollback["result"], changes?: ReadonlyArray<ChangeGroup>): RunSummary => ({
+            const context = runContext(runId, district, snapshot, yield* districtToday(district.timezone))
+            const summary = (status: RunStatus, result: Outcome, changes?: ReadonlyArray<ChangeGroup>): RunSummary => ({
               runId,
               district: district.id,
               status,
@@ -387,26 +417,15 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
               ...(changes === undefined ? {} : { changes })
             })
             const applied = yield* sql.withTransaction(withinDeadline(Effect.gen(function*() {
-              const result = yield* apply(runId, district, snapshot, today, options.dryRun ?? false)
+              const outcome = yield* reconcile(context, district, snapshot, dryRun)
               // A dry run: everything above ran for real inside this transaction; roll it back.
-              if (options.dryRun) return yield* new DryRunRollback({ result, changes: yield* changeList })
-              yield* recordChanges(runId, district.id)
-              // A run held as a suspected re-key applied nothing: the feed's position stays where it was.
-              const rekeyHeld = result.held?.tripped.some((t) => t.rule === "rekey_suspected") ?? false
-              if (snapshot.cursor !== undefined && !rekeyHeld) yield* saveCursor(district.id, runId, snapshot.cursor)
-              const notes = [...(snapshot.notes ?? []), ...result.notes]
-              yield* finishRun(runId, result.held === null ? "succeeded" : "held", {
-                ...(notes.length > 0 ? { notes: notes.join("; ") } : {}),
-                mode: snapshot.mode,
-                counts: result.counts,
-                findings: result.findings,
-                source: snapshot.description
-              })
-              return summary(result.held === null ? "succeeded" : "held", result)
+              if (dryRun) return yield* new DryRunRollback({ result: outcome, changes: yield* changeList })
+              yield* record(context, snapshot, outcome)
+              return summary(outcome.held === null ? "succeeded" : "held", outcome)
             }))).pipe(
               Effect.catchTag("DryRunRollback", (dry) =>
                 Effect.as(
-                  finishRun(runId, "dry-run", { mode: snapshot.mode, counts: dry.result.counts, source: snapshot.description, notes: "dry run: nothing was applied" }),
+                  runs.finish(runId, "dry-run", { mode: snapshot.mode, counts: dry.result.counts, source: snapshot.description, notes: "dry run: nothing was applied" }),
                   summary("dry-run", dry.result, dry.changes)
                 ))
             )
@@ -418,12 +437,12 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             Effect.catchTag("ProviderError", (error) => Effect.gen(function*() {
               if (error.reason !== "NotReady") return yield* error
               const note = `${error.where}${error.message}`
-              yield* finishRun(runId, "deferred", { notes: note })
+              yield* runs.finish(runId, "deferred", { notes: note })
               return {
                 runId,
                 district: district.id,
                 status: "deferred",
-                mode: options.request === "delta" ? "delta" : "full",
+                mode: requestedMode(options.request),
                 counts: emptyRunCounts,
                 findings: 0,
                 durationMs: Date.now() - startedAt,
@@ -451,11 +470,11 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
                 }
                 const { message, reason } = describeFailure(exit.cause)
                 const status: RunStatus = Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failed"
-                yield* finishRun(runId, status, { reason, error: message }).pipe(Effect.ignore)
+                yield* runs.finish(runId, status, { reason, error: message }).pipe(Effect.ignore)
                 yield* metrics.runFinished({
                   district: district.id,
                   status,
-                  mode: options.request === "delta" ? "delta" : "full",
+                  mode: requestedMode(options.request),
                   durationMs: Date.now() - startedAt,
                   applied: null
                 })
@@ -470,5 +489,5 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
 
     return { run } as const
   }),
-  dependencies: [RosterStore.Default, Activation.Default, DistrictLease.Default]
+  dependencies: [RosterStore.Default, Runs.Default, DistrictLease.Default]
 }) {}

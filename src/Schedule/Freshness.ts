@@ -1,18 +1,11 @@
-import { Clock, Config, Duration, Effect, Option } from "effect"
-import type { DistrictStatus } from "../Store/RosterStore.ts"
+import { Clock, Duration, Effect, Option } from "effect"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { type DistrictStatus, Runs, staleAfterConfig } from "../Store/Runs.ts"
 import { localDateAt } from "./Calendar.ts"
 import { toDayNumber, toLocalDate } from "../Domain/LocalDates.ts"
 import { Pauses } from "./Pauses.ts"
 import type { Slot } from "./SyncSchedule.ts"
 import { catchUpSlot } from "./SyncSchedule.ts"
-
-/** `rosterd.sync.staleAfter`: how old the last successful sync may be before a district is stale. */
-const staleAfterConfig = Config.duration("staleAfter").pipe(
-  Config.nested("sync"),
-  Config.nested("rosterd"),
-  Config.withDefault(Duration.hours(24))
-)
 
 const catchUpView = (slot: Slot) => ({ at: slot.at.toISOString(), request: slot.request, trigger: slot.trigger })
 
@@ -32,11 +25,12 @@ const LOOK_BACK_DAYS = 400
 export class Freshness extends Effect.Service<Freshness>()("rosterd/Freshness", {
   effect: Effect.gen(function*() {
     const store = yield* RosterStore
+    const runs = yield* Runs
     const pauses = yield* Pauses
     const staleAfter = yield* staleAfterConfig
 
     const status = Effect.fn("Freshness.status")(function*(districtId?: string) {
-      const statuses = yield* store.status(districtId)
+      const statuses = yield* runs.status(districtId)
       const now = new Date(yield* Clock.currentTimeMillis)
       // One read of the districts and of their ad-hoc pauses for the whole list (a scrape of /metrics runs this).
       const districts = new Map((yield* store.listDistricts()).map((d) => [d.id as string, d]))
@@ -72,5 +66,5 @@ export class Freshness extends Effect.Service<Freshness>()("rosterd/Freshness", 
 
     return { status } as const
   }),
-  dependencies: [RosterStore.Default, Pauses.Default]
+  dependencies: [RosterStore.Default, Runs.Default, Pauses.Default]
 }) {}

@@ -1,4 +1,3 @@
-import type { SqlConnection } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Stream } from "effect"
 import type pg from "pg"
@@ -7,15 +6,9 @@ import { from as copyFrom } from "pg-copy-streams"
 /**
  * Bulk loading with `COPY ... FROM STDIN` (text format), the fastest way into Postgres.
  * @effect/sql-pg has no COPY API, so this drives `pg-copy-streams` on the raw client of a
- * reserved connection: the same session the rest of the run uses (temp tables, locks).
+ * reserved connection (`rawClient`, Session.ts): the same session the rest of the run uses
+ * (temp tables, locks).
  */
-
-/** The node-postgres client behind a connection from `sql.reserve` (sql-pg keeps it as `pg`). */
-export const rawClient = (connection: SqlConnection.Connection): pg.PoolClient => {
-  const client = (connection as unknown as { readonly pg?: pg.PoolClient }).pg
-  if (client === undefined) throw new Error("COPY needs a reserved connection (sql.reserve)")
-  return client
-}
 
 export type CopyValue = string | number | boolean | null | ReadonlyArray<string>
 

@@ -8,7 +8,9 @@ import { ProviderError } from "../../src/Domain/Errors.ts"
 import { RosterProviderLive } from "../../src/Providers/Providers.ts"
 import type { RunSummary } from "../../src/Reconcile/SyncRun.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
+import { SyncLive } from "../../src/Accounts/SyncAccounts.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
+import { Runs } from "../../src/Store/Runs.ts"
 import { zipInto } from "../Providers/support.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 import {
@@ -169,7 +171,7 @@ export const expectDeferred = <E2 = never, R2 = never>(
     assert.isNull(record.run?.error ?? null)
     assert.isNull(record.run?.errorReason ?? null)
     assertNames(record.run!.notes!, names, "the deferred run's note")
-    const [status] = yield* Effect.flatMap(RosterStore, (store) => store.status(set.id))
+    const [status] = yield* Effect.flatMap(Runs, (runs) => runs.status(set.id))
     assert.isFalse(status!.failing, "a deferred run is not a failure")
     assert.strictEqual(status!.lastRun?.status, "succeeded", "lastRun stays the last run that reached a verdict")
     assert.strictEqual(status!.deferred?.runId, summary!.runId)
@@ -184,7 +186,7 @@ export const expectDeferred = <E2 = never, R2 = never>(
  * anything else as the environment gives it (like SyncTestLayer).
  */
 export const syncWith = (settings: Readonly<Record<string, string>>) =>
-  Sync.Default.pipe(
+  SyncLive.pipe(
     Layer.provide(RosterProviderLive.pipe(Layer.provide(Layer.setConfigProvider(
       ConfigProvider.fromMap(new Map(Object.entries(settings))).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
     ))))

@@ -7,6 +7,7 @@ import type { DistrictId } from "../../src/Domain/District.ts"
 import { Holds } from "../../src/Reconcile/Holds.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
+import { Runs } from "../../src/Store/Runs.ts"
 import { rosterFingerprint } from "../support/Database.ts"
 import { generated, readRows, tempDir, writeCsv } from "../support/Fixtures.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
@@ -262,7 +263,7 @@ layer(SyncTestLayer, { timeout: "180 seconds", excludeTestServices: true })("the
         const [changes] = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM run_changes WHERE run_id = ${dry.runId}`
         assert.strictEqual(changes!.n, 0)
         // Recorded as a dry run, not as the district's last run.
-        const status = yield* Effect.flatMap(RosterStore, (store) => store.status("dry"))
+        const status = yield* Effect.flatMap(Runs, (runs) => runs.status("dry"))
         assert.notStrictEqual(status[0]!.lastRun?.id, dry.runId)
         // A real run then does exactly that.
         const real = yield* syncNow("dry")

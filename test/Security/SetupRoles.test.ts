@@ -15,6 +15,7 @@ import erase from "../../migrations/0007_erase.ts"
 import { latestMigration } from "../../migrations/index.ts"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { RosterProviderLive } from "../../src/Providers/Providers.ts"
+import { SyncLive } from "../../src/Accounts/SyncAccounts.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { DEFAULT_ROLE_NAMES, grantsCurrent, grantsMarkdown, type RoleNames, setupRoles } from "../../src/Store/Roles.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
@@ -70,7 +71,7 @@ const urlAs = (database: string, user: string, password: string) => {
 
 /** The sync, over `url`. */
 const syncOver = (url: string) =>
-  Layer.mergeAll(Sync.Default, RosterStore.Default).pipe(
+  Layer.mergeAll(SyncLive, RosterStore.Default).pipe(
     Layer.provide(RosterProviderLive),
     Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([...testDataDir, ["rosterd.csv.settleSeconds", "0"]])))),
     Layer.provideMerge(pgClientLayer({ url: Redacted.make(url) }))

@@ -25,6 +25,7 @@ import { MailError, Mailer, type MailMessage, SpoolMailerLive } from "../../src/
 import { Outbox } from "../../src/Mail/Outbox.ts"
 import { SmtpMailerLive } from "../../src/Mail/SmtpMailer.ts"
 import { RosterProviderLive } from "../../src/Providers/Providers.ts"
+import { SyncLive } from "../../src/Accounts/SyncAccounts.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { Secrets } from "../../src/Secrets/Secrets.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
@@ -406,7 +407,7 @@ layer(TestLayer, { timeout: "240 seconds", excludeTestServices: true })("no live
       yield* addCsv("nokey")
       const key = testKeyFile(work.dir, "nokey.key")
       const services = (extra: Record<string, string>) =>
-        Layer.mergeAll(Sync.Default, Admins.Default, Accounts.Default).pipe(
+        Layer.mergeAll(SyncLive, Admins.Default, Accounts.Default).pipe(
           Layer.provide(RosterProviderLive),
           Layer.provide(withSettings({ databaseUrl: "postgres://external.invalid/rosterd", ...extra }))
         )
@@ -457,7 +458,7 @@ layer(TestLayer, { timeout: "240 seconds", excludeTestServices: true })("no live
       const onlyA = { ...external, "rosterd.secrets.keyFile": keyA.path }
       const rotating = { ...external, "rosterd.secrets.keyFile": keyB.path, "rosterd.secrets.previousKeyFiles": keyA.path }
       const onlyB = { ...external, "rosterd.secrets.keyFile": keyB.path }
-      const syncWith = Sync.Default.pipe(Layer.provide(RosterProviderLive), Layer.provide(withSettings(onlyA)))
+      const syncWith = SyncLive.pipe(Layer.provide(RosterProviderLive), Layer.provide(withSettings(onlyA)))
       assert.strictEqual((yield* syncNow("rotate").pipe(Effect.provide(syncWith))).status, "succeeded")
       const keys = () => sql<{ readonly keyId: string }>`SELECT DISTINCT link_key_id AS key_id FROM outbox WHERE district_id = 'rotate' AND link_ciphertext IS NOT NULL`
       assert.deepStrictEqual((yield* keys()).map((k) => k.keyId), [keyA.key.id])

@@ -6,6 +6,7 @@ import * as NodePath from "node:path"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
+import { Runs } from "../../src/Store/Runs.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
 
@@ -15,10 +16,11 @@ layer(SyncTestLayer, { timeout: "60 seconds", excludeTestServices: true })("stat
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const store = yield* RosterStore
+      const runs = yield* Runs
       const dir = tempDir()
       writeSmallDistrict(dir.dir)
       yield* store.addDistrict({ id: "fresh" as DistrictId, name: "Fresh", provider: "oneroster-csv", timezone: "UTC", settings: { path: dir.dir } })
-      const status = () => Effect.map(store.status("fresh"), (rows) => ({ stale: rows[0]!.stale, failing: rows[0]!.failing }))
+      const status = () => Effect.map(runs.status("fresh"), (rows) => ({ stale: rows[0]!.stale, failing: rows[0]!.failing }))
 
       assert.deepStrictEqual(yield* status(), { stale: false, failing: false })
       yield* sql`UPDATE districts SET created_at = now() - interval '25 hours' WHERE id = 'fresh'`

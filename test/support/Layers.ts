@@ -1,22 +1,23 @@
 import { ConfigProvider, Layer } from "effect"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
+import { SyncLive } from "../../src/Accounts/SyncAccounts.ts"
 import { RosterProviderLive } from "../../src/Providers/Providers.ts"
 import { Audit } from "../../src/Audit/Audit.ts"
 import { Holds } from "../../src/Reconcile/Holds.ts"
-import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
+import { Runs } from "../../src/Store/Runs.ts"
 import { TestDatabase } from "./Database.ts"
 
 /** The reconcile over a real Postgres database of the test file's own, with the live providers. */
-export const SyncTestLayer = Layer.mergeAll(Sync.Default, RosterStore.Default, Holds.Default, Audit.Default).pipe(
+export const SyncTestLayer = Layer.mergeAll(SyncLive, RosterStore.Default, Runs.Default, Holds.Default, Audit.Default).pipe(
   Layer.provide(RosterProviderLive),
   Layer.provideMerge(TestDatabase)
 )
 
 /** The same, with settings (e.g. fast provider retries) as `rosterd.x.y` keys. */
 export const syncTestLayer = (settings: ReadonlyMap<string, string>) =>
-  Layer.mergeAll(Sync.Default, RosterStore.Default, Holds.Default, Audit.Default).pipe(
+  Layer.mergeAll(SyncLive, RosterStore.Default, Runs.Default, Holds.Default, Audit.Default).pipe(
     Layer.provide(RosterProviderLive),
     Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([...testDataDir, ...csvNoSettle, ...settings])))),
     Layer.provideMerge(TestDatabase)
