@@ -1,11 +1,9 @@
 import { SqlClient, type SqlError } from "@effect/sql"
-import { parse } from "csv-parse"
 import { Effect, Option, Schema } from "effect"
-import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import { isAdminRole } from "../Domain/Roles.ts"
 import { Audit, defaultActor } from "../Audit/Audit.ts"
-import { csvSyntaxError } from "../Providers/OneRosterCsv/CsvFeed.ts"
+import { readOperatorCsv } from "../Csv/OperatorFile.ts"
 import { Activation } from "./Activation.ts"
 
 /**
@@ -177,53 +175,36 @@ const COLUMNS = ["external_id", "email", "display_name", ...Object.keys(IDENTITY
  * Any bad row fails the whole import with its line; cell values never reach a message.
  */
 const readImportFile = (file: string) =>
-  Effect.tryPromise({
-    try: async (): Promise<ImportRows> => {
-      const fail = (problem: string, line?: number): never => {
-        throw new AccountsImportError({ file, problem, ...(line === undefined ? {} : { line }) })
+  Effect.suspend(() => {
+    const rows: ImportRows = {
+      externalIds: [],
+      emails: [],
+      displayNames: [],
+      identities: { externalIds: [], lines: [], providers: [], kinds: [], subjects: [], columns: [] }
+    }
+    return readOperatorCsv(file, (refusal) => new AccountsImportError({ file, ...refusal }), (names, headerLine, refuse) => {
+      if (!names.includes("external_id")) {
+        const near = names.find((name) => name.toLowerCase().replace(/[\s-]/g, "_") === "external_id")
+        refuse(`the header has no external_id column${near === undefined ? "" : ` (found "${near}": column names are lower case)`}`, headerLine)
       }
-      if (!Fs.existsSync(file)) fail("the file does not exist")
-      if (!Fs.statSync(file).isFile()) fail("not a file")
-      const input = Fs.createReadStream(file)
-      const parser = input.pipe(parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true }))
-      input.on("error", (cause) => parser.destroy(cause))
-      const rows: ImportRows = {
-        externalIds: [],
-        emails: [],
-        displayNames: [],
-        identities: { externalIds: [], lines: [], providers: [], kinds: [], subjects: [], columns: [] }
-      }
-      let positions: Record<(typeof COLUMNS)[number], number> | undefined
-      let width = 0
-      for await (const { info, record } of parser as AsyncIterable<{ record: Array<string>; info: { lines: number } }>) {
-        const line = info.lines
-        if (positions === undefined) {
-          const names = record.map((name) => name.trim())
-          if (!names.includes("external_id")) {
-            const near = names.find((name) => name.toLowerCase().replace(/[\s-]/g, "_") === "external_id")
-            fail(`the header has no external_id column${near === undefined ? "" : ` (found "${near}": column names are lower case)`}`, line)
-          }
-          positions = Object.fromEntries(COLUMNS.map((column) => [column, names.indexOf(column)])) as Record<(typeof COLUMNS)[number], number>
-          width = names.length
-          continue
-        }
-        if (record.length !== width) fail(`${record.length} fields where the header has ${width}`, line)
+      const positions = Object.fromEntries(COLUMNS.map((column) => [column, names.indexOf(column)])) as Record<(typeof COLUMNS)[number], number>
+      return (record, line) => {
         const cell = (column: (typeof COLUMNS)[number]) => {
-          const at = positions![column]
+          const at = positions[column]
           const value = at === -1 ? "" : (record[at] ?? "").trim()
           return value === "" ? null : value
         }
         const externalId = cell("external_id")
-        if (externalId === null) fail("external_id is empty", line)
+        if (externalId === null) refuse("external_id is empty", line)
         const email = cell("email")
-        if (email !== null && !isEmail(email)) fail("the email is not a valid e-mail address", line)
+        if (email !== null && !isEmail(email)) refuse("the email is not a valid e-mail address", line)
         rows.externalIds.push(externalId!)
         rows.emails.push(email)
         rows.displayNames.push(cell("display_name"))
         for (const [column, identity] of Object.entries(IDENTITY_COLUMNS) as Array<[keyof typeof IDENTITY_COLUMNS, (typeof IDENTITY_COLUMNS)[keyof typeof IDENTITY_COLUMNS]]>) {
           const subject = cell(column)
           if (subject === null) continue
-          if (subject.length > 256 || /[\u0000-\u001f\u007f]/.test(subject)) fail(`${column} is not a usable identifier`, line)
+          if (subject.length > 256 || /[\u0000-\u001f\u007f]/.test(subject)) refuse(`${column} is not a usable identifier`, line)
           rows.identities.externalIds.push(externalId!)
           rows.identities.lines.push(line)
           rows.identities.providers.push(identity.provider)
@@ -232,14 +213,7 @@ const readImportFile = (file: string) =>
           rows.identities.columns.push(column)
         }
       }
-      if (positions === undefined) fail("the file is empty (no header row)")
-      return rows
-    },
-    catch: (cause) => {
-      if (cause instanceof AccountsImportError) return cause
-      const error = csvSyntaxError(cause, file)
-      return new AccountsImportError({ file, problem: error.message, ...(error.line === undefined ? {} : { line: error.line }) })
-    }
+    }).pipe(Effect.as(rows))
   })
 
 /** A row of `rosterd_resolve_login`. */

@@ -1,11 +1,9 @@
 import { SqlClient } from "@effect/sql"
-import { parse } from "csv-parse"
 import { Data, Effect, Schema } from "effect"
-import * as Fs from "node:fs"
 import { Audit } from "../Audit/Audit.ts"
 import { DistrictBusy, DistrictNotFound } from "../Domain/Errors.ts"
 import { isUsableId } from "../Domain/Values.ts"
-import { csvSyntaxError } from "../Providers/OneRosterCsv/CsvFeed.ts"
+import { readOperatorCsv } from "../Csv/OperatorFile.ts"
 import { Entities, type KeyedKind } from "../Reconcile/Entities.ts"
 import { HoldDecided, HoldNotFound } from "../Reconcile/Holds.ts"
 import { LEASE_NAMESPACE } from "../Reconcile/Lease.ts"
@@ -169,46 +167,22 @@ const EXAMPLES = 10
  * 256 characters, no control characters).
  */
 export const readMappingFile = (file: string) =>
-  Effect.tryPromise({
-    try: async (): Promise<ReadonlyArray<MappingRow>> => {
-      const fail = (problem: string, line?: number): never => {
-        throw new RekeyMapInvalid({ file, problem, ...(line === undefined ? {} : { line }) })
-      }
-      if (!Fs.existsSync(file)) fail("the file does not exist")
-      if (!Fs.statSync(file).isFile()) fail("not a file")
-      const input = Fs.createReadStream(file)
-      const parser = input.pipe(parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true }))
-      input.on("error", (cause) => parser.destroy(cause))
-      const rows: Array<MappingRow> = []
-      let at: { kind: number; old: number; new: number; district: number } | undefined
-      let width = 0
-      for await (const { info, record } of parser as AsyncIterable<{ record: Array<string>; info: { lines: number } }>) {
-        const line = info.lines
-        if (at === undefined) {
-          const names = record.map((name) => name.trim())
-          at = { kind: names.indexOf("kind"), old: names.indexOf("old_source_id"), new: names.indexOf("new_source_id"), district: names.indexOf("district") }
-          if (at.kind < 0 || at.old < 0 || at.new < 0) fail("the header must name the columns kind, old_source_id, new_source_id (and optionally district)", line)
-          width = names.length
-          continue
-        }
-        if (record.length !== width) fail(`${record.length} fields where the header has ${width}`, line)
+  Effect.suspend(() => {
+    const rows: Array<MappingRow> = []
+    return readOperatorCsv(file, (refusal) => new RekeyMapInvalid({ file, ...refusal }), (names, headerLine, refuse) => {
+      const at = { kind: names.indexOf("kind"), old: names.indexOf("old_source_id"), new: names.indexOf("new_source_id"), district: names.indexOf("district") }
+      if (at.kind < 0 || at.old < 0 || at.new < 0) refuse("the header must name the columns kind, old_source_id, new_source_id (and optionally district)", headerLine)
+      return (record, line) => {
         const cell = (index: number) => (index < 0 ? "" : (record[index] ?? "").trim())
         const kind = KIND_NAMES[cell(at.kind)]
-        if (kind === undefined) fail(`kind must be one of schools, terms, courses, classes, users, enrollments`, line)
+        if (kind === undefined) refuse(`kind must be one of schools, terms, courses, classes, users, enrollments`, line)
         const oldSourceId = cell(at.old)
         const newSourceId = cell(at.new)
-        if (!isUsableId(oldSourceId)) fail("old_source_id is empty, longer than 256 characters or has control characters", line)
-        if (!isUsableId(newSourceId)) fail("new_source_id is empty, longer than 256 characters or has control characters", line)
+        if (!isUsableId(oldSourceId)) refuse("old_source_id is empty, longer than 256 characters or has control characters", line)
+        if (!isUsableId(newSourceId)) refuse("new_source_id is empty, longer than 256 characters or has control characters", line)
         rows.push({ kind: kind!, oldSourceId, newSourceId, district: cell(at.district) === "" ? null : cell(at.district), line })
       }
-      if (at === undefined) fail("the file is empty (no header row)")
-      return rows
-    },
-    catch: (cause) => {
-      if (cause instanceof RekeyMapInvalid) return cause
-      const error = csvSyntaxError(cause, file)
-      return new RekeyMapInvalid({ file, problem: error.message, ...(error.line === undefined ? {} : { line: error.line }) })
-    }
+    }).pipe(Effect.as(rows as ReadonlyArray<MappingRow>))
   })
 
 // ---------------------------------------------------------------- the service

@@ -1,5 +1,6 @@
 import { type Options, parse, type Parser } from "csv-parse"
 import { Chunk, Effect, Either, ParseResult, Schema, SchemaAST, Stream } from "effect"
+import { csvErrorLine, csvSyntaxError } from "../../Csv/Syntax.ts"
 import { ProviderError } from "../../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../../Domain/Roster.ts"
 import type { FeedItem } from "../RosterProvider.ts"
@@ -41,7 +42,7 @@ export const csvFeedItems = <K extends EntityKind, Row>(
     const decoder = makeRowDecoder(spec)
     const lines = lineCounter()
     let header: HeaderIndex | undefined
-    return Stream.fromAsyncIterable(drainBatches(parser), (cause) => csvSyntaxError(cause, spec.file, limits)).pipe(
+    return Stream.fromAsyncIterable(drainBatches(parser), (cause) => csvFileError(cause, spec.file, limits)).pipe(
       Stream.mapEffect((batch) => {
         const out: Array<FeedItem<EntityRecord[K]>> = []
         for (const row of batch) {
@@ -93,43 +94,18 @@ export const csvParseOptions = (limits: CsvLimits): Options => ({
 })
 
 /**
- * A file csv-parse gives up on. Its own messages can quote the cell it stopped in
- * ("Invalid Opening Quote: ... value is \"Mary \"", "got \"x\""), and a cell may be a name or
- * an e-mail, so they are never passed on: the message is rebuilt from the error's code
- * and line. Errors that are not csv-parse's (a read error of the file or zip) carry no
- * cell and are passed on as they are.
+ * A file csv-parse gives up on (src/Csv/Syntax.ts says it without a cell), or a record
+ * over `rosterd.csv.maxRecordBytes`.
  */
-export const csvSyntaxError = (cause: unknown, file: string, limits: Pick<CsvLimits, "maxRecordBytes"> = defaultCsvLimits): ProviderError => {
-  if (cause instanceof ProviderError) return cause // the ByteGuard's or the source's, already plain
-  const { code, column, lines } = (typeof cause === "object" && cause !== null ? cause : {}) as {
-    readonly code?: unknown
-    readonly column?: unknown
-    readonly lines?: unknown
-  }
-  const line = typeof lines === "number" ? { line: lines } : {}
-  const field = typeof column === "number" ? ` (field ${column + 1})` : ""
-  const malformed = (message: string, at: { readonly line?: number } = line) =>
-    new ProviderError({ reason: "Malformed", message: `not valid CSV: ${message}`, file, ...at })
-  switch (code) {
-    case "CSV_QUOTE_NOT_CLOSED":
-      // csv-parse reports the last line of the file here, not where the quote opened.
-      return malformed("the file ends inside a quoted cell (a quote that is never closed)", {})
-    case "INVALID_OPENING_QUOTE":
-      return malformed(`a quote inside an unquoted cell${field}; a cell with quotes must be quoted, its quotes doubled`)
-    case "CSV_INVALID_CLOSING_QUOTE":
-    case "CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE":
-      return malformed(`a quoted cell${field} is followed by other characters before the next comma`)
-    case "CSV_MAX_RECORD_SIZE":
-      return new ProviderError({
-        reason: "TooLarge",
-        message: `a record longer than ${showBytes(limits.maxRecordBytes)} (rosterd.csv.maxRecordBytes): a quote that is never closed, or not a roster record`,
-        file,
-        ...line
-      })
-  }
-  if (typeof code === "string" && code.startsWith("CSV_")) return malformed(`csv-parse error ${code}`)
-  return malformed(cause instanceof Error ? cause.message : String(cause), {})
-}
+export const csvFileError = (cause: unknown, file: string, limits: Pick<CsvLimits, "maxRecordBytes"> = defaultCsvLimits): ProviderError =>
+  typeof cause === "object" && cause !== null && (cause as { readonly code?: unknown }).code === "CSV_MAX_RECORD_SIZE"
+    ? new ProviderError({
+      reason: "TooLarge",
+      message: `a record longer than ${showBytes(limits.maxRecordBytes)} (rosterd.csv.maxRecordBytes): a quote that is never closed, or not a roster record`,
+      file,
+      ...csvErrorLine(cause)
+    })
+    : csvSyntaxError(cause, file)
 
 /** Physical line of each record: one line per record, plus the line breaks inside quoted cells. */
 const lineCounter = () => {

@@ -1,7 +1,7 @@
 import { parse } from "csv-parse"
 import { Effect } from "effect"
 import { ProviderError } from "../../Domain/Errors.ts"
-import { csvParseOptions, csvSyntaxError } from "./CsvFeed.ts"
+import { csvFileError, csvParseOptions } from "./CsvFeed.ts"
 import type { CsvLimits } from "./CsvLimits.ts"
 import type { CsvSource } from "./CsvSource.ts"
 
@@ -57,7 +57,7 @@ export const readManifest = (source: CsvSource, limits: CsvLimits): Effect.Effec
         }
         return out
       },
-      catch: (cause) => csvSyntaxError(cause, MANIFEST, lineLimits)
+      catch: (cause) => csvFileError(cause, MANIFEST, lineLimits)
     }).pipe(Effect.ensuring(Effect.sync(() => input.destroy())))
     yield* source.unchanged
     const [header, ...properties] = rows
