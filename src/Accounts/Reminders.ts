@@ -194,9 +194,10 @@ export class Reminders extends Effect.Service<Reminders>()("rosterd/Reminders", 
 
 /**
  * The daemon's reminder loop: every `rosterd.accounts.reminderCheck`, from start. Every
- * replica runs it; a failed pass is logged and the next one comes.
+ * replica runs it; a failed pass is logged and the next one comes. Without its service
+ * (tests give one per replica); `RemindersLive` has it.
  */
-export const RemindersLive = Layer.scopedDiscard(
+export const RemindersWithoutDependencies = Layer.scopedDiscard(
   Effect.gen(function*() {
     const reminders = yield* Reminders
     const every = yield* reminderCheck
@@ -208,3 +209,5 @@ export const RemindersLive = Layer.scopedDiscard(
   })
 )
 
+/** The reminder loop with its service, as the daemon runs it beside the scheduler. */
+export const RemindersLive = RemindersWithoutDependencies.pipe(Layer.provide(Reminders.Default))

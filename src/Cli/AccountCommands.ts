@@ -1,5 +1,5 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Option, Schema } from "effect"
+import { Console, Effect, Layer, Option, Schema } from "effect"
 import { Accounts } from "../Accounts/Accounts.ts"
 import { Duplicates } from "../Accounts/Duplicates.ts"
 import { Merge } from "../Accounts/Merge.ts"
@@ -305,6 +305,7 @@ const resolve = Command.make(
 
 export const accountsCommand = Command.make("accounts").pipe(
   Command.withDescription("the platform's accounts: import, addresses, reviews, activation"),
-  Command.withSubcommands([importCommand, addEmail, review, confirm, resend, show, pending, merge, duplicates, resolve])
+  Command.withSubcommands([importCommand, addEmail, review, confirm, resend, show, pending, merge, duplicates, resolve]),
+  Command.provide(Layer.mergeAll(Accounts.Default, Reviews.Default, Merge.Default, Duplicates.Default, Reminders.Default))
 )
 

@@ -1,5 +1,5 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Layer, Option } from "effect"
 import { Admins } from "../Admins/Admins.ts"
 import type { AdminListing, EditChanges, Role, Who } from "../Admins/Model.ts"
 import { InvalidAdmin } from "../Admins/Model.ts"
@@ -297,5 +297,6 @@ const partnership = Command.make("partnership").pipe(
 
 export const adminCommand = Command.make("admin").pipe(
   Command.withDescription("administrators: invite, list, edit, resend, remove, confirm; partnerships"),
-  Command.withSubcommands([invite, list, edit, resend, remove, confirm, partnership])
+  Command.withSubcommands([invite, list, edit, resend, remove, confirm, partnership]),
+  Command.provide(Layer.mergeAll(Admins.Default, Partnerships.Default))
 )

@@ -45,4 +45,7 @@ export const auditCommand = Command.make(
         view.map((e) => [when(e.at), e.actor, e.action, e.districtId ?? "-", e.subject ?? "-", e.reason ?? ""])
       ))
     })
-).pipe(Command.withDescription("the audit log of operator actions (who, what, when, why), newest first"))
+).pipe(
+  Command.withDescription("the audit log of operator actions (who, what, when, why), newest first"),
+  Command.provide(Audit.Default)
+)

@@ -1,5 +1,5 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, DateTime, Effect, Option } from "effect"
+import { Console, DateTime, Effect, Layer, Option } from "effect"
 import { localDate } from "../Domain/LocalDates.ts"
 import { startOfLocalDay, windowsForYear } from "../Schedule/Calendar.ts"
 import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
@@ -80,4 +80,7 @@ export const calendarCommand = Command.make(
       ].sort((a, b) => (a[1]! < b[1]! ? -1 : a[1]! > b[1]! ? 1 : 0))
       yield* Console.log(table(["window", "from", "to (inclusive)", "kind", "reason"], rows))
     })
-).pipe(Command.withDescription("the holiday pause windows and ad-hoc pauses that apply to a district (or the defaults), in local dates"))
+).pipe(
+  Command.withDescription("the holiday pause windows and ad-hoc pauses that apply to a district (or the defaults), in local dates"),
+  Command.provide(Layer.mergeAll(DistrictCalendars.Default, Pauses.Default, RosterStore.Default))
+)

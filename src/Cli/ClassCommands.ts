@@ -84,7 +84,8 @@ const deleteClass = Command.make("delete", { classId: classArg }, (args) =>
 
 export const classCommand = Command.make("class").pipe(
   Command.withDescription("teacher-made classes, and what the product may do to classes (the database's locks decide)"),
-  Command.withSubcommands([create, rename, addStudent, removeStudent, removeTeacher, attachIntegration, deleteClass])
+  Command.withSubcommands([create, rename, addStudent, removeStudent, removeTeacher, attachIntegration, deleteClass]),
+  Command.provide(Classes.Default)
 )
 
 const renameUser = Command.make(
@@ -103,5 +104,6 @@ const renameUser = Command.make(
 
 export const userCommand = Command.make("user").pipe(
   Command.withDescription("what the product may do to users (the database's locks decide)"),
-  Command.withSubcommands([renameUser])
+  Command.withSubcommands([renameUser]),
+  Command.provide(Classes.Default)
 )

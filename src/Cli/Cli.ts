@@ -1,57 +1,40 @@
 import { Command } from "@effect/cli"
+import type { CliApp } from "@effect/cli"
 import { Config, ConfigError, Console, Effect, Either, Layer, Logger, LogLevel } from "effect"
-import { Accounts } from "../Accounts/Accounts.ts"
-import { Activation } from "../Accounts/Activation.ts"
-import { Audit } from "../Audit/Audit.ts"
-import { Reviews } from "../Accounts/Reviews.ts"
-import { Duplicates } from "../Accounts/Duplicates.ts"
-import { Merge } from "../Accounts/Merge.ts"
-import { Reminders, RemindersLive } from "../Accounts/Reminders.ts"
+import { RemindersLive } from "../Accounts/Reminders.ts"
 import { ConfigFile, ConfigProviderLive } from "../Config/ConfigFile.ts"
+import type { ProcessEnv } from "../Config/Environment.ts"
 import { HttpLive } from "../Http/Server.ts"
-import { MailerLive } from "../Mail/SmtpMailer.ts"
-import { Outbox } from "../Mail/Outbox.ts"
 import { RosterProviderLive } from "../Providers/Providers.ts"
-import { Holds } from "../Reconcile/Holds.ts"
-import { SyncLive } from "../Accounts/SyncAccounts.ts"
 import { DaemonLive } from "../Schedule/Daemon.ts"
-import { Retention } from "../Mail/Retention.ts"
-import { RosterStore } from "../Store/RosterStore.ts"
-import { Runs } from "../Store/Runs.ts"
 import { DatabaseLive, DatabaseTargetLive, migrateDatabase, SqlLive } from "../Store/Sql.ts"
 import { accountsCommand } from "./AccountCommands.ts"
-import { terminalConsole } from "./Output.ts"
-import { Admins } from "../Admins/Admins.ts"
-import { Partnerships } from "../Admins/Partnerships.ts"
 import { adminCommand } from "./AdminCommands.ts"
-import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
 import { auditCommand } from "./AuditCommand.ts"
 import { calendarCommand } from "./CalendarCommand.ts"
-import { doctorCommand } from "./DoctorCommand.ts"
-import { Pauses } from "../Schedule/Pauses.ts"
-import { PauseNotices } from "../Schedule/PauseNotices.ts"
-import { Freshness } from "../Schedule/Freshness.ts"
-import { Slots } from "../Schedule/Slots.ts"
-import { DistrictLease } from "../Reconcile/Lease.ts"
-import { pauseCommand, pausesCommand, resumeCommand } from "./PauseCommands.ts"
-import { Classes } from "../Classes/Classes.ts"
 import { classCommand, userCommand } from "./ClassCommands.ts"
+import { dbCommand } from "./DbCommands.ts"
 import { districtCommand } from "./DistrictCommands.ts"
+import { doctorCommand } from "./DoctorCommand.ts"
+import { cliExit } from "./Exit.ts"
 import { holdsCommand } from "./HoldCommands.ts"
 import { outboxCommand } from "./OutboxCommands.ts"
-import { Report } from "../Report/Report.ts"
+import { terminalConsole } from "./Output.ts"
+import { pauseCommand, pausesCommand, resumeCommand } from "./PauseCommands.ts"
 import { reportCommand } from "./ReportCommand.ts"
-import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
-import { Secrets } from "../Secrets/Secrets.ts"
 import { secretsCommand } from "./SecretsCommands.ts"
-import { dbCommand } from "./DbCommands.ts"
+import type { Stdio } from "./Stdio.ts"
+import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
 
 /**
- * The `rosterd` command tree, and the only place (with main.ts) where layers are composed.
- * Each command provides just what it needs: `migrate` no scheduler, `status` no HTTP.
+ * The `rosterd` command tree over a given process (`makeCli`), and with main.ts the only
+ * place where layers are composed. Each command provides the services it uses, and each
+ * service its own dependencies; what is left is given here, once: the config (file +
+ * environment, around every command), the database (migrated first, except for `doctor`,
+ * `migrate` and `db`), the roster providers and the loggers.
  */
 
-/** Config file + environment, for everything below. */
+/** Config file + environment, for every command (read once a command runs: `--help` and usage errors read none). */
 const ConfigLive = ConfigProviderLive.pipe(Layer.provideMerge(ConfigFile.Default))
 
 /** `rosterd.logLevel`: trace, debug, info, warning (or warn), error, fatal, none — any case. */
@@ -78,108 +61,87 @@ const CommandLoggerLive = Layer.unwrapEffect(
     Layer.mergeAll(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)), Logger.minimumLogLevel(level)))
 )
 
-/** Store, reconcile and providers over a migrated database. */
-const AppLive = Layer.mergeAll(SyncLive, RosterStore.Default, Runs.Default).pipe(
-  Layer.provide(RosterProviderLive),
-  Layer.provideMerge(DatabaseLive)
-)
-
-/** What commands use: the above, the held change sets, the audit log and the stored credentials. */
-const CommandLive = Layer.mergeAll(Holds.Default, Audit.Default, Secrets.Default).pipe(
-  Layer.provideMerge(AppLive),
-  Layer.provideMerge(CommandLoggerLive),
-  Layer.provide(ConfigLive)
-)
+/** What the daemon and most commands run over: a migrated database and the roster providers (the `RosterProvider` port's adapter). */
+const RosterDatabaseLive = RosterProviderLive.pipe(Layer.provideMerge(DatabaseLive))
 
 /**
- * Accounts, reviews, teacher-made classes and the report, over the same migrated database.
- * `Activation.Default` is provided here (and in the services' own dependencies): review
- * create and resend-activation queue activation e-mails in their transactions.
+ * A command over the migrated database, logging as commands do. The logger is provided
+ * last, so it is in place first: the migration's warnings go where the command's do.
  */
-const AccountsCommandLive = Layer.mergeAll(
-  Accounts.Default, Reviews.Default, Activation.Default, Classes.Default, Report.Default, Merge.Default, Duplicates.Default, Reminders.Default
-).pipe(
-  Layer.provideMerge(CommandLive)
+const overDatabase = <Name extends string, R, E, A>(command: Command.Command<Name, R, E, A>) =>
+  command.pipe(Command.provide(RosterDatabaseLive), Command.provide(CommandLoggerLive))
+
+const daemonCommand = Command.make("daemon", {}, () => Layer.launch(Layer.mergeAll(HttpLive, DaemonLive, RemindersLive))).pipe(
+  Command.withDescription("run the sync daemon in the foreground (what `npm start` runs)"),
+  Command.provide(RosterDatabaseLive),
+  Command.provide(DaemonLoggerLive)
 )
-
-/** `rosterd outbox`: the Outbox service over the same database (its mailer is only built, never used, by list and retry). */
-const OutboxCommandLive = Outbox.Default.pipe(Layer.provide(MailerLive), Layer.provideMerge(CommandLive), Layer.provide(ConfigLive))
-
-/** Administrators and partnerships, over the same migrated database. */
-const AdminCommandLive = Layer.mergeAll(Admins.Default, Partnerships.Default).pipe(Layer.provideMerge(CommandLive), Layer.provide(ConfigLive))
-
-/** Ad-hoc pauses and the district calendars, over the same database: `pause`, `resume`, `pauses`, `calendar`. */
-const PausesCommandLive = Layer.mergeAll(Pauses.Default, DistrictCalendars.Default).pipe(Layer.provideMerge(CommandLive), Layer.provide(ConfigLive))
-
-/** `rosterd status`: the store's status with the schedule's view (pauses, staleness). */
-const StatusCommandLive = Freshness.Default.pipe(Layer.provideMerge(PausesCommandLive), Layer.provide(ConfigLive))
-
-const daemon = Command.make("daemon", {}, () =>
-  Effect.never.pipe(Effect.provide(
-    Layer.mergeAll(HttpLive, DaemonLive, RemindersLive).pipe(
-      Layer.provide(Layer.mergeAll(
-        Reminders.Default,
-        Outbox.Default.pipe(Layer.provide(MailerLive)),
-        Retention.Default,
-        Slots.Default,
-        DistrictLease.Default,
-        PauseNotices.Default,
-        Freshness.Default
-      )),
-      Layer.provideMerge(Pauses.Default),
-      Layer.provide(DistrictCalendars.Default),
-      Layer.provide(AppLive),
-      Layer.provide(DaemonLoggerLive),
-      Layer.provide(ConfigLive)
-    )
-  ))).pipe(Command.withDescription("run the sync daemon in the foreground (what `npm start` runs)"))
-
-/** `rosterd doctor`: connects without migrating (a database behind is reported, not upgraded). */
-const DoctorDatabaseLive = Layer.mergeAll(RosterStore.Default, RosterProviderLive, Freshness.Default, Secrets.Default).pipe(
-  Layer.provideMerge(SqlLive)
-)
-const DoctorCommandLive = Layer.mergeAll(DistrictCalendars.Default, CommandLoggerLive).pipe(Layer.provideMerge(ConfigLive))
 
 const migrateCommand = Command.make("migrate", {}, () =>
   Effect.gen(function*() {
     const applied = yield* migrateDatabase
     yield* Console.log(applied.length === 0 ? "the database is up to date" : `applied: ${applied.map(([id, name]) => `${String(id).padStart(4, "0")}_${name}`).join(", ")}`)
-  }).pipe(Effect.provide(SqlLive.pipe(Layer.provideMerge(CommandLoggerLive), Layer.provide(ConfigLive))))).pipe(
-    Command.withDescription("apply pending database migrations (every command also does this first)")
+  })).pipe(
+    Command.withDescription("apply pending database migrations (every command also does this first)"),
+    Command.provide(SqlLive),
+    Command.provide(CommandLoggerLive)
   )
 
 const root = Command.make("rosterd").pipe(
   Command.withDescription("roster sync daemon: keeps a platform's roster in step with school districts' official rosters"),
   Command.withSubcommands([
-    daemon,
-    syncCommand.pipe(Command.provide(CommandLive)),
-    statusCommand.pipe(Command.provide(StatusCommandLive)),
-    runsCommand.pipe(Command.provide(CommandLive)),
-    districtCommand.pipe(Command.provide(CommandLive)),
-    accountsCommand.pipe(Command.provide(AccountsCommandLive)),
-    adminCommand.pipe(Command.provide(AdminCommandLive)),
-    classCommand.pipe(Command.provide(AccountsCommandLive)),
-    userCommand.pipe(Command.provide(AccountsCommandLive)),
-    reportCommand.pipe(Command.provide(AccountsCommandLive)),
-    holdsCommand.pipe(Command.provide(CommandLive)),
-    auditCommand.pipe(Command.provide(CommandLive)),
-    calendarCommand.pipe(Command.provide(PausesCommandLive)),
-    pauseCommand.pipe(Command.provide(PausesCommandLive)),
-    resumeCommand.pipe(Command.provide(PausesCommandLive)),
-    pausesCommand.pipe(Command.provide(PausesCommandLive)),
-    outboxCommand.pipe(Command.provide(OutboxCommandLive)),
-    secretsCommand.pipe(Command.provide(CommandLive)),
-    doctorCommand(DoctorDatabaseLive).pipe(Command.provide(DoctorCommandLive)),
+    daemonCommand,
+    overDatabase(syncCommand),
+    overDatabase(statusCommand),
+    overDatabase(runsCommand),
+    overDatabase(districtCommand),
+    overDatabase(accountsCommand),
+    overDatabase(adminCommand),
+    overDatabase(classCommand),
+    overDatabase(userCommand),
+    overDatabase(reportCommand),
+    overDatabase(holdsCommand),
+    overDatabase(auditCommand),
+    overDatabase(calendarCommand),
+    overDatabase(pauseCommand),
+    overDatabase(resumeCommand),
+    overDatabase(pausesCommand),
+    overDatabase(outboxCommand),
+    overDatabase(secretsCommand),
+    // Connects without migrating: a database behind is reported, not upgraded.
+    doctorCommand(RosterProviderLive.pipe(Layer.provideMerge(SqlLive))).pipe(Command.provide(CommandLoggerLive)),
     migrateCommand,
-    dbCommand(DatabaseTargetLive).pipe(Command.provide(CommandLoggerLive.pipe(Layer.provideMerge(ConfigLive))))
-  ])
+    // Builds the database target only for setup-roles (for the embedded default it starts the cluster).
+    dbCommand(DatabaseTargetLive).pipe(Command.provide(CommandLoggerLive))
+  ]),
+  Command.provide(ConfigLive),
+  // Every command runs with the terminal-safe Console (src/Cli/Output.ts) over the process's
+  // (or a test's): what it prints and logs has control characters escaped, since source IDs,
+  // file names and URLs come from providers.
+  Command.transformHandler((handler) => Console.consoleWith((console) => Effect.withConsole(handler, terminalConsole(console))))
 )
 
+const run = Command.run(root, { name: "rosterd", version: "0.1.0" })
+
 /**
- * Every command runs with the terminal-safe Console (src/Cli/Output.ts): what it prints and
- * logs has control characters escaped, since source IDs, file names and URLs come from providers.
+ * What the command tree takes from the process it runs in: the environment (settings,
+ * `ROSTERD_CONFIG`, variables that settings name), standard input and a terminal's
+ * stderr, and the platform (@effect/cli's files, paths and terminal). The Console it prints
+ * through is the one in effect where it runs. main.ts gives the real process; the in-process
+ * tests give their own (test/support/CliFixture.ts).
  */
-export const runCli = Command.run(
-  root.pipe(Command.transformHandler((handler) => Effect.withConsole(handler, terminalConsole))),
-  { name: "rosterd", version: "0.1.0" }
-)
+export type CliProcess = ProcessEnv | Stdio | CliApp.CliApp.Environment
+
+/**
+ * `rosterd` over `host` (a process, real or a test's): argv (as `process.argv`, node and script first) to the exit
+ * code, after printing the one stderr line a failure gets (src/Cli/Exit.ts).
+ */
+export const makeCli = <E, R>(host: Layer.Layer<CliProcess, E, R>) => (argv: ReadonlyArray<string>) =>
+  run(argv).pipe(
+    Effect.exit,
+    Effect.flatMap((exit) => {
+      const { code, line } = cliExit(exit)
+      return line === undefined ? Effect.succeed(code) : Effect.as(Console.error(line), code)
+    }),
+    Effect.provide(host)
+  )

@@ -7,6 +7,7 @@ import { Secrets } from "../Secrets/Secrets.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { audited } from "./AuditCommand.ts"
 import { actorOption, districtArg } from "./Options.ts"
+import { Stdio } from "./Stdio.ts"
 
 /**
  * `rosterd district set-credentials`: a district's provider credentials, read from files or
@@ -37,15 +38,14 @@ export const readValue = (source: ValueSource) =>
   Effect.gen(function*() {
     const text = "file" in source
       ? yield* Effect.try({ try: () => Fs.readFileSync(source.file, "utf8"), catch: () => `cannot read --${source.flag} ${source.file}` })
-      : yield* Effect.tryPromise({
-        try: async () => {
-          if (process.stdin.isTTY) process.stderr.write(`reading the value of --${source.flag} from standard input (end with Ctrl-D)\n`)
-          const chunks: Array<Buffer> = []
-          for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-          return Buffer.concat(chunks).toString("utf8")
-        },
-        catch: () => `cannot read standard input (--${source.flag})`
-      })
+      : yield* Effect.flatMap(Stdio, (stdio) =>
+        Effect.tryPromise({
+          try: () => {
+            if (stdio.inputIsTerminal()) stdio.writeError(`reading the value of --${source.flag} from standard input (end with Ctrl-D)\n`)
+            return stdio.readInput()
+          },
+          catch: () => `cannot read standard input (--${source.flag})`
+        }))
     const value = text.trim()
     if (value === "") return yield* Effect.fail(`--${source.flag}${"file" in source ? ` ${source.file}` : ""} is empty`)
     return value

@@ -1,8 +1,9 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Option, Schema } from "effect"
+import { Console, Effect, Layer, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import YAML from "yaml"
+import { Audit } from "../Audit/Audit.ts"
 import { DistrictId, TimeZone } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { InvalidDistrict } from "../Domain/Errors.ts"
@@ -330,5 +331,6 @@ const rekey = Command.make(
 
 export const districtCommand = Command.make("district").pipe(
   Command.withDescription("manage districts"),
-  Command.withSubcommands([add, list, show, rules, remove, setCredentials, exportCommand, eraseCommand, rekey])
+  Command.withSubcommands([add, list, show, rules, remove, setCredentials, exportCommand, eraseCommand, rekey]),
+  Command.provide(Layer.mergeAll(RosterStore.Default, Secrets.Default, Audit.Default))
 )

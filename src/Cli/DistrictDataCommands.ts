@@ -1,5 +1,5 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Layer, Option } from "effect"
+import { Console, Effect, Option } from "effect"
 import { ConfigFile } from "../Config/ConfigFile.ts"
 import { declaredDistricts } from "../Config/Districts.ts"
 import { DistrictErase, EraseRefused } from "../Districts/Erase.ts"
@@ -76,5 +76,5 @@ export const eraseCommand = Command.make(
     })
 ).pipe(
   Command.withDescription("delete all of a district's data for good (end of contract): roster, links, its unused accounts, holds, outbox…"),
-  Command.provide(Layer.merge(DistrictErase.Default, ConfigFile.Default))
+  Command.provide(DistrictErase.Default)
 )

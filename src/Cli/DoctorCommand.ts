@@ -7,12 +7,13 @@ import { jsonFlag } from "./Options.ts"
 import { json, table } from "./Output.ts"
 import type { SqlClient } from "@effect/sql"
 import type { RosterProvider } from "../Providers/RosterProvider.ts"
-import type { Freshness } from "../Schedule/Freshness.ts"
-import type { Secrets } from "../Secrets/Secrets.ts"
-import type { RosterStore } from "../Store/RosterStore.ts"
+import { DistrictCalendars } from "../Schedule/DistrictCalendars.ts"
+import { Freshness } from "../Schedule/Freshness.ts"
+import { Secrets } from "../Secrets/Secrets.ts"
+import { RosterStore } from "../Store/RosterStore.ts"
 
-/** What the checks past the config need: the database (not migrated by this layer) and the services over it. */
-type DoctorDatabase = SqlClient.SqlClient | RosterStore | RosterProvider | Freshness | Secrets
+/** What the checks past the config need from the caller: the database (not migrated by this layer) and the roster providers. */
+type DoctorDatabase = SqlClient.SqlClient | RosterProvider
 
 export class DoctorFailed extends Schema.TaggedError<DoctorFailed>()("DoctorFailed", { message: Schema.String }) {}
 
@@ -32,7 +33,7 @@ export const doctorCommand = <E, R>(database: Layer.Layer<DoctorDatabase, E, R>)
         results.push(yield* secretsCheck, yield* linksCheck, ...(yield* districtChecks))
       })
       yield* withDatabase.pipe(
-        Effect.provide(database),
+        Effect.provide(Layer.mergeAll(RosterStore.Default, Freshness.Default, Secrets.Default).pipe(Layer.provideMerge(database))),
         Effect.catchAllCause((cause) =>
           Effect.sync(() => results.push({ check: "database", status: "fail", detail: describeFailure(cause).message.split("\n")[0]! }))
         )
@@ -42,4 +43,7 @@ export const doctorCommand = <E, R>(database: Layer.Layer<DoctorDatabase, E, R>)
       else yield* Console.log(table(["check", "status", "detail"], results.map((r) => [r.check, r.status, r.detail])))
       const failed = results.filter((r) => r.status === "fail").length
       if (failed > 0) return yield* new DoctorFailed({ message: `${failed} check(s) failed` })
-    })).pipe(Command.withDescription("check the configuration, the database, each district's source and credentials, the mail relay and the clock"))
+    })).pipe(
+    Command.withDescription("check the configuration, the database, each district's source and credentials, the mail relay and the clock"),
+    Command.provide(DistrictCalendars.Default)
+  )

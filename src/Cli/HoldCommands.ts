@@ -117,5 +117,6 @@ const reject = Command.make("reject", { run: runArg, by: deciderOption, reason: 
 
 export const holdsCommand = Command.make("holds").pipe(
   Command.withDescription("change sets the safety gate held for an operator: list, show, approve, reject"),
-  Command.withSubcommands([list, show, approve, reject])
+  Command.withSubcommands([list, show, approve, reject]),
+  Command.provide(Holds.Default)
 )

@@ -1,5 +1,7 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Layer, Option } from "effect"
+import { Audit } from "../Audit/Audit.ts"
+import { MailerLive } from "../Mail/SmtpMailer.ts"
 import { Outbox, type OutboxEntry, OutboxState } from "../Mail/Outbox.ts"
 import { audited } from "./AuditCommand.ts"
 import { actorOption, jsonFlag } from "./Options.ts"
@@ -76,5 +78,7 @@ const retry = Command.make(
 
 export const outboxCommand = Command.make("outbox").pipe(
   Command.withDescription("the mail queue: list messages, send a failed one again"),
-  Command.withSubcommands([list, retry])
+  Command.withSubcommands([list, retry]),
+  // The mailer is built, never used: list and retry only read and requeue rows.
+  Command.provide(Layer.mergeAll(Outbox.Default.pipe(Layer.provide(MailerLive)), Audit.Default))
 )

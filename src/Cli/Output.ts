@@ -3,6 +3,7 @@ import { Console, Effect } from "effect"
 import type { EntityKind } from "../Domain/Roster.ts"
 import type { RunCounts } from "../Domain/RunCounts.ts"
 import { SyncProgress } from "../Reconcile/SyncRun.ts"
+import { Stdio } from "./Stdio.ts"
 
 /**
  * Text for a terminal, with the characters that could steer it escaped: C0 controls but the
@@ -44,57 +45,60 @@ export const terminalText = (text: string): string => {
 
 const terminalArgs = (args: ReadonlyArray<unknown>) => args.map((arg) => (typeof arg === "string" ? terminalText(arg) : arg))
 
-/** The process's console with every string argument passed through `terminalText`. */
-const terminalUnsafe: ConsoleService.UnsafeConsole = {
-  assert: (condition, ...args) => console.assert(condition, ...terminalArgs(args)),
-  clear: () => console.clear(),
-  count: (label) => console.count(label),
-  countReset: (label) => console.countReset(label),
-  debug: (...args) => console.debug(...terminalArgs(args)),
-  dir: (item, options) => console.dir(item, options),
-  dirxml: (...args) => console.dirxml(...terminalArgs(args)),
-  error: (...args) => console.error(...terminalArgs(args)),
-  group: (...args) => console.group(...terminalArgs(args)),
-  groupCollapsed: (...args) => console.groupCollapsed(...terminalArgs(args)),
-  groupEnd: () => console.groupEnd(),
-  info: (...args) => console.info(...terminalArgs(args)),
-  log: (...args) => console.log(...terminalArgs(args)),
-  table: (data, properties) => console.table(data, properties),
-  time: (label) => console.time(label),
-  timeEnd: (label) => console.timeEnd(label),
-  timeLog: (label, ...args) => console.timeLog(label, ...terminalArgs(args)),
-  trace: (...args) => console.trace(...terminalArgs(args)),
-  warn: (...args) => console.warn(...terminalArgs(args))
-}
+/** `base` with every string argument passed through `terminalText`. */
+const terminalUnsafe = (base: ConsoleService.UnsafeConsole): ConsoleService.UnsafeConsole => ({
+  assert: (condition, ...args) => base.assert(condition, ...terminalArgs(args)),
+  clear: () => base.clear(),
+  count: (label) => base.count(label),
+  countReset: (label) => base.countReset(label),
+  debug: (...args) => base.debug(...terminalArgs(args)),
+  dir: (item, options) => base.dir(item, options),
+  dirxml: (...args) => base.dirxml(...terminalArgs(args)),
+  error: (...args) => base.error(...terminalArgs(args)),
+  group: (...args) => base.group(...terminalArgs(args)),
+  groupCollapsed: (...args) => base.groupCollapsed(...terminalArgs(args)),
+  groupEnd: () => base.groupEnd(),
+  info: (...args) => base.info(...terminalArgs(args)),
+  log: (...args) => base.log(...terminalArgs(args)),
+  table: (data, properties) => base.table(data, properties),
+  time: (label) => base.time(label),
+  timeEnd: (label) => base.timeEnd(label),
+  timeLog: (label, ...args) => base.timeLog(label, ...terminalArgs(args)),
+  trace: (...args) => base.trace(...terminalArgs(args)),
+  warn: (...args) => base.warn(...terminalArgs(args))
+})
+
+/** The Console service over an unsafe (synchronous) console: each method is its call, suspended. */
+export const consoleOf = (unsafe: ConsoleService.UnsafeConsole): ConsoleService.Console => ({
+  [Console.TypeId]: Console.TypeId,
+  assert: (condition, ...args) => Effect.sync(() => unsafe.assert(condition, ...args)),
+  clear: Effect.sync(() => unsafe.clear()),
+  count: (label) => Effect.sync(() => unsafe.count(label)),
+  countReset: (label) => Effect.sync(() => unsafe.countReset(label)),
+  debug: (...args) => Effect.sync(() => unsafe.debug(...args)),
+  dir: (item, options) => Effect.sync(() => unsafe.dir(item, options)),
+  dirxml: (...args) => Effect.sync(() => unsafe.dirxml(...args)),
+  error: (...args) => Effect.sync(() => unsafe.error(...args)),
+  group: (options) => Effect.sync(() => (options?.collapsed ? unsafe.groupCollapsed(options.label) : unsafe.group(options?.label))),
+  groupEnd: Effect.sync(() => unsafe.groupEnd()),
+  info: (...args) => Effect.sync(() => unsafe.info(...args)),
+  log: (...args) => Effect.sync(() => unsafe.log(...args)),
+  table: (data, properties) => Effect.sync(() => unsafe.table(data, properties)),
+  time: (label) => Effect.sync(() => unsafe.time(label)),
+  timeEnd: (label) => Effect.sync(() => unsafe.timeEnd(label)),
+  timeLog: (label, ...args) => Effect.sync(() => unsafe.timeLog(label, ...args)),
+  trace: (...args) => Effect.sync(() => unsafe.trace(...args)),
+  warn: (...args) => Effect.sync(() => unsafe.warn(...args)),
+  unsafe
+})
 
 /**
- * The Console every command runs with (src/Cli/Cli.ts: `runCli`): what commands print and
- * what they log (loggers write through the Console) goes through `terminalText`. The CLI
- * framework's own help and usage output is outside it, and keeps its styling.
+ * The Console every command runs with (src/Cli/Cli.ts): `base` (the process's console, or
+ * a test's) with what commands print and what they log (loggers write through the
+ * Console) passed through `terminalText`. The CLI framework's own help and usage output
+ * is outside it, and keeps its styling.
  */
-export const terminalConsole: ConsoleService.Console = {
-  [Console.TypeId]: Console.TypeId,
-  assert: (condition, ...args) => Effect.sync(() => terminalUnsafe.assert(condition, ...args)),
-  clear: Effect.sync(() => terminalUnsafe.clear()),
-  count: (label) => Effect.sync(() => terminalUnsafe.count(label)),
-  countReset: (label) => Effect.sync(() => terminalUnsafe.countReset(label)),
-  debug: (...args) => Effect.sync(() => terminalUnsafe.debug(...args)),
-  dir: (item, options) => Effect.sync(() => terminalUnsafe.dir(item, options)),
-  dirxml: (...args) => Effect.sync(() => terminalUnsafe.dirxml(...args)),
-  error: (...args) => Effect.sync(() => terminalUnsafe.error(...args)),
-  group: (options) =>
-    Effect.sync(() => (options?.collapsed ? terminalUnsafe.groupCollapsed(options.label) : terminalUnsafe.group(options?.label))),
-  groupEnd: Effect.sync(() => terminalUnsafe.groupEnd()),
-  info: (...args) => Effect.sync(() => terminalUnsafe.info(...args)),
-  log: (...args) => Effect.sync(() => terminalUnsafe.log(...args)),
-  table: (data, properties) => Effect.sync(() => terminalUnsafe.table(data, properties)),
-  time: (label) => Effect.sync(() => terminalUnsafe.time(label)),
-  timeEnd: (label) => Effect.sync(() => terminalUnsafe.timeEnd(label)),
-  timeLog: (label, ...args) => Effect.sync(() => terminalUnsafe.timeLog(label, ...args)),
-  trace: (...args) => Effect.sync(() => terminalUnsafe.trace(...args)),
-  warn: (...args) => Effect.sync(() => terminalUnsafe.warn(...args)),
-  unsafe: terminalUnsafe
-}
+export const terminalConsole = (base: ConsoleService.Console): ConsoleService.Console => consoleOf(terminalUnsafe(base.unsafe))
 
 /** Plain-text tables: left-aligned first column, right-aligned numbers. */
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string | number>>): string => {
@@ -137,14 +141,15 @@ export const when = (date: Date | string | null) => (date === null ? "-" : new D
  * Progress of a long sync on a terminal (stderr, one updating line); nothing when stderr
  * is not a terminal, so scripts and logs stay clean.
  */
-export const terminalProgress = Effect.sync(() => {
-  if (!process.stderr.isTTY) return SyncProgress.defaultValue()
+export const terminalProgress = Effect.map(Stdio, (stdio) => {
+  if (!stdio.errorIsTerminal()) return SyncProgress.defaultValue()
+  const write = stdio.writeError
   let lastDraw = 0
   const draw = (text: string, force = false) => {
     const now = Date.now()
     if (!force && now - lastDraw < 200) return
     lastDraw = now
-    process.stderr.write(`\r\x1b[2K${text}`)
+    write(`\r\x1b[2K${text}`)
   }
   return {
     staging: (kind: EntityKind, rows: number) => Effect.sync(() => draw(`reading ${kind}: ${rows.toLocaleString("en-US")} records`)),
@@ -152,7 +157,7 @@ export const terminalProgress = Effect.sync(() => {
       Effect.sync(() => {
         if (phase === "fetch") draw("reading the roster…", true)
         else if (phase === "apply") draw("comparing and applying…", true)
-        else if (phase === "done") process.stderr.write("\r\x1b[2K")
+        else if (phase === "done") write("\r\x1b[2K")
       })
   }
 })

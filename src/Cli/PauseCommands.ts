@@ -1,5 +1,6 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Option, Schema } from "effect"
+import { Console, Effect, Layer, Option, Schema } from "effect"
+import { Audit } from "../Audit/Audit.ts"
 import { LocalDate } from "../Domain/LocalDates.ts"
 import type { ActivePause, AdHocPause } from "../Schedule/PauseSpans.ts"
 import { InvalidPause, Pauses } from "../Schedule/Pauses.ts"
@@ -13,6 +14,9 @@ import { json, table, when } from "./Output.ts"
  * (src/Schedule/Pauses.ts), for one district or, with `--all`, for every district. Pause
  * and resume are audited (actions `pause`, `resume`).
  */
+
+/** What pause, resume and pauses use: the pauses, the districts, the audit log. */
+const PausesLive = Layer.mergeAll(Pauses.Default, RosterStore.Default, Audit.Default)
 
 const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district (or --all)"), Args.optional)
 const allOption = Options.boolean("all").pipe(Options.withDescription("every district (instead of one)"))
@@ -76,7 +80,10 @@ export const pauseCommand = Command.make(
         `no sync starts during it; a catch-up full sync runs when it ends. End it early: rosterd resume ${districtId ?? "--all"}`
       )
     })
-).pipe(Command.withDescription("pause syncing of a district (or --all) for whole local days, --from … --until inclusive"))
+).pipe(
+  Command.withDescription("pause syncing of a district (or --all) for whole local days, --from … --until inclusive"),
+  Command.provide(PausesLive)
+)
 
 export const resumeCommand = Command.make("resume", { district: districtArg, all: allOption, by: actorOption }, (args) =>
   Effect.gen(function*() {
@@ -101,7 +108,10 @@ export const resumeCommand = Command.make("resume", { district: districtArg, all
     for (const later of result.laterForAll) {
       yield* Console.log(`${later.name} for every district (${span(later.from, later.to)}) still applies later; \`rosterd resume --all\` ends it`)
     }
-  })).pipe(Command.withDescription("end the ad-hoc pauses of a district (or --all: every ad-hoc pause) now, and cancel scheduled ones"))
+  })).pipe(
+  Command.withDescription("end the ad-hoc pauses of a district (or --all: every ad-hoc pause) now, and cancel scheduled ones"),
+  Command.provide(PausesLive)
+)
 
 export const pausesCommand = Command.make(
   "pauses",
@@ -128,5 +138,8 @@ export const pausesCommand = Command.make(
         ])
       ))
     })
-).pipe(Command.withDescription("ad-hoc pauses in effect or scheduled (--all-history: every one), local dates in each district's zone"))
+).pipe(
+  Command.withDescription("ad-hoc pauses in effect or scheduled (--all-history: every one), local dates in each district's zone"),
+  Command.provide(PausesLive)
+)
 

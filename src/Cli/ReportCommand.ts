@@ -56,4 +56,7 @@ export const reportCommand = Command.make(
           : `review queue: ${queue.open} open (${queue.ids.join(", ")}): rosterd accounts review list --district ${report.district}`
       )
     })
-).pipe(Command.withDescription("what a district should fix: its last run's findings by code, and the open account reviews"))
+).pipe(
+  Command.withDescription("what a district should fix: its last run's findings by code, and the open account reviews"),
+  Command.provide(Report.Default)
+)

@@ -1,5 +1,6 @@
 import { Command, Options } from "@effect/cli"
-import { Console, Effect } from "effect"
+import { Console, Effect, Layer } from "effect"
+import { Audit } from "../Audit/Audit.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
 import { audited } from "./AuditCommand.ts"
 import { actorOption, jsonOption } from "./Options.ts"
@@ -51,5 +52,6 @@ const status = Command.make("status", { json: jsonOption }, (args) =>
 
 export const secretsCommand = Command.make("secrets").pipe(
   Command.withDescription("the encryption key of stored provider credentials"),
-  Command.withSubcommands([rotateKey, status])
+  Command.withSubcommands([rotateKey, status]),
+  Command.provide(Layer.mergeAll(Secrets.Default, Audit.Default))
 )

@@ -14,8 +14,10 @@ export interface StdioShape {
   readonly readInput: () => Promise<string>
   /** Whether standard input is a terminal: someone types the value. */
   readonly inputIsTerminal: () => boolean
-  /** Writes to standard error when it is a terminal; `undefined` when it is not (a pipe, a log file). */
-  readonly errorTerminal: () => ((text: string) => void) | undefined
+  /** Whether standard error is a terminal (not a pipe or a log file): what a progress line needs. */
+  readonly errorIsTerminal: () => boolean
+  /** Writes to standard error as it is, beside the Console (a progress line, a prompt). */
+  readonly writeError: (text: string) => void
 }
 
 export class Stdio extends Context.Reference<Stdio>()("rosterd/Stdio", {
@@ -26,6 +28,7 @@ export class Stdio extends Context.Reference<Stdio>()("rosterd/Stdio", {
       return Buffer.concat(chunks).toString("utf8")
     },
     inputIsTerminal: () => process.stdin.isTTY === true,
-    errorTerminal: () => (process.stderr.isTTY ? (text) => void process.stderr.write(text) : undefined)
+    errorIsTerminal: () => process.stderr.isTTY === true,
+    writeError: (text) => void process.stderr.write(text)
   })
 }) {}

@@ -1,16 +1,18 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Layer, Option } from "effect"
+import { SyncLive } from "../Accounts/SyncAccounts.ts"
 import type { RunSummary } from "../Reconcile/SyncRun.ts"
 import { Sync, SyncProgress } from "../Reconcile/SyncRun.ts"
 import { totalChanges } from "../Domain/RunCounts.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { type ChangeGroup, changesRetentionDays, type RunRecord, Runs } from "../Store/Runs.ts"
 import { describeTripped } from "./HoldCommands.ts"
+import { SyncDeferred } from "./Exit.ts"
+import { districtArg, jsonOption } from "./Options.ts"
+import { Stdio } from "./Stdio.ts"
 import { countsTable, json, localTime, table, terminalProgress, when } from "./Output.ts"
 import { Freshness } from "../Schedule/Freshness.ts"
 
-const districtArg = Args.text({ name: "district" }).pipe(Args.withDescription("the district id"))
-const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON"))
 
 /** A change list's groups expanded into records (`sync --dry-run --json`). */
 const changeRecords = (groups: ReadonlyArray<ChangeGroup>) =>
@@ -26,9 +28,6 @@ const heldLines = (held: NonNullable<RunSummary["held"]>) => [
     Object.entries(held.counts).map(([kind, counts]) => [kind, counts?.updated ?? 0, counts?.deactivated ?? 0])
   )
 ]
-
-/** `rosterd sync`'s exit code for a deferred run (sysexits' EX_TEMPFAIL). */
-export const DEFERRED_EXIT_CODE = 75
 
 export const syncCommand = Command.make(
   "sync",
@@ -52,19 +51,22 @@ export const syncCommand = Command.make(
         dryRun: args.dryRun
       }).pipe(
         Effect.provideService(SyncProgress, progress),
-        Effect.ensuring(Effect.sync(() => process.stderr.isTTY && process.stderr.write("\r\x1b[2K")))
+        Effect.ensuring(Effect.flatMap(Stdio, (stdio) => Effect.sync(() => stdio.errorIsTerminal() && stdio.writeError("\r\x1b[2K"))))
       )
       // A deferred run (the source is not ready: a CSV set still being written) applied
-      // nothing and is no failure: exit 75 (EX_TEMPFAIL, "try again later"), so a script can tell.
-      if (summary.status === "deferred") yield* Effect.sync(() => (process.exitCode = DEFERRED_EXIT_CODE))
+      // nothing and is no failure, but ends as `SyncDeferred` after its output: exit 75
+      // (EX_TEMPFAIL, "try again later", src/Cli/Exit.ts), so a script can tell.
+      const deferred = summary.status === "deferred" ? new SyncDeferred({ runId: summary.runId }) : undefined
       if (args.json) {
         const { changes, ...rest } = summary
-        return yield* json(changes === undefined ? rest : { ...rest, changes: changeRecords(changes) })
+        yield* json(changes === undefined ? rest : { ...rest, changes: changeRecords(changes) })
+        return deferred === undefined ? undefined : yield* deferred
       }
-      if (summary.status === "deferred") {
+      if (deferred !== undefined) {
         yield* Console.log(`${summary.district}: run ${summary.runId} deferred — nothing was applied; the source is not ready`)
         for (const note of summary.notes) yield* Console.log(`note: ${note}`)
-        return yield* Console.log(`try again in ${Math.ceil((summary.retryAfterMs ?? 0) / 1000)} s (the daemon does so by itself)`)
+        yield* Console.log(`try again in ${Math.ceil((summary.retryAfterMs ?? 0) / 1000)} s (the daemon does so by itself)`)
+        return yield* deferred
       }
       yield* Console.log(
         `${summary.district}: run ${summary.runId} ${summary.status} (${summary.mode}) in ${(summary.durationMs / 1000).toFixed(1)} s — ${summary.source}`
@@ -95,7 +97,10 @@ export const syncCommand = Command.make(
           : `${summary.findings} findings: rosterd runs ${summary.district} --run ${summary.runId}`
       )
     })
-).pipe(Command.withDescription("sync one district now (without a flag: what the schedule would do; --dry-run: apply nothing)"))
+).pipe(
+  Command.withDescription("sync one district now (without a flag: what the schedule would do; --dry-run: apply nothing)"),
+  Command.provide(SyncLive)
+)
 
 export const statusCommand = Command.make(
   "status",
@@ -134,7 +139,10 @@ export const statusCommand = Command.make(
         }
       }
     })
-).pipe(Command.withDescription("how every district (or one) stands"))
+).pipe(
+  Command.withDescription("how every district (or one) stands"),
+  Command.provide(Freshness.Default)
+)
 
 
 /** Source IDs shown per group by `runs --changes` as text; --json lists them all. */
@@ -227,4 +235,7 @@ export const runsCommand = Command.make(
         ])
       ))
     })
-).pipe(Command.withDescription("a district's run history, one run with its findings (--run), or its change list (--run --changes)"))
+).pipe(
+  Command.withDescription("a district's run history, one run with its findings (--run), or its change list (--run --changes)"),
+  Command.provide(Layer.mergeAll(RosterStore.Default, Runs.Default))
+)

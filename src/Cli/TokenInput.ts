@@ -1,6 +1,7 @@
 import { Args, Options } from "@effect/cli"
 import { Effect, Option, Schema } from "effect"
 import * as Fs from "node:fs"
+import { Stdio } from "./Stdio.ts"
 
 /**
  * How `accounts confirm` and `admin confirm` take a token: from standard input
@@ -56,8 +57,9 @@ export const readToken = (options: { readonly token: Option.Option<string>; read
       return yield* fromText(text, `the token file ${path}`)
     }
     if (options.tokenStdin) {
-      const text = yield* Effect.try({
-        try: () => Fs.readFileSync(0, "utf8"),
+      const stdio = yield* Stdio
+      const text = yield* Effect.tryPromise({
+        try: () => stdio.readInput(),
         catch: () => new TokenInputError({ message: "cannot read the token from standard input" })
       })
       return yield* fromText(text, "standard input")

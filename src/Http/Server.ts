@@ -64,7 +64,7 @@ export const HttpRoutes = HttpRouter.empty.pipe(
   )
 )
 
-/** The server on `rosterd.http.host`:`rosterd.http.port` (`ROSTERD_HTTP_HOST` / `ROSTERD_HTTP_PORT`). */
+/** The server on `rosterd.http.host`:`rosterd.http.port` (`ROSTERD_HTTP_HOST` / `ROSTERD_HTTP_PORT`), with the status service its routes read. */
 export const HttpLive = Layer.unwrapEffect(
   Effect.gen(function*() {
     const host = yield* Config.string("host").pipe(Config.nested("http"), Config.nested("rosterd"), Config.withDefault("127.0.0.1"))
@@ -76,4 +76,4 @@ export const HttpLive = Layer.unwrapEffect(
       Layer.provide(NodeHttpServer.layer(() => createServer({ requestTimeout: 10_000 }), { port, host }))
     )
   })
-)
+).pipe(Layer.provide(Freshness.Default))

@@ -159,5 +159,6 @@ export class Report extends Effect.Service<Report>()("rosterd/Report", {
     })
 
     return { make: (districtId: string) => make(districtId).pipe(Effect.catchTag("SqlError", Effect.die)) } as const
-  })
+  }),
+  dependencies: [RosterStore.Default]
 }) {}

@@ -1,8 +1,10 @@
 import { Cause, Clock, Config, Duration, Effect, Exit, FiberMap, Layer, Option, Random, Ref, Schedule, Scope } from "effect"
+import { SyncLive } from "../Accounts/SyncAccounts.ts"
 import { declaredDistricts } from "../Config/Districts.ts"
 import type { District } from "../Domain/District.ts"
 import { describeFailure } from "../Domain/Failure.ts"
 import { Outbox } from "../Mail/Outbox.ts"
+import { MailerLive } from "../Mail/SmtpMailer.ts"
 import { Retention } from "../Mail/Retention.ts"
 import type { HeldLease } from "../Reconcile/Lease.ts"
 import { DistrictLease } from "../Reconcile/Lease.ts"
@@ -70,7 +72,8 @@ export const DaemonConfig = Config.all({
 const retryable = (error: { readonly _tag: string }) =>
   error._tag !== "DistrictNotFound" && error._tag !== "InvalidDistrict" && error._tag !== "ModeNotAvailable"
 
-export const DaemonLive = Layer.scopedDiscard(
+/** The scheduler alone: what it runs is given by the caller (the unit tests give doubles). */
+export const DaemonWithoutDependencies = Layer.scopedDiscard(
   Effect.gen(function*() {
     const config = yield* DaemonConfig
     const store = yield* RosterStore
@@ -300,4 +303,23 @@ export const DaemonLive = Layer.scopedDiscard(
       })
     )
   })
+)
+
+/**
+ * The scheduler with the services it runs: the outbox over the configured mailer (SMTP or
+ * the spool), retention, the schedule's slots, the district leases, pauses and their
+ * notices, and the sync with its accounts step. Left to the caller: the database, the roster providers
+ * (the `RosterProvider` port), the config file and settings.
+ */
+export const DaemonLive = DaemonWithoutDependencies.pipe(
+  Layer.provide(Layer.mergeAll(
+    Outbox.Default.pipe(Layer.provide(MailerLive)),
+    Retention.Default,
+    Slots.Default,
+    DistrictLease.Default,
+    PauseNotices.Default,
+    Pauses.Default,
+    SyncLive,
+    RosterStore.Default
+  ))
 )

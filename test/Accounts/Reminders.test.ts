@@ -5,7 +5,7 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import { Accounts } from "../../src/Accounts/Accounts.ts"
 import { Activation } from "../../src/Accounts/Activation.ts"
-import { Reminders, RemindersLive } from "../../src/Accounts/Reminders.ts"
+import { Reminders, RemindersWithoutDependencies } from "../../src/Accounts/Reminders.ts"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { Outbox } from "../../src/Mail/Outbox.ts"
 import { SmtpMailerLive } from "../../src/Mail/SmtpMailer.ts"
@@ -238,8 +238,8 @@ layer(TestLayer, { timeout: "300 seconds", excludeTestServices: true })("activat
       yield* age(8, "loop")
       const fast = config({ "rosterd.accounts.reminderCheck": "50 millis" })
       yield* Layer.build(Layer.mergeAll(
-        RemindersLive.pipe(Layer.provide(Reminders.Default), Layer.provide(fast)),
-        RemindersLive.pipe(Layer.provide(replica), Layer.provide(fast))
+        RemindersWithoutDependencies.pipe(Layer.provide(Reminders.Default), Layer.provide(fast)),
+        RemindersWithoutDependencies.pipe(Layer.provide(replica), Layer.provide(fast))
       ))
       const reminded = sql<{ readonly n: number }>`
         SELECT count(*)::int AS n FROM activation_tokens t JOIN users u ON u.id = t.user_id WHERE u.district_id = 'loop' AND t.reminder = 1`

@@ -11,7 +11,7 @@ import { DistrictLease } from "../../src/Reconcile/Lease.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { defaultCalendar } from "../../src/Domain/CalendarRules.ts"
 import { pauseAt, windowEnd } from "../../src/Schedule/Calendar.ts"
-import { DaemonLive } from "../../src/Schedule/Daemon.ts"
+import { DaemonWithoutDependencies } from "../../src/Schedule/Daemon.ts"
 import { PauseNotices } from "../../src/Schedule/PauseNotices.ts"
 import { Pauses } from "../../src/Schedule/Pauses.ts"
 import type { StoredSlot } from "../../src/Schedule/Slots.ts"
@@ -125,7 +125,7 @@ const makeDaemon = (options: Options = {}) => {
       })
   } as unknown as Sync))
 
-  const daemon = DaemonLive.pipe(
+  const daemon = DaemonWithoutDependencies.pipe(
     Layer.provide(Layer.mergeAll(store, slots, leases, pauses, notices, outbox, retention, sync, ConfigFile.fromDocument({}))),
     Layer.provide(Layer.setConfigProvider(settings(options.poll ?? "1 hour")))
   )
