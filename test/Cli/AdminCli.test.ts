@@ -1,27 +1,25 @@
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, freePort, ROOT, rosterd, rosterdWithInput, startDaemon } from "../support/Cli.ts"
-import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
-import { tempDir } from "../support/Fixtures.ts"
-import { sealedTokenWith, testKeyFile } from "../support/MailLinks.ts"
+import { eventually, freePort, ROOT } from "../support/Cli.ts"
+import { cliFixture, rosterd, rosterdWithInput, startDaemon } from "../support/CliFixture.ts"
+import { sealedTokenWith } from "../support/MailLinks.ts"
 
 /**
  * `rosterd admin …` end to end on the demo district, as an operator meets it: the bundled
  * config file (config/rosterd.yaml) declares `demo`; the daemon registers and syncs it; then
- * real CLI processes invite, confirm, list, edit, resend and remove administrators, acting as
+ * the CLI invites, confirms, lists, edits, resends and removes administrators, acting as
  * an operator or as an admin (`--as`). Output names ids, never addresses or tokens — except
  * `admin list`, the listing of administrators.
  */
 
 describe("rosterd admin CLI on the demo district", () => {
-  let db: TestDatabaseInfo
   let env: Record<string, string>
   let client: pg.Client
-  const work = tempDir()
-
-  /** The credentials key the processes seal invitation links with (DATABASE_URL: one must be configured). */
-  const secretsKey = testKeyFile(work.dir)
+  /** With the credentials key the commands seal invitation links with (DATABASE_URL: one must be configured). */
+  const cli = cliFixture({ secretsKey: true })
+  const work = cli.work
+  const secretsKey = cli.secretsKey!
 
   /** The token of an admin's newest invitation: opened from its queued message's seal (no table holds it in clear). */
   const tokenOf = async (adminId: number) => {
@@ -36,16 +34,14 @@ describe("rosterd admin CLI on the demo district", () => {
   }
 
   beforeAll(async () => {
-    db = await createTestDatabase()
     env = {
-      DATABASE_URL: db.url,
+      ...cli.env,
       ROSTERD_CONFIG: NodePath.join(ROOT, "config/rosterd.yaml"),
       ROSTERD_DATA_DIR: work.dir,
       ROSTERD_HTTP_PORT: String(await freePort()),
-      ROSTERD_LOG_LEVEL: "warning",
-      ROSTERD_SECRETS_KEY_FILE: secretsKey.path
+      ROSTERD_LOG_LEVEL: "warning"
     }
-    client = new pg.Client({ connectionString: db.url })
+    client = new pg.Client({ connectionString: cli.db.url })
     await client.connect()
     // The daemon registers the districts the config file declares and syncs them at start.
     const daemon = startDaemon(env)
@@ -55,13 +51,11 @@ describe("rosterd admin CLI on the demo district", () => {
         return rows.length > 0 ? true : undefined
       }, 90_000)
     } finally {
-      expect(await daemon.stop("SIGTERM")).toBe(0)
+      expect(await daemon.stop()).toBe(0)
     }
   }, 180_000)
   afterAll(async () => {
     await client?.end()
-    await dropTestDatabase(db.name)
-    work.remove()
   })
 
   it("lists the demo's roster admins; an operator invites, the invitee confirms; an admin invites within its schools", async () => {

@@ -3,40 +3,33 @@ import * as NodePath from "node:path"
 import * as Os from "node:os"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { rosterd, writeConfig } from "../support/Cli.ts"
-import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
-import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
-import { testKeyFile } from "../support/MailLinks.ts"
+import { cliFixture, rosterd } from "../support/CliFixture.ts"
+import { readRows, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
 
 /**
- * The audit log as operators read it (`rosterd audit`, real processes): district add, rules
+ * The audit log as operators read it (`rosterd audit`): district add, rules
  * and remove, an accounts import, and hold decisions each leave one row with who, what and
  * why — ids and counts, never an address or a name.
  */
 describe("rosterd audit CLI", () => {
-  let db: TestDatabaseInfo
-  let env: Record<string, string>
   let client: pg.Client
-  const work = tempDir()
+  // With DATABASE_URL a credentials key must be configured: it seals activation links (a resend needs it).
+  const cli = cliFixture({ secretsKey: true })
+  const work = cli.work
   const districtDir = NodePath.join(work.dir, "small")
 
   beforeAll(async () => {
-    db = await createTestDatabase()
     writeSmallDistrict(districtDir, "audit.example")
-    // With DATABASE_URL a credentials key must be configured: it seals activation links (a resend needs it).
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n"), ROSTERD_SECRETS_KEY_FILE: testKeyFile(work.dir).path }
-    client = new pg.Client({ connectionString: db.url })
+    client = new pg.Client({ connectionString: cli.db.url })
     await client.connect()
   })
   afterAll(async () => {
     await client?.end()
-    await dropTestDatabase(db.name)
-    work.remove()
   })
 
   it("operator actions are audited with actor, subject and reason; --district and --limit filter", async () => {
     const ok = async (args: ReadonlyArray<string>) => {
-      const result = await rosterd(args, env)
+      const result = await rosterd(args, cli.env)
       expect({ args, code: result.code, stderr: result.stderr }).toEqual({ args, code: 0, stderr: "" })
       return result
     }
@@ -109,7 +102,7 @@ describe("rosterd audit CLI", () => {
       ["accounts", "add-email", String(grassroots), "ann@school.example"],
       ["accounts", "resend-activation", String(teacher)]
     ]) {
-      const result = await rosterd(args, env)
+      const result = await rosterd(args, cli.env)
       expect({ args, code: result.code, stderr: result.stderr }).toEqual({ args, code: 0, stderr: "" })
     }
     const { rows } = await client.query(

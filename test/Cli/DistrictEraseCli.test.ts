@@ -2,13 +2,12 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { rosterd, writeConfig } from "../support/Cli.ts"
-import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
-import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
-import { sealedTokenWith, testKeyFile } from "../support/MailLinks.ts"
+import { cliFixture, rosterd } from "../support/CliFixture.ts"
+import { readRows, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
+import { sealedTokenWith } from "../support/MailLinks.ts"
 
 /**
- * `rosterd district erase` (real processes): two districts synced with distinct domains,
+ * `rosterd district erase`: two districts synced with distinct domains,
  * `alpha`'s source IDs distinct too; alpha has a held run, findings, an outbox, a pause,
  * admins (one confirmed), a partnership place, credentials, a grassroots account linked
  * by address and one chosen at confirmation, a student in a teacher-made class and a
@@ -17,24 +16,23 @@ import { sealedTokenWith, testKeyFile } from "../support/MailLinks.ts"
  * people's own accounts kept and unlinked, and one audit row with the counts.
  */
 describe("rosterd district erase", () => {
-  let db: TestDatabaseInfo
-  let env: Record<string, string>
   let client: pg.Client
   let other: pg.Client
-  const work = tempDir()
-  const secretsKey = testKeyFile(work.dir)
+  const cli = cliFixture({ secretsKey: true })
+  const work = cli.work
+  const secretsKey = cli.secretsKey!
   const ids = { g1: 0, g2: 0, s3Account: 0, club: 0, ownedByStudent: 0 }
 
   const q = async <A = Record<string, unknown>>(text: string, params: ReadonlyArray<unknown> = []) => (await client.query(text, [...params])).rows as Array<A>
   const n = async (text: string, params: ReadonlyArray<unknown> = []) => Number((await q<{ n: number }>(text, params))[0]!.n)
   const ok = async (args: ReadonlyArray<string>) => {
-    const result = await rosterd(args, env)
+    const result = await rosterd(args, cli.env)
     expect({ args, code: result.code, stderr: result.stderr }).toEqual({ args, code: 0, stderr: "" })
     return result
   }
   const refused = async (args: ReadonlyArray<string>, message: RegExp) => {
     const before = await everything()
-    const result = await rosterd(args, env)
+    const result = await rosterd(args, cli.env)
     expect({ args, code: result.code, stdout: result.stdout }).toEqual({ args, code: 1, stdout: "" })
     expect(result.stderr.trim()).toMatch(message)
     expect(await everything()).toEqual(before)
@@ -70,10 +68,8 @@ describe("rosterd district erase", () => {
   }
 
   beforeAll(async () => {
-    db = await createTestDatabase()
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n"), ROSTERD_SECRETS_KEY_FILE: secretsKey.path }
-    client = new pg.Client({ connectionString: db.url })
-    other = new pg.Client({ connectionString: db.url })
+    client = new pg.Client({ connectionString: cli.db.url })
+    other = new pg.Client({ connectionString: cli.db.url })
     await client.connect()
     await other.connect()
     const alpha = NodePath.join(work.dir, "alpha")
@@ -132,8 +128,6 @@ describe("rosterd district erase", () => {
   }, 300_000)
   afterAll(async () => {
     await Promise.all([client?.end(), other?.end()])
-    await dropTestDatabase(db.name)
-    work.remove()
   })
 
   it("refuses without the id confirmed, with a cross-district admin, under a running sync, or on an unknown table, changing nothing", async () => {
@@ -149,7 +143,7 @@ describe("rosterd district erase", () => {
 
     // Data of the district in a table erase does not know: all of it is rolled back. (A later
     // migration's table: the owner role creates it, the app role gets its rights by default.)
-    const owner = new pg.Client({ connectionString: db.ownerUrl })
+    const owner = new pg.Client({ connectionString: cli.db.ownerUrl })
     await owner.connect()
     await owner.query(`CREATE TABLE extra_notes (district_id text, note text)`)
     await q(`INSERT INTO extra_notes VALUES ('alpha', 'kept by a future feature')`)
@@ -226,7 +220,7 @@ describe("rosterd district erase", () => {
 
     // Gone from the CLI: not listed, not synced.
     expect((await ok(["district", "list"])).stdout).not.toMatch(/^alpha /m)
-    const sync = await rosterd(["sync", "alpha"], env)
+    const sync = await rosterd(["sync", "alpha"], cli.env)
     expect(sync.code).toBe(1)
   }, 240_000)
 

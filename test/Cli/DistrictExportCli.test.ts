@@ -2,34 +2,29 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { rosterd, writeConfig } from "../support/Cli.ts"
-import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
-import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
-import { testKeyFile } from "../support/MailLinks.ts"
+import { cliFixture, rosterd } from "../support/CliFixture.ts"
+import { writeSmallDistrict } from "../support/Fixtures.ts"
 
 /**
- * `rosterd district export` (a real process): after two districts are synced, the file has
+ * `rosterd district export`: after two districts are synced, the file has
  * one JSON line per row of the exported district — as many per kind as the database holds,
  * every user and enrollment, nothing of the other district — with mode 0600; an existing
  * file is kept unless `--force`; the printed summary and the audit row carry counts only.
  */
 describe("rosterd district export", () => {
-  let db: TestDatabaseInfo
-  let env: Record<string, string>
   let client: pg.Client
-  const work = tempDir()
+  const cli = cliFixture({ secretsKey: true })
+  const work = cli.work
 
   const ok = async (args: ReadonlyArray<string>) => {
-    const result = await rosterd(args, env)
+    const result = await rosterd(args, cli.env)
     expect({ args, code: result.code, stderr: result.stderr }).toEqual({ args, code: 0, stderr: "" })
     return result
   }
   const count = async (text: string, params: ReadonlyArray<unknown> = ["ea"]) => (await client.query(text, [...params])).rows[0].n as number
 
   beforeAll(async () => {
-    db = await createTestDatabase()
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n"), ROSTERD_SECRETS_KEY_FILE: testKeyFile(work.dir).path }
-    client = new pg.Client({ connectionString: db.url })
+    client = new pg.Client({ connectionString: cli.db.url })
     await client.connect()
     for (const [id, domain] of [["ea", "export-a.example"], ["eb", "export-b.example"]] as const) {
       const dir = NodePath.join(work.dir, id)
@@ -41,8 +36,6 @@ describe("rosterd district export", () => {
   }, 180_000)
   afterAll(async () => {
     await client?.end()
-    await dropTestDatabase(db.name)
-    work.remove()
   })
 
   it("writes every row of the district as JSON lines, per kind as many as the database holds, mode 0600", async () => {
@@ -98,7 +91,7 @@ describe("rosterd district export", () => {
   it("refuses to overwrite an existing file unless --force; the replacement is mode 0600 too", async () => {
     const out = NodePath.join(work.dir, "existing.jsonl")
     Fs.writeFileSync(out, "keep me\n", { mode: 0o644 })
-    const refused = await rosterd(["district", "export", "ea", "--out", out], env)
+    const refused = await rosterd(["district", "export", "ea", "--out", out], cli.env)
     expect(refused.code).toBe(1)
     expect(refused.stderr.trim()).toBe(`rosterd: ${out} exists: give --force to replace it`)
     expect(Fs.readFileSync(out, "utf8")).toBe("keep me\n")
@@ -107,7 +100,7 @@ describe("rosterd district export", () => {
     expect(Fs.readFileSync(out, "utf8").split("\n")[0]).toMatch(/^\{"kind":"district","id":"ea",/)
     expect(Fs.statSync(out).mode & 0o777).toBe(0o600)
 
-    const unknown = await rosterd(["district", "export", "nope", "--out", NodePath.join(work.dir, "nope.jsonl")], env)
+    const unknown = await rosterd(["district", "export", "nope", "--out", NodePath.join(work.dir, "nope.jsonl")], cli.env)
     expect(unknown.code).toBe(1)
     expect(Fs.existsSync(NodePath.join(work.dir, "nope.jsonl"))).toBe(false)
     expect(Fs.readdirSync(work.dir).filter((f) => f.endsWith(".tmp"))).toEqual([])

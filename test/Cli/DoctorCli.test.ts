@@ -3,17 +3,17 @@ import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startSmtpServer, type SmtpTestServer } from "../Mail/SmtpTestServer.ts"
-import { rosterd, writeConfig } from "../support/Cli.ts"
-import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
+import { writeConfig } from "../support/Cli.ts"
+import { cliFixture, rosterd } from "../support/CliFixture.ts"
 import { type FakeClever, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
-import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
+import { writeSmallDistrict } from "../support/Fixtures.ts"
 
 /** `rosterd doctor` against real things: a database, a CSV folder, a fake Clever, an SMTP server. */
 describe("rosterd doctor", () => {
   const TOKEN = "doctor-token-0123456789"
   const SMTP_PASSWORD = "doctor-smtp-secret"
-  const work = tempDir()
-  let db: TestDatabaseInfo
+  const cli = cliFixture()
+  const work = cli.work
   let fake: FakeClever
   let smtp: SmtpTestServer
   let env: Record<string, string>
@@ -21,15 +21,15 @@ describe("rosterd doctor", () => {
   const tokenFile = NodePath.join(work.dir, "token")
 
   beforeAll(async () => {
-    db = await createTestDatabase()
     writeSmallDistrict(NodePath.join(work.dir, "csv"))
     const district = await fromOneRosterCsv(NodePath.join(work.dir, "csv"))
     fake = await start(district, { token: TOKEN })
     smtp = await startSmtpServer({ user: "rosterd", password: SMTP_PASSWORD })
     Fs.writeFileSync(tokenFile, TOKEN)
     Fs.writeFileSync(passwordFile, SMTP_PASSWORD)
+    // The config names the SMTP server's port: written once the server listens.
     env = {
-      DATABASE_URL: db.url,
+      ...cli.env,
       ROSTERD_CONFIG: writeConfig(work.dir, `rosterd:
   mail:
     smtp:
@@ -50,8 +50,6 @@ districts:
   afterAll(async () => {
     await fake.close()
     await smtp.close()
-    await dropTestDatabase(db.name)
-    work.remove()
   })
 
   const doctor = async () => {
@@ -79,7 +77,7 @@ districts:
     Fs.writeFileSync(passwordFile, "a-wrong-password")
     Fs.rmSync(NodePath.join(work.dir, "csv", "manifest.csv"))
     // The migrations table is the owner's to change (rosterd's app role only reads it).
-    const client = new pg.Client({ connectionString: db.ownerUrl })
+    const client = new pg.Client({ connectionString: cli.db.ownerUrl })
     await client.connect()
     const removed = (await client.query("DELETE FROM rosterd_migrations WHERE migration_id = (SELECT max(migration_id) FROM rosterd_migrations) RETURNING migration_id, name")).rows[0]
     try {

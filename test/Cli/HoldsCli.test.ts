@@ -1,21 +1,19 @@
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { rosterd, writeConfig } from "../support/Cli.ts"
-import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
-import { generated, readRows, tempDir, writeCsv } from "../support/Fixtures.ts"
+import { cliFixture, rosterd } from "../support/CliFixture.ts"
+import { generated, readRows, writeCsv } from "../support/Fixtures.ts"
 
 /**
- * The safety gate as operators meet it through the CLI (real processes, real Postgres): a
+ * The safety gate as operators meet it through the CLI (real Postgres): a
  * partial export ("most students left") is held, listed, shown by source ID without personal
  * values, rejected, held again and approved; a dry run prints the change list and leaves the
  * roster exactly as it was; a run's stored change list is readable with `runs --changes`.
  */
 describe("rosterd holds CLI", () => {
-  let db: TestDatabaseInfo
-  let env: Record<string, string>
+  const cli = cliFixture()
+  const work = cli.work
   let client: pg.Client
-  const work = tempDir()
   const districtDir = NodePath.join(work.dir, "gen")
   /** Students kept by the partial export; the others disappear from users, enrollments and demographics. */
   const KEPT = 20
@@ -39,28 +37,24 @@ describe("rosterd holds CLI", () => {
   }
 
   beforeAll(async () => {
-    db = await createTestDatabase()
     generated(districtDir, 200)
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n") }
-    expect((await rosterd(["district", "add", "gen", "--provider", "oneroster-csv", "--path", districtDir], env)).code).toBe(0)
-    client = new pg.Client({ connectionString: db.url })
+    expect((await rosterd(["district", "add", "gen", "--provider", "oneroster-csv", "--path", districtDir], cli.env)).code).toBe(0)
+    client = new pg.Client({ connectionString: cli.db.url })
     await client.connect()
     students = readRows(districtDir, "users").filter((u) => u.role === "student")
   })
   afterAll(async () => {
     await client?.end()
-    await dropTestDatabase(db.name)
-    work.remove()
   })
 
   it("runs --run --changes lists what the first sync created, by source ID", async () => {
-    const first = await rosterd(["sync", "gen", "--json"], env)
+    const first = await rosterd(["sync", "gen", "--json"], cli.env)
     expect(first.code).toBe(0)
     const summary = JSON.parse(first.stdout)
     expect(summary.status).toBe("succeeded")
     expect(summary.held).toBeNull()
 
-    const listed = await rosterd(["runs", "gen", "--run", String(summary.runId), "--changes", "--json"], env)
+    const listed = await rosterd(["runs", "gen", "--run", String(summary.runId), "--changes", "--json"], cli.env)
     expect(listed.code).toBe(0)
     const changes = JSON.parse(listed.stdout)
     expect(changes).toMatchObject({ runId: summary.runId, district: "gen", retentionDays: 90 })
@@ -81,7 +75,7 @@ describe("rosterd holds CLI", () => {
     writeCsv(districtDir, "demographics", readRows(districtDir, "demographics").filter((d) => !gone.has(d.sourcedId!)))
 
     const before = await checksum()
-    const dry = await rosterd(["sync", "gen", "--dry-run", "--json"], env)
+    const dry = await rosterd(["sync", "gen", "--dry-run", "--json"], cli.env)
     expect(dry.code).toBe(0)
     const summary = JSON.parse(dry.stdout)
     expect(summary.status).toBe("dry-run")
@@ -94,7 +88,7 @@ describe("rosterd holds CLI", () => {
   }, 120_000)
 
   it("the sync holds the deactivations; holds list and show name them by source ID, without personal values", async () => {
-    const sync = await rosterd(["sync", "gen"], env)
+    const sync = await rosterd(["sync", "gen"], cli.env)
     expect(sync.stderr).toBe("")
     expect(sync.code).toBe(0)
     const runId = Number(/run (\d+) held \(full\)/.exec(sync.stdout)?.[1])
@@ -102,17 +96,17 @@ describe("rosterd holds CLI", () => {
     expect(sync.stdout).toContain(`review: rosterd holds show ${runId}`)
     expect(sync.stdout).toMatch(new RegExp(`users\\s+0\\s+${dropped.length}\\n`))
     expect(await activeStudents()).toBe(students.length)
-    const status = await rosterd(["status", "gen"], env)
+    const status = await rosterd(["status", "gen"], cli.env)
     expect(status.stdout).toMatch(new RegExp(`gen: changes of run ${runId} held since \\S+: rosterd holds show ${runId}`))
 
-    const listed = JSON.parse((await rosterd(["holds", "list", "--json"], env)).stdout)
+    const listed = JSON.parse((await rosterd(["holds", "list", "--json"], cli.env)).stdout)
     // One pending hold: the dry run left none behind.
     expect(listed).toHaveLength(1)
     expect(listed[0]).toMatchObject({ runId, districtId: "gen", state: "pending" })
     expect(listed[0].tripped).toContainEqual(expect.objectContaining({ kind: "users", group: "student", rule: "deactivate_percent", limit: 10 }))
     expect(listed[0].counts).toContainEqual({ kind: "users", action: "deactivate", n: dropped.length })
 
-    const shown = await rosterd(["holds", "show", String(runId), "--json"], env)
+    const shown = await rosterd(["holds", "show", String(runId), "--json"], cli.env)
     expect(shown.code).toBe(0)
     const { changes, hold } = JSON.parse(shown.stdout)
     expect(hold.runId).toBe(runId)
@@ -126,7 +120,7 @@ describe("rosterd holds CLI", () => {
     }
     expect(shown.stdout).not.toContain("@")
 
-    const text = await rosterd(["holds", "show", String(runId)], env)
+    const text = await rosterd(["holds", "show", String(runId)], cli.env)
     expect(text.code).toBe(0)
     expect(text.stdout).toContain(`hold of run ${runId} (district gen): pending`)
     expect(text.stdout).toMatch(/tripped: users \(student\) deactivate_percent 180 of 200 \(limit 10%\)/)
@@ -134,17 +128,17 @@ describe("rosterd holds CLI", () => {
   }, 180_000)
 
   it("reject leaves the roster; the next sync holds again; approve applies it; a decided hold cannot be decided again", async () => {
-    const [pending] = JSON.parse((await rosterd(["holds", "list", "--district", "gen", "--json"], env)).stdout)
-    const rejected = await rosterd(["holds", "reject", String(pending.runId), "--by", "bob", "--reason", "the export was cut short"], env)
+    const [pending] = JSON.parse((await rosterd(["holds", "list", "--district", "gen", "--json"], cli.env)).stdout)
+    const rejected = await rosterd(["holds", "reject", String(pending.runId), "--by", "bob", "--reason", "the export was cut short"], cli.env)
     expect(rejected.code).toBe(0)
     expect(rejected.stdout).toContain(`rejected the hold of run ${pending.runId}`)
     expect(await activeStudents()).toBe(students.length)
 
-    const again = JSON.parse((await rosterd(["sync", "gen", "--json"], env)).stdout)
+    const again = JSON.parse((await rosterd(["sync", "gen", "--json"], cli.env)).stdout)
     expect(again.status).toBe("held")
     expect(again.held.counts.users).toEqual({ deactivated: dropped.length, updated: 0 })
 
-    const approved = await rosterd(["holds", "approve", String(again.runId), "--by", "alice", "--reason", "the students moved to another district"], env)
+    const approved = await rosterd(["holds", "approve", String(again.runId), "--by", "alice", "--reason", "the students moved to another district"], cli.env)
     expect(approved.stderr).toBe("")
     expect(approved.code).toBe(0)
     expect(approved.stdout).toContain(`approved the hold of run ${again.runId} (district gen): applied`)
@@ -156,16 +150,16 @@ describe("rosterd holds CLI", () => {
     )
     expect(inactive.n).toBe(dropped.length)
 
-    const twice = await rosterd(["holds", "approve", String(again.runId), "--by", "alice"], env)
+    const twice = await rosterd(["holds", "approve", String(again.runId), "--by", "alice"], cli.env)
     expect(twice.code).toBe(1)
     expect(twice.stderr.trim()).toBe(`rosterd: the hold of run ${again.runId} is approved; only a pending hold can be decided`)
-    const unknown = await rosterd(["holds", "reject", "999999", "--by", "alice"], env)
+    const unknown = await rosterd(["holds", "reject", "999999", "--by", "alice"], cli.env)
     expect(unknown.code).toBe(1)
     expect(unknown.stderr.trim()).toBe("rosterd: run 999999 has no held changes (see rosterd holds list)")
-    const noBy = await rosterd(["holds", "approve", String(again.runId)], env)
+    const noBy = await rosterd(["holds", "approve", String(again.runId)], cli.env)
     expect(noBy.code).toBe(2)
 
-    const all = JSON.parse((await rosterd(["holds", "list", "--all", "--json"], env)).stdout)
+    const all = JSON.parse((await rosterd(["holds", "list", "--all", "--json"], cli.env)).stdout)
     expect(all.map((h: { runId: number; state: string; decidedBy: string }) => [h.runId, h.state, h.decidedBy])).toEqual([
       [again.runId, "approved", "alice"],
       [pending.runId, "rejected", "bob"]

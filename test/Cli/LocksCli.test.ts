@@ -1,9 +1,8 @@
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { rosterd, writeConfig } from "../support/Cli.ts"
-import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
-import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
+import { cliFixture, rosterd } from "../support/CliFixture.ts"
+import { writeSmallDistrict } from "../support/Fixtures.ts"
 
 /**
  * The locks on district-synced data, as operators and platforms meet them: each write the
@@ -12,10 +11,9 @@ import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
  * writes on a teacher-made class all work.
  */
 describe("locks on district-synced data", () => {
-  let db: TestDatabaseInfo
-  let env: Record<string, string>
   let client: pg.Client
-  const work = tempDir()
+  const cli = cliFixture()
+  const work = cli.work
   const districtDir = NodePath.join(work.dir, "small")
   const ids = { cls1: 0, cls2: 0, t1: 0, s1: 0, s3: 0, owner: 0 }
 
@@ -40,14 +38,12 @@ describe("locks on district-synced data", () => {
   }
 
   beforeAll(async () => {
-    db = await createTestDatabase()
     writeSmallDistrict(districtDir)
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n") }
-    expect((await rosterd(["district", "add", "small", "--provider", "oneroster-csv", "--path", districtDir], env)).code).toBe(0)
-    const sync = await rosterd(["sync", "small"], env)
+    expect((await rosterd(["district", "add", "small", "--provider", "oneroster-csv", "--path", districtDir], cli.env)).code).toBe(0)
+    const sync = await rosterd(["sync", "small"], cli.env)
     expect(sync.stderr).toBe("")
     expect(sync.code).toBe(0)
-    client = new pg.Client({ connectionString: db.url })
+    client = new pg.Client({ connectionString: cli.db.url })
     await client.connect()
     const id = async (table: string, sourceId: string) =>
       (await one<{ id: number }>(`SELECT id::int FROM ${table} WHERE district_id = 'small' AND source_id = $1`, [sourceId])).id
@@ -60,8 +56,6 @@ describe("locks on district-synced data", () => {
   })
   afterAll(async () => {
     await client?.end()
-    await dropTestDatabase(db.name)
-    work.remove()
   })
 
   it("every forbidden write is refused through the CLI and as direct SQL, and changes nothing", async () => {
@@ -111,7 +105,7 @@ describe("locks on district-synced data", () => {
     ]
     const before = await store()
     for (const c of cases) {
-      const result = await rosterd(c.cli, env)
+      const result = await rosterd(c.cli, cli.env)
       expect({ cli: c.cli, code: result.code }).toEqual({ cli: c.cli, code: 1 })
       const lines = result.stderr.trim().split("\n")
       expect(lines).toHaveLength(1)
@@ -126,7 +120,7 @@ describe("locks on district-synced data", () => {
   }, 180_000)
 
   it("a teacher-made class is free: create, rename, add a synced student, remove, re-add, attach an integration, delete", async () => {
-    const created = await rosterd(["class", "create", "--owner", String(ids.owner), "--title", "Homework club"], env)
+    const created = await rosterd(["class", "create", "--owner", String(ids.owner), "--title", "Homework club"], cli.env)
     expect(created.code).toBe(0)
     const classId = Number(/created teacher-made class (\d+)/.exec(created.stdout)?.[1])
     expect(classId).toBeGreaterThan(0)
@@ -145,7 +139,7 @@ describe("locks on district-synced data", () => {
       ["class", "attach-integration", String(classId), "google-classroom"]
     ]
     for (const step of steps) {
-      const result = await rosterd(step, env)
+      const result = await rosterd(step, cli.env)
       expect({ step, code: result.code, stderr: result.stderr }).toEqual({ step, code: 0, stderr: "" })
     }
     expect((await one<{ title: string }>(`SELECT title FROM classes WHERE id = $1`, [classId])).title).toBe("Homework club (spring)")
@@ -162,7 +156,7 @@ describe("locks on district-synced data", () => {
     expect((await one<{ n: number }>(`SELECT count(*)::int AS n FROM enrollments WHERE class_id = $1 AND user_id = $2 AND ended_at IS NULL`, [ids.cls1, ids.s1])).n).toBe(1)
     expect((await client.query(`SELECT integration FROM class_integrations WHERE class_id = $1`, [classId])).rows).toEqual([{ integration: "google-classroom" }])
 
-    const deleted = await rosterd(["class", "delete", String(classId)], env)
+    const deleted = await rosterd(["class", "delete", String(classId)], cli.env)
     expect(deleted.code).toBe(0)
     const left = await one<{ classes: number; enrollments: number; integrations: number }>(
       `SELECT (SELECT count(*)::int FROM classes WHERE id = $1) AS classes,

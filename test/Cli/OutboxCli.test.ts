@@ -2,31 +2,27 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, freePort, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
-import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
-import { tempDir } from "../support/Fixtures.ts"
+import { eventually, freePort, writeConfig } from "../support/Cli.ts"
+import { cliFixture, startDaemon } from "../support/CliFixture.ts"
 import { startSmtpServer } from "../Mail/SmtpTestServer.ts"
 
 /**
- * `rosterd outbox list|retry` as operators run them (real processes, few spawns), then the
- * daemon configured for SMTP (config file + environment) sending the retried message to a
- * real SMTP server.
+ * `rosterd outbox list|retry` as operators run them, then the daemon configured for SMTP
+ * (config file + environment) sending the retried message to a real SMTP server; in
+ * process (test/support/CliFixture.ts), the daemon's JSON log lines collected as its stdout.
  */
 
 const SMTP_USER = "relay-user"
 const SMTP_PASSWORD = "Cli-pw-5d1e-never-shown"
 
 describe("rosterd outbox CLI", () => {
-  let db: TestDatabaseInfo
   let client: pg.Client
-  let env: Record<string, string>
-  const work = tempDir()
+  const cli = cliFixture()
+  const work = cli.work
   const ids = { sent: 0, failed: 0, pending: 0, cancelled: 0 }
 
   beforeAll(async () => {
-    db = await createTestDatabase()
-    env = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n") }
-    client = new pg.Client({ connectionString: db.url })
+    client = new pg.Client({ connectionString: cli.db.url })
     await client.connect()
     // A district the daemon does not sync (removed), so the only work is the outbox.
     await client.query(`INSERT INTO districts (id, name, provider, removed_at) VALUES ('mailcity', 'Mail City', 'oneroster-csv', now())`)
@@ -56,12 +52,10 @@ describe("rosterd outbox CLI", () => {
   })
   afterAll(async () => {
     await client?.end()
-    await dropTestDatabase(db.name)
-    work.remove()
   })
 
   const run = async (args: ReadonlyArray<string>, expectedCode = 0, extraEnv: Record<string, string> = {}) => {
-    const result = await rosterd(args, { ...env, ...extraEnv })
+    const result = await cli.rosterd(args, extraEnv)
     expect({ args, code: result.code, stderr: expectedCode === 0 ? result.stderr : "" }).toEqual({ args, code: expectedCode, stderr: "" })
     return result
   }
@@ -142,7 +136,7 @@ describe("rosterd outbox CLI", () => {
       user: ${SMTP_USER}
 `)
     const daemon = startDaemon({
-      DATABASE_URL: db.url,
+      DATABASE_URL: cli.db.url,
       ROSTERD_CONFIG: config,
       ROSTERD_HTTP_PORT: String(await freePort()),
       ROSTERD_MAIL_SMTP_PASSWORD_FILE: passwordFile
