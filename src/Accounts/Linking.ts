@@ -4,8 +4,8 @@ import type { ApplyContext } from "../Reconcile/Apply.ts"
 import type { FindingsContext } from "../Reconcile/Findings.ts"
 import { insertFindings } from "../Reconcile/Findings.ts"
 import { districtEmailMasked, districtNamesMasked, MASK_SHARED_MIN, maskedEmail } from "../Reconcile/Quality.ts"
-import { ENROLLED } from "../Reconcile/Rules/People.ts"
-import { ADMIN_ROLES_SQL, CONFIRMING_ROLES_SQL } from "../Domain/Roles.ts"
+import { ENROLLED, studentActivationSql } from "../Reconcile/Rules/People.ts"
+import { ADMIN_ROLES_SQL, CONFIRMING_ROLES_SQL, studentOnlySql } from "../Domain/Roles.ts"
 
 /**
  * Account linking and activation (seeds 001, 002; issue 15), run in every sync's
@@ -270,9 +270,10 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
       yield* sql.unsafe(
         `WITH created AS (
            INSERT INTO accounts (id, origin, state, district_id, activated_at)
-           SELECT account_id, 'district', CASE WHEN NOT teacher AND enrolled THEN 'active' ELSE 'pending' END, $1,
-                  CASE WHEN NOT teacher AND enrolled THEN now() END
-           FROM pg_temp.link_decisions WHERE decision = 'create'
+           SELECT account_id, 'district', x.state, $1, CASE WHEN x.state = 'active' THEN now() END
+           FROM pg_temp.link_decisions
+           CROSS JOIN LATERAL (SELECT CASE WHEN teacher THEN 'pending' ELSE ${studentActivationSql("enrolled")} END AS state) x
+           WHERE decision = 'create'
          )
          INSERT INTO account_emails (account_id, email, email_key, added_by, source_user_id)
          SELECT account_id, email, email_key, 'sync', user_id FROM pg_temp.link_decisions WHERE decision = 'create' AND email_key IS NOT NULL`,
@@ -293,7 +294,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
          FROM pg_temp.link_decisions d
          LEFT JOIN accounts a ON a.id = d.account_id
          CROSS JOIN LATERAL (SELECT CASE
-           WHEN NOT d.teacher THEN CASE WHEN d.enrolled THEN 'active' ELSE 'pending' END
+           WHEN NOT d.teacher THEN ${studentActivationSql("d.enrolled")}
            WHEN d.decision IN ('link', 'identity') THEN 'active'
            WHEN d.decision = 'same_person' AND a.state = 'active' THEN 'active'
            ELSE 'pending' END AS activation) x
@@ -448,18 +449,18 @@ const reportReviews = (context: ApplyContext & FindingsContext, options: LinkOpt
   })
 
 /**
- * Students are active while enrolled in at least one active class (seed 001); their
- * account becomes active the first time. Writes only what changes. (Run after
- * `snapshotEnrolled`, like `linkAccounts`.)
+ * Students are active while enrolled in at least one active class (seed 001; the rule:
+ * src/Reconcile/Rules/People.ts); their account becomes active the first time. Writes only
+ * what changes. (Run after `snapshotEnrolled`, like `linkAccounts`.)
  */
 export const refreshStudentActivation = (context: ApplyContext) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql.unsafe(
       `WITH wanted AS (
-         SELECT l.user_id, l.account_id, CASE WHEN u.id IN ${ENROLLED} THEN 'active' ELSE 'pending' END AS activation
+         SELECT l.user_id, l.account_id, ${studentActivationSql(`u.id IN ${ENROLLED}`)} AS activation
          FROM account_links l JOIN users u ON u.id = l.user_id
-         WHERE u.district_id = $1 AND 'student' = ANY (u.roles) AND NOT 'teacher' = ANY (u.roles)),
+         WHERE u.district_id = $1 AND ${studentOnlySql("u.roles")}),
        changed AS (
          UPDATE account_links l SET activation = w.activation,
                 activated_at = CASE WHEN w.activation = 'active' THEN coalesce(l.activated_at, now()) ELSE l.activated_at END

@@ -2,6 +2,8 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
 import { Audit } from "../Audit/Audit.ts"
 import { DistrictNotFound } from "../Domain/Errors.ts"
+import { isStudentOnly } from "../Domain/Roles.ts"
+import { isEnrolledSql, studentActivation } from "../Reconcile/Rules/People.ts"
 import { Accounts, refuseOnLock, UserNotFound } from "./Accounts.ts"
 import { Activation, revokeActivations } from "./Activation.ts"
 
@@ -137,16 +139,13 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
           readonly enrolled: boolean
           readonly linkedTo: number | null
         }>`
-          SELECT u.id, u.district_id, u.roles,
-                 -- as the sync counts it (src/Reconcile/Rules/People.ts): an open district enrollment in an active class
-                 EXISTS (SELECT 1 FROM enrollments e JOIN classes c ON c.id = e.class_id AND c.active
-                         WHERE e.user_id = u.id AND e.district_id = u.district_id AND e.ended_at IS NULL) AS enrolled,
+          SELECT u.id, u.district_id, u.roles, ${sql.literal(isEnrolledSql("u.id", "u.district_id"))} AS enrolled,
                  l.account_id AS linked_to
           FROM users u LEFT JOIN account_links l ON l.user_id = u.id
           WHERE u.id = ${review.userId}
           FOR UPDATE OF u`
         if (user === undefined) return yield* new UserNotFound({ userId: review.userId })
-        const student = user.roles.includes("student") && !user.roles.includes("teacher")
+        const student = isStudentOnly(user.roles)
         return { review, user, student }
       })
 
@@ -171,7 +170,7 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
           WHERE l.account_id = ${accountId} AND l.user_id <> ${user.id} AND u.active
           ORDER BY l.user_id LIMIT 1`
         if (other !== undefined) return yield* new AccountTaken({ accountId, userId: other.userId })
-        const activationState: Activation_ = student && !user.enrolled ? "pending" : "active"
+        const activationState: Activation_ = student ? studentActivation(user.enrolled) : "active"
         let movedFrom: number | null = null
         if (user.linkedTo === null) {
           yield* sql`
@@ -226,7 +225,7 @@ export class Reviews extends Effect.Service<Reviews>()("rosterd/Reviews", {
       return yield* sql.withTransaction(Effect.gen(function*() {
         const { review, student, user } = yield* openReview(reviewId)
         if (user.linkedTo !== null) return yield* new AlreadyLinked({ userId: user.id, accountId: user.linkedTo })
-        const activationState: Activation_ = student && user.enrolled ? "active" : "pending"
+        const activationState: Activation_ = student ? studentActivation(user.enrolled) : "pending"
         const accountState = activationState
         const [account] = yield* sql<{ readonly id: number }>`
           INSERT INTO accounts (origin, state, district_id, activated_at)

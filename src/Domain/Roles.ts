@@ -28,6 +28,25 @@ export const CONFIRMING_ROLES_SQL = literal(["teacher", ...ADMIN_ROLES])
 export const isAdminRole = (role: string) => (ADMIN_ROLES as ReadonlyArray<string>).includes(role)
 
 /**
+ * A student, and only a student: a record with the student role and not the teacher role
+ * (a student teacher is a teacher). The rules that hold for students alone — active while
+ * enrolled (src/Reconcile/Rules/People.ts), no activation e-mail — ask this, over a row's
+ * `roles` array in SQL or a record's roles here.
+ */
+export const studentOnlySql = (roles: string) => `('student' = ANY (${roles}) AND NOT 'teacher' = ANY (${roles}))`
+
+export const isStudentOnly = (roles: ReadonlyArray<string>) => roles.includes("student") && !roles.includes("teacher")
+
+/**
+ * The group a person's roles fall in where people are counted or paired by kind: the safety
+ * gate's thresholds per role (src/Reconcile/Gate.ts) and the re-key detection, where a
+ * student never pairs with a teacher (src/Reconcile/Rekey.ts).
+ */
+export const roleGroupSql = (roles: string) =>
+  `CASE WHEN 'student' = ANY (${roles}) THEN 'student' WHEN 'teacher' = ANY (${roles}) THEN 'teacher'
+        WHEN ${roles} && ARRAY['administrator', 'district_admin'] THEN 'administrator' ELSE 'other' END`
+
+/**
  * "This roster admin is district-level", over a row `u` of `users` (or `roster_admins`)
  * with `district_id`, `roles` and `org_source_ids`: a Clever `district_admin` (district-wide
  * by definition, it has no schools), or an administrator attached to an org of type

@@ -7,6 +7,7 @@ import type { EntityCounts } from "../Domain/RunCounts.ts"
 import type { KeyedKind } from "./Entities.ts"
 import { Entities, stageTable } from "./Entities.ts"
 import { FINDINGS_PER_CODE } from "./Findings.ts"
+import { underThirteen } from "./Rules/People.ts"
 
 /**
  * The set-based diff and apply.
@@ -64,8 +65,6 @@ const countsSelect = `SELECT
   count(*) FILTER (WHERE action = 'unchanged') AS unchanged
 FROM diff`
 
-const SQL_TYPES = { text: "text", date: "date", boolean: "boolean", "text[]": "text[]" } as const
-
 export const planTable = (kind: KeyedKind | "enrollments") => `plan_${kind}`
 
 /**
@@ -76,7 +75,7 @@ export const planTable = (kind: KeyedKind | "enrollments") => `plan_${kind}`
 export type BirthDates = FeedMode | null
 
 export const keyedColumns = (kind: KeyedKind, birthDates: BirthDates): ReadonlyArray<ColumnValue> => {
-  const plain = Entities[kind].columns.map((c) => ({ name: c.name, value: `s.${c.name}`, type: SQL_TYPES[c.type] }))
+  const plain = Entities[kind].columns.map((c) => ({ name: c.name, value: `s.${c.name}`, type: c.type }))
   if (kind !== "users") return plain
   // A user whose demographics row is held (unreadable, or listed twice) keeps the stored date.
   const birthDate = birthDates === null
@@ -87,17 +86,10 @@ export const keyedColumns = (kind: KeyedKind, birthDates: BirthDates): ReadonlyA
   return [
     ...plain,
     ...(birthDates === null ? [] : [{ name: "birth_date", type: "date", value: birthDate }]),
-    // Age rule: see Rules/People.ts (\$4 is the district's local date).
+    // The age rule (Rules/People.ts); $4 is the district's local date.
     { name: "under_13", type: "boolean", value: underThirteen("s.roles", `(${birthDate})`, "$4::date") }
   ]
 }
-
-/**
- * Under 13 on the district's local date `today`: students only; a missing birth date
- * counts as under 13 (seed 001: the stricter permissions are the safe default).
- */
-export const underThirteen = (roles: string, birthDate: string, today: string) =>
-  `('student' = ANY (${roles}) AND (${birthDate} IS NULL OR ${birthDate} > ${today} - interval '13 years'))`
 
 /** DDL of the plan tables (temp, per run). */
 export const planDdl = (): string => {

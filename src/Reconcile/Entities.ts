@@ -12,6 +12,7 @@ import type { CopyValue } from "../Store/Copy.ts"
 export interface Column<A> {
   /** Column name, the same in staging and live tables. */
   readonly name: string
+  /** Its SQL type, the same in staging, plan and live tables. */
   readonly type: "text" | "date" | "boolean" | "text[]"
   readonly get: (record: A) => CopyValue
 }

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { GateRules } from "../Domain/DistrictRules.ts"
+import { roleGroupSql } from "../Domain/Roles.ts"
 import type { ApplyContext, GateHook } from "./Apply.ts"
 import { planTable } from "./Apply.ts"
 import type { KeyedKind } from "./Entities.ts"
@@ -39,20 +40,25 @@ export interface Tripped {
   readonly limit: number
 }
 
-const ROLE_GROUP = (roles: string) =>
-  `CASE WHEN 'student' = ANY (${roles}) THEN 'student' WHEN 'teacher' = ANY (${roles}) THEN 'teacher'
-        WHEN ${roles} && ARRAY['administrator', 'district_admin'] THEN 'administrator' ELSE 'other' END`
-
-interface GroupFigures {
+/** What the gate knows of one group (a type, or the users of one role group) before a run writes it. */
+export interface GroupFigures {
   readonly grp: string
+  /** Its active records before the run. */
   readonly active: number
+  /** What the run would deactivate, update (of the active ones), and add (create, or bring back). */
   readonly deactivations: number
   readonly updates: number
   readonly additions: number
 }
 
-/** The rules a group's figures trip, for deactivations and for updates. */
-const judge = (g: GroupFigures, rules: GateRules, kind: string) => {
+/**
+ * The gate's rules, pure: which threshold a group's figures trip, for its deactivations
+ * (`deactivate_count`, else `deactivate_percent`, else `emptied`) and for its updates
+ * (`update_percent`). The percentages apply from `minRecords` changes up; a group is
+ * emptied when it has active records and none would be left (additions count). The same
+ * judge decides whether the classes of ended terms may be deactivated (Rules/Scope.ts).
+ */
+export const judge = (g: GroupFigures, rules: GateRules, kind: string): { readonly deactivations?: Tripped; readonly updates?: Tripped } => {
   const trip = (rule: GateRule, count: number, limit: number): Tripped => ({ kind, group: g.grp, rule, count, of: g.active, limit })
   let deactivations: Tripped | undefined
   if (g.deactivations > 0) {
@@ -66,7 +72,7 @@ const judge = (g: GroupFigures, rules: GateRules, kind: string) => {
   const updates = g.updates >= rules.minRecords && g.updates * 100 > g.active * rules.maxUpdatePercent
     ? trip("update_percent", g.updates, rules.maxUpdatePercent)
     : undefined
-  return { deactivations, updates }
+  return { ...(deactivations === undefined ? {} : { deactivations }), ...(updates === undefined ? {} : { updates }) }
 }
 
 const holdGroup = (plan: string, from: string, group: string, action: "deactivate" | "update", grp: string, rule: GateRule, extra = "") =>
@@ -88,7 +94,7 @@ export const gateKeyed = (kind: KeyedKind, context: ApplyContext, rules: GateRul
     const table = Entities[kind].table!
     const label = Entities[kind].label
     const plan = planTable(kind)
-    const group = (roles: string) => (kind === "users" ? ROLE_GROUP(roles) : `'${label}'`)
+    const group = (roles: string) => (kind === "users" ? roleGroupSql(roles) : `'${label}'`)
     const figures = yield* sql.unsafe<GroupFigures>(
       `WITH live AS (
          SELECT ${group("t.roles")} AS grp, count(*) AS active FROM ${table} t WHERE t.district_id = $1 AND t.active GROUP BY 1),

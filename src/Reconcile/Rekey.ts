@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { RekeyRules } from "../Domain/DistrictRules.ts"
+import { roleGroupSql } from "../Domain/Roles.ts"
 import type { ApplyContext } from "./Apply.ts"
 import type { KeyedKind } from "./Entities.ts"
 import { Entities, KeyedKinds, stageTable } from "./Entities.ts"
@@ -89,11 +90,6 @@ type Context = ApplyContext & FindingsContext
 
 const gone = (kind: KeyedKind) => `pg_temp.rekey_gone_${kind}`
 const fresh = (kind: KeyedKind) => `pg_temp.rekey_new_${kind}`
-
-/** The role group a person's roles fall in (a student never pairs with a teacher). */
-const ROLE_GROUP = (roles: string) =>
-  `CASE WHEN 'student' = ANY (${roles}) THEN 'student' WHEN 'teacher' = ANY (${roles}) THEN 'teacher'
-        WHEN ${roles} && ARRAY['administrator', 'district_admin'] THEN 'administrator' ELSE 'other' END`
 
 const norm = (expr: string) => `nullif(lower(btrim(${expr})), '')`
 
@@ -193,29 +189,29 @@ const matchers = (kind: KeyedKind): ReadonlyArray<Matcher> => {
         {
           // An SIS, state or login id, within the role group; the label is the identity's kind.
           priority: 2,
-          gone: `SELECT g.id AS live_id, g.source_id, jsonb_build_array(${ROLE_GROUP("g.roles")}, i.kind, i.type, i.value)::text AS key,
+          gone: `SELECT g.id AS live_id, g.source_id, jsonb_build_array(${roleGroupSql("g.roles")}, i.kind, i.type, i.value)::text AS key,
                         i.kind AS label
                  FROM ${gone(kind)} g JOIN user_identities i ON i.user_id = g.id AND i.ended_at IS NULL AND i.kind IN (${stable})
                  UNION
-                 SELECT g.id, g.source_id, jsonb_build_array(${ROLE_GROUP("g.roles")}, 'identifier', '', btrim(g.identifier))::text, 'identifier'
+                 SELECT g.id, g.source_id, jsonb_build_array(${roleGroupSql("g.roles")}, 'identifier', '', btrim(g.identifier))::text, 'identifier'
                  FROM ${gone(kind)} g WHERE nullif(btrim(g.identifier), '') IS NOT NULL`,
-          fresh: `SELECT i.source_id, jsonb_build_array(${ROLE_GROUP("n.roles")}, i.kind, i.type, i.value)::text AS key
+          fresh: `SELECT i.source_id, jsonb_build_array(${roleGroupSql("n.roles")}, i.kind, i.type, i.value)::text AS key
                   FROM ${STAGED_IDENTITIES} i JOIN ${fresh(kind)} n ON n.source_id = i.source_id WHERE i.kind IN (${stable})`
         },
         simple(
           kind,
           3,
           "email_birth_date",
-          key([ROLE_GROUP("g.roles"), norm("g.email"), "g.birth_date"]),
-          key([ROLE_GROUP("n.roles"), norm("n.email"), "n.birth_date"])
+          key([roleGroupSql("g.roles"), norm("g.email"), "g.birth_date"]),
+          key([roleGroupSql("n.roles"), norm("n.email"), "n.birth_date"])
         ),
         // People without a birth date on either side (teachers, mostly): e-mail and name.
         simple(
           kind,
           4,
           "email_name",
-          `CASE WHEN g.birth_date IS NULL THEN ${key([ROLE_GROUP("g.roles"), norm("g.email"), norm("g.given_name"), norm("g.family_name")])} END`,
-          `CASE WHEN n.birth_date IS NULL THEN ${key([ROLE_GROUP("n.roles"), norm("n.email"), norm("n.given_name"), norm("n.family_name")])} END`
+          `CASE WHEN g.birth_date IS NULL THEN ${key([roleGroupSql("g.roles"), norm("g.email"), norm("g.given_name"), norm("g.family_name")])} END`,
+          `CASE WHEN n.birth_date IS NULL THEN ${key([roleGroupSql("n.roles"), norm("n.email"), norm("n.given_name"), norm("n.family_name")])} END`
         )
       ]
     }

@@ -25,13 +25,11 @@ import { Entities, stagedColumns, stageTable } from "./Entities.ts"
  * names only) for the findings.
  */
 
-const SQL_TYPES = { text: "text", date: "date", boolean: "boolean", "text[]": "text[]" } as const
-
 /** DDL for all staging tables (dropped first: the pooled session may have run a sync before). */
 export const stagingDdl = (): string =>
   EntityKinds.map((kind) => {
     const table = stageTable(kind)
-    const columns = stagedColumns(kind).map((column) => `${column.name} ${SQL_TYPES[column.type]}`)
+    const columns = stagedColumns(kind).map((column) => `${column.name} ${column.type}`)
     // Set by the checks on rows that repeat another (identical content, or the same
     // enrollment pair): the diff reads the kept row only.
     columns.push("shadowed boolean NOT NULL DEFAULT false")

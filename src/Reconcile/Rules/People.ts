@@ -1,8 +1,6 @@
 import { SqlClient } from "@effect/sql"
-import { ADMIN_ROLES_SQL, districtLevelSql } from "../../Domain/Roles.ts"
 import { Effect } from "effect"
-import type { ApplyContext } from "../Apply.ts"
-import { underThirteen } from "../Apply.ts"
+import { ADMIN_ROLES_SQL, districtLevelSql, studentOnlySql } from "../../Domain/Roles.ts"
 import type { FindingsContext } from "../Findings.ts"
 import { insertFindings } from "../Findings.ts"
 
@@ -10,11 +8,15 @@ import { insertFindings } from "../Findings.ts"
  * Rules on people judged over the stored roster after each apply, so they hold for full
  * and delta runs alike:
  *
- * - **Age** (seed 001): `under_13` from the birth date on the district's local date. The
- *   diff sets it for the users a run touches; this pass catches birthdays — students turn
- *   13 while nothing in the roster changes. Writes only the rows that change.
- * - **Students with no class**: they stay pending (seed 001: "Students must be enrolled in
- *   at least one section … to activate") and are reported.
+ * - **Age** (seed 001): `under_13` from the birth date on the district's local date
+ *   (`underThirteen`). The diff sets it for the users a run touches (Apply.ts); this pass
+ *   catches birthdays — students turn 13 while nothing in the roster changes. Writes only
+ *   the rows that change.
+ * - **Students are active only while enrolled** (seed 001: "Students must be enrolled in at
+ *   least one section … to activate"): `enrolledUsers` / `isEnrolledSql` say who is enrolled,
+ *   `studentActivation` what follows for a student (only a student: Domain/Roles.ts
+ *   `studentOnlySql`); account linking (src/Accounts/Linking.ts) and review decisions
+ *   (src/Accounts/Reviews.ts) apply it. Students with no class are reported.
  * - **Duplicate periods**: a teacher with several sections in one period of one term (seed
  *   001: "let your rostering specialist know if you anticipate more than one section per
  *   class period for each teacher").
@@ -23,8 +25,21 @@ import { insertFindings } from "../Findings.ts"
  *   to the district org), since those cover every school (issue 15, src/Domain/Roles.ts).
  */
 
+/** What the steps here need of a run: its district, and the district's local date (YYYY-MM-DD). */
+interface PeopleContext {
+  readonly districtId: string
+  readonly today: string
+}
+
+/**
+ * Under 13 on the district's local date `today`: students only; a missing birth date
+ * counts as under 13 (seed 001: the stricter permissions are the safe default).
+ */
+export const underThirteen = (roles: string, birthDate: string, today: string) =>
+  `('student' = ANY (${roles}) AND (${birthDate} IS NULL OR ${birthDate} > ${today} - interval '13 years'))`
+
 /** Recomputes `under_13` for the district's users; returns how many changed. */
-export const recomputeAges = (context: ApplyContext) =>
+export const recomputeAges = (context: PeopleContext) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const value = underThirteen("roles", "birth_date", "$2::date")
@@ -39,10 +54,21 @@ export const recomputeAges = (context: ApplyContext) =>
     return row?.n ?? 0
   }).pipe(Effect.withSpan("People.recomputeAges"))
 
-/** Open enrollments in active classes: "enrolled" in the sense of the activation rule. */
-export const enrolledUsers = (districtId: string) =>
-  `(SELECT DISTINCT e.user_id FROM enrollments e JOIN classes c ON c.id = e.class_id AND c.active
-    WHERE e.district_id = ${districtId} AND e.ended_at IS NULL)`
+/** "Enrolled" in the sense of the activation rule: an open enrollment of the district in an active class. */
+const enrollmentsOf = (districtId: string) =>
+  `FROM enrollments e JOIN classes c ON c.id = e.class_id AND c.active
+    WHERE e.district_id = ${districtId} AND e.ended_at IS NULL`
+
+/** The district's enrolled users (a set: `u.id IN …`). */
+export const enrolledUsers = (districtId: string) => `(SELECT DISTINCT e.user_id ${enrollmentsOf(districtId)})`
+
+/** "This user is enrolled", for one user (an operator's decision on one review). */
+export const isEnrolledSql = (userId: string, districtId: string) => `EXISTS (SELECT 1 ${enrollmentsOf(districtId)} AND e.user_id = ${userId})`
+
+/** A student's activation: active while enrolled in at least one active class, pending otherwise. */
+export const studentActivationSql = (enrolled: string) => `CASE WHEN ${enrolled} THEN 'active' ELSE 'pending' END`
+
+export const studentActivation = (enrolled: boolean): "active" | "pending" => (enrolled ? "active" : "pending")
 
 /** The run's enrolled users (after the apply), computed once: see `snapshotEnrolled`. */
 export const ENROLLED = `(SELECT user_id FROM pg_temp.enrolled_users)`
@@ -52,7 +78,7 @@ export const ENROLLED = `(SELECT user_id FROM pg_temp.enrolled_users)`
  * activation, linking and no-class rules all ask, and one pass over a million enrollments
  * is enough.
  */
-export const snapshotEnrolled = (context: ApplyContext) =>
+export const snapshotEnrolled = (context: PeopleContext) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.enrolled_users`)
@@ -67,7 +93,7 @@ export const reportPeople = (context: FindingsContext) =>
       `SELECT 'warning' AS severity, 'student_without_class' AS code, 'users' AS entity, u.source_id, NULL AS file,
               NULL::int AS line, 'enrolled in no class: the student stays pending until enrolled in one' AS detail
        FROM users u
-       WHERE u.district_id = $2 AND u.active AND 'student' = ANY (u.roles) AND NOT 'teacher' = ANY (u.roles)
+       WHERE u.district_id = $2 AND u.active AND ${studentOnlySql("u.roles")}
          AND u.id NOT IN ${ENROLLED}`
     )
     yield* insertFindings(

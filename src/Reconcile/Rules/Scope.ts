@@ -4,6 +4,7 @@ import type { GateRules, ScopeRules } from "../../Domain/DistrictRules.ts"
 import type { ApplyContext } from "../Apply.ts"
 import type { FindingsContext } from "../Findings.ts"
 import { insertFindings, quote } from "../Findings.ts"
+import { judge } from "../Gate.ts"
 
 /**
  * Scope: which sections become classes (seed 001: "Please only share the current
@@ -75,9 +76,10 @@ export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: S
 /**
  * Classes not in this run's staged set whose terms have all ended (a delta run, or a run
  * without a classes feed): deactivated, because a term can end while nothing in the roster
- * changes. Like every deactivation, under the safety gate: when they trip it, none is
- * deactivated here and the run says so (a full run then holds them for review). Returns
- * how many were deactivated, and the note.
+ * changes. Like every deactivation, under the safety gate (its `judge`, over the classes
+ * active now, this run's own creations included): when they trip it, none is deactivated
+ * here and the run says so (a full run then holds them for review). Returns how many were
+ * deactivated, and the note.
  */
 export const expireEndedTerms = (context: ApplyContext, rules: ScopeRules, gate: GateRules) =>
   Effect.gen(function*() {
@@ -93,9 +95,8 @@ export const expireEndedTerms = (context: ApplyContext, rules: ScopeRules, gate:
     const n = figures?.ended ?? 0
     if (n === 0) return { expired: 0, note: undefined }
     const active = figures?.active ?? 0
-    const trips = n > gate.maxDeactivations || (n >= gate.minRecords && n * 100 > active * gate.maxDeactivatePercent) ||
-      (gate.holdEmptying && n >= active)
-    if (trips) {
+    const verdict = judge({ grp: "classes", active, deactivations: n, updates: 0, additions: 0 }, gate, "classes")
+    if (verdict.deactivations !== undefined) {
       return { expired: 0, note: `${n} of ${active} classes are in terms that have ended: too many to deactivate without review; a full run holds them` }
     }
     yield* sql.unsafe(
