@@ -4,6 +4,8 @@ import * as NodePath from "node:path"
 import { isAdminRole } from "../Domain/Roles.ts"
 import { Audit, defaultActor } from "../Audit/Audit.ts"
 import { readOperatorCsv } from "../Csv/OperatorFile.ts"
+import { isEmail } from "../Domain/Values.ts"
+import { pgErrorOfFailure, refusedAs } from "../Store/SqlErrors.ts"
 import { Activation } from "./Activation.ts"
 
 /**
@@ -102,18 +104,9 @@ export class Refused extends Schema.TaggedError<Refused>()("Refused", {
 
 // ---------------------------------------------------------------- helpers
 
-/** The Postgres error behind a SqlError (node-postgres' DatabaseError), when there is one. */
-export const pgErrorOf = (error: SqlError.SqlError): Option.Option<{ readonly code: string; readonly message: string }> => {
-  const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | undefined
-  return typeof cause === "object" && cause !== null && typeof cause.code === "string"
-    ? Option.some({ code: cause.code, message: typeof cause.message === "string" ? cause.message : "" })
-    : Option.none()
-}
-
 /** The `Refused` a failure stands for, when it is a lock refusal of the database (SQLSTATE RSLCK). */
 const lockRefusal = (error: unknown): Refused | undefined => {
-  if (typeof error !== "object" || error === null || (error as { _tag?: unknown })._tag !== "SqlError") return undefined
-  const pg = pgErrorOf(error as SqlError.SqlError)
+  const pg = pgErrorOfFailure(error)
   if (Option.isNone(pg) || pg.value.code !== "RSLCK") return undefined
   const rule = /^rosterd rule ([a-z_]+):/.exec(pg.value.message)?.[1] ?? "unknown"
   return new Refused({ rule, reason: pg.value.message })
@@ -123,10 +116,6 @@ const lockRefusal = (error: unknown): Refused | undefined => {
 export const refuseOnLock = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Refused, R> =>
   Effect.catchIf(effect, (error) => lockRefusal(error) !== undefined, (error) => Effect.fail(lockRefusal(error)!))
 
-/** Loose on purpose (the platform decides what it accepts): one `@`, no spaces, a dot in the domain. */
-const EMAIL = /^[^\s@,;<>()"]+@[^\s@,;<>()"]+\.[^\s@,;<>()".]+$/
-
-export const isEmail = (text: string) => text.length <= 254 && EMAIL.test(text)
 
 // ---------------------------------------------------------------- CSV import
 
@@ -392,13 +381,7 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
     const confirm = Effect.fn("Accounts.confirm")(function*(token: string, linkAccount: Option.Option<number>) {
       const rows = yield* sql<{ readonly userId: number; readonly accountId: number; readonly outcome: "activated" | "linked" }>`
         SELECT * FROM rosterd_confirm_activation(${token}, ${Option.getOrNull(linkAccount)}::bigint)`.pipe(
-        Effect.catchTag("SqlError", (error): Effect.Effect<never, ActivationRefused | SqlError.SqlError> => {
-          const pg = pgErrorOf(error)
-          if (Option.isSome(pg) && (pg.value.code === "RSTOK" || pg.value.code === "RSLNK")) {
-            return Effect.fail(new ActivationRefused({ code: pg.value.code, reason: pg.value.message.replace(/^rosterd: /, "") }))
-          }
-          return Effect.fail(error)
-        })
+        refusedAs(["RSTOK", "RSLNK"], (code, reason) => new ActivationRefused({ code, reason }))
       )
       return rows[0]!
     })
@@ -445,13 +428,7 @@ export class Accounts extends Effect.Service<Accounts>()("rosterd/Accounts", {
     const resolve = Effect.fn("Accounts.resolve")(function*(provider: string, subject: string, districtId: Option.Option<string>) {
       const rows = yield* sql<ResolvedLogin>`
         SELECT * FROM rosterd_resolve_login(${provider}, ${subject}, ${Option.getOrNull(districtId)})`.pipe(
-        Effect.catchTag("SqlError", (error): Effect.Effect<never, LoginNotResolved | SqlError.SqlError> => {
-          const pg = pgErrorOf(error)
-          if (Option.isSome(pg) && (pg.value.code === "RSAMB" || pg.value.code === "22023")) {
-            return Effect.fail(new LoginNotResolved({ code: pg.value.code, reason: pg.value.message.replace(/^rosterd: /, "") }))
-          }
-          return Effect.fail(error)
-        })
+        refusedAs(["RSAMB", "22023"], (code, reason) => new LoginNotResolved({ code, reason }))
       )
       return rows.map((r): ResolvedLogin => ({ ...r, accountId: r.accountId === null ? null : Number(r.accountId), userId: r.userId === null ? null : Number(r.userId) }))
     })

@@ -1,6 +1,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Config, Effect, Option } from "effect"
-import { isEmail, pgErrorOf } from "../Accounts/Accounts.ts"
+import { isEmail } from "../Domain/Values.ts"
+import { refusedAs } from "../Store/SqlErrors.ts"
 import { Audit } from "../Audit/Audit.ts"
 import { DistrictNotFound } from "../Domain/Errors.ts"
 import { invitationMail } from "./InvitationMail.ts"
@@ -373,13 +374,7 @@ export class Admins extends Effect.Service<Admins>()("rosterd/Admins", {
     const confirm = Effect.fn("Admins.confirm")(function*(token: string, linkAccount: Option.Option<number>) {
       const rows = yield* sql<{ readonly adminId: number; readonly accountId: number; readonly outcome: "created" | "linked" | "activated" }>`
         SELECT * FROM rosterd_confirm_admin(${token}, ${Option.getOrNull(linkAccount)}::bigint)`.pipe(
-        Effect.catchTag("SqlError", (error): Effect.Effect<never, InvitationRefused | SqlError.SqlError> => {
-          const pg = pgErrorOf(error)
-          if (Option.isSome(pg) && (pg.value.code === "RSTOK" || pg.value.code === "RSLNK")) {
-            return Effect.fail(new InvitationRefused({ code: pg.value.code, reason: pg.value.message.replace(/^rosterd: /, "") }))
-          }
-          return Effect.fail(error)
-        })
+        refusedAs(["RSTOK", "RSLNK"], (code, reason) => new InvitationRefused({ code, reason }))
       )
       return rows[0]!
     })

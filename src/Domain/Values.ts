@@ -109,6 +109,16 @@ export const isUsableId = (id: string): boolean =>
 // ---------------------------------------------------------------------------- e-mail
 
 /**
+ * An address an operator types (`accounts import`, `add-email`, an administrator's
+ * invitation): loose on purpose — the platform decides what it accepts — one `@`, no
+ * spaces or list separators, a dot in the domain, at most 254 characters. (A roster
+ * record's address passes `emailProblem` below instead.)
+ */
+export const isEmail = (text: string) => text.length <= 254 && OPERATOR_EMAIL.test(text)
+
+const OPERATOR_EMAIL = /^[^\s@,;<>()"]+@[^\s@,;<>()"]+\.[^\s@,;<>()".]+$/
+
+/**
  * Why `email` is not one address (a phrase naming the rule, never the value), or `null`
  * when it is. Deliberately plain: one `@` between a non-empty local part and domain, no
  * whitespace or control characters, none of `, ; < > " ( ) [ ] \ :` (lists, display
