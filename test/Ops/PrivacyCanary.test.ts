@@ -2,7 +2,8 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { eventually, freePort, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
+import { eventually, freePort, startDaemon, writeConfig } from "../support/Cli.ts"
+import { rosterd } from "../support/CliFixture.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { type FakeClever, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
 import { writeManifest } from "../../bench/OneRosterGenerator.ts"
@@ -15,8 +16,9 @@ import { startSmtpServer, type SmtpTestServer } from "../Mail/SmtpTestServer.ts"
  * whose every personal field carries a unique canary string is synced by the daemon (as CSV
  * and through Clever, with a canary token), its activation mail goes out over SMTP with a
  * canary password — once refused, once accepted — and a run fails on purpose. Every log
- * line (stdout and stderr, at debug level), every answer of /healthz, /readyz, /status and
- * /metrics, and the operator commands' output are searched for every canary.
+ * line of the daemon process (all it writes on stdout and stderr, at debug level), every
+ * answer of /healthz, /readyz, /status and /metrics, and the operator commands' output (in
+ * process, what they print and log) are searched for every canary.
  */
 
 const CANARY = {

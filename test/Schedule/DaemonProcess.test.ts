@@ -2,10 +2,15 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { eventually, freePort, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
+import { rosterd as rosterdInProcess } from "../support/CliFixture.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 
-/** `rosterd daemon` as a process: syncs a new district at once and then on its schedule, serves HTTP, stops cleanly. */
+/**
+ * `rosterd daemon` as a process: syncs a new district at once and then on its schedule,
+ * serves HTTP, logs JSON lines on stdout, stops on SIGTERM with exit 0; on the embedded
+ * Postgres, CLI processes beside it attach to its server.
+ */
 
 const getStatus = async (port: number) => {
   const response = await fetch(`http://127.0.0.1:${port}/status`)
@@ -60,7 +65,7 @@ districts:
       expect(second.lastRun.counts.users.unchanged).toBe(5)
 
       // A district added with the CLI while the daemon runs is synced without a restart.
-      const added = await rosterd(["district", "add", "added", "--provider", "oneroster-csv", "--path", NodePath.join(work.dir, "added")], env)
+      const added = await rosterdInProcess(["district", "add", "added", "--provider", "oneroster-csv", "--path", NodePath.join(work.dir, "added")], env)
       expect(added.code).toBe(0)
       await eventually(async () => {
         const status = await getStatus(port)

@@ -1,33 +1,24 @@
-import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { deriveKeyId } from "../../src/Secrets/Cipher.ts"
-import { type CliResult, cleanEnv, ROOT, rosterd, writeConfig } from "../support/Cli.ts"
-import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
+import { writeConfig } from "../support/Cli.ts"
+import { cliFixture, rosterd, rosterdWithInput } from "../support/CliFixture.ts"
 import { type FakeClever, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
-import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
+import { writeSmallDistrict } from "../support/Fixtures.ts"
 
 /**
- * Stored credentials from the operator's side (real processes, the fake Clever API): a
+ * Stored credentials from the operator's side (the CLI in process, the fake Clever API): a
  * Clever district whose token lives only in the database, a key rotation, a wrong key, and
  * configs holding secrets in plain text refused.
  */
 
-/** `rosterd` with `input` on its standard input. */
-const rosterdWithInput = (args: ReadonlyArray<string>, env: Record<string, string>, input: string) =>
-  new Promise<CliResult>((resolve) => {
-    const child = execFile(process.execPath, [NodePath.join(ROOT, "bin/rosterd.mjs"), ...args], { env: cleanEnv(env), cwd: ROOT, timeout: 90_000 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
-    })
-    child.stdin!.end(input)
-  })
-
 describe("stored provider credentials", () => {
   const TOKEN = "tok-stored-5c0ffee1d"
-  const work = tempDir()
+  const cli = cliFixture()
+  const work = cli.work
   const file = (name: string, content: string) => {
     const path = NodePath.join(work.dir, name)
     Fs.writeFileSync(path, content)
@@ -39,7 +30,6 @@ describe("stored provider credentials", () => {
   }
   const keyA = key("a.key")
   const keyB = key("b.key")
-  let db: TestDatabaseInfo
   let fake: FakeClever
   let cleverDistrict: string
   let base: Record<string, string>
@@ -51,7 +41,7 @@ describe("stored provider credentials", () => {
     return result
   }
   const keyIds = async () => {
-    const client = new pg.Client({ connectionString: db.url })
+    const client = new pg.Client({ connectionString: cli.db.url })
     await client.connect()
     try {
       return (await client.query<{ key_id: string }>("SELECT key_id FROM district_credentials ORDER BY district_id, name")).rows.map((r) => r.key_id)
@@ -61,18 +51,13 @@ describe("stored provider credentials", () => {
   }
 
   beforeAll(async () => {
-    db = await createTestDatabase()
     writeSmallDistrict(NodePath.join(work.dir, "csv"))
     const district = await fromOneRosterCsv(NodePath.join(work.dir, "csv"))
     cleverDistrict = district.districts.first()!.id
     fake = await start(district, { token: TOKEN })
-    base = { DATABASE_URL: db.url, ROSTERD_CONFIG: writeConfig(work.dir, "rosterd:\n  logLevel: warning\n") }
+    base = cli.env
   })
-  afterAll(async () => {
-    await fake.close()
-    await dropTestDatabase(db.name)
-    work.remove()
-  })
+  afterAll(() => fake.close())
 
   it("a Clever district syncs with its token only in the database, encrypted", async () => {
     // Registered with a placeholder stored at once: the settings keep no file name.

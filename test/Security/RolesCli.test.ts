@@ -15,15 +15,18 @@ import { latestMigration } from "../../migrations/index.ts"
 import { platformUrlFile, startTemporary } from "../../src/Store/EmbeddedPostgres.ts"
 import { DEFAULT_ROLE_NAMES, grantsMarkdown } from "../../src/Store/Roles.ts"
 import { pgClientLayer } from "../../src/Store/Sql.ts"
-import { eventually, freePort, rosterd, startDaemon, writeConfig } from "../support/Cli.ts"
+import { eventually, freePort, rosterd as rosterdProcess, startDaemon, writeConfig } from "../support/Cli.ts"
+import { rosterd } from "../support/CliFixture.ts"
 import { createTestDatabase, dropTestDatabase, roleUrl as roleUrlOf, type TestDatabaseInfo } from "../support/Database.ts"
 import { tempDir } from "../support/Fixtures.ts"
 
 /**
- * The roles through the real CLI and daemon: `rosterd db grants`, `rosterd doctor`'s
+ * The roles through the CLI and the daemon: `rosterd db grants`, `rosterd doctor`'s
  * warnings about who rosterd connects as, and the embedded default — a new data dir (the
  * daemon connects as the app role; the platform's URL file works and is held to its
- * grants) and a cluster made before there were roles (upgraded in place, nothing lost).
+ * grants: a daemon process, and a CLI process beside it) and a cluster made before there
+ * were roles (upgraded in place, nothing lost). Commands run in process
+ * (test/support/CliFixture.ts) but beside the daemon.
  */
 
 const query = async <A = Record<string, unknown>>(url: string, text: string, values: Array<unknown> = []) => {
@@ -172,7 +175,7 @@ describe("the embedded default runs with the roles", () => {
       expect(me).toEqual({ me: DEFAULT_ROLE_NAMES.platform, n: 0 })
       await expect(query(platformUrl, "SELECT * FROM outbox")).rejects.toThrow(/permission denied for table outbox/)
 
-      const doctor = await rosterd(["doctor", "--json"], env)
+      const doctor = await rosterdProcess(["doctor", "--json"], env)
       const roles = (JSON.parse(doctor.stdout) as Array<{ check: string; status: string; detail: string }>).find((r) => r.check === "database roles")
       expect(roles).toMatchObject({ status: "ok", detail: expect.stringContaining("connected as rosterd_app") })
       for (const { password } of Object.values(state.roles)) expect(doctor.stdout + doctor.stderr + daemon.lines.join("\n")).not.toContain(password)
