@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import type { ApplyContext } from "../Reconcile/Apply.ts"
 import type { FindingsContext } from "../Reconcile/Findings.ts"
 import { insertFindings } from "../Reconcile/Findings.ts"
-import { districtEmailMasked, districtNamesMasked, MASK_SHARED_MIN, maskedEmail } from "../Reconcile/Quality.ts"
+import { districtEmailMasked, districtNamesMasked, MASK_SHARED_MIN, maskedEmail, sharedAddressKeys } from "../Reconcile/Quality.ts"
 import { ENROLLED, studentActivationSql } from "../Reconcile/Rules/People.ts"
 import { ADMIN_ROLES_SQL, CONFIRMING_ROLES_SQL, studentOnlySql } from "../Domain/Roles.ts"
 
@@ -94,10 +94,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
     yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_people`)
     yield* sql.unsafe(
       `CREATE TEMP TABLE link_people AS
-       WITH shared_keys AS (
-         SELECT lower(btrim(x.email)) AS email_key FROM users x
-         WHERE x.district_id = $1 AND x.active AND coalesce(btrim(x.email), '') <> ''
-         GROUP BY 1 HAVING count(*) >= ${MASK_SHARED_MIN})
+       WITH shared_keys AS ${sharedAddressKeys("$1")}
        SELECT u.id AS user_id, u.roles, btrim(u.email) AS email,
               nullif(lower(btrim(u.email)), '') AS email_key,
               ${districtEmailMasked("$1")} OR (coalesce(btrim(u.email), '') <> '' AND (${maskedEmail("u.email")}
@@ -341,10 +338,8 @@ const updateAddresses = (context: ApplyContext) =>
     // A masked address is never added: one that looks masked, or is given to many people at
     // once (a placeholder, not theirs: Quality.ts). Judged on the few changed rows only.
     yield* sql.unsafe(
-      `DELETE FROM pg_temp.address_changes c WHERE ${maskedEmail("c.email")} OR c.email_key IN (
-         SELECT lower(btrim(x.email)) FROM users x WHERE x.district_id = $1 AND x.active
-           AND lower(btrim(x.email)) IN (SELECT email_key FROM pg_temp.address_changes)
-         GROUP BY 1 HAVING count(*) >= ${MASK_SHARED_MIN})`,
+      `DELETE FROM pg_temp.address_changes c
+       WHERE ${maskedEmail("c.email")} OR c.email_key IN ${sharedAddressKeys("$1", "(SELECT email_key FROM pg_temp.address_changes)")}`,
       [context.districtId]
     )
     // The person's previous district address becomes former — unless another active person

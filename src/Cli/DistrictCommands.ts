@@ -1,13 +1,15 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Layer, Option, Schema } from "effect"
+import { Console, Effect, Layer, Option, ParseResult, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import YAML from "yaml"
 import { Audit } from "../Audit/Audit.ts"
-import { DistrictId, TimeZone } from "../Domain/District.ts"
+import { CsvSettings, DistrictId, TimeZone } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { InvalidDistrict } from "../Domain/Errors.ts"
 import { readMappingFile, Rekey } from "../Districts/Rekey.ts"
+import { CleverSettings } from "../Providers/Clever/CleverProvider.ts"
+import { OneRosterRestSettings } from "../Providers/OneRosterRest/OneRosterRestProvider.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { audited } from "./AuditCommand.ts"
@@ -95,12 +97,44 @@ const add = Command.make(
     })
 ).pipe(Command.withDescription("register a district"))
 
+/** The flag a setting comes from: `pageSize` → `--page-size`, `districtId` → `--district-id`. */
+const flagOf = (key: PropertyKey | undefined) => `--${String(key).replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase()}`
+
+/**
+ * The settings the flags gave (those not given left out), checked with the provider's own
+ * schema — what each run decodes them with — and stored as given: the schema's defaults are
+ * filled in when a run reads them. A refusal names the flag.
+ */
+const checkedWith = <A, I>(schema: Schema.Schema<A, I>, provider: string, given: Readonly<Record<string, unknown>>) => {
+  const settings = Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined))
+  return Schema.decodeUnknown(schema)(settings).pipe(
+    Effect.mapError((error) =>
+      ParseResult.ArrayFormatter.formatErrorSync(error)
+        .map((issue) => (issue._tag === "Missing" ? `${flagOf(issue.path[0])} is required for a ${provider} district` : `${flagOf(issue.path[0])}: ${issue.message}`))
+        .join("; ")
+    ),
+    Effect.as(settings)
+  )
+}
+
+/** A file a setting names, as an absolute path; it must exist (its content is read at each sync). */
+const existingFile = (option: Option.Option<string>, flag: string) =>
+  Option.match(option, {
+    onNone: () => Effect.succeed(undefined),
+    onSome: (file) => {
+      const absolute = NodePath.resolve(file)
+      return Fs.existsSync(absolute) ? Effect.succeed(absolute) : Effect.fail(`--${flag} ${absolute} does not exist`)
+    }
+  })
+
+const withoutTrailingSlash = (url: Option.Option<string>) => Option.getOrUndefined(Option.map(url, (text) => text.replace(/\/+$/, "")))
+
+/** OneRoster CSV: the folder or zip of the set. */
 const csvSettings = (path: Option.Option<string>) =>
   Effect.gen(function*() {
-    if (Option.isNone(path)) return yield* Effect.fail("--path is required for a oneroster-csv district")
-    const absolute = NodePath.resolve(path.value)
-    if (!Fs.existsSync(absolute)) return yield* Effect.fail(`--path ${absolute} does not exist`)
-    return { path: absolute }
+    const settings = yield* checkedWith(CsvSettings, "oneroster-csv", { path: Option.getOrUndefined(Option.map(path, (p) => NodePath.resolve(p))) })
+    yield* existingFile(path, "path")
+    return settings
   })
 
 /** Clever: where to find the token, never the token itself. */
@@ -112,23 +146,16 @@ const cleverSettings = (args: {
   readonly pageSize: Option.Option<number>
 }) =>
   Effect.gen(function*() {
-    if (Option.isNone(args.cleverDistrict)) return yield* Effect.fail("--district-id (the Clever district id) is required for a clever district")
     if (Option.isSome(args.tokenFile) === Option.isSome(args.tokenEnv)) {
       return yield* Effect.fail("give the token with exactly one of --token-file or --token-env")
     }
-    const tokenFile = Option.map(args.tokenFile, (file) => NodePath.resolve(file))
-    if (Option.isSome(tokenFile) && !Fs.existsSync(tokenFile.value)) return yield* Effect.fail(`--token-file ${tokenFile.value} does not exist`)
-    if (Option.isSome(args.pageSize) && (args.pageSize.value < 1 || args.pageSize.value > 10_000)) {
-      return yield* Effect.fail("--page-size must be between 1 and 10000 (Clever's limit)")
-    }
-    if (Option.isSome(args.baseUrl) && !/^https?:\/\//.test(args.baseUrl.value)) return yield* Effect.fail("--base-url must be an http(s) URL")
-    return {
-      districtId: args.cleverDistrict.value,
-      ...Option.match(tokenFile, { onNone: () => ({}), onSome: (file) => ({ tokenFile: file }) }),
-      ...Option.match(args.tokenEnv, { onNone: () => ({}), onSome: (name) => ({ tokenEnv: name }) }),
-      ...Option.match(args.baseUrl, { onNone: () => ({}), onSome: (url) => ({ baseUrl: url.replace(/\/+$/, "") }) }),
-      ...Option.match(args.pageSize, { onNone: () => ({}), onSome: (size) => ({ pageSize: size }) })
-    }
+    return yield* checkedWith(CleverSettings, "clever", {
+      districtId: Option.getOrUndefined(args.cleverDistrict),
+      tokenFile: yield* existingFile(args.tokenFile, "token-file"),
+      tokenEnv: Option.getOrUndefined(args.tokenEnv),
+      baseUrl: withoutTrailingSlash(args.baseUrl),
+      pageSize: Option.getOrUndefined(args.pageSize)
+    })
   })
 
 /** OneRoster REST: OAuth 1.0a key and secret, or a bearer token — each from a file or a variable. */
@@ -143,15 +170,6 @@ const oneRosterRestSettings = (args: {
   readonly pageSize: Option.Option<number>
 }) =>
   Effect.gen(function*() {
-    if (Option.isNone(args.baseUrl) || !/^https?:\/\//.test(args.baseUrl.value)) {
-      return yield* Effect.fail("--base-url (the OneRoster server, http(s)) is required for a oneroster-rest district")
-    }
-    const file = (option: Option.Option<string>, flag: string) =>
-      Option.isNone(option)
-        ? Effect.succeed(undefined)
-        : Fs.existsSync(NodePath.resolve(option.value))
-        ? Effect.succeed(NodePath.resolve(option.value))
-        : Effect.fail(`--${flag} ${NodePath.resolve(option.value)} does not exist`)
     const one = (a: Option.Option<string>, b: Option.Option<string>) => Option.isSome(a) !== Option.isSome(b)
     const bearer = Option.isSome(args.bearerFile) || Option.isSome(args.bearerEnv)
     const oauth = [args.keyFile, args.keyEnv, args.secretFile, args.secretEnv].some(Option.isSome)
@@ -160,21 +178,17 @@ const oneRosterRestSettings = (args: {
     if (oauth && (!one(args.keyFile, args.keyEnv) || !one(args.secretFile, args.secretEnv))) {
       return yield* Effect.fail("OAuth 1.0a needs the consumer key (--key-file or --key-env) and the secret (--secret-file or --secret-env)")
     }
-    if (Option.isSome(args.pageSize) && (args.pageSize.value < 1 || args.pageSize.value > 10_000)) {
-      return yield* Effect.fail("--page-size must be between 1 and 10000")
-    }
-    const entries: Record<string, unknown> = {
-      baseUrl: args.baseUrl.value.replace(/\/+$/, ""),
+    return yield* checkedWith(OneRosterRestSettings, "oneroster-rest", {
+      baseUrl: withoutTrailingSlash(args.baseUrl),
       auth: bearer ? "bearer" : "oauth1",
-      bearerFile: yield* file(args.bearerFile, "bearer-file"),
+      bearerFile: yield* existingFile(args.bearerFile, "bearer-file"),
       bearerEnv: Option.getOrUndefined(args.bearerEnv),
-      keyFile: yield* file(args.keyFile, "key-file"),
+      keyFile: yield* existingFile(args.keyFile, "key-file"),
       keyEnv: Option.getOrUndefined(args.keyEnv),
-      secretFile: yield* file(args.secretFile, "secret-file"),
+      secretFile: yield* existingFile(args.secretFile, "secret-file"),
       secretEnv: Option.getOrUndefined(args.secretEnv),
       pageSize: Option.getOrUndefined(args.pageSize)
-    }
-    return Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined))
+    })
   })
 
 /**

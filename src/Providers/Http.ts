@@ -44,7 +44,14 @@ export interface RetryPolicy {
   readonly timeout: Duration.Duration
 }
 
+/**
+ * A REST provider's `baseUrl` setting: an http(s) URL, the district's origin (every request
+ * stays on it). Checked where the settings are decoded: `district add` and each run.
+ */
+export const BaseUrl = Schema.String.pipe(Schema.pattern(/^https?:\/\//, { message: () => "must be an http(s) URL" }))
+
 /** `rosterd.providers.*` (`ROSTERD_PROVIDERS_RETRY_BASE`, …). */
+
 export const RetryPolicyConfig: Config.Config<RetryPolicy> = Config.all({
   attempts: Config.integer("attempts").pipe(Config.withDefault(6)),
   base: Config.duration("retryBase").pipe(Config.withDefault(Duration.seconds(1))),

@@ -42,6 +42,16 @@ const MIN_USERS_FOR_MASKING = 10
 /** One address given to this many active users of a district (or more) is a placeholder, not theirs. */
 export const MASK_SHARED_MIN = 10
 
+/**
+ * SQL: the addresses (as keys, `lower(btrim(email))`) of the district `district` given to
+ * `MASK_SHARED_MIN` active users or more — judged among the keys of `among` (a set, e.g.
+ * `(SELECT email_key FROM …)`) when given, so a few changed addresses are judged alone.
+ */
+export const sharedAddressKeys = (district: string, among?: string) =>
+  `(SELECT lower(btrim(x.email)) AS email_key FROM users x
+    WHERE x.district_id = ${district} AND x.active AND ${among === undefined ? "coalesce(btrim(x.email), '') <> ''" : `lower(btrim(x.email)) IN ${among}`}
+    GROUP BY 1 HAVING count(*) >= ${MASK_SHARED_MIN})`
+
 /** The personal fields judged for masking (columns of `users`), with their labels. */
 export const MASKED_FIELDS = [["email", "e-mail"], ["given_name", "given name"], ["family_name", "family name"]] as const
 export type MaskedField = (typeof MASKED_FIELDS)[number][0]

@@ -31,6 +31,18 @@ describe("rosterd with a Clever district", () => {
     const bad = await rosterd(["district", "add", "clever-bad", "--provider", "clever", "--district-id", cleverDistrict], cli.env)
     expect(bad.code).toBe(1)
     expect(bad.stderr).toContain("--token-file or --token-env")
+    // The flags are checked with the schema each run decodes the settings with; a refusal names the flag.
+    const token = ["--token-file", NodePath.join(work.dir, "token")]
+    const refusals = await Promise.all([
+      rosterd(["district", "add", "clever-bad", "--provider", "clever", ...token], cli.env),
+      rosterd(["district", "add", "clever-bad", "--provider", "clever", "--district-id", cleverDistrict, ...token, "--page-size", "0"], cli.env),
+      rosterd(["district", "add", "clever-bad", "--provider", "clever", "--district-id", cleverDistrict, ...token, "--base-url", "ftp://example.org"], cli.env)
+    ])
+    expect(refusals.map((r) => r.code)).toEqual([1, 1, 1])
+    expect(refusals[0]!.stderr).toContain("--district-id is required for a clever district")
+    expect(refusals[1]!.stderr).toMatch(/--page-size: .*between 1 and 10000/)
+    expect(refusals[2]!.stderr).toContain("--base-url: must be an http(s) URL")
+    expect((await rosterd(["district", "show", "clever-bad"], cli.env)).code).toBe(1)
 
     const sync = await rosterd(["sync", "clever-demo"], cli.env)
     expect(sync.code).toBe(0)

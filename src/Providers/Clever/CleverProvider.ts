@@ -6,7 +6,7 @@ import { InvalidDistrict, ProviderError } from "../../Domain/Errors.ts"
 import type { Demographic, Enrollment, Org, User } from "../../Domain/Roster.ts"
 import type { Fetched, ProviderBudgets, ProviderHttp, RetryPolicy } from "../Http.ts"
 import { noStoredCredentials, readCredential, type StoredCredentials } from "../Credentials.ts"
-import { makeProviderHttp } from "../Http.ts"
+import { BaseUrl, makeProviderHttp } from "../Http.ts"
 import { checkAdvance, collectionCaps, defaultProviderLimits, formatBytes, lastCountOf, makeCollectionGuard, pageKey } from "../Limits.ts"
 import type { CollectionGuard, ProviderLimits } from "../Limits.ts"
 import type { CountKind } from "../../Domain/RunCounts.ts"
@@ -40,7 +40,7 @@ export const CleverSettings = Schema.Struct({
   districtId: Schema.NonEmptyTrimmedString,
   tokenFile: Schema.optional(Schema.String),
   tokenEnv: Schema.optional(Schema.String),
-  baseUrl: Schema.optionalWith(Schema.String, { default: () => "https://api.clever.com" }),
+  baseUrl: Schema.optionalWith(BaseUrl, { default: () => "https://api.clever.com" }),
   pageSize: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 10_000)), { default: () => 1000 }),
   /** Half of Clever's 1,200 per minute per token, leaving room for the platform's own calls. */
   requestsPerMinute: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 600 }),

@@ -5,7 +5,7 @@ import { InvalidDistrict, ProviderError } from "../../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../../Domain/Roster.ts"
 import { noStoredCredentials, readCredential, type StoredCredentials } from "../Credentials.ts"
 import type { ProviderBudgets, ProviderHttp, RetryPolicy } from "../Http.ts"
-import { makeProviderHttp } from "../Http.ts"
+import { BaseUrl, makeProviderHttp } from "../Http.ts"
 import { collectionCaps, defaultProviderLimits, lastCountOf, makeCollectionGuard, parseCountHeader } from "../Limits.ts"
 import type { ProviderLimits } from "../Limits.ts"
 import type { CountKind } from "../../Domain/RunCounts.ts"
@@ -43,7 +43,7 @@ import {
  */
 
 export const OneRosterRestSettings = Schema.Struct({
-  baseUrl: Schema.String,
+  baseUrl: BaseUrl,
   auth: Schema.Literal("oauth1", "bearer"),
   keyFile: Schema.optional(Schema.String),
   keyEnv: Schema.optional(Schema.String),
