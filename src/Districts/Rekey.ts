@@ -387,6 +387,9 @@ export class Rekey extends Effect.Service<Rekey>()("rosterd/Rekey", {
         const [lease] = yield* sql<{ readonly ok: boolean }>`SELECT pg_try_advisory_xact_lock(${LEASE_NAMESPACE}, hashtext(${districtId})) AS ok`
         if (!lease?.ok) return yield* new DistrictBusy({ district: districtId })
         yield* load(districtId, source)
+        // A temp table has no statistics until analysed: without them the planner takes the
+        // mapping for a few rows and checks each against the district's tables one by one.
+        yield* sql.unsafe(`ANALYZE ${MAP}`)
         yield* validate(districtId, source)
         const kinds = yield* sql.unsafe<{ readonly kind: RekeyKind; readonly n: number }>(`SELECT kind, count(*)::int AS n FROM ${MAP} GROUP BY kind`)
         const used = new Set(kinds.map((k) => k.kind))
