@@ -19,6 +19,12 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
+    // Test files share their worker's module cache: Effect and rosterd load once per worker,
+    // not once per file (~90 s of a 5-minute suite). Files keep no state at module level that
+    // another file could see; the one library that does (@effect/vitest's layer) is undone by
+    // test/support/setupEach.ts before each file.
+    poolOptions: { forks: { isolate: false } },
+    setupFiles: ["test/support/setupEach.ts"],
     // 2-core CI machines: two files at a time keeps Postgres and the workers from starving each other.
     maxWorkers: 2,
     minWorkers: 1

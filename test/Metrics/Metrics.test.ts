@@ -22,7 +22,8 @@ import { parseScrape } from "./support.ts"
 /**
  * `GET /metrics` on a real HTTP server (random port) over a real database, after real
  * syncs: parsed with an independent text-format parser. The series are per process, and
- * this file is a process of its own: the values below are exact.
+ * the files of a test worker share one (vitest.config.ts): this file's districts have names
+ * no other file uses, so the values below are exact.
  */
 const ServerLayer = HttpServer.serve(HttpRoutes).pipe(
   Layer.provideMerge(NodeHttpServer.layerTest),
@@ -58,8 +59,8 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("GET /
     Effect.gen(function*() {
       const store = yield* RosterStore
       const sql = yield* SqlClient.SqlClient
-      yield* store.addDistrict({ id: "small" as DistrictId, name: "Small", provider: "oneroster-csv", timezone: "UTC", settings: { path: small.dir }, rules: noCalendar })
-      const summary = yield* sync("small")
+      yield* store.addDistrict({ id: "metrics-small" as DistrictId, name: "Small", provider: "oneroster-csv", timezone: "UTC", settings: { path: small.dir }, rules: noCalendar })
+      const summary = yield* sync("metrics-small")
       assert.strictEqual(summary.status, "succeeded")
 
       const { status, headers, text } = yield* getMetrics
@@ -69,17 +70,17 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("GET /
       const m = parseScrape(text)
 
       assert.strictEqual(m.family("rosterd_sync_runs_total")?.type, "COUNTER")
-      assert.strictEqual(m.value("rosterd_sync_runs_total", { district: "small", status: "succeeded" }), 1)
-      assert.isUndefined(m.value("rosterd_sync_runs_total", { district: "small", status: "failed" }))
+      assert.strictEqual(m.value("rosterd_sync_runs_total", { district: "metrics-small", status: "succeeded" }), 1)
+      assert.isUndefined(m.value("rosterd_sync_runs_total", { district: "metrics-small", status: "failed" }))
 
       assert.strictEqual(m.family("rosterd_sync_run_duration_seconds")?.type, "HISTOGRAM")
-      const duration = m.histogram("rosterd_sync_run_duration_seconds", { district: "small", mode: "full" })
+      const duration = m.histogram("rosterd_sync_run_duration_seconds", { district: "metrics-small", mode: "full" })
       assert.strictEqual(duration?.count, 1)
       assert.closeTo(duration!.sum, summary.durationMs / 1000, 0.001)
       assert.strictEqual(duration?.buckets["+Inf"], 1)
       assert.strictEqual(duration?.buckets["3600"], 1)
 
-      const changed = (kind: string, action: string) => m.value("rosterd_records_changed_total", { district: "small", kind, action })
+      const changed = (kind: string, action: string) => m.value("rosterd_records_changed_total", { district: "metrics-small", kind, action })
       assert.strictEqual(changed("users", "created"), 5)
       assert.strictEqual(changed("enrollments", "created"), 5)
       assert.strictEqual(changed("classes", "created"), 2)
@@ -89,19 +90,19 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("GET /
         assert.strictEqual(changed(kind, "created"), summary.counts[kind].created, kind)
       }
 
-      assert.strictEqual(m.value("rosterd_holds_pending", { district: "small" }), 0)
+      assert.strictEqual(m.value("rosterd_holds_pending", { district: "metrics-small" }), 0)
       const [outbox] = yield* sql<{ readonly pending: number; readonly failed: number }>`
         SELECT count(*) FILTER (WHERE state = 'pending')::int AS pending, count(*) FILTER (WHERE state = 'failed')::int AS failed FROM outbox`
       assert.strictEqual(m.value("rosterd_outbox_messages", { state: "pending" }), outbox!.pending)
       assert.strictEqual(m.value("rosterd_outbox_messages", { state: "failed" }), 0)
 
-      const since = m.value("rosterd_district_seconds_since_success", { district: "small" })
+      const since = m.value("rosterd_district_seconds_since_success", { district: "metrics-small" })
       assert.isDefined(since)
       assert.isAtLeast(since!, 0)
       assert.isBelow(since!, 60)
-      assert.strictEqual(m.value("rosterd_district_stale", { district: "small" }), 0)
-      assert.strictEqual(m.value("rosterd_district_failing", { district: "small" }), 0)
-      assert.strictEqual(m.value("rosterd_district_paused", { district: "small" }), 0)
+      assert.strictEqual(m.value("rosterd_district_stale", { district: "metrics-small" }), 0)
+      assert.strictEqual(m.value("rosterd_district_failing", { district: "metrics-small" }), 0)
+      assert.strictEqual(m.value("rosterd_district_paused", { district: "metrics-small" }), 0)
       assert.strictEqual(m.value("rosterd_leases_held"), 0)
 
       // prom-client's process metrics come along, unprefixed.
@@ -115,24 +116,24 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("GET /
   it.effect("a failed run counts as failed and shows the district failing", () =>
     Effect.gen(function*() {
       const store = yield* RosterStore
-      yield* store.addDistrict({ id: "broken" as DistrictId, name: "Broken", provider: "oneroster-csv", timezone: "UTC", settings: { path: broken.dir }, rules: noCalendar })
-      const exit = yield* Effect.exit(sync("broken"))
+      yield* store.addDistrict({ id: "metrics-broken" as DistrictId, name: "Broken", provider: "oneroster-csv", timezone: "UTC", settings: { path: broken.dir }, rules: noCalendar })
+      const exit = yield* Effect.exit(sync("metrics-broken"))
       assert.isTrue(Exit.isFailure(exit))
 
       const m = yield* scrape
-      assert.strictEqual(m.value("rosterd_sync_runs_total", { district: "broken", status: "failed" }), 1)
-      assert.isUndefined(m.value("rosterd_sync_runs_total", { district: "broken", status: "succeeded" }))
-      assert.strictEqual(m.histogram("rosterd_sync_run_duration_seconds", { district: "broken", mode: "full" })?.count, 1)
-      assert.strictEqual(m.histogram("rosterd_sync_run_duration_seconds", { district: "small", mode: "full" })?.count, 1)
-      assert.strictEqual(m.value("rosterd_district_failing", { district: "broken" }), 1)
+      assert.strictEqual(m.value("rosterd_sync_runs_total", { district: "metrics-broken", status: "failed" }), 1)
+      assert.isUndefined(m.value("rosterd_sync_runs_total", { district: "metrics-broken", status: "succeeded" }))
+      assert.strictEqual(m.histogram("rosterd_sync_run_duration_seconds", { district: "metrics-broken", mode: "full" })?.count, 1)
+      assert.strictEqual(m.histogram("rosterd_sync_run_duration_seconds", { district: "metrics-small", mode: "full" })?.count, 1)
+      assert.strictEqual(m.value("rosterd_district_failing", { district: "metrics-broken" }), 1)
       // Never synced successfully: no age, and not stale yet (it was just added).
-      assert.isUndefined(m.value("rosterd_district_seconds_since_success", { district: "broken" }))
-      assert.strictEqual(m.value("rosterd_district_stale", { district: "broken" }), 0)
+      assert.isUndefined(m.value("rosterd_district_seconds_since_success", { district: "metrics-broken" }))
+      assert.strictEqual(m.value("rosterd_district_stale", { district: "metrics-broken" }), 0)
       // Nothing was applied: no records counted for it.
-      assert.isUndefined(m.value("rosterd_records_changed_total", { district: "broken", kind: "users", action: "created" }))
+      assert.isUndefined(m.value("rosterd_records_changed_total", { district: "metrics-broken", kind: "users", action: "created" }))
       // The earlier district is unchanged.
-      assert.strictEqual(m.value("rosterd_sync_runs_total", { district: "small", status: "succeeded" }), 1)
-      assert.strictEqual(m.value("rosterd_district_failing", { district: "small" }), 0)
+      assert.strictEqual(m.value("rosterd_sync_runs_total", { district: "metrics-small", status: "succeeded" }), 1)
+      assert.strictEqual(m.value("rosterd_district_failing", { district: "metrics-small" }), 0)
       assert.strictEqual(m.value("rosterd_leases_held"), 0)
     }))
 
@@ -141,23 +142,23 @@ layer(ServerLayer, { timeout: "120 seconds", excludeTestServices: true })("GET /
       const store = yield* RosterStore
       const sql = yield* SqlClient.SqlClient
       const pauses = yield* Pauses
-      yield* store.addDistrict({ id: "idle" as DistrictId, name: "Idle", provider: "oneroster-csv", timezone: "UTC", settings: { path: "/nowhere" }, rules: noCalendar })
-      yield* sql`UPDATE districts SET created_at = now() - interval '25 hours' WHERE id = 'idle'`
+      yield* store.addDistrict({ id: "metrics-idle" as DistrictId, name: "Idle", provider: "oneroster-csv", timezone: "UTC", settings: { path: "/nowhere" }, rules: noCalendar })
+      yield* sql`UPDATE districts SET created_at = now() - interval '25 hours' WHERE id = 'metrics-idle'`
       const before = yield* scrape
-      assert.strictEqual(before.value("rosterd_district_stale", { district: "idle" }), 1)
-      assert.strictEqual(before.value("rosterd_district_paused", { district: "idle" }), 0)
+      assert.strictEqual(before.value("rosterd_district_stale", { district: "metrics-idle" }), 1)
+      assert.strictEqual(before.value("rosterd_district_paused", { district: "metrics-idle" }), 0)
 
       const today = localDateAt(new Date(), "UTC")
-      yield* pauses.add({ district: "idle", from: today, until: today, reason: "SIS migration", by: "test" })
+      yield* pauses.add({ district: "metrics-idle", from: today, until: today, reason: "SIS migration", by: "test" })
       const paused = yield* scrape
-      assert.strictEqual(paused.value("rosterd_district_stale", { district: "idle" }), 0)
-      assert.strictEqual(paused.value("rosterd_district_paused", { district: "idle" }), 1)
+      assert.strictEqual(paused.value("rosterd_district_stale", { district: "metrics-idle" }), 0)
+      assert.strictEqual(paused.value("rosterd_district_paused", { district: "metrics-idle" }), 1)
       assert.notInclude(paused.text, "SIS migration")
 
-      yield* store.removeDistrict("idle")
+      yield* store.removeDistrict("metrics-idle")
       const removed = yield* scrape
       for (const name of ["rosterd_district_stale", "rosterd_district_paused", "rosterd_district_failing", "rosterd_holds_pending"]) {
-        assert.isUndefined(removed.value(name, { district: "idle" }), name)
+        assert.isUndefined(removed.value(name, { district: "metrics-idle" }), name)
       }
     }))
 
