@@ -32,7 +32,9 @@ export const ScopeRules = Schema.Struct({
    * Subject codes that exclude a section, matched whole (any case) against its and its
    * course's subject codes: Clever's section categories, or SCED codes from OneRoster.
    */
-  excludeSubjectCodes: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_EXCLUDED_CODES })
+  excludeSubjectCodes: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => DEFAULT_EXCLUDED_CODES }),
+  /** Include-only: when not empty, only sections of these schools (source IDs) are rostered. */
+  onlySchools: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { default: () => [] })
 })
 
 export type ScopeRules = typeof ScopeRules.Type
@@ -57,9 +59,56 @@ export const GateRules = Schema.Struct({
   maxClassCutPercent: Schema.optionalWith(Schema.Number.pipe(Schema.between(0, 100)), { default: () => 50 }),
   classMinSize: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 5 }),
   /** Hold any run that would bring a non-empty type to zero active records. */
-  holdEmptying: Schema.optionalWith(Schema.Boolean, { default: () => true })
+  holdEmptying: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /**
+   * Also judge each school on its own, with these thresholds (a school listed under
+   * `schools` with a `gate` is judged with its own whatever this says): one school's bad
+   * export is then held while the other schools apply.
+   */
+  perSchool: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 export type GateRules = typeof GateRules.Type
+
+/** A school's own thresholds (`schools.<source id>.gate`): each one it states replaces the district's. */
+export const SchoolGateRules = Schema.Struct({
+  maxDeactivatePercent: Schema.optional(Schema.Number.pipe(Schema.between(0, 100))),
+  maxDeactivations: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  maxUpdatePercent: Schema.optional(Schema.Number.pipe(Schema.between(0, 100))),
+  minRecords: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  maxClassCutPercent: Schema.optional(Schema.Number.pipe(Schema.between(0, 100))),
+  classMinSize: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  holdEmptying: Schema.optional(Schema.Boolean)
+})
+export type SchoolGateRules = typeof SchoolGateRules.Type
+
+/**
+ * One school of the district (`schools.<school source id>`): its own gate thresholds, or
+ * `exclude: true` to roster none of its sections (src/Reconcile/Rules/Scope.ts).
+ */
+export const SchoolRules = Schema.Struct({
+  gate: Schema.optional(SchoolGateRules),
+  exclude: Schema.optionalWith(Schema.Boolean, { default: () => false })
+})
+export type SchoolRules = typeof SchoolRules.Type
+
+/** The schools whose sections are not rostered (`schools.<id>.exclude: true`). */
+export const excludedSchools = (rules: { readonly schools: Readonly<Record<string, SchoolRules>> }): ReadonlyArray<string> =>
+  Object.entries(rules.schools).filter(([, school]) => school.exclude).map(([id]) => id)
+
+/**
+ * The thresholds a school is judged with on its own, or null when it is not judged apart:
+ * the district's, with what the school states in its place (src/Reconcile/Gate.ts).
+ */
+export const schoolGate = (
+  rules: { readonly gate: GateRules; readonly schools: Readonly<Record<string, SchoolRules>> },
+  school: string
+): GateRules | null => {
+  const own = Object.hasOwn(rules.schools, school) ? rules.schools[school]!.gate : undefined
+  if (own === undefined && !rules.gate.perSchool) return null
+  const merged: Record<string, unknown> = { ...rules.gate }
+  for (const [key, value] of Object.entries(own ?? {})) if (value !== undefined) merged[key] = value
+  return merged as GateRules
+}
 
 /**
  * Re-keyed sources (src/Reconcile/Rekey.ts, README "Re-keyed sources"): a full run in which
@@ -144,6 +193,8 @@ export const DistrictRules = Schema.Struct({
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
   coTeacherLimit: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 50)), { default: () => 9 }),
   gate: Schema.optionalWith(GateRules, { default: () => Schema.decodeSync(GateRules)({}) }),
+  /** Per school, by source ID: its own gate thresholds, or excluded (`exclude: true`). */
+  schools: Schema.optionalWith(Schema.Record({ key: Schema.NonEmptyTrimmedString, value: SchoolRules }), { default: () => ({}) }),
   /** Re-keyed sources: when a full run is held as a suspected re-key (src/Reconcile/Rekey.ts). */
   rekey: Schema.optionalWith(RekeyRules, { default: () => Schema.decodeSync(RekeyRules)({}) }),
   /**

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
-import type { GateRules } from "../Domain/DistrictRules.ts"
+import type { DistrictRules, GateRules } from "../Domain/DistrictRules.ts"
+import { schoolGate } from "../Domain/DistrictRules.ts"
 import { roleGroupSql } from "../Domain/Roles.ts"
 import type { ApplyContext, GateHook } from "./Apply.ts"
 import { planTable } from "./Apply.ts"
@@ -24,6 +25,13 @@ import { Entities } from "./Entities.ts"
  *
  * Held rows stay in the plan marked `held`; creates and the other changes apply. SyncRun
  * turns the held rows into the run's hold (Holds.ts).
+ *
+ * **Per school** (`gate.perSchool`, or a school's own `schools.<id>.gate`): after the
+ * district's verdict, users (by each school they belong to), classes and enrollments (by
+ * their class's school) are judged again school by school, with that school's thresholds,
+ * over the rows the district's verdict left: a school of ten losing 60 % of its students
+ * trips its own percentage while the district's 6 % does not, and only that school's rows
+ * are held. A person in two schools is held when either school trips.
  */
 
 /** The gate's rules, and `rekey_suspected`: a run held whole as a suspected re-key (src/Reconcile/Rekey.ts). */
@@ -75,6 +83,118 @@ export const judge = (g: GroupFigures, rules: GateRules, kind: string): { readon
   return { ...(deactivations === undefined ? {} : { deactivations }), ...(updates === undefined ? {} : { updates }) }
 }
 
+/** Which schools are judged on their own, and with what (the pure part: src/Domain/DistrictRules.ts `schoolGate`). */
+export interface SchoolJudging {
+  /** Every school (`gate.perSchool`), or only `listed`. */
+  readonly all: boolean
+  readonly listed: ReadonlyArray<string>
+  readonly rulesOf: (school: string) => GateRules | null
+}
+
+export const schoolJudging = (rules: Pick<DistrictRules, "gate" | "schools">): SchoolJudging => ({
+  all: rules.gate.perSchool,
+  listed: Object.entries(rules.schools).filter(([, school]) => school.gate !== undefined).map(([id]) => id),
+  rulesOf: (school) => schoolGate(rules, school)
+})
+
+const judgesSchools = (judging: SchoolJudging | undefined): judging is SchoolJudging =>
+  judging !== undefined && (judging.all || judging.listed.length > 0)
+
+/** The per-school verdicts of a kind's figures (pure): the tripped thresholds, each with its school. */
+export const judgeSchools = (
+  figures: ReadonlyArray<GroupFigures & { readonly school: string }>,
+  judging: SchoolJudging,
+  kind: string
+): Array<{ readonly school: string; readonly grp: string; readonly deactivations?: Tripped; readonly updates?: Tripped }> =>
+  figures.flatMap((g) => {
+    const rules = judging.rulesOf(g.school)
+    if (rules === null) return []
+    const verdict = judge(g, rules, kind)
+    const atSchool = (t: Tripped | undefined) => (t === undefined ? {} : { ...t, group: `${g.grp} at school ${g.school}` })
+    if (verdict.deactivations === undefined && verdict.updates === undefined) return []
+    return [{
+      school: g.school,
+      grp: g.grp,
+      ...(verdict.deactivations === undefined ? {} : { deactivations: atSchool(verdict.deactivations) as Tripped }),
+      ...(verdict.updates === undefined ? {} : { updates: atSchool(verdict.updates) as Tripped })
+    }]
+  })
+
+/** The schools a row belongs to, as an array expression: a user's orgs, a class's (or an enrollment's class's) school. */
+const schoolsOf = (kind: KeyedKind, alias: string) => (kind === "users" ? `${alias}.org_source_ids` : `ARRAY[${alias}.school_source_id]`)
+
+/** Marks the rows of one (school, group) held: rows the district's verdict left. */
+const holdSchoolRows = (
+  plan: string,
+  from: string,
+  rowSchools: string,
+  rowGroup: string,
+  action: "deactivate" | "update",
+  school: string,
+  grp: string,
+  rule: GateRule,
+  extra = ""
+) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe<{ readonly n: number }>(
+      `WITH marked AS (
+         UPDATE ${plan} p SET held = true, rule = $3
+         FROM (SELECT p2.ctid AS row FROM ${plan} p2 ${from}
+               WHERE p2.action = $1 AND NOT p2.held AND $4 = ANY (${rowSchools}) AND ${rowGroup} = $2 ${extra}) x
+         WHERE p.ctid = x.row
+         RETURNING 1)
+       SELECT count(*)::int AS n FROM marked`,
+      [action, grp, rule, school]
+    )).pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+
+/** The per-school pass of a keyed kind (users, classes), after the district's verdict. */
+const gateSchoolsKeyed = (kind: "users" | "classes", context: ApplyContext, judging: SchoolJudging, tripped: Array<Tripped>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const table = Entities[kind].table!
+    const label = Entities[kind].label
+    const plan = planTable(kind)
+    const group = (roles: string) => (kind === "users" ? roleGroupSql(roles) : `'${label}'`)
+    // Schools only (a user's orgs include the district's own org in OneRoster).
+    const judged = `sch IN (SELECT o.source_id FROM schools o WHERE o.district_id = $1 AND o.org_type <> 'district')
+                    AND ($2 OR sch = ANY ($3::text[]))`
+    const figures = yield* sql.unsafe<GroupFigures & { readonly school: string }>(
+      `WITH live AS (
+         SELECT sch, ${group("t.roles")} AS grp, count(*) AS active
+         FROM ${table} t CROSS JOIN LATERAL unnest(${schoolsOf(kind, "t")}) sch
+         WHERE t.district_id = $1 AND t.active AND ${judged} GROUP BY 1, 2),
+       planned AS (
+         SELECT sch, ${group("coalesce(l.roles, p.roles)")} AS grp,
+                count(*) FILTER (WHERE p.action = 'deactivate' AND NOT p.held) AS deactivations,
+                count(*) FILTER (WHERE p.action = 'update' AND l.active AND NOT p.held) AS updates,
+                count(*) FILTER (WHERE p.action = 'create' OR (p.action = 'update' AND NOT l.active)) AS additions
+         FROM ${plan} p LEFT JOIN ${table} l ON l.id = p.live_id
+              CROSS JOIN LATERAL unnest(coalesce(${schoolsOf(kind, "l")}, ${schoolsOf(kind, "p")})) sch
+         WHERE ${judged} GROUP BY 1, 2)
+       SELECT coalesce(live.sch, planned.sch) AS school, coalesce(live.grp, planned.grp) AS grp,
+              coalesce(active, 0)::int AS active, coalesce(deactivations, 0)::int AS deactivations,
+              coalesce(updates, 0)::int AS updates, coalesce(additions, 0)::int AS additions
+       FROM live FULL JOIN planned ON planned.sch = live.sch AND planned.grp = live.grp`,
+      [context.districtId, judging.all, judging.listed]
+    )
+    let deactivated = 0
+    let updated = 0
+    const from = `LEFT JOIN ${table} l ON l.id = p2.live_id`
+    const rowGroup = group("coalesce(l.roles, p2.roles)")
+    const rowSchools = kind === "users" ? "coalesce(l.org_source_ids, p2.org_source_ids)" : "ARRAY[coalesce(l.school_source_id, p2.school_source_id)]"
+    for (const verdict of judgeSchools(figures, judging, label)) {
+      if (verdict.deactivations !== undefined) {
+        tripped.push(verdict.deactivations)
+        deactivated += yield* holdSchoolRows(plan, from, rowSchools, rowGroup, "deactivate", verdict.school, verdict.grp, verdict.deactivations.rule)
+      }
+      if (verdict.updates !== undefined) {
+        tripped.push(verdict.updates)
+        updated += yield* holdSchoolRows(plan, from, rowSchools, rowGroup, "update", verdict.school, verdict.grp, "update_percent", "AND l.active")
+      }
+    }
+    return { deactivated, updated }
+  }).pipe(Effect.withSpan("Gate.gateSchoolsKeyed", { attributes: { kind } }))
+
 const holdGroup = (plan: string, from: string, group: string, action: "deactivate" | "update", grp: string, rule: GateRule, extra = "") =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.unsafe<{ readonly n: number }>(
@@ -88,7 +208,7 @@ const holdGroup = (plan: string, from: string, group: string, action: "deactivat
     )).pipe(Effect.map((rows) => rows[0]?.n ?? 0))
 
 /** The gate of a keyed kind (schools, terms, courses, classes, users). */
-export const gateKeyed = (kind: KeyedKind, context: ApplyContext, rules: GateRules, tripped: Array<Tripped>): GateHook =>
+export const gateKeyed = (kind: KeyedKind, context: ApplyContext, rules: GateRules, tripped: Array<Tripped>, schools?: SchoolJudging): GateHook =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const table = Entities[kind].table!
@@ -125,6 +245,11 @@ export const gateKeyed = (kind: KeyedKind, context: ApplyContext, rules: GateRul
         updated += yield* holdGroup(plan, from, rowGroup, "update", g.grp, "update_percent", "AND l.active")
       }
     }
+    if ((kind === "users" || kind === "classes") && judgesSchools(schools)) {
+      const bySchool = yield* gateSchoolsKeyed(kind, context, schools, tripped)
+      deactivated += bySchool.deactivated
+      updated += bySchool.updated
+    }
     return { deactivated, updated }
   }).pipe(Effect.withSpan("Gate.gateKeyed", { attributes: { kind } }))
 
@@ -132,7 +257,7 @@ export const gateKeyed = (kind: KeyedKind, context: ApplyContext, rules: GateRul
 const FOLLOWS_REMOVAL = `('class_removed', 'user_removed')`
 
 /** The gate of enrollments: the type's thresholds, then the per-class cut. */
-export const gateEnrollments = (context: ApplyContext, rules: GateRules, tripped: Array<Tripped>): GateHook =>
+export const gateEnrollments = (context: ApplyContext, rules: GateRules, tripped: Array<Tripped>, schools?: SchoolJudging): GateHook =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const plan = planTable("enrollments")
@@ -181,6 +306,37 @@ export const gateEnrollments = (context: ApplyContext, rules: GateRules, tripped
     if (cut !== undefined && cut.classes > 0) {
       tripped.push({ kind: "enrollments", group: `${cut.classes} classes`, rule: "class_cut", count: cut.ends, of: cut.of, limit: rules.maxClassCutPercent })
       deactivated += cut.ends
+    }
+    if (judgesSchools(schools)) {
+      // By the school of each enrollment's class: the ends the district's verdict left.
+      const figuresBySchool = yield* sql.unsafe<GroupFigures & { readonly school: string }>(
+        `WITH live AS (
+           SELECT c.school_source_id AS sch, count(*) AS active FROM enrollments e JOIN classes c ON c.id = e.class_id
+           WHERE e.district_id = $1 AND e.ended_at IS NULL AND ($2 OR c.school_source_id = ANY ($3::text[])) GROUP BY 1),
+         planned AS (
+           SELECT c.school_source_id AS sch,
+                  count(*) FILTER (WHERE p.action = 'deactivate' AND NOT p.held AND p.reason NOT IN ${FOLLOWS_REMOVAL}) AS deactivations,
+                  count(*) FILTER (WHERE p.action = 'update' AND NOT p.held) AS updates,
+                  count(*) FILTER (WHERE p.action = 'create') AS additions
+           FROM ${plan} p JOIN classes c ON c.id = p.class_id
+           WHERE $2 OR c.school_source_id = ANY ($3::text[]) GROUP BY 1)
+         SELECT coalesce(live.sch, planned.sch) AS school, 'enrollments' AS grp, coalesce(active, 0)::int AS active,
+                coalesce(deactivations, 0)::int AS deactivations, coalesce(updates, 0)::int AS updates,
+                coalesce(additions, 0)::int AS additions
+         FROM live FULL JOIN planned ON planned.sch = live.sch`,
+        [context.districtId, schools.all, schools.listed]
+      )
+      const rowSchools = `ARRAY[(SELECT c.school_source_id FROM classes c WHERE c.id = p2.class_id)]`
+      for (const verdict of judgeSchools(figuresBySchool, schools, "enrollments")) {
+        if (verdict.deactivations !== undefined) {
+          tripped.push(verdict.deactivations)
+          deactivated += yield* holdSchoolRows(plan, "", rowSchools, "'enrollments'", "deactivate", verdict.school, "enrollments", verdict.deactivations.rule, judged)
+        }
+        if (verdict.updates !== undefined) {
+          tripped.push(verdict.updates)
+          updated += yield* holdSchoolRows(plan, "", rowSchools, "'enrollments'", "update", verdict.school, "enrollments", "update_percent")
+        }
+      }
     }
     return { deactivated, updated }
   }).pipe(Effect.withSpan("Gate.gateEnrollments"))

@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import type pg from "pg"
 import { Cause, Clock, Config, Context, Data, Duration, Effect, Exit, Stream } from "effect"
 import type { District } from "../Domain/District.ts"
+import { excludedSchools } from "../Domain/DistrictRules.ts"
 import { describeFailure } from "../Domain/Failure.ts"
 import type { EntityKind } from "../Domain/Roster.ts"
 import { EntityKinds } from "../Domain/Roster.ts"
@@ -21,7 +22,7 @@ import { Entities, stageTable } from "./Entities.ts"
 import type { FindingsContext } from "./Findings.ts"
 import { checkStaged } from "./Findings.ts"
 import type { Tripped } from "./Gate.ts"
-import { gateEnrollments, gateKeyed } from "./Gate.ts"
+import { gateEnrollments, gateKeyed, schoolJudging } from "./Gate.ts"
 import { closePendingHold, recordHold } from "./Holds.ts"
 import { applyIdentities } from "./Identities.ts"
 import type { HeldLease } from "./Lease.ts"
@@ -253,14 +254,14 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         }
         for (const kind of ["orgs", "terms", "courses", "classes", "users"] as const) {
           const mode = modes[kind]
-          if (kind === "classes" && mode !== null) yield* markOutOfScope(context, rules.scope)
+          if (kind === "classes" && mode !== null) yield* markOutOfScope(context, rules.scope, excludedSchools(rules))
           if (mode === null) continue
           const result = yield* applyKeyed(
             kind,
             mode,
             context,
             kind === "users" ? modes.demographics : null,
-            gateKeyed(kind, context, rules.gate, tripped)
+            gateKeyed(kind, context, rules.gate, tripped, schoolJudging(rules))
           )
           counts[countsKey[kind]] = result.counts
           noteHeld(countsKey[kind], result.held)
@@ -286,7 +287,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             modes.enrollments,
             context,
             files.enrollments ?? "enrollments",
-            gateEnrollments(context, rules.gate, tripped)
+            gateEnrollments(context, rules.gate, tripped, schoolJudging(rules))
           )
           counts.enrollments = result.counts
           noteHeld("enrollments", result.held)

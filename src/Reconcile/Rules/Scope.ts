@@ -22,7 +22,7 @@ import { judge } from "../Gate.ts"
  * diff treats it as removed from the source with that reason (Apply.ts).
  */
 
-export const SCOPE_REASONS = ["excluded_subject", "excluded_title", "not_current_term"] as const
+export const SCOPE_REASONS = ["excluded_subject", "excluded_title", "not_current_term", "excluded_school"] as const
 
 const escapeRegex = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/\s+/g, "\\s+")
 
@@ -38,7 +38,7 @@ const notCurrent = (termIds: string, today: string) =>
                       AND (t.start_date IS NULL OR t.start_date <= ${today}) AND (t.end_date IS NULL OR t.end_date >= ${today})))`
 
 /** Marks staged sections out of scope (after terms and courses are applied, before classes). */
-export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: ScopeRules) =>
+export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: ScopeRules, excludedSchools: ReadonlyArray<string> = []) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const subjects = wholeWords(rules.excludeSubjects)
@@ -47,7 +47,9 @@ export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: S
       `UPDATE stage_classes s SET excluded = x.reason
        FROM (
          SELECT s.ctid AS row,
-                CASE WHEN $2::text IS NOT NULL AND EXISTS (
+                CASE WHEN s.school_source_id = ANY ($7::text[])
+                       OR (cardinality($8::text[]) > 0 AND NOT s.school_source_id = ANY ($8::text[])) THEN 'excluded_school'
+                     WHEN $2::text IS NOT NULL AND EXISTS (
                             SELECT 1 FROM unnest(s.subjects || coalesce(c.subjects, '{}')) v WHERE v ~* $2) THEN 'excluded_subject'
                      WHEN $3::text IS NOT NULL AND (s.title ~* $3 OR coalesce(c.title, '') ~* $3) THEN 'excluded_title'
                      WHEN EXISTS (SELECT 1 FROM unnest(s.subject_codes || coalesce(c.subject_codes, '{}')) v
@@ -59,7 +61,10 @@ export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: S
          WHERE NOT s.invalid AND NOT s.shadowed AND s.status = 'active'
        ) x
        WHERE s.ctid = x.row AND x.reason IS NOT NULL`,
-      [context.districtId, subjects, titles, rules.currentTermsOnly, context.today, rules.excludeSubjectCodes.map((c) => c.trim().toLowerCase())]
+      [
+        context.districtId, subjects, titles, rules.currentTermsOnly, context.today, rules.excludeSubjectCodes.map((c) => c.trim().toLowerCase()),
+        excludedSchools, rules.onlySchools
+      ]
     )
     yield* insertFindings(
       context,
@@ -68,6 +73,7 @@ export const markOutOfScope = (context: ApplyContext & FindingsContext, rules: S
               CASE excluded
                 WHEN 'excluded_subject' THEN 'its subject is one the district excludes'
                 WHEN 'excluded_title' THEN 'its title names a subject the district excludes'
+                WHEN 'excluded_school' THEN 'its school is out of the district''s scope'
                 ELSE 'none of its terms is current' END || '; the section is not rostered' AS detail
        FROM stage_classes WHERE excluded IS NOT NULL`
     )
