@@ -39,6 +39,23 @@ const add = Command.make(
     secretEnv: Options.text("secret-env").pipe(Options.withDescription("oneroster-rest: an environment variable holding the consumer secret"), Options.optional),
     bearerFile: Options.text("bearer-file").pipe(Options.withDescription("oneroster-rest: a file holding a bearer token (ClassLink's proxy)"), Options.optional),
     bearerEnv: Options.text("bearer-env").pipe(Options.withDescription("oneroster-rest: an environment variable holding the bearer token"), Options.optional),
+    auth: Options.choice("auth", ["oauth1", "bearer", "oauth2"]).pipe(
+      Options.withDescription("oneroster-rest: how to authenticate (default: what the credential flags given imply)"),
+      Options.optional
+    ),
+    tokenUrl: Options.text("token-url").pipe(Options.withDescription("oneroster-rest --auth oauth2: the OAuth 2.0 token endpoint"), Options.optional),
+    clientIdFile: Options.text("client-id-file").pipe(Options.withDescription("oneroster-rest --auth oauth2: a file holding the client id"), Options.optional),
+    clientIdEnv: Options.text("client-id-env").pipe(Options.withDescription("oneroster-rest --auth oauth2: an environment variable holding the client id"), Options.optional),
+    clientSecretFile: Options.text("client-secret-file").pipe(Options.withDescription("oneroster-rest --auth oauth2: a file holding the client secret"), Options.optional),
+    clientSecretEnv: Options.text("client-secret-env").pipe(
+      Options.withDescription("oneroster-rest --auth oauth2: an environment variable holding the client secret"),
+      Options.optional
+    ),
+    scope: Options.text("scope").pipe(Options.withDescription("oneroster-rest --auth oauth2: the scope to ask for (none by default)"), Options.optional),
+    tokenAuth: Options.choice("token-auth", ["basic", "body"]).pipe(
+      Options.withDescription("oneroster-rest --auth oauth2: send the client secret with HTTP Basic (default) or in the request body"),
+      Options.optional
+    ),
     storeCredentials: Options.boolean("store-credentials").pipe(
       Options.withDescription("clever, oneroster-rest: read the --*-file values now and store them encrypted in the database instead of the file names")
     ),
@@ -158,8 +175,16 @@ const cleverSettings = (args: {
     })
   })
 
-/** OneRoster REST: OAuth 1.0a key and secret, or a bearer token — each from a file or a variable. */
+/** OneRoster REST: OAuth 1.0a key and secret, a bearer token, or OAuth 2.0 client credentials — each from a file or a variable. */
 const oneRosterRestSettings = (args: {
+  readonly auth: Option.Option<"oauth1" | "bearer" | "oauth2">
+  readonly tokenUrl: Option.Option<string>
+  readonly clientIdFile: Option.Option<string>
+  readonly clientIdEnv: Option.Option<string>
+  readonly clientSecretFile: Option.Option<string>
+  readonly clientSecretEnv: Option.Option<string>
+  readonly scope: Option.Option<string>
+  readonly tokenAuth: Option.Option<"basic" | "body">
   readonly baseUrl: Option.Option<string>
   readonly keyFile: Option.Option<string>
   readonly keyEnv: Option.Option<string>
@@ -173,7 +198,30 @@ const oneRosterRestSettings = (args: {
     const one = (a: Option.Option<string>, b: Option.Option<string>) => Option.isSome(a) !== Option.isSome(b)
     const bearer = Option.isSome(args.bearerFile) || Option.isSome(args.bearerEnv)
     const oauth = [args.keyFile, args.keyEnv, args.secretFile, args.secretEnv].some(Option.isSome)
+    const oauth2Flags = [args.tokenUrl, args.clientIdFile, args.clientIdEnv, args.clientSecretFile, args.clientSecretEnv, args.scope, args.tokenAuth].some(Option.isSome)
+    const given = Option.getOrUndefined(args.auth)
+    if (given === "oauth2" || (given === undefined && oauth2Flags)) {
+      if (bearer || oauth) return yield* Effect.fail("--auth oauth2 takes --client-id-file/--client-id-env and --client-secret-file/--client-secret-env, not --key-*, --secret-* or --bearer-*")
+      if (!one(args.clientIdFile, args.clientIdEnv) || !one(args.clientSecretFile, args.clientSecretEnv)) {
+        return yield* Effect.fail("OAuth 2.0 needs the client id (--client-id-file or --client-id-env) and the client secret (--client-secret-file or --client-secret-env)")
+      }
+      if (Option.isNone(args.tokenUrl)) return yield* Effect.fail("--token-url is required for --auth oauth2")
+      return yield* checkedWith(OneRosterRestSettings, "oneroster-rest", {
+        baseUrl: withoutTrailingSlash(args.baseUrl),
+        auth: "oauth2",
+        tokenUrl: args.tokenUrl.value,
+        clientIdFile: yield* existingFile(args.clientIdFile, "client-id-file"),
+        clientIdEnv: Option.getOrUndefined(args.clientIdEnv),
+        clientSecretFile: yield* existingFile(args.clientSecretFile, "client-secret-file"),
+        clientSecretEnv: Option.getOrUndefined(args.clientSecretEnv),
+        scope: Option.getOrUndefined(args.scope),
+        tokenAuth: Option.getOrUndefined(args.tokenAuth),
+        pageSize: Option.getOrUndefined(args.pageSize)
+      })
+    }
+    if (oauth2Flags) return yield* Effect.fail("--token-url, --client-*, --scope and --token-auth are for --auth oauth2")
     if (bearer === oauth) return yield* Effect.fail("give either --bearer-file/--bearer-env, or --key-file/--key-env with --secret-file/--secret-env")
+    if (given !== undefined && given !== (bearer ? "bearer" : "oauth1")) return yield* Effect.fail(`--auth ${given} does not match the credential flags given`)
     if (bearer && !one(args.bearerFile, args.bearerEnv)) return yield* Effect.fail("give the bearer token once: --bearer-file or --bearer-env")
     if (oauth && (!one(args.keyFile, args.keyEnv) || !one(args.secretFile, args.secretEnv))) {
       return yield* Effect.fail("OAuth 1.0a needs the consumer key (--key-file or --key-env) and the secret (--secret-file or --secret-env)")
@@ -199,16 +247,17 @@ const oneRosterRestSettings = (args: {
 const credentialsToStore = (provider: string, settings: Readonly<Record<string, unknown>>) =>
   Effect.gen(function*() {
     if (provider === "oneroster-csv") return yield* Effect.fail("--store-credentials: a oneroster-csv district has no credentials")
-    const names = { tokenFile: "token", keyFile: "key", secretFile: "secret", bearerFile: "bearer" } as const
-    if (["tokenEnv", "keyEnv", "secretEnv", "bearerEnv"].some((key) => settings[key] !== undefined)) {
-      return yield* Effect.fail("--store-credentials reads files: give --token-file, --key-file, --secret-file or --bearer-file, not an --*-env")
+    // OAuth 2.0's client id and secret are stored under the names of OAuth 1.0a's key and secret.
+    const names = { tokenFile: "token", keyFile: "key", secretFile: "secret", bearerFile: "bearer", clientIdFile: "key", clientSecretFile: "secret" } as const
+    if (["tokenEnv", "keyEnv", "secretEnv", "bearerEnv", "clientIdEnv", "clientSecretEnv"].some((key) => settings[key] !== undefined)) {
+      return yield* Effect.fail("--store-credentials reads files: give --token-file, --key-file, --secret-file, --bearer-file or --client-*-file, not an --*-env")
     }
     const values: Array<readonly ["token" | "key" | "secret" | "bearer", string]> = []
     const kept: Record<string, unknown> = {}
     for (const [key, value] of Object.entries(settings)) {
       if (key in names) {
         const name = names[key as keyof typeof names]
-        values.push([name, yield* readValue({ flag: `${name}-file`, file: String(value) })])
+        values.push([name, yield* readValue({ flag: flagOf(key).slice(2), file: String(value) })])
       } else kept[key] = value
     }
     return { settings: kept, values }

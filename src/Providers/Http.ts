@@ -92,8 +92,14 @@ export interface ProviderHttpOptions {
   /** For metrics labels: the provider's id (`clever`, `oneroster-rest`); by default derived from `name`. */
   readonly provider?: string
   readonly baseUrl: string
-  /** Adds credentials to a request (a bearer token, an OAuth 1.0a signature of the final URL). */
-  readonly authorize: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientRequest.HttpClientRequest>
+  /** Adds credentials to a request (a bearer token, an OAuth 1.0a signature of the final URL, an OAuth 2.0 token it may first have to ask for). */
+  readonly authorize: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<HttpClientRequest.HttpClientRequest, ProviderError>
+  /**
+   * A 401 for `request`: may the credentials be renewed (an OAuth 2.0 token revoked or expired
+   * early)? When it answers true the request is sent once more, authorized afresh; a second 401
+   * fails as any other. Without it, a 401 fails at once.
+   */
+  readonly renew?: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<boolean, ProviderError>
   /** The budget this credential draws from. */
   readonly budget: RateLimiter.RateLimiter
   readonly retry: RetryPolicy
@@ -153,6 +159,7 @@ type Answer =
   | { readonly _tag: "Body"; readonly text: string; readonly bytes: number; readonly headers: Readonly<Record<string, string>> }
   | { readonly _tag: "NotFound" }
   | { readonly _tag: "Redirect"; readonly location: string }
+  | { readonly _tag: "Renewed" }
 
 /** An answer, or a status to judge (401, 429, 5xx, …). */
 type Reply = Answer | { readonly _tag: "Status"; readonly status: number; readonly headers: Readonly<Record<string, string>> }
@@ -225,7 +232,7 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
       })
 
     /** One attempt: a body, a 404, a redirect, or a transient / final failure. */
-    const attempt = (url: URL) =>
+    const attempt = (url: URL, mayRenew: boolean) =>
       Effect.gen(function*() {
         const request = yield* options.authorize(HttpClientRequest.get(url.href).pipe(HttpClientRequest.acceptJson))
         // Each attempt counts once: by its status as soon as the headers arrive, else by what went wrong.
@@ -261,6 +268,7 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
           )
         if (answer._tag !== "Status") return answer
         const { headers, status } = answer
+        if (status === 401 && mayRenew && options.renew !== undefined && (yield* options.renew(request))) return { _tag: "Renewed" } as const
         if (status === 401 || status === 403) {
           return yield* new ProviderError({
             reason: "Unauthorized",
@@ -275,11 +283,13 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
     /** Attempts until a body, with the waits of the policy; gives up as `Unreachable`. Same-origin redirects are followed. */
     type Body = Extract<Answer, { readonly _tag: "Body" }> & { readonly url: URL }
     const fetchText = (start: URL): Effect.Effect<Body | null, ProviderError> => {
-      const loop = (url: URL, n: number, hops: number): Effect.Effect<Body | null, ProviderError> =>
-        attempt(url).pipe(
+      // `renewed`: this request's credentials were renewed after a 401 once already.
+      const loop = (url: URL, n: number, hops: number, renewed = false): Effect.Effect<Body | null, ProviderError> =>
+        attempt(url, !renewed).pipe(
           Effect.flatMap((answer): Effect.Effect<Body | null, ProviderError> => {
             if (answer._tag === "Body") return Effect.succeed({ ...answer, url })
             if (answer._tag === "NotFound") return Effect.succeed(null)
+            if (answer._tag === "Renewed") return loop(url, n, hops, true)
             const refused = (why: string) => `${options.name}: the redirect of ${where(url)} ${why}`
             if (hops >= MAX_REDIRECTS) {
               return Effect.fail(new ProviderError({ reason: "Malformed", message: `${options.name}: ${where(start)} redirected more than ${MAX_REDIRECTS} times` }))
@@ -292,7 +302,7 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
             }
             return Either.match(onOrigin(target, refused), {
               onLeft: Effect.fail,
-              onRight: (next) => loop(next, 1, hops + 1)
+              onRight: (next) => loop(next, 1, hops + 1, renewed)
             })
           }),
           Effect.catchIf((error): error is Transient => error._tag === "Transient", (failure) =>
@@ -317,7 +327,7 @@ export const makeProviderHttp = (options: ProviderHttpOptions) =>
                 Effect.annotateLogs({ provider: options.name, path: where(url), reason: failure.reason, attempt: n })
               )
               yield* Effect.sleep(Duration.times(wanted, failure.wait !== undefined ? Math.max(1, jitter) : jitter))
-              return yield* loop(url, n + 1, hops)
+              return yield* loop(url, n + 1, hops, renewed)
             })),
           Effect.mapError((error) => error as ProviderError)
         )

@@ -12,6 +12,7 @@ import type { CountKind } from "../../Domain/RunCounts.ts"
 import type { ProviderState } from "../../Store/Runs.ts"
 import type { Feed, FeedItem, Feeds, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
 import { encodeQuery, sign } from "./OAuth1.ts"
+import { type ClientCredentials, makeTokenCache, oauth2Authorization, type TokenCache } from "./OAuth2.ts"
 import * as Map from "./OneRosterMapping.ts"
 import {
   AcademicSessionRecord,
@@ -44,13 +45,22 @@ import {
 
 export const OneRosterRestSettings = Schema.Struct({
   baseUrl: BaseUrl,
-  auth: Schema.Literal("oauth1", "bearer"),
+  auth: Schema.Literal("oauth1", "bearer", "oauth2"),
   keyFile: Schema.optional(Schema.String),
   keyEnv: Schema.optional(Schema.String),
   secretFile: Schema.optional(Schema.String),
   secretEnv: Schema.optional(Schema.String),
   bearerFile: Schema.optional(Schema.String),
   bearerEnv: Schema.optional(Schema.String),
+  /** OAuth 2.0 client credentials (OAuth2.ts): the token endpoint, the client, an optional scope. */
+  tokenUrl: Schema.optional(BaseUrl),
+  clientIdFile: Schema.optional(Schema.String),
+  clientIdEnv: Schema.optional(Schema.String),
+  clientSecretFile: Schema.optional(Schema.String),
+  clientSecretEnv: Schema.optional(Schema.String),
+  scope: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
+  /** Where the token request carries the client secret: HTTP Basic (RFC 6749's default) or the form body. */
+  tokenAuth: Schema.optionalWith(Schema.Literal("basic", "body"), { default: () => "basic" as const }),
   pageSize: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 10_000)), { default: () => 1000 }),
   /** Requests in flight at once for this district. */
   concurrency: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 5)), { default: () => 5 }),
@@ -270,20 +280,49 @@ export interface OneRosterRestDependencies {
   readonly limits?: ProviderLimits | undefined
 }
 
+const AUTH_NAMES = { oauth1: "OAuth 1.0a", bearer: "bearer token", oauth2: "OAuth 2.0 client credentials" } as const
+
+/** OAuth 2.0: the token URL and the client id and secret (stored as `key` and `secret`, like OAuth 1.0a's). */
+const clientCredentials = (stored: StoredCredentials, district: District, settings: OneRosterRestSettings, base: string) =>
+  Effect.gen(function*() {
+    const invalid = (message: string) => new InvalidDistrict({ district: district.id, message })
+    if (settings.tokenUrl === undefined) return yield* invalid("an oauth2 oneroster-rest district needs tokenUrl (--token-url)")
+    // The secret travels to the token URL: never in clear when the API itself is reached over https.
+    if (base.startsWith("https:") && settings.tokenUrl.startsWith("http:")) {
+      return yield* invalid("tokenUrl is http while baseUrl is https: the client secret would travel in clear")
+    }
+    const id = yield* readCredential(stored, district.id, "key", { file: settings.clientIdFile, env: settings.clientIdEnv }, "OAuth 2.0 client id")
+    const secret = yield* readCredential(stored, district.id, "secret", { file: settings.clientSecretFile, env: settings.clientSecretEnv }, "OAuth 2.0 client secret")
+    const credentials: ClientCredentials = {
+      tokenUrl: settings.tokenUrl,
+      clientId: id.value,
+      clientSecret: secret.value,
+      scope: settings.scope ?? null,
+      tokenAuth: settings.tokenAuth
+    }
+    return { credentials, source: id.source }
+  })
+
 /** The district's settings and credentials and an HTTP session: the start of every run, and `rosterd doctor`'s probe. */
-const connect = (dependencies: OneRosterRestDependencies, district: District) =>
+const connect = (dependencies: OneRosterRestDependencies, tokens: TokenCache, district: District) =>
   Effect.gen(function*() {
     const settings = yield* Schema.decodeUnknown(OneRosterRestSettings)(district.settings).pipe(
       Effect.mapError(() => new InvalidDistrict({ district: district.id, message: "a oneroster-rest district needs baseUrl and auth settings" }))
     )
     const base = settings.baseUrl.replace(/\/+$/, "")
     const stored = dependencies.credentials ?? noStoredCredentials
-    const { authorize, credential } = settings.auth === "bearer"
+    const { authorize, credential, renew } = settings.auth === "oauth2"
+      ? yield* Effect.map(clientCredentials(stored, district, settings, base), ({ credentials, source }) => ({
+        ...oauth2Authorization(tokens, credentials),
+        credential: `${base}:oauth2:${source}`
+      }))
+      : settings.auth === "bearer"
       ? yield* Effect.map(
         readCredential(stored, district.id, "bearer", { file: settings.bearerFile, env: settings.bearerEnv }, "OneRoster bearer token"),
         (token) => ({
           authorize: (request: HttpClientRequest.HttpClientRequest) => Effect.succeed(HttpClientRequest.bearerToken(request, token.value)),
-          credential: `${base}:bearer:${token.source}`
+          credential: `${base}:bearer:${token.source}`,
+          renew: undefined
         })
       )
       : yield* Effect.gen(function*() {
@@ -297,7 +336,8 @@ const connect = (dependencies: OneRosterRestDependencies, district: District) =>
             Effect.sync(() =>
               HttpClientRequest.setHeader(request, "authorization", sign({ consumerKey, consumerSecret, method: request.method, url: new URL(request.url) }).header)
             ),
-          credential: `${base}:oauth:${key.source}`
+          credential: `${base}:oauth:${key.source}`,
+          renew: undefined
         }
       })
     const budget = yield* dependencies.budgets.forCredential("oneroster-rest", credential, settings.requestsPerMinute)
@@ -309,23 +349,26 @@ const connect = (dependencies: OneRosterRestDependencies, district: District) =>
       budget,
       retry: dependencies.retry,
       maxResponseBytes: limits.maxResponseBytes,
-      authorize
+      authorize,
+      ...(renew === undefined ? {} : { renew })
     }).pipe(Effect.provideService(HttpClient.HttpClient, dependencies.client))
     return { http, settings, base, limits }
   })
 
 /** `rosterd doctor`: the credentials are accepted for one small page of orgs. */
-export const oneRosterRestProbe = (dependencies: OneRosterRestDependencies) => (district: District) =>
+export const oneRosterRestProbe = (dependencies: OneRosterRestDependencies, tokens: TokenCache = makeTokenCache(dependencies)) => (district: District) =>
   Effect.gen(function*() {
-    const { http, settings } = yield* connect(dependencies, district)
+    const { http, settings } = yield* connect(dependencies, tokens, district)
     yield* http.getJson(`${API}/orgs?limit=1`, Schema.Unknown)
-    return `the ${settings.auth === "bearer" ? "bearer token" : "OAuth key and secret"} open ${settings.baseUrl.replace(/\/+$/, "")}${API}/orgs`
+    const what = settings.auth === "bearer" ? "bearer token" : settings.auth === "oauth2" ? "OAuth 2.0 client credentials (a token from the token URL)" : "OAuth key and secret"
+    return `the ${what} open ${settings.baseUrl.replace(/\/+$/, "")}${API}/orgs`
   })
 
-export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies) =>
+/** `tokens`: OAuth 2.0 tokens live as long as the provider, so the daemon's runs share them until they expire. */
+export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies, tokens: TokenCache = makeTokenCache(dependencies)) =>
 (district: District, request: SyncRequest, state: ProviderState) =>
   Effect.gen(function*() {
-    const { base, http, limits, settings } = yield* connect(dependencies, district)
+    const { base, http, limits, settings } = yield* connect(dependencies, tokens, district)
 
     const now = yield* Clock.currentTimeMillis
     const wantsDelta = request === "delta" ||
@@ -353,7 +396,7 @@ export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies) =
     }
     return {
       mode: mode === "bulk" ? "full" : "delta",
-      description: `OneRoster 1.1 REST ${base} (${settings.auth === "bearer" ? "bearer token" : "OAuth 1.0a"})` +
+      description: `OneRoster 1.1 REST ${base} (${AUTH_NAMES[settings.auth]})` +
         (filter === null ? ", full listing" : `, changes since ${filter.slice("dateLastModified>".length)}`),
       feeds,
       notes

@@ -17,6 +17,7 @@ import { type RateLimitOptions, RateLimiter } from "../FakeClever/RateLimit.ts"
 import { amend, type Outgoing, replacement, send } from "../FakeClever/Transport.ts"
 import { type OneRosterFault, OneRosterFaultControl } from "./Faults.ts"
 import { type AuthCheck, type OAuthCredentials, OAuthVerifier, type OAuthWindow } from "./OAuth.ts"
+import { type OAuth2Options, TokenIssuer } from "./OAuth2.ts"
 import type { OneRosterDistrict } from "./OneRosterDistrict.ts"
 import { type CodeMinor, ListingCache, type Reply, route } from "./Routes.ts"
 import { API_PATH, BOOLEAN_FIELDS } from "./Types.ts"
@@ -24,8 +25,10 @@ import { API_PATH, BOOLEAN_FIELDS } from "./Types.ts"
 export interface FakeOneRosterOptions {
   /** OAuth 1.0a consumer(s) accepted (ClassLink direct access). */
   readonly oauth?: OAuthCredentials | ReadonlyArray<OAuthCredentials>
-  /** A static bearer token accepted (ClassLink proxy style). At least one of `oauth`, `bearer`. */
+  /** A static bearer token accepted (ClassLink proxy style). At least one of `oauth`, `bearer`, `oauth2`. */
   readonly bearer?: string
+  /** OAuth 2.0 client credentials (Infinite Campus style): a token endpoint, and its tokens accepted as bearer tokens (OAuth2.ts). */
+  readonly oauth2?: OAuth2Options
   readonly host?: string
   /** Default 0: a free port. */
   readonly port?: number
@@ -55,7 +58,7 @@ export interface RequestLog {
   /** The scheme that passed. */
   readonly scheme?: "oauth" | "bearer"
   /** The check that failed, for a 401. */
-  readonly authFailure?: AuthCheck | "missing" | "bearer" | "scheme"
+  readonly authFailure?: AuthCheck | "missing" | "bearer" | "scheme" | "expired_token"
   readonly fault?: OneRosterFault["kind"]
   readonly at: number
 }
@@ -72,6 +75,10 @@ export interface FakeOneRoster {
   readonly rateLimiter: RateLimiter | undefined
   /** Undefined without `oauth`; `oauth.forgetNonces()` allows a replay. */
   readonly oauth: OAuthVerifier | undefined
+  /** Undefined without `oauth2`: the token endpoint (`tokenUrl`), its log, `maxUses`, `expireAll()`. */
+  readonly oauth2: TokenIssuer | undefined
+  /** The token endpoint's URL (empty without `oauth2`). */
+  readonly tokenUrl: string
   close(): Promise<void>
 }
 
@@ -99,7 +106,10 @@ const codeMinorFor = (status: number): CodeMinor =>
 
 export const start = async (district: OneRosterDistrict, options: FakeOneRosterOptions): Promise<FakeOneRoster> => {
   const credentials = options.oauth === undefined ? [] : Array.isArray(options.oauth) ? options.oauth : [options.oauth as OAuthCredentials]
-  if (credentials.length === 0 && options.bearer === undefined) throw new Error("FakeOneRoster: give oauth credentials, a bearer token, or both")
+  if (credentials.length === 0 && options.bearer === undefined && options.oauth2 === undefined) {
+    throw new Error("FakeOneRoster: give oauth credentials, a bearer token or oauth2 client credentials")
+  }
+  const issuer = options.oauth2 === undefined ? undefined : new TokenIssuer(options.oauth2, options.now ?? Date.now)
   const verifier = credentials.length === 0 ? undefined : new OAuthVerifier(credentials, options.now ?? Date.now, options.oauthWindow)
   const limiter = options.rateLimit === undefined || options.rateLimit === false ? undefined : new RateLimiter(options.rateLimit)
   const limiterNow = (options.rateLimit === undefined || options.rateLimit === false ? undefined : options.rateLimit.now) ?? Date.now
@@ -133,6 +143,9 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
     const bearer = /^\s*Bearer\s+(\S+)\s*$/i.exec(header)
     if (bearer !== null) {
       if (options.bearer !== undefined && bearer[1] === options.bearer) return { ok: true, scheme: "bearer", principal: bearer[1] }
+      const issued = issuer?.check(bearer[1]!)
+      if (issued === "ok") return { ok: true, scheme: "bearer", principal: "oauth2" }
+      if (issued === "expired") return { ok: false, check: "expired_token", description: "the access token has expired" }
       return { ok: false, check: "bearer", description: options.bearer === undefined ? "bearer tokens are not accepted here: sign with OAuth 1.0a" : "invalid bearer token" }
     }
     if (!/^\s*OAuth\s/i.test(header) || verifier === undefined) {
@@ -248,6 +261,14 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
       requests.push({ method, path: rawUrl, status, auth: req.headers.authorization !== undefined, ...extra, ...(fault === undefined ? {} : { fault: fault.kind }), at })
     res.on("error", () => {}) // a client that hangs up is part of the game, not a server failure
 
+    if (issuer !== undefined && url.pathname === issuer.path) {
+      const chunks: Array<Buffer> = []
+      for await (const chunk of req) chunks.push(chunk as Buffer)
+      const reply = issuer.issue(method, req.headers.authorization, req.headers["content-type"], Buffer.concat(chunks).toString("utf8"))
+      log(reply.status)
+      return send(res, reply, undefined)
+    }
+
     if (fault?.kind === "delay") {
       await sleep(fault.ms)
       if (res.destroyed || req.socket.destroyed) return log(0)
@@ -289,6 +310,8 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
     faults,
     rateLimiter: limiter,
     oauth: verifier,
+    oauth2: issuer,
+    tokenUrl: issuer === undefined ? "" : `${baseUrl}${issuer.path}`,
     close: () =>
       new Promise<void>((resolve, reject) => {
         for (const delay of [...delays]) delay.done()

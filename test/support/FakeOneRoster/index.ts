@@ -6,6 +6,8 @@ export type { EndEarlyMode, OneRosterFault, OneRosterFaultRule } from "./Faults.
 export { parseFilter } from "./Filter.ts"
 export type { Op, ParsedFilter, Predicate } from "./Filter.ts"
 export { OAuthVerifier, parseOAuthHeader } from "./OAuth.ts"
+export { TokenIssuer } from "./OAuth2.ts"
+export type { OAuth2Options } from "./OAuth2.ts"
 export type { AuthCheck, OAuthCredentials, OAuthWindow, SignedRequest, Verification } from "./OAuth.ts"
 export { Clock, fromOneRosterCsv, OneRosterDistrict } from "./OneRosterDistrict.ts"
 export type { NewRecord, OneRosterDistrictOptions, Patch } from "./OneRosterDistrict.ts"
