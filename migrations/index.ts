@@ -13,6 +13,7 @@ import identities from "./0011_identities.ts"
 import rekey from "./0012_rekey.ts"
 import mergesFollowup from "./0013_merges_followup.ts"
 import adminScope from "./0014_admin_scope.ts"
+import digests from "./0015_digests.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -33,7 +34,8 @@ const all = {
   "0011_identities": identities,
   "0012_rekey": rekey,
   "0013_merges_followup": mergesFollowup,
-  "0014_admin_scope": adminScope
+  "0014_admin_scope": adminScope,
+  "0015_digests": digests
 }
 
 export const migrations = Migrator.fromRecord(all)

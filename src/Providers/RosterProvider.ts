@@ -41,6 +41,29 @@ export interface Feed<A> {
   /** Where a reader finds it, for messages: a file name or an endpoint. */
   readonly name: string
   readonly items: Stream.Stream<FeedItem<A>, ProviderError>
+  /**
+   * The same records, not yet decoded: each with a digest of what the source sent, so
+   * the reconcile decodes only records it has not read before (src/Reconcile/Digests.ts).
+   * Optional: a provider without it is always decoded in full. Pull `items` or `raw`, not both.
+   */
+  readonly raw?: Stream.Stream<RawItem<A>, ProviderError> | undefined
+  /**
+   * What the digests depend on besides the cells: the mapping's name and version. Bump
+   * the version whenever the same cells would decode differently (a column read, a
+   * default, a normalisation): stored digests made under another version are not used.
+   */
+  readonly digestVersion?: string | undefined
+}
+
+/**
+ * A record before decoding: its digest (the cells the mapping reads, seeded with the
+ * feed's `digestVersion`) and a way to decode it. `decode` is called at most once.
+ */
+export interface RawItem<A> {
+  readonly hi: number
+  readonly lo: number
+  readonly line: number
+  readonly decode: () => FeedItem<A>
 }
 
 export type Feeds = { readonly [K in EntityKind]: Feed<EntityRecord[K]> | null }

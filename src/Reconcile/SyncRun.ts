@@ -34,7 +34,8 @@ import { RunAccounts } from "./RunAccounts.ts"
 import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts"
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
 import { rankTeachers, reportClassesWithoutTeacher } from "./Rules/Teachers.ts"
-import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
+import { fullComparisonReason, hasEarlierRun, setVersion } from "./Digests.ts"
+import { dropStagingDdl, stageDigested, stageFeed, stagingDdl } from "./Staging.ts"
 
 /**
  * One sync run of one district, as a pipeline:
@@ -103,6 +104,12 @@ class DryRunRollback extends Data.TaggedError("DryRunRollback")<{
   readonly changes: ReadonlyArray<ChangeGroup>
 }> {}
 
+/**
+ * `rosterd.sync.digests`: decode only the records whose digest changed (Digests.ts). Off,
+ * every record is decoded and compared in full, and the digest store is left alone.
+ */
+const DigestsConfig = Config.boolean("digests").pipe(Config.withDefault(true), Config.nested("sync"), Config.nested("rosterd"))
+
 /** `rosterd.sync.runTimeout`: how long one run may take, from its start to its commit. */
 const RunTimeoutConfig = Config.duration("runTimeout").pipe(Config.withDefault(Duration.hours(2)), Config.nested("sync"), Config.nested("rosterd"))
 
@@ -166,6 +173,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
     const leases = yield* DistrictLease
     const accounts = yield* RunAccounts
     const runTimeout = yield* RunTimeoutConfig
+    const digestsOn = yield* DigestsConfig
 
     /** fetch: the provider's snapshot, given what the store knows of the district's past runs. */
     const fetch = (district: District, request: SyncRequest) =>
@@ -175,9 +183,14 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         return snapshot
       })
 
-    /** stage: every provided feed into the session's temp tables, in dependency order. */
-    const stage = (snapshot: RosterSnapshot, client: pg.PoolClient) =>
+    /**
+     * stage: every provided feed into the session's temp tables, in dependency order. With
+     * digests, a feed the provider offers undecoded is staged by `stageDigested`: only its
+     * changed records are decoded. Returns the run's notes on kinds compared in full.
+     */
+    const stage = (snapshot: RosterSnapshot, client: pg.PoolClient, district: District, runId: number, digests: boolean) =>
       Effect.gen(function*() {
+        const full: Record<string, Array<string>> = {}
         const progress = yield* SyncProgress
         yield* sql.unsafe(stagingDdl())
         yield* sql.unsafe(planDdl())
@@ -187,6 +200,17 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         for (const kind of EntityKinds) {
           const feed = snapshot.feeds[kind]
           if (feed === null) continue
+          if (digests && feed.raw !== undefined && feed.digestVersion !== undefined) {
+            const done = yield* stageDigested(client, kind, feed.raw as Stream.Stream<any, any>, {
+              districtId: district.id,
+              version: setVersion(kind, feed.digestVersion, district.rules),
+              bulk: feed.mode === "bulk",
+              progress: (rows) => progress.staging(kind, rows)
+            })
+            if (done.full !== null) (full[done.full] ??= []).push(kind)
+            yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
+            continue
+          }
           let staged = 0
           const items = (feed.items as Stream.Stream<any, any>).pipe(
             Stream.mapChunksEffect((chunk) => {
@@ -198,6 +222,11 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
         }
         yield* sql.unsafe(`RESET default_statistics_target`)
+        // A first run has no digests to use: no note. Later, a kind compared in full says why.
+        if (full.none !== undefined && !(yield* hasEarlierRun(district.id, runId))) delete full.none
+        return Object.entries(full).map(([why, kinds]) =>
+          `compared in full (${kinds.join(", ")}): ${fullComparisonReason[why as keyof typeof fullComparisonReason]}`
+        )
       })
 
     /** The transaction's settings: the writer the lock triggers let through, memory and join choices for the diff. */
@@ -364,6 +393,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         readonly request: SyncRequest
         readonly trigger: string
         readonly dryRun?: boolean
+        /** `false`: decode and compare every record, whatever `rosterd.sync.digests` says. */
+        readonly digests?: boolean
         /** The district's lease when the caller holds it already; otherwise the run takes it. */
         readonly lease?: HeldLease
       }
@@ -399,8 +430,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             yield* progress.phase("fetch")
             const snapshot = yield* withinDeadline(Effect.gen(function*() {
               const snapshot = yield* fetch(district, options.request)
-              yield* stage(snapshot, rawClient(connection))
-              return snapshot
+              const notes = yield* stage(snapshot, rawClient(connection), district, runId, digestsOn && options.digests !== false)
+              return notes.length === 0 ? snapshot : { ...snapshot, notes: [...(snapshot.notes ?? []), ...notes] }
             }))
             yield* progress.phase("apply")
             const context = runContext(runId, district, snapshot, yield* districtToday(district.timezone))

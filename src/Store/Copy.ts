@@ -1,7 +1,7 @@
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Stream } from "effect"
 import type pg from "pg"
-import { from as copyFrom } from "pg-copy-streams"
+import { from as copyFrom, to as copyTo } from "pg-copy-streams"
 
 /**
  * Bulk loading with `COPY ... FROM STDIN` (text format), the fastest way into Postgres.
@@ -114,3 +114,31 @@ export const copyIn = <A, E, R>(
           stream.destroy(new Error("rosterd: sync aborted"))
         })
   )
+
+/**
+ * Reads `COPY ... TO STDOUT` (text format), handing each line (without its newline) to
+ * `onLine` as it arrives: nothing is buffered beyond one network chunk. Returns the lines read.
+ */
+export const copyOut = (
+  client: pg.PoolClient,
+  statement: string,
+  onLine: (line: string) => void
+): Effect.Effect<number, SqlError> =>
+  Effect.async<number, SqlError>((resume) => {
+    const stream = client.query(copyTo(statement))
+    let rest = ""
+    let count = 0
+    stream.setEncoding("utf8")
+    stream.on("data", (chunk: string) => {
+      const text = rest + chunk
+      let from = 0
+      for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", from)) {
+        onLine(text.slice(from, at))
+        count += 1
+        from = at + 1
+      }
+      rest = text.slice(from)
+    })
+    stream.once("error", (cause: Error) => resume(Effect.fail(new SqlError({ cause, message: "COPY TO failed" }))))
+    stream.once("end", () => resume(Effect.succeed(count)))
+  })

@@ -3,7 +3,8 @@ import { Chunk, Effect, Either, ParseResult, Schema, SchemaAST, Stream } from "e
 import { csvErrorLine, csvSyntaxError } from "../../Csv/Syntax.ts"
 import { ProviderError } from "../../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../../Domain/Roster.ts"
-import type { FeedItem } from "../RosterProvider.ts"
+import { digestCells, seedOf } from "../../Domain/Digest.ts"
+import type { FeedItem, RawItem } from "../RosterProvider.ts"
 import type { CsvLimits } from "./CsvLimits.ts"
 import { defaultCsvLimits, EXTRA_FIELDS, showBytes } from "./CsvLimits.ts"
 import type { CsvSource } from "./CsvSource.ts"
@@ -26,7 +27,40 @@ export const csvFeedItems = <K extends EntityKind, Row>(
   source: CsvSource,
   spec: CsvFileSpec<K, Row>,
   limits: CsvLimits
-): Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError> =>
+): Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError> => csvRows(source, spec, limits, (decoder) => decoder)
+
+/**
+ * The same records as `csvFeedItems`, not yet decoded: each with the digest of the cells
+ * the mapping reads (in the mapping's column order, so a reordered header changes
+ * nothing) and of whether the row's width matches the header's. `version` names the
+ * mapping (`CSV_MAPPING_VERSION`); the bounds are the same, the decoding happens only
+ * when the reconcile asks for it.
+ */
+export const csvRawItems = <K extends EntityKind, Row>(
+  source: CsvSource,
+  spec: CsvFileSpec<K, Row>,
+  limits: CsvLimits,
+  version: string
+): Stream.Stream<RawItem<EntityRecord[K]>, ProviderError> => {
+  const seed = seedOf(`${version}|${spec.file}`)
+  return csvRows(source, spec, limits, (decoder) => (header, raw, line) => {
+    const width = raw.length
+    const cells: Array<string> = []
+    for (const [, index] of header.positions) cells.push(index >= 0 && index < width ? raw[index]! : "")
+    cells.push(width === header.width ? "" : `${width}/${header.width}`)
+    const { hi, lo } = digestCells(seed, cells)
+    return { hi, lo, line, decode: () => decoder(header, raw, line) }
+  })
+}
+
+type RowDecoder<K extends EntityKind> = (header: HeaderIndex, raw: RawRow, line: number) => FeedItem<EntityRecord[K]>
+
+const csvRows = <K extends EntityKind, Row, Out>(
+  source: CsvSource,
+  spec: CsvFileSpec<K, Row>,
+  limits: CsvLimits,
+  make: (decoder: RowDecoder<K>) => (header: HeaderIndex, raw: RawRow, line: number) => Out
+): Stream.Stream<Out, ProviderError> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const input = yield* source.open(spec.file)
     // Empty lines are kept (and skipped below) so that line numbers can be counted without
@@ -39,12 +73,12 @@ export const csvFeedItems = <K extends EntityKind, Row>(
         input.destroy()
       })
     )
-    const decoder = makeRowDecoder(spec)
+    const item = make(makeRowDecoder(spec))
     const lines = lineCounter()
     let header: HeaderIndex | undefined
     return Stream.fromAsyncIterable(drainBatches(parser), (cause) => csvFileError(cause, spec.file, limits)).pipe(
       Stream.mapEffect((batch) => {
-        const out: Array<FeedItem<EntityRecord[K]>> = []
+        const out: Array<Out> = []
         for (const row of batch) {
           const line = lines(row)
           if (row.length === 1 && row[0] === "") continue // an empty line
@@ -64,7 +98,7 @@ export const csvFeedItems = <K extends EntityKind, Row>(
               })
             )
           }
-          out.push(decoder(header, row, line))
+          out.push(item(header, row, line))
         }
         return Effect.succeed(Chunk.unsafeFromArray(out))
       }),

@@ -9,6 +9,14 @@ import { Bool, Enum, List, OptionalDate, OptionalEnum, OptionalText, RequiredDat
  * numbers, race flags, gradebook files, vendor `metadata.*` columns) are ignored, and
  * never stored.
  */
+/**
+ * The version of this mapping, part of every record's digest (src/Reconcile/Digests.ts).
+ * Bump it with any change that makes the same cells decode differently — a column read or
+ * renamed, a default, a normalisation in Columns.ts — so that the next run of every
+ * district compares in full instead of trusting digests made by the old code.
+ */
+export const CSV_MAPPING_VERSION = "oneroster-1.1-csv/1"
+
 export interface CsvFileSpec<K extends EntityKind, Row> {
   readonly kind: K
   readonly file: string

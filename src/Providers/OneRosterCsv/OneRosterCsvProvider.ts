@@ -4,11 +4,11 @@ import { CsvSettings } from "../../Domain/District.ts"
 import { InvalidDistrict, ModeNotAvailable, ProviderError } from "../../Domain/Errors.ts"
 import { EntityKinds } from "../../Domain/Roster.ts"
 import type { Feed, Feeds, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
-import { csvFeedItems } from "./CsvFeed.ts"
+import { csvFeedItems, csvRawItems } from "./CsvFeed.ts"
 import type { CsvLimits } from "./CsvLimits.ts"
 import { defaultCsvLimits } from "./CsvLimits.ts"
 import { openCsvSource } from "./CsvSource.ts"
-import { CsvFiles } from "./Files.ts"
+import { CSV_MAPPING_VERSION, CsvFiles } from "./Files.ts"
 import { readManifest } from "./Manifest.ts"
 
 /**
@@ -78,7 +78,9 @@ export const oneRosterCsvSnapshot = (district: District, request: SyncRequest, l
         return {
           mode: request === "delta" ? "delta" : mode,
           name: spec.file,
-          items: csvFeedItems(source, spec as never, limits)
+          items: csvFeedItems(source, spec as never, limits),
+          raw: csvRawItems(source, spec as never, limits, CSV_MAPPING_VERSION),
+          digestVersion: CSV_MAPPING_VERSION
         } as unknown as Feed<any>
       })
 

@@ -1,0 +1,177 @@
+import { SqlClient } from "@effect/sql"
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import type { DistrictId } from "../../src/Domain/District.ts"
+import { Sync } from "../../src/Reconcile/SyncRun.ts"
+import { RosterStore } from "../../src/Store/RosterStore.ts"
+import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
+import { SyncTestLayer } from "../support/Layers.ts"
+
+/**
+ * Record digests (src/Reconcile/Digests.ts): an unchanged record's staging row comes from
+ * the store, and every reason not to trust the store makes a full comparison.
+ *
+ * To see which path a run took, the tests tamper with a stored staging row (a given name
+ * `Sam` becomes `Zed`): a run that restores from the store applies `Zed`, a run that
+ * decodes the file applies `Sam`. No real run ever sees such a row; it stands for "this
+ * record was not decoded".
+ */
+
+const DISTRICT = "digests"
+
+const syncNow = (options: { readonly digests?: boolean } = {}) =>
+  Effect.flatMap(Sync, (sync) => sync.run(DISTRICT, { request: "auto", trigger: "test", ...options }))
+
+const givenName = (sourceId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* sql<{ readonly givenName: string }>`
+      SELECT given_name FROM users WHERE district_id = ${DISTRICT} AND source_id = ${sourceId}`
+    return row?.givenName
+  })
+
+/** Changes the stored staging row of the user named `from` (see above). */
+const tamper = (from: string, to: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql`
+      UPDATE roster_digests SET staged = replace(staged, ${from}, ${to})
+      WHERE district_id = ${DISTRICT} AND kind = 'users' AND staged LIKE ${`%,${from},%`} RETURNING 1`
+    assert.strictEqual(rows.length, 1)
+  })
+
+const digestSet = (kind: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* sql<{ readonly entries: string; readonly version: string; readonly stored: string }>`
+      SELECT s.entries::text, s.version,
+             (SELECT count(*) FROM roster_digests d WHERE d.district_id = s.district_id AND d.kind = s.kind)::text AS stored
+      FROM roster_digest_sets s WHERE s.district_id = ${DISTRICT} AND s.kind = ${kind}`
+    return row
+  })
+
+layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("record digests", (it) => {
+  const district = tempDir()
+  writeSmallDistrict(district.dir)
+
+  it.effect("a first sync stores a digest per record; a no-op resync restores every staging row from the store", () =>
+    Effect.gen(function*() {
+      const store = yield* RosterStore
+      yield* store.addDistrict({
+        id: DISTRICT as DistrictId,
+        name: DISTRICT,
+        provider: "oneroster-csv",
+        timezone: "America/Chicago",
+        settings: { path: district.dir }
+      })
+      const first = yield* syncNow()
+      assert.strictEqual(first.status, "succeeded")
+      // A first run has nothing to compare with: no note.
+      assert.deepStrictEqual(first.notes, [])
+      assert.deepStrictEqual(yield* digestSet("users"), { entries: "5", version: (yield* digestSet("users"))!.version, stored: "5" })
+      assert.deepStrictEqual((yield* digestSet("enrollments"))?.stored, "5")
+
+      yield* tamper("Sam", "Zed")
+      const second = yield* syncNow()
+      assert.deepStrictEqual(second.notes, [])
+      assert.deepStrictEqual(second.counts.users, { created: 0, updated: 1, deactivated: 0, unchanged: 4 })
+      assert.strictEqual(yield* givenName("s-1"), "Zed")
+    }))
+
+  it.effect("a changed record is decoded: its new digest is stored, the old one dropped (bulk feed)", () =>
+    Effect.gen(function*() {
+      const users = readRows(district.dir, "users").map((u) => u.sourcedId === "s-1" ? { ...u, givenName: "Samuel" } : u)
+      writeCsv(district.dir, "users", users)
+      const summary = yield* syncNow()
+      assert.strictEqual(yield* givenName("s-1"), "Samuel")
+      assert.deepStrictEqual(summary.counts.users, { created: 0, updated: 1, deactivated: 0, unchanged: 4 })
+      const set = yield* digestSet("users")
+      assert.strictEqual(set?.entries, "5")
+      assert.strictEqual(set?.stored, "5")
+    }))
+
+  it.effect("a change of the district's rules compares in full, with a note", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* tamper("Samuel", "Zed")
+      yield* sql`UPDATE districts SET rules = '{"coTeacherLimit": 8}'::jsonb WHERE id = ${DISTRICT}`
+      const summary = yield* syncNow()
+      assert.strictEqual(yield* givenName("s-1"), "Samuel")
+      assert.deepStrictEqual(summary.counts.users, { created: 0, updated: 0, deactivated: 0, unchanged: 5 })
+      assert.strictEqual(summary.notes.length, 1)
+      assert.match(summary.notes[0]!, /^compared in full \(orgs, terms, courses, classes, users, demographics, enrollments\): the digests were made under another mapping, staging or rules version$/)
+      // Rewritten under the new version: the next run restores again.
+      yield* tamper("Samuel", "Zed")
+      yield* syncNow()
+      assert.strictEqual(yield* givenName("s-1"), "Zed")
+    }))
+
+  it.effect("digests made by another version of the provider's mapping are not used", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      // What a bumped CSV_MAPPING_VERSION looks like from the store: its sets name another version.
+      yield* sql`UPDATE roster_digest_sets SET version = replace(version, 'oneroster-1.1-csv/1', 'oneroster-1.1-csv/0')
+                 WHERE district_id = ${DISTRICT}`
+      const summary = yield* syncNow()
+      assert.strictEqual(yield* givenName("s-1"), "Samuel")
+      assert.match(summary.notes.join("; "), /another mapping, staging or rules version/)
+    }))
+
+  it.effect("missing digests (an unlogged table emptied by a crash) compare in full, with a note", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* tamper("Samuel", "Zed")
+      yield* sql`DELETE FROM roster_digests WHERE district_id = ${DISTRICT}`
+      yield* sql`DELETE FROM roster_digest_sets WHERE district_id = ${DISTRICT}`
+      const summary = yield* syncNow()
+      assert.strictEqual(yield* givenName("s-1"), "Samuel")
+      assert.match(summary.notes.join("; "), /compared in full \(.*users.*\): no digests stored/)
+      assert.strictEqual((yield* digestSet("users"))?.stored, "5")
+    }))
+
+  it.effect("digests that do not add up to their count and checksum are discarded, with a note", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* tamper("Samuel", "Zed")
+      yield* sql`DELETE FROM roster_digests WHERE district_id = ${DISTRICT} AND kind = 'users' AND staged LIKE '%,Theo,%'`
+      const summary = yield* syncNow()
+      assert.strictEqual(yield* givenName("s-1"), "Samuel")
+      assert.deepStrictEqual(summary.notes, ["compared in full (users): the stored digests did not add up (count or checksum): discarded"])
+      assert.strictEqual((yield* digestSet("users"))?.stored, "5")
+    }))
+
+  it.effect("a stored staging row that does not parse fails the run without its values, and the next run compares in full", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`UPDATE roster_digests SET staged = '(not a row' || staged
+                 WHERE district_id = ${DISTRICT} AND kind = 'users' AND staged LIKE '%,Samuel,%'`
+      const failed = yield* Effect.exit(syncNow())
+      assert.strictEqual(failed._tag, "Failure")
+      const [run] = yield* sql<{ readonly status: string; readonly error: string }>`
+        SELECT status, error FROM sync_runs WHERE district_id = ${DISTRICT} ORDER BY id DESC LIMIT 1`
+      assert.strictEqual(run?.status, "failed")
+      assert.match(run!.error, /the stored digests of users did not restore/)
+      assert.notMatch(run!.error, /Samuel|small\.example/)
+      const next = yield* syncNow()
+      assert.strictEqual(next.status, "succeeded")
+      assert.strictEqual(yield* givenName("s-1"), "Samuel")
+      assert.match(next.notes.join("; "), /no digests stored/)
+    }))
+
+  it.effect("with digests off every record is decoded, and the store is neither read nor written", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* tamper("Samuel", "Zed")
+      const [before] = yield* sql<{ readonly at: string }>`
+        SELECT max(updated_at)::text AS at FROM roster_digest_sets WHERE district_id = ${DISTRICT}`
+      const summary = yield* syncNow({ digests: false })
+      assert.deepStrictEqual(summary.notes, [])
+      assert.strictEqual(yield* givenName("s-1"), "Samuel")
+      const [after] = yield* sql<{ readonly at: string }>`
+        SELECT max(updated_at)::text AS at FROM roster_digest_sets WHERE district_id = ${DISTRICT}`
+      assert.strictEqual(after?.at, before?.at)
+      // The tampered row is still there: the next run with digests restores it.
+      yield* syncNow()
+      assert.strictEqual(yield* givenName("s-1"), "Zed")
+    }))
+})
