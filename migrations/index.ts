@@ -14,6 +14,7 @@ import rekey from "./0012_rekey.ts"
 import mergesFollowup from "./0013_merges_followup.ts"
 import adminScope from "./0014_admin_scope.ts"
 import digests from "./0015_digests.ts"
+import notifications from "./0017_notifications.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -35,7 +36,8 @@ const all = {
   "0012_rekey": rekey,
   "0013_merges_followup": mergesFollowup,
   "0014_admin_scope": adminScope,
-  "0015_digests": digests
+  "0015_digests": digests,
+  "0017_notifications": notifications
 }
 
 export const migrations = Migrator.fromRecord(all)

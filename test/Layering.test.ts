@@ -16,7 +16,7 @@ const LAYERS: ReadonlyArray<{ readonly folders: ReadonlyArray<string>; readonly 
   { folders: ["Config"], what: "settings: the config file and the environment" },
   { folders: ["Store", "Secrets", "Audit", "Metrics", "Csv"], what: "infrastructure: the database (and migrations/), sealed secrets, the audit log, the metric series, CSV syntax" },
   { folders: ["Providers", "Mail"], what: "the roster sources; mail delivery and the outbox" },
-  { folders: ["Reconcile"], what: "the sync pipeline and its rules" },
+  { folders: ["Reconcile", "Notify"], what: "the sync pipeline and its rules; operator notifications and webhooks" },
   { folders: ["Accounts"], what: "accounts, linking and activation (the sync's accounts step, through a port)" },
   { folders: ["Admins", "Classes", "Districts", "Report"], what: "features over accounts and runs" },
   { folders: ["Schedule"], what: "the daemon: slots, pauses, freshness" },

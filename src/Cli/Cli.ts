@@ -18,6 +18,7 @@ import { districtCommand } from "./DistrictCommands.ts"
 import { doctorCommand } from "./DoctorCommand.ts"
 import { cliExit } from "./Exit.ts"
 import { holdsCommand } from "./HoldCommands.ts"
+import { notifyCommand } from "./NotifyCommands.ts"
 import { outboxCommand } from "./OutboxCommands.ts"
 import { terminalConsole } from "./Output.ts"
 import { pauseCommand, pausesCommand, resumeCommand } from "./PauseCommands.ts"
@@ -107,6 +108,7 @@ const root = Command.make("rosterd").pipe(
     overDatabase(resumeCommand),
     overDatabase(pausesCommand),
     overDatabase(outboxCommand),
+    overDatabase(notifyCommand),
     overDatabase(secretsCommand),
     // Connects without migrating: a database behind is reported, not upgraded.
     doctorCommand(RosterProviderLive.pipe(Layer.provideMerge(SqlLive))).pipe(Command.provide(CommandLoggerLive)),

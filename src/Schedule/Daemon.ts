@@ -4,12 +4,14 @@ import { declaredDistricts } from "../Config/Districts.ts"
 import type { District } from "../Domain/District.ts"
 import { describeFailure } from "../Domain/Failure.ts"
 import { Outbox } from "../Mail/Outbox.ts"
+import { Notify } from "../Notify/Notify.ts"
 import { MailerLive } from "../Mail/SmtpMailer.ts"
 import { Retention } from "../Mail/Retention.ts"
 import type { HeldLease } from "../Reconcile/Lease.ts"
 import { DistrictLease } from "../Reconcile/Lease.ts"
 import { Sync } from "../Reconcile/SyncRun.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
+import { Freshness } from "./Freshness.ts"
 import { PauseNotices } from "./PauseNotices.ts"
 import { Pauses } from "./Pauses.ts"
 import type { StoredSlot } from "./Slots.ts"
@@ -84,6 +86,9 @@ export const DaemonWithoutDependencies = Layer.scopedDiscard(
     const leases = yield* DistrictLease
     const pauses = yield* Pauses
     const notices = yield* PauseNotices
+    // Optional, so the scheduler's unit tests need no doubles for them (DaemonLive provides both).
+    const notify = yield* Effect.serviceOption(Notify)
+    const freshness = yield* Effect.serviceOption(Freshness)
     const running = yield* FiberMap.make<string>()
     const stopping = yield* Ref.make(false)
 
@@ -194,6 +199,8 @@ export const DaemonWithoutDependencies = Layer.scopedDiscard(
         // The cause itself is not logged: a database error's text can quote a provider's value.
         if (Option.isNone(failure)) yield* Effect.logError("sync defect").pipe(Effect.annotateLogs({ cause: describeFailure(exit.cause).message }))
         const next = yield* place(district, yield* regularSlot(district, finished), 0)
+        // Announced once the retries are spent (src/Notify: once per run, whichever replica).
+        if (Option.isSome(notify)) yield* notify.value.runFailed(district.id, seen.attempt + 1)
         yield* Effect.logWarning("sync failed; no more retries: waiting for the next slot").pipe(
           Effect.annotateLogs({ error: reason, next: next.at.toISOString() })
         )
@@ -277,6 +284,17 @@ export const DaemonWithoutDependencies = Layer.scopedDiscard(
     yield* poll.pipe(Effect.flatMap(Effect.sleep), Effect.forever, Effect.forkScoped)
     yield* sendNotices.pipe(Effect.repeat(Schedule.spaced(config.noticeCheck)), Effect.forkScoped)
     yield* Effect.forkScoped(outbox.run)
+    // Notifications (src/Notify): held runs, decisions, reviews found in the store, webhooks
+    // delivered; and each district's freshness, whose changes are announced (stale, recovered).
+    if (Option.isSome(notify) && Option.isSome(freshness)) {
+      const { value: notifier } = notify
+      const { value: fresh } = freshness
+      yield* Effect.forkScoped(notifier.run)
+      const lookAtFreshness = Effect.gen(function*() {
+        for (const s of yield* fresh.status()) yield* notifier.freshness(s.district, s.stale)
+      }).pipe(Effect.catchAllCause((cause) => Effect.logError("could not look at the districts' freshness", cause)))
+      yield* lookAtFreshness.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(notifier.settings.pollSeconds))), Effect.forkScoped)
+    }
     // Retention (src/Mail/Retention.ts): delivered mail, old spool files, decided holds' values.
     yield* Effect.forkScoped(retention.run)
 
@@ -314,6 +332,8 @@ export const DaemonWithoutDependencies = Layer.scopedDiscard(
 export const DaemonLive = DaemonWithoutDependencies.pipe(
   Layer.provide(Layer.mergeAll(
     Outbox.Default.pipe(Layer.provide(MailerLive)),
+    Notify.Default,
+    Freshness.Default,
     Retention.Default,
     Slots.Default,
     DistrictLease.Default,
