@@ -4,7 +4,10 @@ import { SqlClient } from "@effect/sql"
 import { Config, Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { latestMigration } from "../../migrations/index.ts"
+import { HttpAuth } from "./Auth.ts"
 import { scrape } from "./MetricsScrape.ts"
+import { StatusPageData } from "./StatusPage/Data.ts"
+import { StatusPageRoutes } from "./StatusPage/Routes.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
 import { Freshness } from "../Schedule/Freshness.ts"
 
@@ -13,7 +16,8 @@ import { Freshness } from "../Schedule/Freshness.ts"
  * - `GET /healthz` — the process is alive (no dependencies; for liveness probes);
  * - `GET /readyz` — the database answers and carries the newest migration;
  * - `GET /status` — the status contract (README "Status"), the same JSON as `rosterd status --json`;
- * - `GET /metrics` — Prometheus text format (src/Metrics); 503 with one line when the database fails.
+ * - `GET /metrics` — Prometheus text format (src/Metrics); 503 with one line when the database fails;
+ * - `GET /`, `GET /districts/<id>` — the status page for people (src/Http/StatusPage).
  * Responses carry source IDs and counts only: no personal data, no versions, no stack traces.
  */
 
@@ -25,7 +29,8 @@ const readiness = Effect.gen(function*() {
   return (rows[0]?.latest ?? 0) >= latestMigration
 })
 
-export const HttpRoutes = HttpRouter.empty.pipe(
+/** Probes: open even when `rosterd.http.auth` is set. */
+const ProbeRoutes = HttpRouter.empty.pipe(
   HttpRouter.get("/healthz", HttpServerResponse.json({ status: "ok" }, noStore)),
   HttpRouter.get(
     "/readyz",
@@ -38,7 +43,11 @@ export const HttpRoutes = HttpRouter.empty.pipe(
       ),
       Effect.catchAll(() => HttpServerResponse.json({ status: "not ready", reason: "database unreachable" }, { ...noStore, status: 503 }))
     )
-  ),
+  )
+)
+
+/** What monitoring reads: behind `rosterd.http.auth` when it is set. */
+const MonitoringRoutes = HttpRouter.empty.pipe(
   HttpRouter.get(
     "/status",
     Effect.flatMap(Freshness, (freshness) => freshness.status()).pipe(
@@ -64,6 +73,18 @@ export const HttpRoutes = HttpRouter.empty.pipe(
   )
 )
 
+/** The JSON endpoints, open (what the endpoint tests serve). */
+export const HttpRoutes = HttpRouter.concat(ProbeRoutes, MonitoringRoutes)
+
+/**
+ * Everything the daemon serves: the probes, and behind `rosterd.http.auth` (when set) the
+ * JSON endpoints and the status page (src/Http/StatusPage: `GET /`, `GET /districts/<id>`).
+ */
+export const AllRoutes = Effect.map(HttpAuth, (auth) =>
+  HttpRouter.concat(ProbeRoutes, HttpRouter.concat(MonitoringRoutes, StatusPageRoutes).pipe(HttpRouter.use(auth.middleware))))
+
+const isLoopback = (host: string) => host === "localhost" || host === "::1" || host.startsWith("127.")
+
 /** The server on `rosterd.http.host`:`rosterd.http.port` (`ROSTERD_HTTP_HOST` / `ROSTERD_HTTP_PORT`), with the status service its routes read. */
 export const HttpLive = Layer.unwrapEffect(
   Effect.gen(function*() {
@@ -71,9 +92,13 @@ export const HttpLive = Layer.unwrapEffect(
     const port = yield* Config.port("port").pipe(Config.nested("http"), Config.nested("rosterd"), Config.withDefault(8080))
     // Process metrics (CPU, memory, event loop) from the start, not from the first scrape.
     yield* Effect.flatMap(Metrics, (metrics) => metrics.collectProcessMetrics)
-    return HttpServer.serve(HttpRoutes, HttpMiddleware.withLoggerDisabled).pipe(
+    const auth = yield* HttpAuth
+    if (!auth.required && !isLoopback(host)) {
+      yield* Effect.logWarning("the HTTP endpoints and the status page are served beyond loopback without rosterd.http.auth").pipe(Effect.annotateLogs({ host }))
+    }
+    return HttpServer.serve(yield* AllRoutes, HttpMiddleware.withLoggerDisabled).pipe(
       HttpServer.withLogAddress,
       Layer.provide(NodeHttpServer.layer(() => createServer({ requestTimeout: 10_000 }), { port, host }))
     )
   })
-).pipe(Layer.provide(Freshness.Default))
+).pipe(Layer.provide(Layer.mergeAll(Freshness.Default, StatusPageData.Default, HttpAuth.Default)))
