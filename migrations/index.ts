@@ -15,6 +15,7 @@ import mergesFollowup from "./0013_merges_followup.ts"
 import adminScope from "./0014_admin_scope.ts"
 import digests from "./0015_digests.ts"
 import notifications from "./0017_notifications.ts"
+import undo from "./0018_undo.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -37,7 +38,8 @@ const all = {
   "0013_merges_followup": mergesFollowup,
   "0014_admin_scope": adminScope,
   "0015_digests": digests,
-  "0017_notifications": notifications
+  "0017_notifications": notifications,
+  "0018_undo": undo
 }
 
 export const migrations = Migrator.fromRecord(all)

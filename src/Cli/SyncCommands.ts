@@ -8,7 +8,8 @@ import { RosterStore } from "../Store/RosterStore.ts"
 import { type ChangeGroup, changesRetentionDays, type RunRecord, Runs } from "../Store/Runs.ts"
 import { describeTripped } from "./HoldCommands.ts"
 import { SyncDeferred } from "./Exit.ts"
-import { districtArg, jsonOption } from "./Options.ts"
+import { byOption, districtArg, jsonOption } from "./Options.ts"
+import { RunUndo } from "../Districts/Undo.ts"
 import { Stdio } from "./Stdio.ts"
 import { countsTable, json, localTime, table, terminalProgress, when } from "./Output.ts"
 import { Freshness } from "../Schedule/Freshness.ts"
@@ -178,10 +179,42 @@ const printChanges = (run: RunRecord, asJson: boolean) =>
     if (view.some((g) => g.count > SHOWN_IDS)) yield* Console.log("every source ID: --json")
   })
 
+/** `runs undo <run>`: what a run applied, turned back (src/Districts/Undo.ts). */
+const undoCommand = Command.make(
+  "undo",
+  {
+    run: Args.integer({ name: "run" }).pipe(Args.withDescription("the run to undo (see rosterd runs <district>)")),
+    by: byOption("who undoes it (recorded in the audit log)"),
+    reason: Options.text("reason").pipe(Options.withDescription("why (recorded in the audit log)"), Options.optional),
+    dryRun: Options.boolean("dry-run").pipe(Options.withDescription("show what the undo would do, and change nothing")),
+    json: jsonOption
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const undo = yield* RunUndo
+      const outcome = yield* undo.undo(args.run, { by: args.by, reason: Option.getOrNull(args.reason), dryRun: args.dryRun })
+      if (args.json) return yield* json(outcome)
+      yield* Console.log(`${outcome.dryRun ? "would undo" : "undone"}: run ${outcome.runId} of ${outcome.districtId}`)
+      yield* Console.log(table(
+        ["kind", "created → deactivated", "deactivated → active", "updated → restored", "changed since: skipped"],
+        outcome.counts.map((c) => [c.kind, c.deactivated, c.reactivated, c.restored, c.stale])
+      ))
+      if (outcome.enrollmentsEnded > 0) yield* Console.log(`${outcome.enrollmentsEnded} open enrollments ended with the people and classes deactivated`)
+      if (outcome.stale.length > 0) {
+        yield* Console.log(`skipped, changed since the run (kind source-id): ${outcome.stale.slice(0, 20).map((s) => `${s.kind} ${s.sourceId}`).join(", ")}${outcome.stale.length > 20 ? ` (+${outcome.stale.length - 20} more: --json)` : ""}`)
+      }
+      if (!outcome.dryRun) yield* Console.log("accounts and links are not undone; pause the district until its source is fixed, or the next sync applies it again")
+    })
+).pipe(
+  Command.withDescription("undo a run: deactivate what it created, reactivate what it deactivated, restore what it updated (records changed since are skipped)"),
+  Command.provide(RunUndo.Default)
+)
+
 export const runsCommand = Command.make(
   "runs",
   {
-    district: districtArg,
+    // Optional only so that `runs undo <run>` parses (a parent's argument comes before its subcommand).
+    district: districtArg.pipe(Args.optional),
     run: Options.integer("run").pipe(Options.withDescription("show one run with its findings"), Options.optional),
     changes: Options.boolean("changes").pipe(
       Options.withDescription("with --run: the run's record-level change list (source IDs and changed field names)")
@@ -193,7 +226,8 @@ export const runsCommand = Command.make(
     Effect.gen(function*() {
       const store = yield* RosterStore
       const history = yield* Runs
-      const district = yield* store.getDistrict(args.district)
+      if (Option.isNone(args.district)) return yield* Effect.fail(new Error("which district? rosterd runs <district> (or rosterd runs undo <run>)"))
+      const district = yield* store.getDistrict(args.district.value)
       if (Option.isSome(args.run)) {
         const run = yield* history.get(args.run.value)
         if (Option.isNone(run) || run.value.districtId !== district.id) {
@@ -237,5 +271,6 @@ export const runsCommand = Command.make(
     })
 ).pipe(
   Command.withDescription("a district's run history, one run with its findings (--run), or its change list (--run --changes)"),
-  Command.provide(Layer.mergeAll(RosterStore.Default, Runs.Default))
+  Command.provide(Layer.mergeAll(RosterStore.Default, Runs.Default)),
+  Command.withSubcommands([undoCommand])
 )

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { type ChangeGroup, changesRetentionDays } from "../Store/Runs.ts"
+import type { ApplyContext } from "./Apply.ts"
 import { planTable } from "./Apply.ts"
 import { Entities } from "./Entities.ts"
 
@@ -34,6 +35,32 @@ export const changeList = Effect.gen(function*() {
   return rows
 })
 
+/**
+ * Before-values for undo (src/Districts/Undo.ts): for each record of the kind the run is about
+ * to update or deactivate (what the gate let through), its row id and the values its changed
+ * fields have now — with `deactivated_at` and `deactivation_reason` when the update
+ * reactivates it. Runs between the gate and the writes (SyncRun wraps the gate hook with it),
+ * one statement over the updated and deactivated rows only: a first sync or a no-op run
+ * writes nothing here. Personal values: `run_change_values` is the app's only, and pruned
+ * with the change lists.
+ */
+export const keepBeforeValues = (kind: PlanKind, context: ApplyContext) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const table = kind === "enrollments" ? "enrollments" : Entities[kind].table!
+    yield* sql.unsafe(
+      `INSERT INTO run_change_values (run_id, district_id, kind, action, live_id, before)
+       SELECT $1, $2, $3, p.action, p.live_id,
+              CASE WHEN p.action = 'update' THEN coalesce((
+                SELECT jsonb_object_agg(f, j.row -> f)
+                FROM unnest(coalesce(p.fields, '{}') || CASE WHEN 'active' = ANY (p.fields) THEN ARRAY['deactivated_at', 'deactivation_reason'] ELSE '{}'::text[] END) f
+              ), '{}') ELSE '{}' END
+       FROM ${planTable(kind)} p JOIN ${table} l ON l.id = p.live_id CROSS JOIN LATERAL (SELECT to_jsonb(l) AS row) j
+       WHERE p.action IN ('update', 'deactivate') AND NOT p.held`,
+      [context.runId, context.districtId, kind]
+    )
+  }).pipe(Effect.withSpan("ChangeList.keepBeforeValues", { attributes: { kind } }))
+
 /** Stores the run's change list, and prunes lists older than the retention period. */
 export const recordChanges = (runId: number, districtId: string) =>
   Effect.gen(function*() {
@@ -45,4 +72,6 @@ export const recordChanges = (runId: number, districtId: string) =>
       [runId, districtId]
     )
     yield* sql`DELETE FROM run_changes WHERE created_at < now() - make_interval(days => ${days})`
+    // The before-values go with them: an undo needs both, and personal values are kept no longer.
+    yield* sql`DELETE FROM run_change_values WHERE created_at < now() - make_interval(days => ${days})`
   }).pipe(Effect.withSpan("ChangeList.recordChanges"))

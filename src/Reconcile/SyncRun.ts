@@ -17,7 +17,7 @@ import { Runs } from "../Store/Runs.ts"
 import { onConnection, rawClient } from "../Store/Session.ts"
 import type { ApplyContext, HeldCounts } from "./Apply.ts"
 import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
-import { changeList, recordChanges } from "./ChangeList.ts"
+import { changeList, keepBeforeValues, recordChanges } from "./ChangeList.ts"
 import { Entities, stageTable } from "./Entities.ts"
 import type { FindingsContext } from "./Findings.ts"
 import { checkStaged } from "./Findings.ts"
@@ -290,7 +290,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             mode,
             context,
             kind === "users" ? modes.demographics : null,
-            gateKeyed(kind, context, rules.gate, tripped, schoolJudging(rules))
+            gateKeyed(kind, context, rules.gate, tripped, schoolJudging(rules)).pipe(Effect.tap(keepBeforeValues(kind, context)))
           )
           counts[countsKey[kind]] = result.counts
           noteHeld(countsKey[kind], result.held)
@@ -316,7 +316,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             modes.enrollments,
             context,
             files.enrollments ?? "enrollments",
-            gateEnrollments(context, rules.gate, tripped, schoolJudging(rules))
+            gateEnrollments(context, rules.gate, tripped, schoolJudging(rules)).pipe(Effect.tap(keepBeforeValues("enrollments", context)))
           )
           counts.enrollments = result.counts
           noteHeld("enrollments", result.held)

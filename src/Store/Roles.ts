@@ -132,6 +132,8 @@ export const GRANTS: ReadonlyArray<GrantRow> = [
   table("rekeys", NONE, "re-keys applied (who, when, counts)"),
   table("rekey_records", NONE, "each record a re-key rewrote: old and new source ID"),
   table("run_changes", NONE, "per-run change lists"),
+  table("run_change_values", NONE, "before-values of what a run updated or deactivated (personal data: the app only)"),
+  table("run_undos", NONE, "runs undone: who, when, counts, stale records"),
   table("roster_digest_sets", NONE, "per district and kind: the version, count and checksum of the record digests"),
   table("roster_digests", NONE, "record digests and the staging rows they produced (personal data: the app only)"),
   table("outbox", NONE, "queued mail: recipients, bodies, sealed links"),
