@@ -64,6 +64,11 @@ const add = Command.make(
       Options.optional
     ),
     pageSize: Options.integer("page-size").pipe(Options.withDescription("clever, oneroster-rest: records per page, 1-10000 (default 1000)"), Options.optional),
+    // Not `--version`: @effect/cli keeps that name for its own (it prints rosterd's version, wherever it stands).
+    version: Options.choice("oneroster-version", ["1.1", "1.2"]).pipe(
+      Options.withDescription("oneroster-rest: the OneRoster version the server speaks (default 1.1; 1.2 reads /ims/oneroster/rostering/v1p2)"),
+      Options.optional
+    ),
     name: Options.text("name").pipe(Options.withDescription("display name (default: the id)"), Options.optional),
     timezone: Options.text("timezone").pipe(Options.withDescription("IANA time zone of the district (default UTC)"), Options.withDefault("UTC")),
     rulesFile: Options.text("rules-file").pipe(
@@ -185,6 +190,7 @@ const oneRosterRestSettings = (args: {
   readonly clientSecretEnv: Option.Option<string>
   readonly scope: Option.Option<string>
   readonly tokenAuth: Option.Option<"basic" | "body">
+  readonly version: Option.Option<"1.1" | "1.2">
   readonly baseUrl: Option.Option<string>
   readonly keyFile: Option.Option<string>
   readonly keyEnv: Option.Option<string>
@@ -216,6 +222,7 @@ const oneRosterRestSettings = (args: {
         clientSecretEnv: Option.getOrUndefined(args.clientSecretEnv),
         scope: Option.getOrUndefined(args.scope),
         tokenAuth: Option.getOrUndefined(args.tokenAuth),
+        version: Option.getOrUndefined(args.version),
         pageSize: Option.getOrUndefined(args.pageSize)
       })
     }
@@ -235,6 +242,7 @@ const oneRosterRestSettings = (args: {
       keyEnv: Option.getOrUndefined(args.keyEnv),
       secretFile: yield* existingFile(args.secretFile, "secret-file"),
       secretEnv: Option.getOrUndefined(args.secretEnv),
+      version: Option.getOrUndefined(args.version),
       pageSize: Option.getOrUndefined(args.pageSize)
     })
   })

@@ -100,6 +100,8 @@ export type UserRole =
  * - `identifier` — OneRoster `identifier` (usually the SIS id).
  * - `sis_id`, `state_id`, `student_number`, `teacher_number`, `staff_id` — Clever's
  *   role records.
+ * - `profile` — a OneRoster 1.2 `userProfiles[]` entry: `profileId` as the value, the
+ *   `vendorId` (with `/applicationId` when given) as its type.
  * - `legacy_source_id` — an earlier source ID the provider still names: OneRoster
  *   `metadata.<ns>.legacysourceId` (`type` = `<ns>`, e.g. `ic` for Infinite Campus), Clever's
  *   role `legacy_id` (`type` = `clever`). What re-key detection matches on.
@@ -115,6 +117,7 @@ export type IdentityKind =
   | "student_number"
   | "teacher_number"
   | "staff_id"
+  | "profile"
   | "legacy_source_id"
 
 /** Identity kinds a sign-in carries (`rosterd_resolve_login`, account linking by identity). */
@@ -144,6 +147,17 @@ export interface User {
   readonly grades: ReadonlyArray<string>
   /** Every identity the provider gives beside `sourceId` (see `IdentityKind`); each once. */
   readonly identities: ReadonlyArray<UserIdentity>
+  /**
+   * OneRoster 1.2 only (absent elsewhere, stored empty): the names the person goes by
+   * (`preferredFirstName`/`preferredLastName`; README "OneRoster 1.2", the display-name rule),
+   * the `primaryOrg`, and each role at its org as `role:orgSourceId` (a teacher at one school
+   * and an administrator at another is one user with both; `roster_admins` scopes the
+   * administrator to its own orgs).
+   */
+  readonly preferredGivenName?: string | null
+  readonly preferredFamilyName?: string | null
+  readonly primaryOrgSourceId?: string | null
+  readonly orgRoles?: ReadonlyArray<string>
 }
 
 export type EnrollmentRole = "student" | "teacher" | "administrator" | "aide" | "guardian" | "parent" | "proctor" | "relative"

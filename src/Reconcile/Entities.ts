@@ -120,7 +120,12 @@ export const Entities: { readonly [K in EntityKind]: EntitySpec<K> } = {
       col("email", "text", (r) => r.email),
       col("org_source_ids", "text[]", (r) => r.orgSourceIds),
       col("grades", "text[]", (r) => r.grades),
-      col("grade_levels", "text[]", (r) => normalizeGrades(r.grades))
+      col("grade_levels", "text[]", (r) => normalizeGrades(r.grades)),
+      // OneRoster 1.2 (migrations/0016): empty for the other sources.
+      col("preferred_given_name", "text", (r) => r.preferredGivenName ?? null),
+      col("preferred_family_name", "text", (r) => r.preferredFamilyName ?? null),
+      col("primary_org_source_id", "text", (r) => r.primaryOrgSourceId ?? null),
+      col("org_roles", "text[]", (r) => r.orgRoles ?? [])
     ],
     staged: [col("identities", "text[]", (r) => encodeIdentities(r.identities))]
   },

@@ -13,6 +13,7 @@ import type { ProviderState } from "../../Store/Runs.ts"
 import type { Feed, FeedItem, Feeds, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
 import { encodeQuery, sign } from "./OAuth1.ts"
 import { type ClientCredentials, makeTokenCache, oauth2Authorization, type TokenCache } from "./OAuth2.ts"
+import { UserRecord12, userOfJson } from "./OneRoster12Mapping.ts"
 import * as Map from "./OneRosterMapping.ts"
 import {
   AcademicSessionRecord,
@@ -61,6 +62,8 @@ export const OneRosterRestSettings = Schema.Struct({
   scope: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
   /** Where the token request carries the client secret: HTTP Basic (RFC 6749's default) or the form body. */
   tokenAuth: Schema.optionalWith(Schema.Literal("basic", "body"), { default: () => "basic" as const }),
+  /** The OneRoster version the server speaks: 1.1 (`/ims/oneroster/v1p1`) or 1.2 (`/ims/oneroster/rostering/v1p2`, OneRoster12Mapping.ts). */
+  version: Schema.optionalWith(Schema.Literal("1.1", "1.2"), { default: () => "1.1" as const }),
   pageSize: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 10_000)), { default: () => 1000 }),
   /** Requests in flight at once for this district. */
   concurrency: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 5)), { default: () => 5 }),
@@ -71,6 +74,8 @@ export const OneRosterRestSettings = Schema.Struct({
 export type OneRosterRestSettings = typeof OneRosterRestSettings.Type
 
 const API = "/ims/oneroster/v1p1"
+const API_12 = "/ims/oneroster/rostering/v1p2"
+const apiOf = (settings: { readonly version: "1.1" | "1.2" }) => (settings.version === "1.2" ? API_12 : API)
 /** A delta asks from a little before the last run started: clocks differ; replays are harmless. */
 const WATERMARK_MARGIN_MS = 5 * 60_000
 
@@ -134,6 +139,9 @@ const COLLECTIONS = {
   enrollments: collection("enrollments", "enrollments", "enrollments", EnrollmentRecord, Map.enrollment)
 } as const
 
+/** OneRoster 1.2: users carry `roles[]`, `primaryOrg`, preferred names and profiles; the rest reads as 1.1. */
+const COLLECTIONS_12 = { ...COLLECTIONS, users: collection("users", "users", "users", UserRecord12, userOfJson) } as const
+
 /** Which count of the last full sync a collection's cap grows from. */
 const COUNT_OF: { readonly [K in EntityKind]: CountKind } = {
   orgs: "schools",
@@ -162,7 +170,7 @@ const listCollection = <K extends EntityKind>(
   lastCount: number | undefined
 ): Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError> => {
   const Page = pageOf(spec.key)
-  const endpoint = `${API}/${spec.path}`
+  const endpoint = `${apiOf(settings)}/${spec.path}`
   const listing = `GET ${endpoint}`
   const url = (offset: number, limit: number) =>
     `${endpoint}?${encodeQuery([["limit", String(limit)], ["offset", String(offset)], ...(filter === null ? [] : [["filter", filter] as const])])}`
@@ -359,9 +367,9 @@ const connect = (dependencies: OneRosterRestDependencies, tokens: TokenCache, di
 export const oneRosterRestProbe = (dependencies: OneRosterRestDependencies, tokens: TokenCache = makeTokenCache(dependencies)) => (district: District) =>
   Effect.gen(function*() {
     const { http, settings } = yield* connect(dependencies, tokens, district)
-    yield* http.getJson(`${API}/orgs?limit=1`, Schema.Unknown)
+    yield* http.getJson(`${apiOf(settings)}/orgs?limit=1`, Schema.Unknown)
     const what = settings.auth === "bearer" ? "bearer token" : settings.auth === "oauth2" ? "OAuth 2.0 client credentials (a token from the token URL)" : "OAuth key and secret"
-    return `the ${what} open ${settings.baseUrl.replace(/\/+$/, "")}${API}/orgs`
+    return `the ${what} open ${settings.baseUrl.replace(/\/+$/, "")}${apiOf(settings)}/orgs`
   })
 
 /** `tokens`: OAuth 2.0 tokens live as long as the provider, so the daemon's runs share them until they expire. */
@@ -380,10 +388,11 @@ export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies, t
       else filter = `dateLastModified>'${new Date(state.lastSuccessAt.getTime() - WATERMARK_MARGIN_MS).toISOString().replace(/\.\d{3}Z$/, "Z")}'`
     }
     const mode = filter === null ? "bulk" : "delta"
+    const collections = settings.version === "1.2" ? COLLECTIONS_12 : COLLECTIONS
     const feed = <K extends EntityKind>(kind: K): Feed<EntityRecord[K]> => ({
       mode,
-      name: `GET ${API}/${COLLECTIONS[kind].path}`,
-      items: listCollection(http, COLLECTIONS[kind] as unknown as Collection<K>, settings, filter, limits, lastCountOf(state.lastFullCounts, COUNT_OF[kind]))
+      name: `GET ${apiOf(settings)}/${collections[kind].path}`,
+      items: listCollection(http, collections[kind] as unknown as Collection<K>, settings, filter, limits, lastCountOf(state.lastFullCounts, COUNT_OF[kind]))
     })
     const feeds: Feeds = {
       orgs: feed("orgs"),
@@ -396,7 +405,7 @@ export const oneRosterRestSnapshot = (dependencies: OneRosterRestDependencies, t
     }
     return {
       mode: mode === "bulk" ? "full" : "delta",
-      description: `OneRoster 1.1 REST ${base} (${AUTH_NAMES[settings.auth]})` +
+      description: `OneRoster ${settings.version} REST ${base} (${AUTH_NAMES[settings.auth]})` +
         (filter === null ? ", full listing" : `, changes since ${filter.slice("dateLastModified>".length)}`),
       feeds,
       notes

@@ -72,6 +72,22 @@ describe("rosterd with an OAuth 2.0 OneRoster district", () => {
     expect(outputs).not.toMatch(/Bearer [A-Za-z0-9_-]{20,}|access_token/)
   })
 
+  it("an OAuth 2.0 district speaking OneRoster 1.2 (--oneroster-version 1.2) syncs through /ims/oneroster/rostering/v1p2", async () => {
+    const added = await cli.rosterd([
+      "district", "add", "ic12", "--provider", "oneroster-rest", "--base-url", fake.baseUrl, "--oneroster-version", "1.2",
+      "--token-url", fake.tokenUrl, "--client-id-file", file("id12", ID), "--client-secret-env", "IC_SECRET", "--scope", "roster-core.readonly"
+    ])
+    expect(added.stderr).toBe("")
+    expect(added.code).toBe(0)
+    expect(JSON.parse((await cli.rosterd(["district", "show", "ic12", "--json"])).stdout).settings.version).toBe("1.2")
+    fake.requests.length = 0
+    const sync = await cli.rosterd(["sync", "ic12"])
+    expect(sync.code).toBe(0)
+    expect(fake.requests.filter((r) => r.path.startsWith("/ims/")).every((r) => r.path.startsWith("/ims/oneroster/rostering/v1p2/"))).toBe(true)
+    const bad = await cli.rosterd(["district", "add", "ic13", "--provider", "oneroster-rest", "--base-url", fake.baseUrl, "--oneroster-version", "1.3", "--bearer-env", "X"])
+    expect(bad.code).not.toBe(0)
+  })
+
   it("--store-credentials keeps the client id and secret encrypted; a wrong stored secret fails with one clear line", async () => {
     const added = await cli.rosterd([
       "district", "add", "ic-stored", "--provider", "oneroster-rest", "--base-url", fake.baseUrl,

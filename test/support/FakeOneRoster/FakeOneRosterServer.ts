@@ -20,7 +20,8 @@ import { type AuthCheck, type OAuthCredentials, OAuthVerifier, type OAuthWindow 
 import { type OAuth2Options, TokenIssuer } from "./OAuth2.ts"
 import type { OneRosterDistrict } from "./OneRosterDistrict.ts"
 import { type CodeMinor, ListingCache, type Reply, route } from "./Routes.ts"
-import { API_PATH, BOOLEAN_FIELDS } from "./Types.ts"
+import { API_PATH_12, routePath, toUser11, toUser12 } from "./OneRoster12.ts"
+import { API_PATH, BOOLEAN_FIELDS, type User } from "./Types.ts"
 
 export interface FakeOneRosterOptions {
   /** OAuth 1.0a consumer(s) accepted (ClassLink direct access). */
@@ -184,15 +185,16 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
       // The page at offset 0, whatever was asked; links and total as if the offset had moved.
       const first = new URLSearchParams(url.searchParams)
       first.set("offset", "0")
-      const asked = route(district, url.pathname, url.searchParams, settings, cache)
-      const served = route(district, url.pathname, first, settings, cache)
+      const asked = route(district, routePath(url.pathname), url.searchParams, settings, cache)
+      const served = route(district, routePath(url.pathname), first, settings, cache)
       return [render(asked._tag === "List" && served._tag === "List" ? { ...asked, records: served.records } : asked, url, fault), logged]
     }
-    return [render(route(district, url.pathname, url.searchParams, settings, cache), url, fault), logged]
+    return [render(route(district, routePath(url.pathname), url.searchParams, settings, cache), url, fault), logged]
   }
 
-  const serialize = (table: keyof typeof BOOLEAN_FIELDS, record: object, fields: ReadonlyArray<string> | undefined): string => {
-    let out = record as Record<string, unknown>
+  const serialize = (table: keyof typeof BOOLEAN_FIELDS, record: object, fields: ReadonlyArray<string> | undefined, v12 = false): string => {
+    // Users as the version asked for them (OneRoster12.ts); other records read the same in both.
+    let out = (table === "users" ? (v12 ? toUser12(record as User) : toUser11(record as User)) : record) as Record<string, unknown>
     if (options.booleansAsStrings === true) {
       for (const field of BOOLEAN_FIELDS[table] ?? []) {
         if (typeof out[field] !== "boolean") continue
@@ -207,9 +209,10 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
   const absolute = (body: string) => (options.relativeHrefs === true ? body : body.replaceAll(`"href":"${API_PATH}/`, `"href":"${baseUrl}${API_PATH}/`))
 
   const render = (reply: Reply, url: URL, fault: OneRosterFault | undefined): Outgoing => {
+    const v12 = url.pathname.startsWith(API_PATH_12)
     if (reply._tag === "Error") return failure(reply.status, reply.codeMinor, reply.description)
     if (reply._tag === "Single") {
-      return { status: 200, body: absolute(`{"${reply.endpoint.singleKey}":${serialize(reply.endpoint.table, reply.record, reply.fields)}}`), headers: JSON_TYPE }
+      return { status: 200, body: absolute(`{"${reply.endpoint.singleKey}":${serialize(reply.endpoint.table, reply.record, reply.fields, v12)}}`), headers: JSON_TYPE }
     }
     let { records, total } = reply
     let hideNext = false
@@ -229,7 +232,7 @@ export const start = async (district: OneRosterDistrict, options: FakeOneRosterO
     const headers: Record<string, string> = { ...JSON_TYPE, "X-Total-Count": String(total) }
     if ((fault?.kind === "noLinks" && fault.dropTotal === true) || fault?.kind === "neverEmpty") delete headers["X-Total-Count"]
     if (fault?.kind !== "noLinks" && fault?.kind !== "neverEmpty") headers["Link"] = linkHeader(url, reply.offset, reply.limit, total, hideNext)
-    const items = records.map((record) => serialize(reply.endpoint.table, record, reply.fields))
+    const items = records.map((record) => serialize(reply.endpoint.table, record, reply.fields, v12))
     return { status: 200, body: absolute(`{"${reply.endpoint.listKey}":[${items.join(",")}]}`), headers }
   }
 
