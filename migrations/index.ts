@@ -14,8 +14,9 @@ import rekey from "./0012_rekey.ts"
 import mergesFollowup from "./0013_merges_followup.ts"
 import adminScope from "./0014_admin_scope.ts"
 import oneRoster12Contacts from "./0016_oneroster12_contacts.ts"
-import digests from "./0015_digests.ts"
 import notifications from "./0017_notifications.ts"
+import undo from "./0018_undo.ts"
+import digests from "./0015_digests.ts"
 
 /**
  * A static index of the migrations, loaded with `Migrator.fromRecord`: it works the same
@@ -39,7 +40,8 @@ const all = {
   "0014_admin_scope": adminScope,
   "0015_digests": digests,
   "0016_oneroster12_contacts": oneRoster12Contacts,
-  "0017_notifications": notifications
+  "0017_notifications": notifications,
+  "0018_undo": undo
 }
 
 export const migrations = Migrator.fromRecord(all)
