@@ -82,7 +82,7 @@ const RULES = new Set([
   "Linking.refreshStudentActivation",
   "Activation.issue"
 ])
-const OWNERS = new Set(["Staging.stageFeed", "Findings.checkStaged", "Apply.applyKeyed", "Apply.applyEnrollments", "ChangeList.recordChanges", "Holds.closePendingHold", ...RULES])
+const OWNERS = new Set(["Staging.stageFeed", "Staging.stageDigested", "Findings.checkStaged", "Apply.applyKeyed", "Apply.applyEnrollments", "ChangeList.recordChanges", "Holds.closePendingHold", ...RULES])
 const TABLE_OF: Record<string, string> = {
   orgs: "schools",
   terms: "terms",
@@ -92,6 +92,9 @@ const TABLE_OF: Record<string, string> = {
   demographics: "demographics",
   enrollments: "enrollments"
 }
+
+/** The label prefix of a part of a step shown on its own (not added to the total again). */
+export const PART = "  of which: "
 
 /** Folds the spans of one sync run into steps, in the order they first ran. */
 export const breakdown = (spans: Map<Tracer.AnySpan, SpanRecord>): { steps: Array<Step>; totalMs: number } => {
@@ -117,6 +120,8 @@ export const breakdown = (spans: Map<Tracer.AnySpan, SpanRecord>): { steps: Arra
   for (const record of records) {
     const kind = TABLE_OF[String(record.attributes.get("kind"))] ?? String(record.attributes.get("kind"))
     if (record.name === "Staging.stageFeed") add(`stage ${kind} (parse, decode, COPY to temp table)`, record)
+    else if (record.name === "Staging.stageDigested") add(`stage ${kind} (parse, digest; decode and COPY what changed)`, record)
+    else if (record.name === "Digests.load") add(`${PART}load ${kind} digests`, record)
     else if (record.name === "Findings.checkStaged") add("checks (findings)", record)
     else if (record.name === "sql.execute") {
       const text = String(record.attributes.get("db.query.text") ?? "").trim()
@@ -125,6 +130,11 @@ export const breakdown = (spans: Map<Tracer.AnySpan, SpanRecord>): { steps: Arra
         if (/^ANALYZE pg_temp\./.test(text)) add("analyze staged tables", record)
         else if (/^ANALYZE /.test(text)) add("analyze live tables (after a large change)", record)
         else add("other statements (lease, run record, DDL)", record)
+        continue
+      }
+      if (parent.name === "Staging.stageDigested") {
+        if (/^WITH restored AS/.test(text)) add(`${PART}restore unchanged ${String(parent.attributes.get("kind"))} from the store`, record)
+        else if (/roster_digest/.test(text) && !/^SELECT/.test(text)) add(`${PART}write ${String(parent.attributes.get("kind"))} digests`, record)
         continue
       }
       if (parent.name === "Staging.stageFeed" || parent.name === "Findings.checkStaged") continue

@@ -9,14 +9,21 @@
  *    loaded with plain `COPY` into a second fresh database; the COPY text is prepared before
  *    the timer starts, so the timer sees only Postgres loading rows;
  * 3. **no-op sync** — the same district again, unchanged; it must write no roster row
- *    (checked with pg_stat_user_tables and a ctid/xmin fingerprint of every roster table).
+ *    (checked with pg_stat_user_tables and a ctid/xmin fingerprint of every roster table);
+ * 4. **1 % resync** — a copy of the district with about 1 % of its records changed
+ *    (bench/Mutate.ts: students added, removed and renamed, enrollments moved); its counts
+ *    must be exactly those changes;
+ * 5. the same district through the fake Clever and OneRoster REST servers (each sync in a
+ *    process of its own; `--skip-rest` leaves them out).
  *
  * Before each phase the database is `VACUUM ANALYZE`d and `CHECKPOINT`ed, so no phase pays
  * for another's background work. Postgres is a throwaway embedded server, or, when
  * `DATABASE_URL` is set, two fresh databases created (and dropped) on that server.
  *
- * Progress goes to stderr; the report to stdout, ending with three machine-readable lines:
- * `full_vs_copy=`, `noop_vs_copy=` (ratios of seconds) and `peak_rss_mib=` (this process).
+ * Progress goes to stderr; the report to stdout, ending with five machine-readable lines:
+ * `resync_vs_copy=`, `rest_vs_copy=` (the slower REST provider), `full_vs_copy=`,
+ * `noop_vs_copy=` (ratios of seconds) and `peak_rss_mib=` (this process). Each phase's own
+ * peak RSS is in the table.
  */
 import { ConfigProvider, Effect, Layer, ManagedRuntime, Redacted, type Tracer } from "effect"
 import { spawn } from "node:child_process"
@@ -38,7 +45,8 @@ import { startTemporary } from "../src/Store/EmbeddedPostgres.ts"
 import { RosterStore } from "../src/Store/RosterStore.ts"
 import { migrate, pgClientLayer } from "../src/Store/Sql.ts"
 import { advanceSequences, loadCopy, type PreparedCopy } from "./Baseline.ts"
-import { breakdown, machineCpuReader, recordingTracer, serverCpuReader, type SpanRecord, type Step } from "./Profile.ts"
+import { mutateDistrict } from "./Mutate.ts"
+import { breakdown, machineCpuReader, PART, recordingTracer, serverCpuReader, type SpanRecord, type Step } from "./Profile.ts"
 
 const ROOT = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "..")
 const ROSTER_TABLES = ["schools", "terms", "courses", "classes", "users", "enrollments"] as const
@@ -329,6 +337,15 @@ const contentHashes = async (client: pg.Client) => {
   return out
 }
 
+const emptyCounts: RunCounts = {
+  schools: { created: 0, updated: 0, deactivated: 0, unchanged: 0 },
+  terms: { created: 0, updated: 0, deactivated: 0, unchanged: 0 },
+  courses: { created: 0, updated: 0, deactivated: 0, unchanged: 0 },
+  classes: { created: 0, updated: 0, deactivated: 0, unchanged: 0 },
+  users: { created: 0, updated: 0, deactivated: 0, unchanged: 0 },
+  enrollments: { created: 0, updated: 0, deactivated: 0, unchanged: 0 }
+}
+
 const changedRows = (counts: RunCounts) =>
   Object.values(counts).reduce((sum, c) => sum + c.created + c.updated + c.deactivated, 0)
 
@@ -339,6 +356,7 @@ interface PhaseResult {
   readonly nodeCpuMs: number
   readonly serverCpuS: number | undefined
   readonly otherCpuS: number | undefined
+  readonly peakRssMib: number
 }
 
 const nodeCpuMs = () => {
@@ -420,16 +438,27 @@ const main = async () => {
     [DISTRICT, JSON.stringify({ path })]
   )
 
-  /** Settles the database, runs `before` (measurements), then times `body`. */
+  /**
+   * Settles the database, runs `before` (measurements), then times `body`. The phase's peak
+   * RSS is sampled every 50 ms (the process's maxRSS only ever grows, so it cannot tell one
+   * phase from the one before).
+   */
   const timed = async <A>(name: string, before: () => Promise<void>, body: () => Promise<A>) => {
     await settle([syncObserver, copyClient])
     await before()
+    global.gc?.()
+    let phaseRss = process.memoryUsage.rss()
+    const sampler = setInterval(() => {
+      phaseRss = Math.max(phaseRss, process.memoryUsage.rss())
+    }, 50)
     const cpu0 = nodeCpuMs()
     const machine0 = machineCpu?.()
     const server0 = serverCpu?.()
     const t0 = performance.now()
-    const value = await body()
+    const value = await body().finally(() => clearInterval(sampler))
     const ms = performance.now() - t0
+    phaseRss = Math.max(phaseRss, process.memoryUsage.rss())
+    const peakRssMib = Math.round(phaseRss / 1024 / 1024)
     const nodeCpu = nodeCpuMs() - cpu0
     const server1 = serverCpu?.()
     const machine1 = machineCpu?.()
@@ -437,11 +466,11 @@ const main = async () => {
     const otherCpuS = machine0 === undefined || machine1 === undefined || serverCpuS === undefined
       ? undefined
       : Math.max(0, machine1 - machine0 - serverCpuS - nodeCpu / 1000)
-    log(`${name}: ${seconds(ms)} s (${peakRss()})`)
+    log(`${name}: ${seconds(ms)} s (peak RSS in the phase ${peakRssMib} MiB; ${peakRss()})`)
     if (otherCpuS !== undefined && otherCpuS > 0.1 * (ms / 1000)) {
       log(`  note: other processes kept the machine busy for ${otherCpuS.toFixed(1)} CPU-s during this phase; its time is inflated`)
     }
-    return { value, ms, nodeCpuMs: nodeCpu, serverCpuS, otherCpuS }
+    return { value, ms, nodeCpuMs: nodeCpu, serverCpuS, otherCpuS, peakRssMib }
   }
 
   const runSync = (spans: Map<Tracer.AnySpan, SpanRecord>) =>
@@ -492,6 +521,26 @@ const main = async () => {
   const fingerprintAfter = await fingerprint(syncObserver)
   const unchangedTables = ROSTER_TABLES.filter((t) => fingerprintBefore[t] === fingerprintAfter[t])
 
+  // 5b. The 1 % resync: a copy of the district with about 1 % of its records changed
+  //     (bench/Mutate.ts), outside bench/.data (it is removed at the end).
+  log("writing the 1 % change …")
+  const changedDir = Fs.mkdtempSync(NodePath.join(Os.tmpdir(), "rosterd-bench-resync-"))
+  onCleanup("remove the changed district", async () => Fs.rmSync(changedDir, { recursive: true, force: true }))
+  const expected = await mutateDistrict(district.dir, changedDir)
+  await syncObserver.query(`UPDATE districts SET settings = jsonb_set(settings, '{path}', to_jsonb($1::text)) WHERE id = $2`, [changedDir, DISTRICT])
+  log(`1 % resync (${int(expected.changedRecords)} records changed) …`)
+  const resyncSpans = new Map<Tracer.AnySpan, SpanRecord>()
+  let writesBeforeResync = 0
+  const resync = await timed("1 % resync", async () => {
+    writesBeforeResync = await settledRosterWrites(syncObserver)
+  }, () => runSync(resyncSpans))
+  const resyncWrites = (await settledRosterWrites(syncObserver)) - writesBeforeResync
+  const got = resync.value.counts
+  const resyncCountsRight = got.users.created === expected.users.created && got.users.updated === expected.users.updated &&
+    got.users.deactivated === expected.users.deactivated && got.enrollments.created === expected.enrollments.created &&
+    got.enrollments.deactivated === expected.enrollments.deactivated && got.enrollments.updated === 0 &&
+    (["schools", "terms", "courses", "classes"] as const).every((k) => changedRows({ ...emptyCounts, [k]: got[k] }) === 0)
+
   // 6. The same district from the REST providers: each fake server (its own process) serves
   //    the district converted from the CSV set; each full sync runs in a process of its own,
   //    so the time and peak memory reported are that sync's.
@@ -540,7 +589,8 @@ const main = async () => {
   const phases: Array<PhaseResult> = [
     { ...full, name: "full sync", rows: fullWrites },
     { ...copy, name: "COPY baseline", rows: copyRows },
-    { ...noop, name: "no-op sync", rows: noopWrites }
+    { ...noop, name: "no-op sync", rows: noopWrites },
+    { ...resync, name: "1 % resync", rows: resyncWrites }
   ]
   const peakRssMib = Math.round(process.resourceUsage().maxRSS / 1024)
   const out: Array<string> = []
@@ -552,13 +602,13 @@ const main = async () => {
     (counts === undefined ? "" : `: ${int(counts.users ?? 0)} users, ${int(counts.classes ?? 0)} classes, ${int(counts.enrollments ?? 0)} enrollments`))
   out.push("")
   const cpu = (value: number | undefined) => (value === undefined ? "n/a" : value.toFixed(2))
-  out.push(`${pad("phase", 16)}${pad("seconds", 10, true)}${pad("rows", 13, true)}${pad("node CPU s", 13, true)}${
+  out.push(`${pad("phase", 16)}${pad("seconds", 10, true)}${pad("x COPY", 8, true)}${pad("rows", 13, true)}${pad("node CPU s", 13, true)}${
     pad("server CPU s", 15, true)
-  }${pad("other CPU s", 14, true)}`)
+  }${pad("other CPU s", 14, true)}${pad("peak RSS MiB", 14, true)}`)
   for (const p of phases) {
-    out.push(`${pad(p.name, 16)}${pad(seconds(p.ms), 10, true)}${pad(int(p.rows), 13, true)}${pad(seconds(p.nodeCpuMs), 13, true)}${
-      pad(cpu(p.serverCpuS), 15, true)
-    }${pad(cpu(p.otherCpuS), 14, true)}`)
+    out.push(`${pad(p.name, 16)}${pad(seconds(p.ms), 10, true)}${pad((p.ms / copy.ms).toFixed(2), 8, true)}${pad(int(p.rows), 13, true)}${
+      pad(seconds(p.nodeCpuMs), 13, true)
+    }${pad(cpu(p.serverCpuS), 15, true)}${pad(cpu(p.otherCpuS), 14, true)}${pad(String(p.peakRssMib), 14, true)}`)
   }
   out.push("")
   out.push(`${pad("table", 14)}${pad("sync created", 14, true)}${pad("COPY rows", 12, true)}${pad("COPY s", 9, true)}${pad("same rows", 11, true)}`)
@@ -580,12 +630,15 @@ const main = async () => {
   out.push(`full sync: counts say ${int(changedRows(full.value.counts))} rows changed, pg_stat says ${int(fullWrites)} roster rows written; ${full.value.findings} findings`)
   out.push(`no-op sync: ${int(changedRows(noop.value.counts))} changes counted, ${int(noopWrites)} roster rows written (pg_stat), ` +
     `ctid/xmin fingerprint unchanged in ${unchangedTables.length}/${ROSTER_TABLES.length} tables`)
+  out.push(`1 % resync: users +${got.users.created} ~${got.users.updated} -${got.users.deactivated} (expected +${expected.users.created} ~${expected.users.updated} -${expected.users.deactivated}), ` +
+    `enrollments +${got.enrollments.created} -${got.enrollments.deactivated} (expected +${expected.enrollments.created} -${expected.enrollments.deactivated}); ` +
+    `${int(resyncWrites)} roster rows written (pg_stat)`)
 
   const showBreakdown = (title: string, spans: Map<Tracer.AnySpan, SpanRecord>) => {
     const { steps, totalMs } = breakdown(spans)
     const shown = steps.filter((s) => s.wallMs >= 50)
-    const rest = steps.filter((s) => s.wallMs < 50)
-    const accounted = steps.reduce((n, s) => n + s.wallMs, 0)
+    const rest = steps.filter((s) => s.wallMs < 50 && !s.label.startsWith(PART))
+    const accounted = steps.filter((s) => !s.label.startsWith(PART)).reduce((n, s) => n + s.wallMs, 0)
     out.push("")
     out.push(`${pad(title, 56)}${pad("seconds", 9, true)}${pad("node CPU s", 12, true)}`)
     const row = (s: Pick<Step, "label" | "wallMs" | "cpuMs">) =>
@@ -598,6 +651,7 @@ const main = async () => {
   }
   showBreakdown("full sync, step by step", fullSpans)
   showBreakdown("no-op sync, step by step", noopSpans)
+  showBreakdown("1 % resync, step by step", resyncSpans)
 
   for (const r of rest) {
     out.push("")
@@ -614,7 +668,11 @@ const main = async () => {
   if (noopWrites !== 0 || unchangedTables.length !== ROSTER_TABLES.length || changedRows(noop.value.counts) !== 0) {
     problems.push("the no-op sync wrote roster rows")
   }
+  if (!resyncCountsRight) problems.push("the 1 % resync's counts are not exactly the changes made")
   for (const problem of problems) out.push(`PROBLEM: ${problem}`)
+
+  out.push(`resync_vs_copy=${(resync.ms / copy.ms).toFixed(2)}`)
+  out.push(`rest_vs_copy=${rest.length === 0 ? "n/a" : (Math.max(...rest.map((r) => r.ms)) / copy.ms).toFixed(2)}`)
 
   out.push(`full_vs_copy=${(full.ms / copy.ms).toFixed(2)}`)
   out.push(`noop_vs_copy=${(noop.ms / copy.ms).toFixed(2)}`)

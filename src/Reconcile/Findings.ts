@@ -99,7 +99,7 @@ export const checkStaged = (context: FindingsContext) =>
       if ((dups?.n ?? 0) === 0) continue
       // A record repeated with identical content (a re-sent CSV line, offset paging that
       // drifted over a page boundary) is not ambiguous: kept once, reported as a warning.
-      const content = `(to_jsonb(s) - 'line' - 'invalid' - 'problem' - 'cleared' - 'stripped' - 'shadowed')`
+      const content = `(to_jsonb(s) - 'line' - 'invalid' - 'problem' - 'cleared' - 'stripped' - 'shadowed' - 'digest')`
       yield* sql.unsafe(`ALTER TABLE duplicate_ids ADD COLUMN identical boolean`)
       yield* sql.unsafe(
         `UPDATE duplicate_ids d SET identical = x.identical
