@@ -14,7 +14,7 @@ import { auditCommand } from "./AuditCommand.ts"
 import { calendarCommand } from "./CalendarCommand.ts"
 import { classCommand, userCommand } from "./ClassCommands.ts"
 import { dbCommand } from "./DbCommands.ts"
-import { districtCommand } from "./DistrictCommands.ts"
+import { districtCommand, districtsCommand } from "./DistrictCommands.ts"
 import { doctorCommand } from "./DoctorCommand.ts"
 import { cliExit } from "./Exit.ts"
 import { holdsCommand } from "./HoldCommands.ts"
@@ -96,6 +96,7 @@ const root = Command.make("rosterd").pipe(
     overDatabase(statusCommand),
     overDatabase(runsCommand),
     overDatabase(districtCommand),
+    overDatabase(districtsCommand),
     overDatabase(accountsCommand),
     overDatabase(adminCommand),
     overDatabase(classCommand),

@@ -7,6 +7,7 @@ import { Audit } from "../Audit/Audit.ts"
 import { CsvSettings, DistrictId, TimeZone } from "../Domain/District.ts"
 import { DistrictRules } from "../Domain/DistrictRules.ts"
 import { InvalidDistrict } from "../Domain/Errors.ts"
+import { Discovery } from "../Districts/Discovery.ts"
 import { readMappingFile, Rekey } from "../Districts/Rekey.ts"
 import { CleverSettings } from "../Providers/Clever/CleverProvider.ts"
 import { OneRosterRestSettings } from "../Providers/OneRosterRest/OneRosterRestProvider.ts"
@@ -56,6 +57,10 @@ const add = Command.make(
       Options.withDescription("oneroster-rest --auth oauth2: send the client secret with HTTP Basic (default) or in the request body"),
       Options.optional
     ),
+    fromDiscovery: Options.text("from-discovery").pipe(
+      Options.withDescription("clever: the Clever district id of a district that authorised the app (rosterd districts discover); its token is fetched now and stored encrypted"),
+      Options.optional
+    ),
     storeCredentials: Options.boolean("store-credentials").pipe(
       Options.withDescription("clever, oneroster-rest: read the --*-file values now and store them encrypted in the database instead of the file names")
     ),
@@ -86,13 +91,16 @@ const add = Command.make(
         Effect.mapError(() => new InvalidDistrict({ district: args.district, message: `unknown IANA time zone "${args.timezone}"` }))
       )
       const invalid = (message: string) => new InvalidDistrict({ district: id, message })
-      const settings = args.provider === "oneroster-csv"
+      const discovered = Option.isSome(args.fromDiscovery) ? yield* fromDiscovery(args, args.fromDiscovery.value).pipe(Effect.mapError((e) => typeof e === "string" ? invalid(e) : e)) : null
+      const settings = discovered !== null
+        ? discovered.settings
+        : args.provider === "oneroster-csv"
         ? yield* csvSettings(args.path).pipe(Effect.mapError(invalid))
         : args.provider === "clever"
         ? yield* cleverSettings(args).pipe(Effect.mapError(invalid))
         : yield* oneRosterRestSettings(args).pipe(Effect.mapError(invalid))
       const rules = Option.isSome(args.rulesFile) ? yield* readRules(args.rulesFile.value).pipe(Effect.mapError(invalid)) : {}
-      const credentials = args.storeCredentials ? yield* credentialsToStore(args.provider, settings).pipe(Effect.mapError(invalid)) : null
+      const credentials = discovered ?? (args.storeCredentials ? yield* credentialsToStore(args.provider, settings).pipe(Effect.mapError(invalid)) : null)
       const store = yield* RosterStore
       const district = yield* audited(
         store.addDistrict({
@@ -111,6 +119,7 @@ const add = Command.make(
           details: {
             provider: d.provider,
             rulesFile: Option.isSome(args.rulesFile),
+            ...(discovered === null ? {} : { fromDiscovery: Option.getOrNull(args.fromDiscovery) }),
             ...(credentials === null ? {} : { storedCredentials: credentials.values.map(([name]) => name) })
           }
         })
@@ -158,6 +167,29 @@ const csvSettings = (path: Option.Option<string>) =>
     yield* existingFile(path, "path")
     return settings
   })
+
+/**
+ * `--from-discovery <clever district id>`: the district's token from Clever's list of the
+ * app's tokens (src/Districts/Discovery.ts), to be stored encrypted; no token flag with it.
+ */
+const fromDiscovery = (args: {
+  readonly provider: string
+  readonly tokenFile: Option.Option<string>
+  readonly tokenEnv: Option.Option<string>
+  readonly baseUrl: Option.Option<string>
+  readonly pageSize: Option.Option<number>
+}, cleverDistrict: string) =>
+  Effect.gen(function*() {
+    if (args.provider !== "clever") return yield* Effect.fail("--from-discovery is for --provider clever")
+    if (Option.isSome(args.tokenFile) || Option.isSome(args.tokenEnv)) return yield* Effect.fail("--from-discovery fetches the token: no --token-file or --token-env with it")
+    const settings = yield* checkedWith(CleverSettings, "clever", {
+      districtId: cleverDistrict,
+      baseUrl: withoutTrailingSlash(args.baseUrl),
+      pageSize: Option.getOrUndefined(args.pageSize)
+    })
+    const token = yield* Effect.flatMap(Discovery, (d) => d.tokenFor(cleverDistrict))
+    return { settings, values: [["token", token] as const] }
+  }).pipe(Effect.provide(Discovery.Default))
 
 /** Clever: where to find the token, never the token itself. */
 const cleverSettings = (args: {
@@ -398,6 +430,29 @@ const rekey = Command.make(
 ).pipe(
   Command.withDescription("rewrite a district's source IDs in place (a re-keyed source): --run applies a held run's proposal, --map an operator's CSV"),
   Command.provide(Rekey.Default)
+)
+
+/** `rosterd districts discover`: Clever districts that authorised the app, marked registered or not (src/Districts/Discovery.ts). */
+const discover = Command.make("discover", { json: jsonOption }, (args) =>
+  Effect.gen(function*() {
+    const found = yield* Effect.flatMap(Discovery, (d) => d.discover())
+    if (args.json) return yield* json(found)
+    if (found.length === 0) return yield* Console.log("no Clever district has authorised the app")
+    yield* Console.log(table(
+      ["clever district", "registered as", "authorised", "scopes"],
+      found.map((f) => [f.cleverDistrict, f.registered ?? "-", f.created ?? "-", f.scopes.length])
+    ))
+    const next = found.find((f) => f.registered === null)
+    if (next !== undefined) yield* Console.log(`register one with: rosterd district add <id> --provider clever --from-discovery ${next.cleverDistrict}`)
+  })).pipe(
+    Command.withDescription("list the Clever districts that have authorised the app, and which are registered"),
+    Command.provide(Discovery.Default)
+  )
+
+export const districtsCommand = Command.make("districts").pipe(
+  Command.withDescription("districts not registered yet: find those that authorised the app"),
+  Command.withSubcommands([discover]),
+  Command.provide(RosterStore.Default)
 )
 
 export const districtCommand = Command.make("district").pipe(

@@ -4,6 +4,7 @@ import { declaredDistricts } from "../Config/Districts.ts"
 import type { District } from "../Domain/District.ts"
 import { describeFailure } from "../Domain/Failure.ts"
 import { Outbox } from "../Mail/Outbox.ts"
+import { Discovery } from "../Districts/Discovery.ts"
 import { Notify } from "../Notify/Notify.ts"
 import { MailerLive } from "../Mail/SmtpMailer.ts"
 import { Retention } from "../Mail/Retention.ts"
@@ -89,6 +90,7 @@ export const DaemonWithoutDependencies = Layer.scopedDiscard(
     // Optional, so the scheduler's unit tests need no doubles for them (DaemonLive provides both).
     const notify = yield* Effect.serviceOption(Notify)
     const freshness = yield* Effect.serviceOption(Freshness)
+    const discovery = yield* Effect.serviceOption(Discovery)
     const running = yield* FiberMap.make<string>()
     const stopping = yield* Ref.make(false)
 
@@ -295,6 +297,15 @@ export const DaemonWithoutDependencies = Layer.scopedDiscard(
       }).pipe(Effect.catchAllCause((cause) => Effect.logError("could not look at the districts' freshness", cause)))
       yield* lookAtFreshness.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(notifier.settings.pollSeconds))), Effect.forkScoped)
     }
+    // New and withdrawn Clever districts (src/Districts/Discovery.ts), when the app's client is configured.
+    if (Option.isSome(discovery) && Option.isSome(discovery.value.config.clientId)) {
+      const { value: finder } = discovery
+      const look = finder.check().pipe(
+        Effect.tap((counts) => Effect.logInfo("looked for new Clever districts").pipe(Effect.annotateLogs(counts))),
+        Effect.catchAllCause((cause) => Effect.logWarning("could not look for new Clever districts", cause))
+      )
+      yield* look.pipe(Effect.repeat(Schedule.spaced(finder.config.discoverEvery)), Effect.forkScoped)
+    }
     // Retention (src/Mail/Retention.ts): delivered mail, old spool files, decided holds' values.
     yield* Effect.forkScoped(retention.run)
 
@@ -333,6 +344,7 @@ export const DaemonLive = DaemonWithoutDependencies.pipe(
   Layer.provide(Layer.mergeAll(
     Outbox.Default.pipe(Layer.provide(MailerLive)),
     Notify.Default,
+    Discovery.Default,
     Freshness.Default,
     Retention.Default,
     Slots.Default,

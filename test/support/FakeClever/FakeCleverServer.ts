@@ -39,6 +39,21 @@ export interface FakeCleverOptions {
   readonly eventRetentionMs?: number
   /** Serve HTTPS with this key and certificate (PEM); `baseUrl` is then `https://…`. */
   readonly tls?: { readonly key: string; readonly cert: string }
+  /**
+   * The app's OAuth client, for `GET /oauth/tokens?owner_type=district` (HTTP Basic with
+   * the client id and secret): the district-app tokens of the districts that authorised
+   * the app (`appTokens`, which a test may change: a district that disconnects).
+   */
+  readonly app?: { readonly clientId: string; readonly clientSecret: string; readonly tokens?: ReadonlyArray<AppToken> }
+}
+
+/** A district's authorisation of the app, as `/oauth/tokens` lists it. */
+export interface AppToken {
+  readonly id: string
+  readonly district: string
+  readonly accessToken: string
+  readonly scopes?: ReadonlyArray<string>
+  readonly created?: string
 }
 
 export interface RequestLog {
@@ -66,6 +81,8 @@ export interface FakeClever {
   readonly faults: FaultControl
   /** Undefined when the rate limit is off. `rateLimiter.reset()` forgets the counts. */
   readonly rateLimiter: RateLimiter | undefined
+  /** The app's district tokens `/oauth/tokens` lists (change it to connect or disconnect a district). */
+  readonly appTokens: Array<AppToken>
   close(): Promise<void>
 }
 
@@ -122,6 +139,26 @@ export const start = async (district: CleverDistrict, options: FakeCleverOptions
   }
   const faults = new FaultControl()
   const requests: Array<RequestLog> = []
+  const appTokens: Array<AppToken> = [...(options.app?.tokens ?? [])]
+
+  /** `GET /oauth/tokens?owner_type=district[&district=<id>]`: HTTP Basic with the app's client id and secret. */
+  const listTokens = (req: Http.IncomingMessage, url: URL): Outgoing => {
+    const app = options.app
+    const basic = /^Basic\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "")?.[1]
+    const expected = app === undefined ? undefined : Buffer.from(`${app.clientId}:${app.clientSecret}`).toString("base64")
+    if (basic === undefined || expected === undefined || basic !== expected) return json(401, JSON.stringify({ error: "invalid_client" }))
+    if (req.method !== "GET") return message(405, "Method Not Allowed")
+    if (url.searchParams.get("owner_type") !== "district") return message(400, "owner_type must be district")
+    const only = url.searchParams.get("district")
+    const data = appTokens.filter((t) => only === null || t.district === only).map((t) => ({
+      id: t.id,
+      access_token: t.accessToken,
+      owner: { type: "district", id: t.district },
+      scopes: t.scopes ?? ["read:district_admins", "read:students", "read:teachers", "read:sections"],
+      created: t.created ?? "2026-08-01T00:00:00.000Z"
+    }))
+    return json(200, JSON.stringify({ data }))
+  }
   const delays = new Set<{ readonly timer: NodeJS.Timeout; readonly done: () => void }>()
 
   const sleep = (ms: number) =>
@@ -148,6 +185,7 @@ export const start = async (district: CleverDistrict, options: FakeCleverOptions
     if (fault?.kind === "notJson") return { status: 200, body: HTML_ERROR, headers: { "Content-Type": "text/html; charset=utf-8" } }
     const replaced = replacement(fault)
     if (replaced !== undefined) return replaced
+    if (url.pathname === "/oauth/tokens") return listTokens(req, url)
 
     const token = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "")?.[1]
     if (token !== undefined && token === options.forbiddenToken) return message(403, "Forbidden")
@@ -221,6 +259,7 @@ export const start = async (district: CleverDistrict, options: FakeCleverOptions
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address
 
   return {
+    appTokens,
     baseUrl: `${options.tls === undefined ? "http" : "https"}://${host}:${address.port}`,
     port: address.port,
     district,
