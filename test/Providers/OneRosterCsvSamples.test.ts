@@ -227,13 +227,20 @@ describe("OneRoster CSV samples: v1p1-minimal", () => {
 })
 
 describe("OneRoster CSV samples: v1p2-small", () => {
-  it.effect("a 1.2 set is refused as Unsupported, naming the version", () =>
+  it.effect("a 1.2 delta set reads: users with their roles from roles.csv and profiles from userProfiles.csv (credentials never read)", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(readSet(sample("v1p2-small")))
-      assert.instanceOf(error, ProviderError)
-      assert.strictEqual((error as ProviderError).reason, "Unsupported")
-      assert.strictEqual((error as ProviderError).file, "manifest.csv")
-      assert.include(error.message, "1.2")
+      const snapshot = yield* readSet(sample("v1p2-small"))
+      assert.strictEqual(snapshot.mode, "delta")
+      assert.match(snapshot.description, /^OneRoster 1\.2 CSV delta set/)
+      const user = bySourceId(validRecords(snapshot.feeds.users), "USER_0")
+      assert.deepStrictEqual(user.roles, ["student"])
+      assert.deepStrictEqual(user.orgSourceIds, ["ORG_1"])
+      assert.strictEqual(user.primaryOrgSourceId, "ORG_1")
+      assert.deepStrictEqual(user.orgRoles, ["student:ORG_1"])
+      assert.deepStrictEqual(user.identities, [{ kind: "identifier", type: null, value: "bruce.wayne" }, { kind: "profile", type: "WEI18954", value: "USER_PROFILE_1" }])
+      assert.strictEqual(user.preferredGivenName, null)
+      assert.notInclude(JSON.stringify(snapshot.feeds.users), "Batman")
+      assert.isAbove(validRecords(snapshot.feeds.enrollments).length, 0)
     }))
 })
 

@@ -220,6 +220,17 @@ const readHeader = <K extends EntityKind, Row>(
       })
     )
   }
+  const refused = spec.refused?.columns.filter((column) => names.includes(column)) ?? []
+  if (refused.length > 0) {
+    return Either.left(
+      new ProviderError({
+        reason: "BadHeader",
+        message: `the header has ${refused.map((c) => `"${c}"`).join(" and ")}, ${spec.refused!.why}`,
+        file: spec.file,
+        line: 1
+      })
+    )
+  }
   const missing = spec.required.filter((column) => !names.includes(column))
   if (missing.length > 0) {
     const hints = missing.flatMap((column) => {
@@ -263,7 +274,10 @@ const makeRowDecoder = <K extends EntityKind, Row>(spec: CsvFileSpec<K, Row>) =>
       }
     }
     const decoded = decode(cells)
-    if (Either.isRight(decoded)) return { _tag: "Valid", record: spec.toRecord(decoded.right), origin }
+    if (Either.isRight(decoded)) {
+      const record = spec.toRecord(decoded.right)
+      return "problem" in record ? { _tag: "Invalid", origin, ...spec.identity(cells), problem: record.problem } : { _tag: "Valid", record, origin }
+    }
     return { _tag: "Invalid", origin, ...spec.identity(cells), problem: describeFailure(decoded.left, expectations) }
   }
 }

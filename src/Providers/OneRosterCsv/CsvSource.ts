@@ -44,7 +44,7 @@ export interface OpenOptions {
 }
 
 /** Every name a set is read by: nothing else in a folder is ever opened or looked at. */
-export const SET_FILES: ReadonlyArray<string> = ["manifest.csv", ...Object.values(CsvFiles).map((f) => f.spec.file)]
+export const SET_FILES: ReadonlyArray<string> = ["manifest.csv", ...Object.values(CsvFiles).map((f) => f.spec.file), "roles.csv", "userProfiles.csv"]
 
 const unreachable = (message: string, file?: string) =>
   new ProviderError({ reason: "Unreachable", message, ...(file === undefined ? {} : { file }) })

@@ -24,8 +24,11 @@ export interface CsvFileSpec<K extends EntityKind, Row> {
   readonly required: ReadonlyArray<string>
   /** Read when present; an absent optional column reads as empty cells. */
   readonly optional: ReadonlyArray<string>
+  /** Columns that must not be there (another OneRoster version's), and what they mean: the file is refused. */
+  readonly refused?: { readonly columns: ReadonlyArray<string>; readonly why: string } | undefined
   readonly row: Schema.Schema<Row, Readonly<Record<string, string>>>
-  readonly toRecord: (row: Row) => EntityRecord[K]
+  /** The record, or what is wrong with the row beyond its cells (a 1.2 user without a role in roles.csv). */
+  readonly toRecord: (row: Row) => EntityRecord[K] | { readonly problem: string }
   /** The identity of a row, read leniently, for rows that fail to decode. */
   readonly identity: (cells: Readonly<Record<string, string>>) => {
     readonly sourceId: string | null
@@ -34,17 +37,19 @@ export interface CsvFileSpec<K extends EntityKind, Row> {
   }
 }
 
-const spec = <K extends EntityKind, Fields extends Schema.Struct.Fields>(options: {
+export const spec = <K extends EntityKind, Fields extends Schema.Struct.Fields>(options: {
   readonly kind: K
   readonly file: string
   readonly required: ReadonlyArray<keyof Fields & string>
   readonly fields: Fields
-  readonly toRecord: (row: Schema.Struct.Type<Fields>) => EntityRecord[K]
+  readonly toRecord: (row: Schema.Struct.Type<Fields>) => EntityRecord[K] | { readonly problem: string }
   readonly identity?: CsvFileSpec<K, Schema.Struct.Type<Fields>>["identity"]
+  readonly refused?: CsvFileSpec<K, Schema.Struct.Type<Fields>>["refused"]
 }): CsvFileSpec<K, Schema.Struct.Type<Fields>> => ({
   kind: options.kind,
   file: options.file,
   required: options.required,
+  refused: options.refused,
   optional: Object.keys(options.fields).filter((name) => !options.required.includes(name)),
   row: Schema.Struct(options.fields) as unknown as Schema.Schema<
     Schema.Struct.Type<Fields>,

@@ -101,12 +101,12 @@ export const readManifest = (source: CsvSource, limits: CsvLimits): Effect.Effec
       }
     }
     const oneRosterVersion = values.get("oneroster.version") ?? ""
-    if (oneRosterVersion !== "1.1" && oneRosterVersion !== "1.0") {
+    if (oneRosterVersion !== "1.2" && oneRosterVersion !== "1.1" && oneRosterVersion !== "1.0") {
       return yield* new ProviderError({
         reason: "Unsupported",
         message: oneRosterVersion === ""
-          ? "the manifest does not say its oneroster.version; rosterd reads OneRoster 1.1 sets"
-          : `oneroster.version is ${PLAIN.test(oneRosterVersion) ? oneRosterVersion : "not a version number"}; rosterd reads OneRoster 1.1 CSV sets (1.2 is not supported yet)`,
+          ? "the manifest does not say its oneroster.version; rosterd reads OneRoster 1.0, 1.1 and 1.2 sets"
+          : `oneroster.version is ${PLAIN.test(oneRosterVersion) ? oneRosterVersion : "not a version number"}; rosterd reads OneRoster 1.0, 1.1 and 1.2 CSV sets`,
         file: MANIFEST
       })
     }

@@ -9,6 +9,7 @@ import type { CsvLimits } from "./CsvLimits.ts"
 import { defaultCsvLimits } from "./CsvLimits.ts"
 import { openCsvSource } from "./CsvSource.ts"
 import { CSV_MAPPING_VERSION, CsvFiles } from "./Files.ts"
+import { PROFILES_FILE, readUserRoles, ROLES_FILE, usersFile12 } from "./Files12.ts"
 import { readManifest } from "./Manifest.ts"
 
 /**
@@ -45,6 +46,29 @@ export const oneRosterCsvSnapshot = (district: District, request: SyncRequest, l
     const manifest = yield* readManifest(source, limits)
     const modeOf = (key: string) => manifest.fileModes.get(key) ?? "absent"
     const isDeltaSet = EntityKinds.some((kind) => modeOf(CsvFiles[kind].manifestKey) === "delta")
+    const v12 = manifest.oneRosterVersion === "1.2"
+    // 1.2's files in a set that says 1.0 or 1.1: it mixes versions, and is refused.
+    for (const [file, key] of [[ROLES_FILE, "file.roles"], [PROFILES_FILE, "file.userProfiles"]] as const) {
+      if (!v12 && (source.has(file) || modeOf(key) !== "absent")) {
+        return yield* new ProviderError({
+          reason: "Unsupported",
+          message: `${file} is a OneRoster 1.2 file, but the manifest says oneroster.version ${manifest.oneRosterVersion}: a set that mixes OneRoster versions is refused`,
+          file
+        })
+      }
+    }
+    // 1.2: users' roles and profiles come from roles.csv and userProfiles.csv (Files12.ts), read first.
+    const rolesMode = modeOf("file.roles")
+    if (v12 && modeOf(CsvFiles.users.manifestKey) !== "absent" && (rolesMode === "absent" || !source.has(ROLES_FILE))) {
+      return yield* new ProviderError({
+        reason: "MissingFile",
+        message: `a OneRoster 1.2 set with users.csv needs roles.csv (file.roles ${rolesMode === "absent" ? "is absent" : "is listed but the file is not there"}): users' roles and orgs are there`,
+        file: ROLES_FILE
+      })
+    }
+    const users12 = v12 && modeOf(CsvFiles.users.manifestKey) !== "absent"
+      ? usersFile12(yield* readUserRoles(source, limits, modeOf("file.userProfiles") !== "absent" && source.has(PROFILES_FILE)))
+      : null
 
     if (isDeltaSet && request === "full") {
       return yield* new ModeNotAvailable({
@@ -55,7 +79,8 @@ export const oneRosterCsvSnapshot = (district: District, request: SyncRequest, l
 
     const feed = <K extends keyof Feeds>(kind: K) =>
       Effect.gen(function*() {
-        const { manifestKey, required, spec } = CsvFiles[kind]
+        const { manifestKey, required } = CsvFiles[kind]
+        const spec = kind === "users" && users12 !== null ? users12 : CsvFiles[kind].spec
         const mode = modeOf(manifestKey)
         if (mode === "absent") {
           if (required && !isDeltaSet) {
@@ -79,8 +104,8 @@ export const oneRosterCsvSnapshot = (district: District, request: SyncRequest, l
           mode: request === "delta" ? "delta" : mode,
           name: spec.file,
           items: csvFeedItems(source, spec as never, limits),
-          raw: csvRawItems(source, spec as never, limits, CSV_MAPPING_VERSION),
-          digestVersion: CSV_MAPPING_VERSION
+          // A 1.2 user is its row of users.csv and rows of two other files: its cells alone do not digest it.
+          ...(spec === users12 ? {} : { raw: csvRawItems(source, spec as never, limits, CSV_MAPPING_VERSION), digestVersion: CSV_MAPPING_VERSION })
         } as unknown as Feed<any>
       })
 
