@@ -3,7 +3,7 @@ import type { CliApp } from "@effect/cli"
 import { Config, ConfigError, Console, Effect, Either, Layer, Logger, LogLevel } from "effect"
 import { RemindersLive } from "../Accounts/Reminders.ts"
 import { ConfigFile, ConfigProviderLive } from "../Config/ConfigFile.ts"
-import type { ProcessEnv } from "../Config/Environment.ts"
+import { ProcessEnv } from "../Config/Environment.ts"
 import { HttpLive } from "../Http/Server.ts"
 import { RosterProviderLive } from "../Providers/Providers.ts"
 import { DaemonLive } from "../Schedule/Daemon.ts"
@@ -17,6 +17,8 @@ import { dbCommand } from "./DbCommands.ts"
 import { districtCommand, districtsCommand } from "./DistrictCommands.ts"
 import { doctorCommand } from "./DoctorCommand.ts"
 import { cliExit } from "./Exit.ts"
+import { helpColour, helpFor } from "./Help.ts"
+import { commandTree } from "./HelpTree.ts"
 import { holdsCommand } from "./HoldCommands.ts"
 import { notifyCommand } from "./NotifyCommands.ts"
 import { outboxCommand } from "./OutboxCommands.ts"
@@ -24,7 +26,7 @@ import { terminalConsole } from "./Output.ts"
 import { pauseCommand, pausesCommand, resumeCommand } from "./PauseCommands.ts"
 import { reportCommand } from "./ReportCommand.ts"
 import { secretsCommand } from "./SecretsCommands.ts"
-import type { Stdio } from "./Stdio.ts"
+import { Stdio } from "./Stdio.ts"
 import { runsCommand, statusCommand, syncCommand } from "./SyncCommands.ts"
 
 /**
@@ -126,6 +128,9 @@ const root = Command.make("rosterd").pipe(
 
 const run = Command.run(root, { name: "rosterd", version: "0.1.0" })
 
+/** The command tree as help reads it (src/Cli/HelpTree.ts). */
+export const rosterdTree = () => commandTree(root)
+
 /**
  * What the command tree takes from the process it runs in: the environment (settings,
  * `ROSTERD_CONFIG`, variables that settings name), standard input and a terminal's
@@ -140,11 +145,28 @@ export type CliProcess = ProcessEnv | Stdio | CliApp.CliApp.Environment
  * code, after printing the one stderr line a failure gets (src/Cli/Exit.ts).
  */
 export const makeCli = <E, R>(host: Layer.Layer<CliProcess, E, R>) => (argv: ReadonlyArray<string>) =>
-  run(argv).pipe(
+  (wantsHelp(argv.slice(2)) ? printHelp(argv.slice(2)) : run(argv).pipe(
     Effect.exit,
     Effect.flatMap((exit) => {
       const { code, line } = cliExit(exit)
       return line === undefined ? Effect.succeed(code) : Effect.as(Console.error(line), code)
-    }),
-    Effect.provide(host)
-  )
+    })
+  )).pipe(Effect.provide(host))
+
+/**
+ * Help is rosterd's own (src/Cli/Help.ts), not @effect/cli's: `rosterd`, and any command line
+ * with `--help` or `-h` (but `--completions`, which @effect/cli answers). Usage errors, shell
+ * completions and `--version` stay @effect/cli's.
+ */
+const wantsHelp = (args: ReadonlyArray<string>) =>
+  args.length === 0 || (args.some((a) => a === "--help" || a === "-h") && !args.some((a) => a.startsWith("--completions")))
+
+const printHelp = (args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const env = yield* ProcessEnv
+    const stdio = yield* Stdio
+    const colour = helpColour(env, stdio.outputIsTerminal?.() ?? false)
+    const answer = helpFor(rosterdTree(), args.filter((a) => a !== "--help" && a !== "-h"), { colour })
+    yield* answer.code === 0 ? Console.log(answer.text) : Console.error(answer.text)
+    return answer.code
+  })

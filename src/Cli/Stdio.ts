@@ -16,6 +16,8 @@ export interface StdioShape {
   readonly inputIsTerminal: () => boolean
   /** Whether standard error is a terminal (not a pipe or a log file): what a progress line needs. */
   readonly errorIsTerminal: () => boolean
+  /** Whether standard output is a terminal: help colours its headings only then. Absent: not a terminal. */
+  readonly outputIsTerminal?: () => boolean
   /** Writes to standard error as it is, beside the Console (a progress line, a prompt). */
   readonly writeError: (text: string) => void
 }
@@ -29,6 +31,7 @@ export class Stdio extends Context.Reference<Stdio>()("rosterd/Stdio", {
     },
     inputIsTerminal: () => process.stdin.isTTY === true,
     errorIsTerminal: () => process.stderr.isTTY === true,
+    outputIsTerminal: () => process.stdout.isTTY === true,
     writeError: (text) => void process.stderr.write(text)
   })
 }) {}
