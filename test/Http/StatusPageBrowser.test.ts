@@ -308,7 +308,7 @@ layer(ServerLayer, { timeout: "240 seconds", excludeTestServices: true })("the s
       const readme = process.env["ROSTERD_STATUS_SCREENSHOT"]
       if (readme !== undefined) {
         const sorted = yield* openPage("/?sort=state")
-        yield* Effect.promise(() => sorted.page.setViewport({ width: 1400, height: 640 }))
+        yield* Effect.promise(() => sorted.page.setViewport({ width: 1720, height: 640 }))
         yield* Effect.promise(() => sorted.page.screenshot({ path: readme as `${string}.png` }))
         yield* closePage(sorted.page)
       }
