@@ -141,12 +141,29 @@ export class DigestSet {
     return false
   }
 
-  /** The restored records, `(line, digest)`, in slot order. */
-  *restored(): Generator<readonly [line: number, hi: number, lo: number]> {
+  /** How many loaded digests were seen: the records to restore. */
+  restoredCount(): number {
+    let n = 0
+    for (let i = 0; i < this.state.length; i++) if (this.state[i]! > 0) n += 1
+    return n
+  }
+
+  /**
+   * The restored records as COPY text for `(line, digest)`, `size` rows a batch, made as
+   * they are pulled (10 million rows are never in memory at once).
+   */
+  *restoredCopy(size: number): Generator<string> {
+    let batch: Array<string> = []
     for (let i = 0; i < this.state.length; i++) {
       const state = this.state[i]!
-      if (state > 0) yield [state, this.hi[i]!, this.lo[i]!]
+      if (state <= 0) continue
+      batch.push(`${state}\t${digestCopy(this.hi[i]!, this.lo[i]!)}`)
+      if (batch.length === size) {
+        yield batch.join("\n")
+        batch = []
+      }
     }
+    if (batch.length > 0) yield batch.join("\n")
   }
 
   /** How many loaded digests were not seen: records gone from a bulk feed. */

@@ -171,15 +171,17 @@ export const stageDigested = <K extends EntityKind>(
     yield* copyIn(client, `COPY pg_temp.${stageTable(kind)} (${columns.join(", ")}) FROM STDIN`, changed, (line) => line)
 
     // The records read before: their (line, digest), then their staging rows from the store.
-    const restoredRows = Array.from(set.restored())
-    const expected = restoredRows.length
+    const expected = set.restoredCount()
     if (expected > 0) {
       yield* copyIn(
         client,
         `COPY pg_temp.${seenTable(kind)} (line, digest) FROM STDIN`,
-        Stream.fromIterable(batches(restoredRows, 8192)),
-        (batch) => batch.map(([line, hi, lo]) => `${line}\t${digestCopy(hi, lo)}`).join("\n")
+        Stream.fromIterable({ [Symbol.iterator]: () => set.restoredCopy(8192) }),
+        (batch) => batch
       )
+      // Statistics for the join below: without them the planner guesses at the temp
+      // table's size and may look each digest up by index, one at a time.
+      yield* sql.unsafe(`ANALYZE pg_temp.${seenTable(kind)}`)
       const cached = cachedColumns(kind)
       // A stored row that no longer parses would put its values in Postgres's message: the
       // run fails with a message of its own, and the next run compares in full.
@@ -233,9 +235,3 @@ export const stageDigested = <K extends EntityKind>(
     }))
     return { decoded, restored: expected, full: loaded._tag === "Full" ? loaded.why : null }
   }).pipe(Effect.withSpan("Staging.stageDigested", { attributes: { kind } }))
-
-const batches = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
-}

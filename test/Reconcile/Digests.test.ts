@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import type { DistrictId } from "../../src/Domain/District.ts"
+import { CSV_MAPPING_VERSION } from "../../src/Providers/OneRosterCsv/Files.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
@@ -110,7 +111,7 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("rec
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       // What a bumped CSV_MAPPING_VERSION looks like from the store: its sets name another version.
-      yield* sql`UPDATE roster_digest_sets SET version = replace(version, 'oneroster-1.1-csv/1', 'oneroster-1.1-csv/0')
+      yield* sql`UPDATE roster_digest_sets SET version = replace(version, ${CSV_MAPPING_VERSION}, ${`${CSV_MAPPING_VERSION}-before`})
                  WHERE district_id = ${DISTRICT}`
       const summary = yield* syncNow()
       assert.strictEqual(yield* givenName("s-1"), "Samuel")
