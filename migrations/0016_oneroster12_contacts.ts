@@ -14,6 +14,14 @@ import { Effect } from "effect"
  *   says per org (`org_roles`): a teacher at one school and an administrator at another
  *   administers the second only. Same columns (CREATE OR REPLACE keeps the grants); without
  *   `org_roles` the orgs are `org_source_ids`, as before.
+ *
+ * Guardians and contacts (src/Reconcile/Contacts.ts):
+ *
+ * - `contact_links`: a contact (a user whose only roles are parent, guardian or relative)
+ *   and one of its students, by source ID (providers share partial sets: the student may
+ *   come later), with the relationship; ended, never deleted, by the sync (`missing_from_source`,
+ *   `contact_removed`), deleted only by erase. Like `user_identities`, no foreign key to
+ *   `users`: the sync writes both in one transaction, erase deletes both.
  */
 export default Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -40,5 +48,23 @@ export default Effect.gen(function*() {
       JOIN districts d ON d.id = u.district_id AND coalesce((d.rules ->> 'syncAdmins')::boolean, true)
       LEFT JOIN account_links l ON l.user_id = u.id
       WHERE u.roles && ARRAY['administrator', 'district_admin', 'staff'];
+
+    CREATE TABLE contact_links (
+      district_id        text NOT NULL,
+      contact_user_id    bigint NOT NULL,
+      student_source_id  text NOT NULL CHECK (student_source_id <> ''),
+      relationship       text,
+      active             boolean NOT NULL DEFAULT true,
+      started_at         timestamptz NOT NULL DEFAULT now(),
+      updated_at         timestamptz NOT NULL DEFAULT now(),
+      ended_at           timestamptz,
+      end_reason         text CHECK (end_reason IN ('missing_from_source', 'contact_removed')),
+      PRIMARY KEY (contact_user_id, student_source_id),
+      CHECK (active = (ended_at IS NULL)),
+      CHECK ((ended_at IS NULL) = (end_reason IS NULL))
+    );
+    CREATE INDEX contact_links_by_student ON contact_links (district_id, student_source_id);
+    COMMENT ON TABLE contact_links IS
+      'Guardians and contacts linked to their students (rules.contacts.sync); written by the sync only. See README "Guardians and contacts".';
   `)
 })

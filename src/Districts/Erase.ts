@@ -116,6 +116,7 @@ const STEPS: ReadonlyArray<readonly [string, string]> = [
   ["partnership_districts", `DELETE FROM partnership_districts WHERE district_id = $1`],
   ["district_credentials", `DELETE FROM district_credentials WHERE district_id = $1`],
   ["user_identities", `DELETE FROM user_identities WHERE district_id = $1`],
+  ["contact_links", `DELETE FROM contact_links WHERE district_id = $1`],
   ["district_masking", `DELETE FROM district_masking WHERE district_id = $1`],
   ["users", `DELETE FROM users WHERE district_id = $1`],
   ["classes", `DELETE FROM classes WHERE district_id = $1`],

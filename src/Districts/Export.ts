@@ -46,6 +46,8 @@ export const EXPORT_KINDS: ReadonlyArray<ExportKind> = [
     order: "t.user_id, t.provider, t.identity_kind, t.type, t.value"
   },
   { kind: "enrollment", from: "enrollments t WHERE t.district_id = $1", order: "t.id" },
+  // Guardians and contacts and their students (rules.contacts); the contacts themselves are `user` lines.
+  { kind: "contact_link", from: "contact_links t WHERE t.district_id = $1", order: "t.contact_user_id, t.student_source_id" },
   { kind: "account_link", from: "account_links t JOIN users u ON u.id = t.user_id WHERE u.district_id = $1", order: "t.user_id" },
   { kind: "account_review", from: "account_reviews t WHERE t.district_id = $1", order: "t.id" },
   { kind: "admin", from: "admins t WHERE t.district_id = $1", order: "t.id" },

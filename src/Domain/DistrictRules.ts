@@ -188,6 +188,22 @@ export const ActivationRules = Schema.Struct({
 })
 export type ActivationRules = typeof ActivationRules.Type
 
+/**
+ * Guardians and contacts (src/Reconcile/Contacts.ts): OneRoster users whose only roles are
+ * `parent`, `guardian` or `relative`, and Clever contacts. Off (the default): not stored (one
+ * stored before is deactivated, reason `contacts_off`). On: stored as users with that role
+ * and linked to their students (`contact_links`), kept in step. `accounts` (accounts for
+ * contacts) is not built: setting it is refused.
+ */
+export const ContactRules = Schema.Struct({
+  sync: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  accounts: Schema.optionalWith(
+    Schema.Boolean.pipe(Schema.filter((on) => !on || "contacts.accounts is not supported yet: contacts get no accounts (leave it false)")),
+    { default: () => false }
+  )
+})
+export type ContactRules = typeof ContactRules.Type
+
 export const DistrictRules = Schema.Struct({
   scope: Schema.optionalWith(ScopeRules, { default: () => Schema.decodeSync(ScopeRules)({}) }),
   /** Co-teachers kept per class beside the primary teacher (seed 001: "up to nine"). */
@@ -214,6 +230,8 @@ export const DistrictRules = Schema.Struct({
   notices: Schema.optionalWith(NoticeRules, { default: () => Schema.decodeSync(NoticeRules)({}) }),
   /** Reminders to teachers who have not confirmed their account: src/Accounts/Reminders.ts. */
   activation: Schema.optionalWith(ActivationRules, { default: () => Schema.decodeSync(ActivationRules)({}) }),
+  /** Guardians and contacts: stored and linked to their students, or not stored (ContactRules). */
+  contacts: Schema.optionalWith(ContactRules, { default: () => Schema.decodeSync(ContactRules)({}) }),
   /**
    * Changes to the holiday pause windows for this district (`disable`, `replace`, `add`),
    * checked by src/Domain/CalendarRules.ts (see config/calendars.yaml).

@@ -158,6 +158,17 @@ export interface User {
   readonly preferredFamilyName?: string | null
   readonly primaryOrgSourceId?: string | null
   readonly orgRoles?: ReadonlyArray<string>
+  /**
+   * Guardians and contacts (src/Reconcile/Contacts.ts): for a contact, its students; for a
+   * student, its contacts (OneRoster `agents`, Clever `student_relationships`). `relationship`
+   * when the source says it (Clever); otherwise the contact's role is.
+   */
+  readonly agents?: ReadonlyArray<Agent>
+}
+
+export interface Agent {
+  readonly sourceId: string
+  readonly relationship: string | null
 }
 
 export type EnrollmentRole = "student" | "teacher" | "administrator" | "aide" | "guardian" | "parent" | "proctor" | "relative"

@@ -127,7 +127,11 @@ export const Entities: { readonly [K in EntityKind]: EntitySpec<K> } = {
       col("primary_org_source_id", "text", (r) => r.primaryOrgSourceId ?? null),
       col("org_roles", "text[]", (r) => r.orgRoles ?? [])
     ],
-    staged: [col("identities", "text[]", (r) => encodeIdentities(r.identities))]
+    staged: [
+      col("identities", "text[]", (r) => encodeIdentities(r.identities)),
+      // `sourceId` U+001F `relationship` (src/Reconcile/Contacts.ts); entries with control characters are left out.
+      col("agents", "text[]", (r) => (r.agents ?? []).filter((a) => !/[\u0000-\u001f\u007f]/.test(a.sourceId + (a.relationship ?? ""))).map((a) => `${a.sourceId}\u001f${a.relationship ?? ""}`))
+    ]
   },
   demographics: {
     kind: "demographics",

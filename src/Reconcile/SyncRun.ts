@@ -24,6 +24,7 @@ import { checkStaged } from "./Findings.ts"
 import type { Tripped } from "./Gate.ts"
 import { gateEnrollments, gateKeyed, schoolJudging } from "./Gate.ts"
 import { closePendingHold, recordHold } from "./Holds.ts"
+import { applyContactLinks, excludeContacts } from "./Contacts.ts"
 import { applyIdentities } from "./Identities.ts"
 import type { HeldLease } from "./Lease.ts"
 import { DistrictLease } from "./Lease.ts"
@@ -284,6 +285,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         for (const kind of ["orgs", "terms", "courses", "classes", "users"] as const) {
           const mode = modes[kind]
           if (kind === "classes" && mode !== null) yield* markOutOfScope(context, rules.scope, excludedSchools(rules))
+          if (kind === "users" && mode !== null) yield* excludeContacts(rules.contacts)
           if (mode === null) continue
           const result = yield* applyKeyed(
             kind,
@@ -299,6 +301,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         }
         // The users' identities (provider and login ids), once the users are written.
         if (modes.users !== null) yield* applyIdentities(context)
+        // Guardians and contacts, linked to their students (rules.contacts): src/Reconcile/Contacts.ts.
+        yield* applyContactLinks(context, rules.contacts)
         if (modes.classes !== "bulk") {
           const { expired, note } = yield* expireEndedTerms(context, rules.scope, rules.gate)
           counts.classes = { ...counts.classes, deactivated: counts.classes.deactivated + expired }

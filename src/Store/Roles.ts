@@ -111,6 +111,7 @@ export const GRANTS: ReadonlyArray<GrantRow> = [
   table("account_emails", ["SELECT", "INSERT"], "an account's addresses: the platform adds them"),
   table("account_links", READ, "which account a rostered user is (links are permanent)"),
   table("user_identities", READ, "rostered users' provider and login identities (Clever id, sourcedId, userIds, SIS ids); written by the sync only"),
+  table("contact_links", READ, "guardians and contacts linked to their students, with the relationship (rules.contacts); written by the sync only"),
   table("account_identities", READ, "provider identities of accounts known without a roster (accounts import)"),
   table("admins", READ, "in-product administrators"),
   table("partnerships", READ, "partnerships"),

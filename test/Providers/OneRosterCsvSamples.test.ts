@@ -103,7 +103,8 @@ describe("OneRoster CSV samples: v1p1-full", () => {
         email: "john.doe@myschool.com",
         orgSourceIds: ["org-sch-222-456"],
         grades: ["12"],
-        identities: [{ kind: "identifier", type: null, value: "john.doe" }]
+        identities: [{ kind: "identifier", type: null, value: "john.doe" }],
+        agents: []
       })
       // userIds `{LDAP:12}`: a login identity of its type.
       assert.deepStrictEqual(bySourceId(users, "usr-222-66778899").identities, [
@@ -205,7 +206,8 @@ describe("OneRoster CSV samples: v1p1-minimal", () => {
         email: null,
         orgSourceIds: ["org-sch-222-456"],
         grades: [],
-        identities: [{ kind: "identifier", type: null, value: "jogn.doe" }]
+        identities: [{ kind: "identifier", type: null, value: "jogn.doe" }],
+        agents: []
       })
       for (const user of users) assert.notInclude(JSON.stringify(user), "Password1-")
 

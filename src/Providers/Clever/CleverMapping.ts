@@ -154,7 +154,44 @@ export const enrollment = (sectionId: string, school: string | null, member: Mem
 const defaultStaffRole = staffRoleOf(defaultRules.staff)
 
 /**
- * A user, or `null` for people rosterd does not roster (contacts: parents and guardians).
+ * A Clever contact (`roles.contact`, read leniently: a malformed entry is left out) as a
+ * guardian: `parent` when it is some student's parent, `guardian` otherwise; its
+ * `student_relationships` as agents, the relationship as Clever names it (lower case:
+ * `parent`, `grandparent`, `aunt/uncle`, …), else its type. Whether it is stored is the
+ * district's rule `contacts` (src/Reconcile/Contacts.ts).
+ */
+const contactOf = (record: CleverUser, status: RecordStatus): User | null => {
+  const contact = record.roles.contact
+  if (typeof contact !== "object" || contact === null) return null
+  const text = (value: unknown) => (typeof value === "string" ? blank(value) : null)
+  const relationships = (contact as { readonly student_relationships?: unknown }).student_relationships
+  const agents = (Array.isArray(relationships) ? relationships : []).flatMap((entry: unknown) => {
+    if (typeof entry !== "object" || entry === null) return []
+    const e = entry as Readonly<Record<string, unknown>>
+    const student = text(e["student"])
+    return student === null ? [] : [{ sourceId: student, relationship: (text(e["relationship"]) ?? text(e["type"]))?.toLowerCase() ?? null }]
+  })
+  return {
+    sourceId: record.id,
+    status,
+    enabled: true,
+    roles: [agents.some((a) => a.relationship === "parent") ? "parent" : "guardian"],
+    username: null,
+    givenName: blank(record.name?.first),
+    familyName: blank(record.name?.last),
+    middleName: blank(record.name?.middle),
+    identifier: text((contact as { readonly sis_id?: unknown }).sis_id),
+    email: blank(record.email),
+    orgSourceIds: blank(record.district) === null ? [] : [record.district!.trim()],
+    grades: [],
+    identities: [],
+    agents
+  }
+}
+
+/**
+ * A user, or `null` for a record with no role rosterd knows. Contacts (parents, guardians)
+ * are users with a contact role (`contactOf`).
  * A staff record is `staff` (a school administrator) or `aide` by its title and roles, per
  * the district's rule `staff` (`staffRole`, built from it once per snapshot).
  */
@@ -165,7 +202,7 @@ export const user = (record: CleverUser, status: RecordStatus = "active", staffR
   if (teacher) roles.push("teacher")
   if (staff) roles.push(staffRole([staff.title, ...(staff.roles ?? [])]))
   if (district_admin) roles.push("district_admin")
-  if (roles.length === 0) return null
+  if (roles.length === 0) return contactOf(record, status)
   const orgs = new Set<string>()
   for (const id of [student?.school, ...(student?.schools ?? []), teacher?.school, ...(teacher?.schools ?? []), ...(staff?.schools ?? [])]) {
     const value = blank(id)

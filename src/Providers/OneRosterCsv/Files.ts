@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import type { EntityKind, EntityRecord, UserRole } from "../../Domain/Roster.ts"
-import { oneRosterIdentities } from "../OneRosterRest/OneRosterMapping.ts"
+import { agentsOf, oneRosterIdentities } from "../OneRosterRest/OneRosterMapping.ts"
 import { Bool, Enum, List, OptionalDate, OptionalEnum, OptionalText, RequiredDate, RequiredText, Status, UserIds } from "./Columns.ts"
 
 /**
@@ -15,7 +15,7 @@ import { Bool, Enum, List, OptionalDate, OptionalEnum, OptionalText, RequiredDat
  * renamed, a default, a normalisation in Columns.ts — so that the next run of every
  * district compares in full instead of trusting digests made by the old code.
  */
-export const CSV_MAPPING_VERSION = "oneroster-1.1-csv/1"
+export const CSV_MAPPING_VERSION = "oneroster-1.1-csv/2"
 
 export interface CsvFileSpec<K extends EntityKind, Row> {
   readonly kind: K
@@ -195,7 +195,8 @@ export const UsersFile = spec({
     identifier: OptionalText,
     email: OptionalText,
     grades: List,
-    userIds: UserIds
+    userIds: UserIds,
+    agentSourcedIds: List
   },
   toRecord: (row) => ({
     sourceId: row.sourcedId,
@@ -211,7 +212,8 @@ export const UsersFile = spec({
     orgSourceIds: row.orgSourcedIds,
     grades: row.grades,
     // OneRoster 1.1 CSV has `userIds` but no metadata: a vendor's `metadata.*` columns are not read.
-    identities: oneRosterIdentities({ identifier: row.identifier, userIds: row.userIds })
+    identities: oneRosterIdentities({ identifier: row.identifier, userIds: row.userIds }),
+    agents: agentsOf(row.agentSourcedIds)
   })
 })
 

@@ -133,6 +133,7 @@ export const usersFile12 = (by: UserRoles12) =>
       identifier: OptionalText,
       email: OptionalText,
       grades: List,
+      agentSourcedIds: List,
       preferredGivenName: OptionalText,
       preferredFamilyName: OptionalText,
       primaryOrgSourcedId: OptionalText
@@ -149,7 +150,7 @@ export const usersFile12 = (by: UserRoles12) =>
         ...profileIdentities(by.profiles.get(row.sourcedId) ?? [])
       ]
       return user12(
-        { ...row, preferredFirstName: row.preferredGivenName, preferredLastName: row.preferredFamilyName },
+        { ...row, preferredFirstName: row.preferredGivenName, preferredLastName: row.preferredFamilyName, agentSourceIds: row.agentSourcedIds },
         roles,
         identities
       )

@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import type { User, UserIdentity, UserRole } from "../../Domain/Roster.ts"
-import { oneRosterIdentities, statusOf } from "./OneRosterMapping.ts"
+import { agentsOf, oneRosterIdentities, statusOf } from "./OneRosterMapping.ts"
 import { GUIDRef, LenientBoolean, LenientList } from "./OneRosterWire.ts"
 
 /**
@@ -50,6 +50,7 @@ export const UserRecord12 = Schema.Struct({
   grades: Schema.optional(Schema.NullOr(LenientList)),
   roles: Schema.optional(Schema.NullOr(Schema.Array(RoleEntry))),
   primaryOrg: Ref,
+  agents: Schema.optional(Schema.NullOr(Schema.Array(GUIDRef))),
   // Read leniently by the mapping: a malformed entry is left out, it does not hold the user.
   userIds: Schema.optional(Schema.Unknown),
   userProfiles: Schema.optional(Schema.Unknown),
@@ -159,6 +160,8 @@ export interface UserFields12 {
   readonly identifier?: string | null | undefined
   readonly email?: string | null | undefined
   readonly grades?: ReadonlyArray<string> | null | undefined
+  /** OneRoster `agents`, as source IDs. */
+  readonly agentSourceIds?: ReadonlyArray<string> | undefined
 }
 
 /** A 1.2 user from its fields, its roles and its identities (both bindings). */
@@ -179,7 +182,8 @@ export const user12 = (r: UserFields12, roles: UserRoles, identities: ReadonlyAr
   preferredGivenName: blank(r.preferredFirstName),
   preferredFamilyName: blank(r.preferredLastName),
   primaryOrgSourceId: roles.primaryOrgSourceId,
-  orgRoles: roles.orgRoles
+  orgRoles: roles.orgRoles,
+  agents: agentsOf(r.agentSourceIds ?? [])
 })
 
 /** The REST binding's user. */
@@ -187,5 +191,6 @@ export const userOfJson = (r: UserRecord12): { readonly record: User } | { reado
   const roles = rolesOf((r.roles ?? []).map((e) => ({ roleType: e.roleType, role: e.role, org: e.org?.sourcedId })), r.primaryOrg?.sourcedId)
   if ("problem" in roles) return roles
   const identities = [...oneRosterIdentities(r), ...profileIdentities(jsonProfiles(r.userProfiles))]
-  return { record: user12(r, roles, identities) }
+  const agentSourceIds = (r.agents ?? []).map((a) => a.sourcedId.trim()).filter((id) => id.length > 0)
+  return { record: user12({ ...r, agentSourceIds }, roles, identities) }
 }

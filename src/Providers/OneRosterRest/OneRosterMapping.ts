@@ -165,6 +165,9 @@ export const oneRosterIdentities = (r: { readonly identifier?: string | null | u
   return out
 }
 
+/** OneRoster `agents` (a guardian's students, a student's guardians); the relationship is the contact's role. */
+export const agentsOf = (sourceIds: ReadonlyArray<string>) => sourceIds.map((sourceId) => ({ sourceId, relationship: null }))
+
 export const user = (r: typeof UserRecord.Type): Mapped<User> => {
   const role = oneOf(ROLES, r.role)
   if (role === undefined) return { problem: `field "role": expected one of ${ROLES.join(", ")}` }
@@ -182,7 +185,8 @@ export const user = (r: typeof UserRecord.Type): Mapped<User> => {
       email: blank(r.email),
       orgSourceIds: ids(r.orgs),
       grades: [...(r.grades ?? [])],
-      identities: oneRosterIdentities(r)
+      identities: oneRosterIdentities(r),
+      agents: agentsOf(ids(r.agents))
     }
   }
 }

@@ -90,6 +90,8 @@ export const UserRecord = Schema.Struct({
   identifier: Text,
   enabledUser: Schema.optional(Schema.NullOr(LenientBoolean)),
   orgs: Refs,
+  /** A guardian's students, a student's guardians (src/Reconcile/Contacts.ts). */
+  agents: Refs,
   grades: List,
   // Read leniently by the mapping (oneRosterIdentities): a malformed entry is left out, it
   // does not hold the whole user.

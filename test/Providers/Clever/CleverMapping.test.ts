@@ -26,7 +26,7 @@ describe("Clever mapping", () => {
     expect(cleverDob("2014-03-01")).toBe(undefined)
   })
 
-  it("users keep their roles, schools and the e-mail as given; contacts are not rostered", () => {
+  it("users keep their roles, schools and the e-mail as given; contacts are guardians with their students (stored only with rules.contacts)", () => {
     const teacher = user({
       id: "u1",
       district: "d1",
@@ -41,7 +41,13 @@ describe("Clever mapping", () => {
       identifier: "T9",
       email: "Teacher@School.Example"
     })
-    expect(user({ id: "c1", roles: { contact: {} } })).toBe(null)
+    expect(user({ id: "c1", roles: { contact: {} } })).toMatchObject({ roles: ["guardian"], agents: [] })
+    expect(user({
+      id: "c2",
+      district: "d1",
+      roles: { contact: { student_relationships: [{ student: "s9", relationship: "Parent", type: "Parent/Guardian" }, { student: "s8", type: "Emergency" }, { relationship: "Other" }] } }
+    })).toMatchObject({ roles: ["parent"], orgSourceIds: ["d1"], agents: [{ sourceId: "s9", relationship: "parent" }, { sourceId: "s8", relationship: "emergency" }] })
+    expect(user({ id: "x", roles: {} })).toBe(null)
   })
 
   it("staff are administrators (staff) or aides by their title and roles, per the district's rule", () => {
