@@ -10,13 +10,16 @@ import * as FakeClever from "../support/FakeClever/index.ts"
 import * as FakeOneRoster from "../support/FakeOneRoster/index.ts"
 import { readRows, tempDir, writeCsv } from "../support/Fixtures.ts"
 import { syncTestLayer } from "../support/Layers.ts"
+import { toCsv12 } from "../support/OneRoster12Csv.ts"
 import { TEACHERS, writeRulesDistrict } from "../support/RulesDistrict.ts"
 
 /**
  * The district rules apply alike whichever provider delivers the roster. The rules district
  * (test/support/RulesDistrict.ts, on the current school year, so the real clock) is synced
- * three times into one database: as a OneRoster CSV set, through the fake Clever API and
- * through the fake OneRoster 1.1 REST server (ClassLink, OAuth 1.0a). Each district's rules
+ * five times into one database: as a OneRoster 1.1 CSV set, through the fake Clever API,
+ * through the fake OneRoster 1.1 REST server (ClassLink, OAuth 1.0a), as a OneRoster 1.2 CSV
+ * set (roles.csv) and through the fake server's 1.2 binding with OAuth 2.0 client credentials
+ * (Infinite Campus-style). Each district's rules
  * outcome is reduced to a fingerprint keyed by the CSV sourcedIds (Clever ids mapped back
  * through the fake's id map) and compared with the CSV district's.
  *
@@ -31,8 +34,10 @@ import { TEACHERS, writeRulesDistrict } from "../support/RulesDistrict.ts"
  * is derived from the CSV one by those differences only, each named where it is made.
  */
 
-const PROVIDERS = ["oneroster-csv", "clever", "oneroster-rest"] as const
+/** The sources compared: a provider, and for OneRoster its version. */
+const PROVIDERS = ["oneroster-csv", "clever", "oneroster-rest", "oneroster-csv-12", "oneroster-rest-12"] as const
 type Provider = (typeof PROVIDERS)[number]
+const OAUTH2 = { clientId: "parity-client", clientSecret: "parity-client-secret" }
 
 const CLEVER_TOKEN = "parity-clever-token"
 const OAUTH = { key: "parity-key", secret: "parity-secret" }
@@ -96,10 +101,20 @@ const grassroots = (email: string) =>
 const serveAll = (root: string, label: string, write: (dir: string, domain: string) => void) =>
   Effect.gen(function*() {
     const at = (...names: Array<string>) => NodePath.join(root, label, ...names)
-    const dirs = { "oneroster-csv": at("csv"), clever: at("clever"), "oneroster-rest": at("rest") } as const
+    const dirs = {
+      "oneroster-csv": at("csv"),
+      clever: at("clever"),
+      "oneroster-rest": at("rest"),
+      "oneroster-csv-12": at("csv12"),
+      "oneroster-rest-12": at("rest12")
+    } as const
     for (const provider of PROVIDERS) {
       const domain = `${label}-${provider}.example`
-      write(dirs[provider], domain)
+      if (provider === "oneroster-csv-12") {
+        // The same district in the 1.2 binding: roles.csv, 1.2 users.csv and manifest.
+        write(at("csv12-as-11"), domain)
+        toCsv12(at("csv12-as-11"), dirs[provider])
+      } else write(dirs[provider], domain)
       yield* grassroots(`t-07@${domain}`)
     }
     const secret = (name: string, value: string) => {
@@ -116,6 +131,10 @@ const serveAll = (root: string, label: string, write: (dir: string, domain: stri
       Effect.promise(async () => FakeOneRoster.start(await FakeOneRoster.fromOneRosterCsv(dirs["oneroster-rest"]), { oauth: OAUTH })),
       (fake) => Effect.promise(() => fake.close())
     )
+    const rest12 = yield* Effect.acquireRelease(
+      Effect.promise(async () => FakeOneRoster.start(await FakeOneRoster.fromOneRosterCsv(dirs["oneroster-rest-12"]), { oauth2: OAUTH2 })),
+      (fake) => Effect.promise(() => fake.close())
+    )
 
     const settings: Record<Provider, Record<string, unknown>> = {
       "oneroster-csv": { path: dirs["oneroster-csv"] },
@@ -123,6 +142,11 @@ const serveAll = (root: string, label: string, write: (dir: string, domain: stri
       clever: { districtId: cleverDistrict.district.id, tokenFile: secret("clever-token", CLEVER_TOKEN), baseUrl: clever.baseUrl, pageSize: 7 },
       "oneroster-rest": {
         baseUrl: rest.baseUrl, auth: "oauth1", keyFile: secret("key", OAUTH.key), secretFile: secret("secret", OAUTH.secret), pageSize: 7
+      },
+      "oneroster-csv-12": { path: dirs["oneroster-csv-12"] },
+      "oneroster-rest-12": {
+        baseUrl: rest12.baseUrl, version: "1.2", auth: "oauth2", tokenUrl: rest12.tokenUrl,
+        clientIdFile: secret("client-id", OAUTH2.clientId), clientSecretFile: secret("client-secret", OAUTH2.clientSecret), pageSize: 7
       }
     }
     const store = yield* RosterStore
@@ -131,7 +155,8 @@ const serveAll = (root: string, label: string, write: (dir: string, domain: stri
     const synced = {} as Record<Provider, Synced>
     for (const provider of PROVIDERS) {
       const districtId = `${label}-${provider}`
-      yield* store.addDistrict({ id: districtId as DistrictId, name: `District ${districtId}`, provider, timezone: ZONE, settings: settings[provider] })
+      const kind = provider === "oneroster-csv-12" ? "oneroster-csv" : provider === "oneroster-rest-12" ? "oneroster-rest" : provider
+      yield* store.addDistrict({ id: districtId as DistrictId, name: `District ${districtId}`, provider: kind, timezone: ZONE, settings: settings[provider] })
       const run = yield* sync.run(districtId, { request: "full", trigger: "test" })
       synced[provider] = { districtId, runId: run.runId, status: run.status, toCsv: provider === "clever" ? cleverCsvId : (id) => id }
     }
@@ -296,6 +321,16 @@ layer(TestLayer, { timeout: "180 seconds", excludeTestServices: true })("distric
       const { rules } = yield* Parity
       const csv = yield* fingerprint(rules.synced["oneroster-csv"])
       assert.deepStrictEqual(yield* fingerprint(rules.synced["oneroster-rest"]), csv)
+    }))
+
+  it.effect("OneRoster 1.2, as a CSV set and over REST with OAuth 2.0: the same outcome as the 1.1 CSV set", () =>
+    Effect.gen(function*() {
+      const { rules, subjects } = yield* Parity
+      for (const served of [rules, subjects]) {
+        const csv = yield* fingerprint(served.synced["oneroster-csv"])
+        assert.deepStrictEqual(yield* fingerprint(served.synced["oneroster-csv-12"]), csv)
+        assert.deepStrictEqual(yield* fingerprint(served.synced["oneroster-rest-12"]), csv)
+      }
     }))
 
   it.effect("Clever: the same outcome, except the primary teacher Clever names itself and the order of its ids", () =>
