@@ -17,7 +17,10 @@ import { readSecret } from "../Secrets/SecretRef.ts"
  *   `district.connected` for one not seen before and not registered. A registered district
  *   whose token is gone from the list is **disconnected**: `district.disconnected` is
  *   announced and its syncs stop — an ad-hoc pause (`rosterd pauses`, reason "disconnected
- *   …") until it is listed again, when the pause ends; nothing is deactivated.
+ *   …") until it is listed again, when the pause ends; nothing is deactivated. A registered
+ *   district whose token Clever refuses (401) on its runs, once the daemon's retries are
+ *   spent, is disconnected the same way (`markDisconnected`); it is resumed when the list
+ *   shows it (again).
  * - `tokenFor` gives one district's token, for `rosterd district add --from-discovery`,
  *   which stores it encrypted (src/Secrets).
  */
@@ -157,7 +160,33 @@ export class Discovery extends Effect.Service<Discovery>()("rosterd/Discovery", 
       })).pipe(Effect.catchTag("SqlError", Effect.die))
     })
 
-    return { discover, tokenFor, check, config } as const
+    /**
+     * A registered Clever district whose token was refused (401) after the daemon's retries:
+     * disconnected as if gone from the list — paused, announced once per episode. The next
+     * look at the list that shows it resumes it.
+     */
+    const markDisconnected = Effect.fn("Discovery.markDisconnected")(function*(districtId: string) {
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const [district] = yield* sql<{ readonly clever: string | null }>`
+          SELECT settings->>'districtId' AS clever FROM districts WHERE id = ${districtId} AND provider = 'clever'`
+        if (district?.clever == null) return Option.none<number>()
+        const [row] = yield* sql<{ readonly episode: number }>`
+          INSERT INTO discovered_districts (provider, source_district, missing_since) VALUES ('clever', ${district.clever}, now())
+          ON CONFLICT (provider, source_district) DO UPDATE SET missing_since = coalesce(discovered_districts.missing_since, now())
+          RETURNING episode`
+        yield* sql`INSERT INTO pauses (district_id, from_date, until_date, reason, created_by)
+                   SELECT ${districtId}, current_date - 1, current_date + 3650, ${PAUSE_REASON}, ${PAUSED_BY}
+                   WHERE NOT EXISTS (SELECT 1 FROM pauses WHERE district_id = ${districtId} AND created_by = ${PAUSED_BY} AND ended_at IS NULL)`
+        return yield* notify.emit({
+          event: "district.disconnected",
+          occurrence: `disconnected:clever:${district.clever}:${row!.episode}`,
+          districtId,
+          summary: { provider: "clever", cleverDistrict: district.clever, syncs: "paused", why: "token refused (401)" }
+        })
+      }))
+    }, (effect) => effect.pipe(Effect.catchTag("SqlError", Effect.die)))
+
+    return { discover, tokenFor, check, markDisconnected, config } as const
   }),
   dependencies: [Notify.Default]
 }) {}

@@ -203,6 +203,9 @@ export const DaemonWithoutDependencies = Layer.scopedDiscard(
         const next = yield* place(district, yield* regularSlot(district, finished), 0)
         // Announced once the retries are spent (src/Notify: once per run, whichever replica).
         if (Option.isSome(notify)) yield* notify.value.runFailed(district.id, seen.attempt + 1)
+        // A Clever token refused to the end: the district withdrew the app (src/Districts/Discovery.ts pauses it).
+        const refused = Option.exists(failure, (e) => e._tag === "ProviderError" && "reason" in e && e.reason === "Unauthorized")
+        if (refused && district.provider === "clever" && Option.isSome(discovery)) yield* discovery.value.markDisconnected(district.id)
         yield* Effect.logWarning("sync failed; no more retries: waiting for the next slot").pipe(
           Effect.annotateLogs({ error: reason, next: next.at.toISOString() })
         )

@@ -47,8 +47,9 @@ describe("discovering Clever districts", () => {
   })
 
   /** A replica's Discovery over the fixture's database. */
-  const check = () =>
-    Effect.runPromise(Effect.flatMap(Discovery, (d) => d.check()).pipe(
+  const check = () => withDiscovery((d) => d.check())
+  const withDiscovery = <A, E>(use: (d: Discovery) => Effect.Effect<A, E>) =>
+    Effect.runPromise(Effect.flatMap(Discovery, use).pipe(
       Effect.provide(Discovery.Default.pipe(
         Layer.provide(ConfigFile.fromDocument({})),
         Layer.provide(pgClientLayer({ url: Redacted.make(cli.db.url) })),
@@ -117,7 +118,16 @@ describe("discovering Clever districts", () => {
     fake.appTokens.unshift(...kept)
     const back = await check()
     expect(back.reconnected).toBe(1)
-    const open = await rows<{ n: number }>(`SELECT count(*)::int AS n FROM pauses WHERE district_id = 'found' AND ended_at IS NULL`)
-    expect(open[0]!.n).toBe(0)
+    const openPauses = async () => (await rows<{ n: number }>(`SELECT count(*)::int AS n FROM pauses WHERE district_id = 'found' AND ended_at IS NULL`))[0]!.n
+    expect(await openPauses()).toBe(0)
+
+    // A token refused to the end of the daemon's retries (401): the same, announced once; the list showing it resumes it.
+    await withDiscovery((d) => d.markDisconnected("found"))
+    await withDiscovery((d) => d.markDisconnected("found"))
+    expect(await openPauses()).toBe(1)
+    const refused = await rows<{ summary: Record<string, unknown> }>(`SELECT summary FROM notifications WHERE event = 'district.disconnected' ORDER BY id`)
+    expect(refused.map((r) => r.summary["why"] ?? null)).toEqual([null, "token refused (401)"])
+    expect((await check()).reconnected).toBe(1)
+    expect(await openPauses()).toBe(0)
   })
 })
