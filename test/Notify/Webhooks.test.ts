@@ -209,11 +209,27 @@ layer(Layer.mergeAll(RosterStore.Default, Audit.Default).pipe(Layer.provideMerge
       assert.strictEqual(counts[0] + counts[1], 1)
       yield* sql`UPDATE holds SET state = 'approved', decided_at = now() WHERE run_id = ${run!.id}`
       assert.strictEqual((yield* b.scan()) + (yield* a.scan()), 1)
+      // Two reviews the run opened: one message for both, counted, by reason (no person named).
+      yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql.unsafe(`SELECT set_config('rosterd.writer', 'sync', true)`)
+        const users = yield* sql<{ readonly id: number }>`
+          INSERT INTO users (district_id, source_id, roster_source, roles, given_name, family_name, email)
+          VALUES ('nw3', 'u-1', 'csv', ARRAY['teacher'], 'Ada', 'Lovelace', 'ada@nw3.example'),
+                 ('nw3', 'u-2', 'csv', ARRAY['teacher'], 'Alan', 'Turing', 'alan@nw3.example') RETURNING id`
+        for (const user of users) yield* sql`INSERT INTO account_reviews (district_id, user_id, reason) VALUES ('nw3', ${user.id}, 'email_shared')`
+      }))
+      assert.strictEqual((yield* a.scan()) + (yield* b.scan()), 1)
       const rows = yield* sql<{ readonly event: string; readonly runId: number; readonly summary: Record<string, unknown> }>`
         SELECT event, run_id, summary FROM notifications WHERE district_id = 'nw3' ORDER BY id`
-      assert.deepStrictEqual(rows.map((r) => [r.event, Number(r.runId)]), [["run.held", Number(run!.id)], ["hold.decided", Number(run!.id)]])
+      assert.deepStrictEqual(rows.map((r) => [r.event, Number(r.runId)]), [
+        ["run.held", Number(run!.id)],
+        ["hold.decided", Number(run!.id)],
+        ["review.opened", Number(run!.id)]
+      ])
       assert.deepStrictEqual(rows[0]!.summary, { rules: ["deactivate_percent"], kinds: ["users"] })
       assert.deepStrictEqual(rows[1]!.summary, { decision: "approved" })
+      assert.deepStrictEqual(rows[2]!.summary, { reviews: 2, reasons: ["email_shared"] })
+      assert.notMatch(JSON.stringify(rows), /Ada|Lovelace|ada@|Turing/)
     }))
 
   it.scoped("stale and recovered are announced once per episode", () =>
