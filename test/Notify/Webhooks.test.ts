@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { assert, layer } from "@effect/vitest"
+import { afterAll, assert, layer } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -75,6 +75,7 @@ const work = tempDir("rosterd-notify-")
 const SECRET = "whsec-test-0123456789abcdef"
 const secretFile = NodePath.join(work.dir, "hook-secret")
 Fs.writeFileSync(secretFile, `${SECRET}\n`)
+afterAll(() => work.remove())
 
 /** A Notify over the test database with `notify` as `rosterd.notify` (a replica of its own each call). */
 const notifyWith = (notify: Record<string, unknown>) =>
