@@ -199,8 +199,10 @@ export const commandHelp = (node: CommandNode, style: HelpStyle): string => {
   if (isRunnable(node) || node.children.length === 0) lines.push(heading(style, "Usage:"), ...usage(node))
   if (node.children.length > 0) {
     if (isRunnable(node) || node.children.length === 0) lines.push("")
-    lines.push(heading(style, "Commands:"))
-    lines.push(...table(node.children.map((c) => [pathOf(c), summary(c.description, WIDTH - 28)])))
+    lines.push(heading(style, `Commands (rosterd ${pathOf(node)} <command>):`))
+    const name = (c: CommandNode) => c.path[c.path.length - 1]!
+    const column = Math.max(...node.children.map((c) => name(c).length)) + 2
+    lines.push(...node.children.map((c) => `  ${name(c).padEnd(column)}${summary(SUMMARIES[pathOf(c)] ?? c.description, WIDTH - 2 - column)}`))
   }
   if (node.args.length > 0) lines.push("", heading(style, "Arguments:"), ...table(node.args.map((a) => [a.label, a.description])))
   if (node.options.length > 0) lines.push("", heading(style, "Options:"), ...table(node.options.map((o) => [o.label, o.description])))
@@ -217,7 +219,8 @@ export const commandHelp = (node: CommandNode, style: HelpStyle): string => {
  * command; anything else → a usage error naming it.
  */
 export const helpFor = (tree: CommandNode, words: ReadonlyArray<string>, style: HelpStyle): HelpAnswer => {
-  const positional = words.filter((w) => !w.startsWith("-"))
+  // The global option with a value (`rosterd --log-level debug sync --help`) is no command word.
+  const positional = words.filter((w, i) => !w.startsWith("-") && words[i - 1] !== "--log-level")
   if (positional.length === 0) return { text: overview(tree, style), code: 0 }
   let node: CommandNode | undefined
   let level = tree

@@ -37,7 +37,10 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   "report": "what a district should fix: findings by rule, open reviews",
   "admin": "administrators: invite, list, edit, remove; partnerships",
   "calendar": "the holiday pause windows and ad-hoc pauses of a district",
-  "doctor": "check config, database, sources, credentials, mail and clock"
+  "doctor": "check config, database, sources, credentials, mail and clock",
+  "accounts resend-activation": "a new activation e-mail for one pending teacher, or all",
+  "accounts pending": "teachers and roster admins who have not activated",
+  "accounts resolve": "the account a Clever or ClassLink sign-in resolves to"
 }
 
 /** One or two examples per command, by path. A command without one shows none. */

@@ -68,6 +68,7 @@ describe("rosterd --help", () => {
 
   it("`-h` and arguments after the command are help too; an unknown name is a usage error (2)", async () => {
     expect((await rosterd(["pause", "lincoln", "-h"], {})).stdout).toBe((await rosterd(["pause", "--help"], {})).stdout)
+    expect((await rosterd(["--log-level", "debug", "pause", "--help"], {})).stdout).toBe((await rosterd(["pause", "--help"], {})).stdout)
     const unknown = await rosterd(["frobnicate", "--help"], {})
     expect(unknown.code).toBe(2)
     expect(unknown.stdout).toBe("")
