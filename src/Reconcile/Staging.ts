@@ -216,8 +216,10 @@ export const stageDigested = <K extends EntityKind>(
     yield* sql.withTransaction(Effect.gen(function*() {
       if (decoded > 0) {
         yield* sql.unsafe(
+          // A digest staged twice (a line repeated in the file) is stored once: DO NOTHING
+          // skips the repeat within this statement too, without sorting 10 million rows first.
           `INSERT INTO roster_digests (district_id, kind, digest, staged)
-           SELECT DISTINCT ON (digest) $1, $2, digest, ROW(${cached.join(", ")})::pg_temp.${cachedTable(kind)}::text
+           SELECT $1, $2, digest, ROW(${cached.join(", ")})::pg_temp.${cachedTable(kind)}::text
            FROM pg_temp.${stageTable(kind)} WHERE digest IS NOT NULL
            ON CONFLICT DO NOTHING`,
           [districtId, kind]
