@@ -1,6 +1,7 @@
 import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
+import { expect } from "vitest"
 import { ConfigProvider, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
@@ -15,7 +16,9 @@ import { StatusPageData } from "../../src/Http/StatusPage/Data.ts"
 import { districtPage, overviewPage, parseOverviewQuery, selectRows } from "../../src/Http/StatusPage/Pages.ts"
 import { Freshness } from "../../src/Schedule/Freshness.ts"
 import type { DistrictStatus, RunRecord } from "../../src/Store/Runs.ts"
-import { tempDir } from "../support/Fixtures.ts"
+import { eventually, freePort } from "../support/Cli.ts"
+import { cliFixture, startDaemon } from "../support/CliFixture.ts"
+import { tempDir, writeSmallDistrict } from "../support/Fixtures.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
 
 /**
@@ -222,4 +225,39 @@ layer(AuthServer, { timeout: "60 seconds", excludeTestServices: true })("status 
         assert.strictEqual(text.match(/<style>/g)?.length, 1)
       }
     }))
+})
+
+describe("the daemon serves the status page", () => {
+  const cli = cliFixture()
+
+  it("on its HTTP port, behind rosterd.http.auth from the environment, with the page's headers", async () => {
+    writeSmallDistrict(NodePath.join(cli.work.dir, "small"), "daemon-page.example")
+    expect((await cli.rosterd(["district", "add", "small", "--provider", "oneroster-csv", "--path", NodePath.join(cli.work.dir, "small"), "--name", "Small <b>Town</b>"])).code).toBe(0)
+    const port = await freePort()
+    const token = "daemon-page-token-5b1d"
+    const daemon = startDaemon({
+      ...cli.env,
+      ROSTERD_DATA_DIR: cli.work.dir,
+      ROSTERD_HTTP_PORT: String(port),
+      ROSTERD_HTTP_AUTH_BEARER_TOKEN_ENV: "STATUS_PAGE_DAEMON_TOKEN",
+      STATUS_PAGE_DAEMON_TOKEN: token
+    })
+    try {
+      const base = `http://127.0.0.1:${port}`
+      await eventually(async () => ((await fetch(`${base}/healthz`).catch(() => undefined))?.ok ? true : undefined), 60_000)
+      expect((await fetch(`${base}/`)).status).toBe(401)
+      expect((await fetch(`${base}/status`)).status).toBe(401)
+      const page = await fetch(`${base}/`, { headers: { authorization: `Bearer ${token}` } })
+      expect(page.status).toBe(200)
+      expect(page.headers.get("content-security-policy")).toMatch(/^default-src 'none'; style-src 'sha256-/)
+      expect(page.headers.get("x-frame-options")).toBe("DENY")
+      const html = await page.text()
+      expect(html).toContain(`data-district="small"`)
+      expect(html).toContain("Small &lt;b&gt;Town&lt;/b&gt;")
+      const district = await fetch(`${base}/districts/small`, { headers: { authorization: `Bearer ${token}` } })
+      expect(district.status).toBe(200)
+    } finally {
+      expect(await daemon.stop()).toBe(0)
+    }
+  }, 120_000)
 })
