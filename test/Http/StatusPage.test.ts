@@ -1,7 +1,7 @@
 import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { expect } from "vitest"
+import { afterAll, expect } from "vitest"
 import { ConfigProvider, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
@@ -177,6 +177,7 @@ const get = (path: string, authorization?: string) =>
 
 layer(AuthServer, { timeout: "60 seconds", excludeTestServices: true })("status page over HTTP", (it) => {
   Fs.writeFileSync(tokenFile, `${TOKEN}\n`)
+  afterAll(() => secrets.remove())
   const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`
 
   it.effect("with rosterd.http.auth: the page, /status and /metrics need the token or the password; the probes stay open", () =>

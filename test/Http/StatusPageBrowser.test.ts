@@ -7,6 +7,7 @@ import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import puppeteer, { type Browser, type Page } from "puppeteer-core"
+import { afterAll } from "vitest"
 import { writeManifest } from "../../bench/OneRosterGenerator.ts"
 import { ConfigFile } from "../../src/Config/ConfigFile.ts"
 import type { DistrictId } from "../../src/Domain/District.ts"
@@ -202,6 +203,7 @@ const syncNow = (id: string) => Effect.flatMap(Sync, (sync) => sync.run(id, { re
 
 layer(ServerLayer, { timeout: "240 seconds", excludeTestServices: true })("the status page in a browser", (it) => {
   const work = tempDir("rosterd-status-page-")
+  afterAll(() => work.remove())
   const dirs = {
     healthy: NodePath.join(work.dir, "healthy"),
     reviewed: NodePath.join(work.dir, "reviewed"),
@@ -417,6 +419,5 @@ layer(ServerLayer, { timeout: "240 seconds", excludeTestServices: true })("the s
       assert.strictEqual(title, `canary · ${HOSTILE_NAME.replace("\u202E", "\\u202e")}`)
       yield* screenshot(page, "district-canary")
       yield* closePage(page)
-      work.remove()
     }))
 })
