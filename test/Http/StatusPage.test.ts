@@ -107,6 +107,24 @@ describe("status page rendering", () => {
     }
     const html = districtPage(page)
     assertInert(html)
+    // A hold that suspects a re-key shows its figures per kind and the pairs proposed.
+    const rekeyed = districtPage({
+      ...page,
+      hold: { ...page.hold!, tripped: [{ kind: "users", group: "users", rule: "rekey_suspected", count: 180, of: 200, limit: 50 }] },
+      report: {
+        ...page.report,
+        rekey: {
+          runId: 2,
+          state: "pending",
+          kinds: [{ kind: "users", label: "users", suspected: true, active: 200, disappeared: 190, appeared: 190, matched: 180 }],
+          proposed: [{ kind: "users", matchedOn: "email", n: 180 }]
+        }
+      }
+    })
+    assert.include(rekeyed, `<h2>Suspected re-key</h2>`)
+    assert.include(rekeyed, `<tr data-kind="users"><td>users</td><td class="num">200</td><td class="num">190</td><td class="num">190</td><td class="num">180</td><td>yes</td></tr>`)
+    assert.include(rekeyed, "180 users paired by email")
+    assert.include(rekeyed, "<td>suspected re-key</td>")
     // The sample detail of a finding is never shown (only codes, counts and source IDs are).
     assert.strictEqual(html.split("&lt;script&gt;").length > 1, true)
   })
