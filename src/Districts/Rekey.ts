@@ -83,6 +83,10 @@ export const REWRITES: ReadonlyArray<Rewrite> = [
   { table: "classes", column: "term_source_ids", kind: "terms", array: true },
   { table: "users", column: "source_id", kind: "users", own: true },
   { table: "users", column: "org_source_ids", kind: "orgs", array: true },
+  // OneRoster 1.2's primary org (migrations/0016). (`org_roles` pairs a role with an org: the next sync writes them anew.)
+  { table: "users", column: "primary_org_source_id", kind: "orgs" },
+  // Guardians' students (src/Reconcile/Contacts.ts).
+  { table: "contact_links", column: "student_source_id", kind: "users" },
   { table: "enrollments", column: "source_id", kind: "enrollments", own: true },
   { table: "enrollments", column: "class_source_id", kind: "classes" },
   { table: "enrollments", column: "user_source_id", kind: "users" },

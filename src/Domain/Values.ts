@@ -1,4 +1,4 @@
-import type { EntityKind, EntityRecord, UserIdentity } from "./Roster.ts"
+import type { Agent, EntityKind, EntityRecord, UserIdentity } from "./Roster.ts"
 
 /**
  * The value guard: what a value from any provider must be before it is staged.
@@ -221,6 +221,7 @@ type Rule =
   | { readonly kind: "email"; readonly ok: (value: string) => boolean }
   | { readonly kind: "date"; readonly range: DateRange; readonly ok: (value: string) => boolean }
   | { readonly kind: "identities"; readonly ok: (value: ReadonlyArray<UserIdentity>) => boolean }
+  | { readonly kind: "agents"; readonly ok: (value: ReadonlyArray<Agent>) => boolean }
 
 const allUsableIds = (values: ReadonlyArray<string>) => {
   for (let i = 0; i < values.length; i++) if (!isUsableId(values[i]!)) return false
@@ -248,6 +249,17 @@ const identitiesRule: Rule = {
   kind: "identities",
   ok: (values) => {
     for (let i = 0; i < values.length; i++) if (!usableIdentityEntry(values[i]!)) return false
+    return true
+  }
+}
+
+/** A guardian's student or a student's guardian (src/Reconcile/Contacts.ts): a usable source ID, a short plain relationship. */
+const usableAgent = (agent: Agent) =>
+  isUsableId(agent.sourceId) && (agent.relationship === null || (agent.relationship.length <= MAX_SHORT_TEXT && firstControl(agent.relationship) < 0))
+const agentsRule: Rule = {
+  kind: "agents",
+  ok: (values) => {
+    for (let i = 0; i < values.length; i++) if (!usableAgent(values[i]!)) return false
     return true
   }
 }
@@ -321,6 +333,8 @@ export const FIELDS: { readonly [K in EntityKind]: ReadonlyArray<Field<EntityRec
     ["preferredGivenName", shortText, (r) => r.preferredGivenName ?? null],
     ["preferredFamilyName", shortText, (r) => r.preferredFamilyName ?? null],
     ["primaryOrgSourceId", id, (r) => r.primaryOrgSourceId ?? null],
+    ["orgRoles", ids, (r) => r.orgRoles ?? []],
+    ["agents", agentsRule, (r) => r.agents ?? []],
     ["identifier", shortText, (r) => r.identifier],
     ["email", email, (r) => r.email],
     ["orgSourceIds", ids, (r) => r.orgSourceIds],
@@ -484,6 +498,13 @@ const repairOf = <K extends EntityKind>(kind: K, fields: ReadonlyArray<Field<Ent
           break
         case "date":
           return held(field, `expected ${describeRange(rule.range)}`)
+        case "agents": {
+          // Like identities: an unusable one is left out, the record applies with the others.
+          const kept = (value as ReadonlyArray<Agent>).filter(usableAgent)
+          set(field, kept)
+          cleared = `${cleared === null ? "" : `${cleared}; `}field "${field}": ${(value as ReadonlyArray<unknown>).length - kept.length} left out (${ID_PROBLEM})`
+          break
+        }
         case "identities": {
           // An unusable identity is left out (the record applies with the others), never cleaned:
           // a login with a character removed would be someone else's login.
