@@ -115,40 +115,26 @@ const optionLabel = (raw: string) => {
   return { label, key: long, choices: type.includes("|") && !label.includes("|") ? type.split(/\s*\|\s*/).join(", ") : "" }
 }
 
-const optionEntries = (options: Options.Options<unknown>): ReadonlyArray<HelpEntry> => {
-  const entries: Array<HelpEntry> = []
-  const walk = (doc: HelpDoc.HelpDoc): void => {
-    if (doc._tag === "Sequence") {
-      walk(doc.left)
-      walk(doc.right)
-    } else if (doc._tag === "DescriptionList") {
-      for (const [span, description] of doc.definitions) {
-        const { choices, key, label } = optionLabel(spanText(span))
-        const text = own(paragraphs(description))
-        entries.push({ label, key, description: choices === "" ? text : `${text}${text === "" ? "" : " "}(one of: ${choices})` })
-      }
-    }
-  }
-  walk(Options.getHelp(options))
-  return entries
-}
+/** The (term, description) pairs of a help document, in order (its description lists, however nested). */
+const definitionsOf = (doc: HelpDoc.HelpDoc): ReadonlyArray<readonly [Span, HelpDoc.HelpDoc]> =>
+  doc._tag === "Sequence"
+    ? [...definitionsOf(doc.left), ...definitionsOf(doc.right)]
+    : doc._tag === "DescriptionList"
+    ? doc.definitions
+    : []
 
-const argEntries = (args: Args.Args<unknown>): ReadonlyArray<HelpEntry> => {
-  const entries: Array<HelpEntry> = []
-  const walk = (doc: HelpDoc.HelpDoc): void => {
-    if (doc._tag === "Sequence") {
-      walk(doc.left)
-      walk(doc.right)
-    } else if (doc._tag === "DescriptionList") {
-      for (const [span, description] of doc.definitions) {
-        const label = spanText(span).trim()
-        entries.push({ label, key: label.replace(/^<|>(\.\.\.)?$/g, "").replace(/\.\.\.$/, ""), description: own(paragraphs(description)) })
-      }
-    }
-  }
-  walk(Args.getHelp(args))
-  return entries
-}
+const optionEntries = (options: Options.Options<unknown>): ReadonlyArray<HelpEntry> =>
+  definitionsOf(Options.getHelp(options)).map(([span, description]) => {
+    const { choices, key, label } = optionLabel(spanText(span))
+    const text = own(paragraphs(description))
+    return { label, key, description: choices === "" ? text : `${text}${text === "" ? "" : " "}(one of: ${choices})` }
+  })
+
+const argEntries = (args: Args.Args<unknown>): ReadonlyArray<HelpEntry> =>
+  definitionsOf(Args.getHelp(args)).map(([span, description]) => {
+    const label = spanText(span).trim()
+    return { label, key: label.replace(/^<|>(\.\.\.)?$/g, "").replace(/\.\.\.$/, ""), description: own(paragraphs(description)) }
+  })
 
 /** A usage fragment in the forms help uses: `[--limit <n>]`, `--by <by>`, `<district>`. */
 const usageText = (usage: Usage.Usage) =>
