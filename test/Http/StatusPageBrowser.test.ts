@@ -8,7 +8,6 @@ import * as Fs from "node:fs"
 import * as NodePath from "node:path"
 import puppeteer, { type Browser, type Page } from "puppeteer-core"
 import { afterAll } from "vitest"
-import { writeManifest } from "../../bench/OneRosterGenerator.ts"
 import { ConfigFile } from "../../src/Config/ConfigFile.ts"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { totalChanges } from "../../src/Domain/RunCounts.ts"
@@ -24,8 +23,9 @@ import { Pauses } from "../../src/Schedule/Pauses.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { Runs } from "../../src/Store/Runs.ts"
 import { asOwner } from "../support/Database.ts"
-import { generated, readRows, smallDistrictTerm, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
+import { generated, readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
+import { canaryPerson, writeCanaryDistrict } from "../support/CanaryDistrict.ts"
 
 /**
  * The status page in a real browser: headless Chromium (@sparticuz/chromium, shipped inside
@@ -41,6 +41,7 @@ const CANARY = {
   family: "Pfamilyqz32",
   middle: "Pmiddleqz33",
   emailLocal: "pemailqz34",
+  emailDomain: "canary-page.example",
   username: "puserqz35",
   userId: "puseridqz36",
   identifier: "pidentqz37",
@@ -53,43 +54,12 @@ const CANARY = {
 const HOSTILE_NAME = `Canary <script>window.__pwned = 1</script> "quoted" 'single' \u202Eevil`
 const HOSTILE_REASON = `<img src=x onerror="window.__pwned=2"> winter \u202Ebreak`
 
-const writeCanaryDistrict = (dir: string) => {
-  Fs.mkdirSync(dir, { recursive: true })
-  writeManifest(dir)
-  writeCsv(dir, "orgs", [
-    { sourcedId: "org-d", name: "Canary District", type: "district" },
-    { sourcedId: "org-s1", name: "Canary School", type: "school", parentSourcedId: "org-d" }
-  ])
-  writeCsv(dir, "academicSessions", [{ sourcedId: "term-1", type: "schoolYear", ...smallDistrictTerm() }])
-  writeCsv(dir, "courses", [{ sourcedId: "crs-1", title: "Math 7", schoolYearSourcedId: "term-1", orgSourcedId: "org-s1" }])
-  writeCsv(dir, "classes", [
-    { sourcedId: "cls-1", title: "Math 7 - P1", courseSourcedId: "crs-1", classType: "scheduled", schoolSourcedId: "org-s1", termSourcedIds: "term-1" }
-  ])
-  const person = (id: string, role: string, n: number) => ({
-    sourcedId: id,
-    enabledUser: "true",
-    orgSourcedIds: "org-s1",
-    role,
-    username: `${CANARY.username}${n}`,
-    userIds: `{LDAP:${CANARY.userId}${n}}`,
-    givenName: `${CANARY.given}${n}`,
-    familyName: `${CANARY.family}${n}`,
-    middleName: `${CANARY.middle}${n}`,
-    identifier: `${CANARY.identifier}${n}`,
-    email: `${CANARY.emailLocal}${n}@canary-page.example`,
-    phone: CANARY.phone,
-    password: CANARY.password,
-    ...(role === "student" ? { grades: "07" } : {})
+/** s-3 has no class: a finding (student_without_class) the district page lists by source ID. */
+const writeDistrict = (dir: string) =>
+  writeCanaryDistrict(dir, CANARY, {
+    extraUsers: [canaryPerson(CANARY, "s-3", "student", 4)],
+    demographics: [{ sourcedId: "s-1", birthDate: CANARY.birthDate }]
   })
-  // s-3 has no class: a finding (student_without_class) the district page lists by source ID.
-  writeCsv(dir, "users", [person("t-1", "teacher", 1), person("s-1", "student", 2), person("s-2", "student", 3), person("s-3", "student", 4)])
-  writeCsv(dir, "enrollments", [
-    { sourcedId: "e-1", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "t-1", role: "teacher", primary: "true" },
-    { sourcedId: "e-2", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "s-1", role: "student" },
-    { sourcedId: "e-3", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "s-2", role: "student" }
-  ])
-  writeCsv(dir, "demographics", [{ sourcedId: "s-1", birthDate: CANARY.birthDate }])
-}
 
 class BrowserTag extends Context.Tag("test/Browser")<BrowserTag, { readonly browser: Browser; readonly dir: string }>() {}
 
@@ -254,7 +224,7 @@ layer(ServerLayer, { timeout: "240 seconds", excludeTestServices: true })("the s
       yield* addCsvDistrict("stale", NodePath.join(work.dir, "nowhere-stale"), "Stale Springs")
       yield* asOwner(`UPDATE districts SET created_at = now() - interval '3 days' WHERE id = 'stale'`)
       // canary: every personal field a canary, a hostile name.
-      writeCanaryDistrict(dirs.canary)
+      writeDistrict(dirs.canary)
       yield* addCsvDistrict("canary", dirs.canary, HOSTILE_NAME)
       assert.notStrictEqual((yield* syncNow("canary")).status, "failed")
 

@@ -6,8 +6,8 @@ import { eventually, freePort, startDaemon, writeConfig } from "../support/Cli.t
 import { rosterd } from "../support/CliFixture.ts"
 import { createTestDatabase, dropTestDatabase, type TestDatabaseInfo } from "../support/Database.ts"
 import { type FakeClever, fromOneRosterCsv, start } from "../support/FakeClever/index.ts"
-import { writeManifest } from "../../bench/OneRosterGenerator.ts"
-import { smallDistrictTerm, tempDir, writeCsv } from "../support/Fixtures.ts"
+import { writeCanaryDistrict } from "../support/CanaryDistrict.ts"
+import { tempDir } from "../support/Fixtures.ts"
 import { testKeyFile } from "../support/MailLinks.ts"
 import { startSmtpServer, type SmtpTestServer } from "../Mail/SmtpTestServer.ts"
 
@@ -44,49 +44,11 @@ const CANARY = {
  */
 const secrets = Object.entries(CANARY).filter(([key]) => key !== "emailDomain").map(([, value]) => value)
 
-/** The small district's shape, every personal field a canary (one per user, numbered). */
-const writeCanaryDistrict = (dir: string) => {
-  const term = smallDistrictTerm()
-  Fs.mkdirSync(dir, { recursive: true })
-  writeManifest(dir)
-  writeCsv(dir, "orgs", [
-    { sourcedId: "org-d", name: "Canary District", type: "district" },
-    { sourcedId: "org-s1", name: "Canary School", type: "school", parentSourcedId: "org-d" }
-  ])
-  writeCsv(dir, "academicSessions", [{ sourcedId: "term-1", type: "schoolYear", ...term }])
-  writeCsv(dir, "courses", [{ sourcedId: "crs-1", title: "Math 7", schoolYearSourcedId: "term-1", orgSourcedId: "org-s1" }])
-  writeCsv(dir, "classes", [
-    { sourcedId: "cls-1", title: "Math 7 - P1", courseSourcedId: "crs-1", classType: "scheduled", schoolSourcedId: "org-s1", termSourcedIds: "term-1" }
-  ])
-  const person = (id: string, role: string, n: number) => ({
-    sourcedId: id,
-    enabledUser: "true",
-    orgSourcedIds: "org-s1",
-    role,
-    username: `${CANARY.username}${n}`,
-    userIds: `{LDAP:${CANARY.userId}${n}}`,
-    givenName: `${CANARY.given}${n}`,
-    familyName: `${CANARY.family}${n}`,
-    middleName: `${CANARY.middle}${n}`,
-    identifier: `${CANARY.identifier}${n}`,
-    email: `${CANARY.emailLocal}${n}@${CANARY.emailDomain}`,
-    sms: CANARY.sms,
-    phone: CANARY.phone,
-    password: CANARY.password,
-    ...(role === "student" ? { grades: "07" } : {})
+/** One good birth date, one that does not decode (a finding that must not echo it). */
+const writeDistrict = (dir: string) =>
+  writeCanaryDistrict(dir, CANARY, {
+    demographics: [{ sourcedId: "s-1", birthDate: CANARY.birthDate }, { sourcedId: "s-2", birthDate: CANARY.badBirthDate }]
   })
-  writeCsv(dir, "users", [person("t-1", "teacher", 1), person("s-1", "student", 2), person("s-2", "student", 3)])
-  writeCsv(dir, "enrollments", [
-    { sourcedId: "e-1", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "t-1", role: "teacher", primary: "true" },
-    { sourcedId: "e-2", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "s-1", role: "student" },
-    { sourcedId: "e-3", classSourcedId: "cls-1", schoolSourcedId: "org-s1", userSourcedId: "s-2", role: "student" }
-  ])
-  // One good birth date, one that does not decode (a finding that must not echo it).
-  writeCsv(dir, "demographics", [
-    { sourcedId: "s-1", birthDate: CANARY.birthDate },
-    { sourcedId: "s-2", birthDate: CANARY.badBirthDate }
-  ])
-}
 
 describe("privacy canaries", () => {
   const work = tempDir()
@@ -96,7 +58,7 @@ describe("privacy canaries", () => {
   let cleverDistrict: string
   beforeAll(async () => {
     db = await createTestDatabase()
-    writeCanaryDistrict(NodePath.join(work.dir, "csv"))
+    writeDistrict(NodePath.join(work.dir, "csv"))
     const district = await fromOneRosterCsv(NodePath.join(work.dir, "csv"))
     cleverDistrict = district.districts.first()!.id
     fake = await start(district, { token: CANARY.cleverToken })
