@@ -52,3 +52,39 @@ export const seedOf = (text: string): number => digestCells(0x5eed, [text]).hi
 /** The digest as 16 hex digits (how it is stored: bytea). */
 export const digestHex = (digest: Digest): string =>
   digest.hi.toString(16).padStart(8, "0") + digest.lo.toString(16).padStart(8, "0")
+
+/**
+ * A digest over raw bytes, fed in pieces (a record may span two chunks of a file): the
+ * same two lanes as `digestCells`, one step per byte. `start(seed)`, then `update` for each
+ * piece, then `finish` for the record's digest. Reused from record to record: no
+ * allocation per record on the hot path.
+ */
+export class BytesDigest {
+  private a = 0
+  private b = 0
+  private n = 0
+
+  start(seed: number): void {
+    this.a = (seed ^ 0x811c9dc5) | 0
+    this.b = (seed ^ 0x9e3779b9) | 0
+    this.n = 0
+  }
+
+  update(bytes: Uint8Array, from: number, to: number): void {
+    let a = this.a
+    let b = this.b
+    for (let i = from; i < to; i++) {
+      const k = bytes[i]!
+      a = Math.imul(a ^ k, 0x01000193)
+      b = Math.imul(b ^ k, 0x5bd1e995)
+      b ^= b >>> 15
+    }
+    this.a = a
+    this.b = b
+    this.n += to - from
+  }
+
+  finish(): Digest {
+    return { hi: fmix(this.a ^ this.n) >>> 0, lo: fmix(this.b ^ Math.imul(this.n, 0x27d4eb2d)) >>> 0 }
+  }
+}

@@ -42,11 +42,13 @@ export interface Feed<A> {
   readonly name: string
   readonly items: Stream.Stream<FeedItem<A>, ProviderError>
   /**
-   * The same records, not yet decoded: each with a digest of what the source sent, so
-   * the reconcile decodes only records it has not read before (src/Reconcile/Digests.ts).
-   * Optional: a provider without it is always decoded in full. Pull `items` or `raw`, not both.
+   * The same records, not yet decoded, each with a digest of what the source sent, so the
+   * reconcile decodes only records it has not read before (src/Reconcile/Digests.ts). The
+   * provider asks `known` for every record as soon as it has its digest — before parsing it
+   * where it can — and yields only the records `known` says no to. Optional: a provider
+   * without it is always decoded in full. Pull `items` or `raw`, not both.
    */
-  readonly raw?: Stream.Stream<RawItem<A>, ProviderError> | undefined
+  readonly raw?: ((known: KnownDigest) => Stream.Stream<RawItem<A>, ProviderError>) | undefined
   /**
    * What the digests depend on besides the cells: the mapping's name and version. Bump
    * the version whenever the same cells would decode differently (a column read, a
@@ -56,8 +58,15 @@ export interface Feed<A> {
 }
 
 /**
- * A record before decoding: its digest (the cells the mapping reads, seeded with the
- * feed's `digestVersion`) and a way to decode it. `decode` is called at most once.
+ * Asked by a provider for each record's digest and line: true when the reconcile has the
+ * record already (the provider then drops it); false for a record to decode (new, or a
+ * repeat of one seen earlier in the same feed).
+ */
+export type KnownDigest = (hi: number, lo: number, line: number) => boolean
+
+/**
+ * A record to decode: its digest (of what the source sent for it, seeded with the feed's
+ * `digestVersion`), its line, and a way to decode it. `decode` is called at most once.
  */
 export interface RawItem<A> {
   readonly hi: number

@@ -5,7 +5,7 @@ import type pg from "pg"
 import type { ProviderError } from "../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
 import { EntityKinds } from "../Domain/Roster.ts"
-import type { FeedItem, RawItem } from "../Providers/RosterProvider.ts"
+import type { FeedItem, KnownDigest, RawItem } from "../Providers/RosterProvider.ts"
 import { guardOf, usableIdentity } from "../Domain/Values.ts"
 import { copyIn, copyValue } from "../Store/Copy.ts"
 import type { LoadOutcome } from "./Digests.ts"
@@ -139,7 +139,7 @@ export interface DigestedStaging {
 export const stageDigested = <K extends EntityKind>(
   client: pg.PoolClient,
   kind: K,
-  raw: Stream.Stream<RawItem<EntityRecord[K]>, ProviderError>,
+  raw: (known: KnownDigest) => Stream.Stream<RawItem<EntityRecord[K]>, ProviderError>,
   options: {
     readonly districtId: string
     readonly version: string
@@ -153,22 +153,25 @@ export const stageDigested = <K extends EntityKind>(
     const loaded = yield* loadDigests(client, districtId, kind, version)
     const set = loaded.set
     const encode = encoder(kind)
-    let read = 0
     let decoded = 0
-    const changed = raw.pipe(
+    // The provider asks for each record before parsing it: a known one is noted as seen (its
+    // staging row is restored below) and never reaches this stream.
+    let known = 0
+    const changed = raw((hi, lo, line) => {
+      const seen = set.see(hi, lo, line)
+      if (seen) known += 1
+      return seen
+    }).pipe(
       Stream.mapChunksEffect((chunk) => {
         const out: Array<string> = []
-        for (const item of chunk) {
-          if (set.see(item.hi, item.lo, item.line)) continue
-          out.push(`${encode(item.decode())}\t${digestCopy(item.hi, item.lo)}`)
-        }
-        read += chunk.length
+        for (const item of chunk) out.push(`${encode(item.decode())}\t${digestCopy(item.hi, item.lo)}`)
         decoded += out.length
-        return Effect.as(options.progress(read), Chunk.unsafeFromArray(out))
+        return Effect.as(options.progress(known + decoded), Chunk.unsafeFromArray(out))
       })
     )
     const columns = ["line", "invalid", "problem", "cleared", "stripped", "status", "source_id", ...stagedColumns(kind).map((c) => c.name), "digest"]
     yield* copyIn(client, `COPY pg_temp.${stageTable(kind)} (${columns.join(", ")}) FROM STDIN`, changed, (line) => line)
+    yield* options.progress(known + decoded)
 
     // The records read before: their (line, digest), then their staging rows from the store.
     const expected = set.restoredCount()

@@ -3,11 +3,12 @@ import { Chunk, Effect, Either, ParseResult, Schema, SchemaAST, Stream } from "e
 import { csvErrorLine, csvSyntaxError } from "../../Csv/Syntax.ts"
 import { ProviderError } from "../../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../../Domain/Roster.ts"
-import { digestCells, seedOf } from "../../Domain/Digest.ts"
-import type { FeedItem, RawItem } from "../RosterProvider.ts"
+import type { FeedItem, KnownDigest, RawItem } from "../RosterProvider.ts"
 import type { CsvLimits } from "./CsvLimits.ts"
 import { defaultCsvLimits, EXTRA_FIELDS, showBytes } from "./CsvLimits.ts"
 import type { CsvSource } from "./CsvSource.ts"
+import type { QueuedRecord } from "./RecordFilter.ts"
+import { RecordFilter } from "./RecordFilter.ts"
 import type { CsvFileSpec } from "./Files.ts"
 
 /**
@@ -30,28 +31,27 @@ export const csvFeedItems = <K extends EntityKind, Row>(
 ): Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError> => csvRows(source, spec, limits, (decoder) => decoder)
 
 /**
- * The same records as `csvFeedItems`, not yet decoded: each with the digest of the cells
- * the mapping reads (in the mapping's column order, so a reordered header changes
- * nothing) and of whether the row's width matches the header's. `version` names the
- * mapping (`CSV_MAPPING_VERSION`); the bounds are the same, the decoding happens only
- * when the reconcile asks for it.
+ * The same records as `csvFeedItems`, not yet decoded, for the reconcile's digests: each
+ * record's bytes are digested before csv-parse sees them (`RecordFilter`), the reconcile is
+ * asked whether it knows the digest (`known`), and only the records it does not know are
+ * parsed and yielded. The digest's seed is `version` (`CSV_MAPPING_VERSION`), the file's
+ * name and its header's bytes: a header changed in any way (a column added, renamed or
+ * moved) makes every record of the file new. The bounds are the same.
  */
 export const csvRawItems = <K extends EntityKind, Row>(
   source: CsvSource,
   spec: CsvFileSpec<K, Row>,
   limits: CsvLimits,
   version: string
-): Stream.Stream<RawItem<EntityRecord[K]>, ProviderError> => {
-  const seed = seedOf(`${version}|${spec.file}`)
-  return csvRows(source, spec, limits, (decoder) => (header, raw, line) => {
-    const width = raw.length
-    const cells: Array<string> = []
-    for (const [, index] of header.positions) cells.push(index >= 0 && index < width ? raw[index]! : "")
-    cells.push(width === header.width ? "" : `${width}/${header.width}`)
-    const { hi, lo } = digestCells(seed, cells)
-    return { hi, lo, line, decode: () => decoder(header, raw, line) }
-  })
-}
+) =>
+(known: KnownDigest): Stream.Stream<RawItem<EntityRecord[K]>, ProviderError> =>
+  csvRows(
+    source,
+    spec,
+    limits,
+    (decoder) => (header, raw, line, queued) => ({ hi: queued!.hi, lo: queued!.lo, line, decode: () => decoder(header, raw, line) }),
+    { version: `${version}|${spec.file}`, known }
+  )
 
 type RowDecoder<K extends EntityKind> = (header: HeaderIndex, raw: RawRow, line: number) => FeedItem<EntityRecord[K]>
 
@@ -59,28 +59,47 @@ const csvRows = <K extends EntityKind, Row, Out>(
   source: CsvSource,
   spec: CsvFileSpec<K, Row>,
   limits: CsvLimits,
-  make: (decoder: RowDecoder<K>) => (header: HeaderIndex, raw: RawRow, line: number) => Out
+  make: (decoder: RowDecoder<K>) => (header: HeaderIndex, raw: RawRow, line: number, queued?: QueuedRecord) => Out,
+  /** Digest the records first and parse only those `known` says no to (`RecordFilter`). */
+  digests?: { readonly version: string; readonly known: KnownDigest }
 ): Stream.Stream<Out, ProviderError> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const input = yield* source.open(spec.file)
+    const filter = digests === undefined
+      ? undefined
+      : new RecordFilter({ version: digests.version, maxRecordBytes: limits.maxRecordBytes, known: digests.known })
     // Empty lines are kept (and skipped below) so that line numbers can be counted without
     // csv-parse's per-record info objects, which cost more than the parsing itself.
-    const parser = input.pipe(parse(csvParseOptions(limits)))
+    const parser = (filter === undefined ? input : input.pipe(filter)).pipe(parse(csvParseOptions(limits)))
     input.on("error", (cause) => parser.destroy(cause))
+    filter?.on("error", (cause) => parser.destroy(cause))
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         parser.destroy()
+        filter?.destroy()
         input.destroy()
       })
     )
     const item = make(makeRowDecoder(spec))
     const lines = lineCounter()
+    // A row csv-parse made that the filter did not announce, or the reverse: the two did not
+    // tell the file's records apart alike (its quoting is broken), so no row can be placed.
+    const unaligned = (line?: number) =>
+      new ProviderError({
+        reason: "Malformed",
+        message: "the file's records cannot be told apart (its quoting is broken)",
+        file: spec.file,
+        ...(line === undefined ? {} : { line })
+      })
     let header: HeaderIndex | undefined
     return Stream.fromAsyncIterable(drainBatches(parser), (cause) => csvFileError(cause, spec.file, limits)).pipe(
       Stream.mapEffect((batch) => {
         const out: Array<Out> = []
         for (const row of batch) {
-          const line = lines(row)
+          // The header is never queued: it is the first row either way.
+          const queued = filter !== undefined && header !== undefined ? filter.next() : undefined
+          if (filter !== undefined && header !== undefined && queued === undefined) return Effect.fail(unaligned())
+          const line = queued !== undefined ? queued.line : lines(row)
           if (row.length === 1 && row[0] === "") continue // an empty line
           if (header === undefined) {
             const parsed = readHeader(spec, row, limits)
@@ -98,7 +117,7 @@ const csvRows = <K extends EntityKind, Row, Out>(
               })
             )
           }
-          out.push(item(header, row, line))
+          out.push(item(header, row, line, queued))
         }
         return Effect.succeed(Chunk.unsafeFromArray(out))
       }),
@@ -106,6 +125,8 @@ const csvRows = <K extends EntityKind, Row, Out>(
       Stream.concat(Stream.suspend(() =>
         header === undefined
           ? Stream.fail(new ProviderError({ reason: "BadHeader", message: "the file is empty (no header row)", file: spec.file }))
+          : filter !== undefined && filter.pending > 0
+          ? Stream.fail(unaligned(filter.next()?.line))
           : Stream.empty
       )),
       // A writer that started while this file was read: the set may be half old, half new.

@@ -15,7 +15,7 @@ import { Bool, Enum, List, OptionalDate, OptionalEnum, OptionalText, RequiredDat
  * renamed, a default, a normalisation in Columns.ts — so that the next run of every
  * district compares in full instead of trusting digests made by the old code.
  */
-export const CSV_MAPPING_VERSION = "oneroster-1.1-csv/2"
+export const CSV_MAPPING_VERSION = "oneroster-1.1-csv/3"
 
 export interface CsvFileSpec<K extends EntityKind, Row> {
   readonly kind: K

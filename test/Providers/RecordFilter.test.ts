@@ -1,0 +1,141 @@
+import { assert, describe, it } from "@effect/vitest"
+import { parse } from "csv-parse"
+import fc from "fast-check"
+import { Readable } from "node:stream"
+import { csvParseOptions } from "../../src/Providers/OneRosterCsv/CsvFeed.ts"
+import { defaultCsvLimits } from "../../src/Providers/OneRosterCsv/CsvLimits.ts"
+import type { QueuedRecord } from "../../src/Providers/OneRosterCsv/RecordFilter.ts"
+import { RecordFilter } from "../../src/Providers/OneRosterCsv/RecordFilter.ts"
+
+/**
+ * The record filter tells a CSV file's records apart before csv-parse does, so that known
+ * records are never parsed (src/Providers/OneRosterCsv/RecordFilter.ts). It must agree with
+ * csv-parse on every file csv-parse accepts: the same records, at the same lines, however
+ * the bytes are chunked; and a second read that knows every record must drop all of them.
+ */
+
+type Row = ReadonlyArray<string>
+
+/** csv-parse on its own, with rosterd's options: the rows and each row's line, empty rows dropped. */
+const plainParse = async (chunks: ReadonlyArray<Buffer>): Promise<Array<{ line: number; row: Row }>> => {
+  const out: Array<{ line: number; row: Row }> = []
+  let next = 1
+  for await (const row of Readable.from(chunks).pipe(parse(csvParseOptions(defaultCsvLimits)))) {
+    const cells = row as Array<string>
+    const line = next
+    next += 1
+    for (const cell of cells) for (const ch of cell) if (ch === "\n") next += 1
+    if (cells.length === 1 && cells[0] === "") continue
+    out.push({ line, row: cells })
+  }
+  return out
+}
+
+/** The filter in front of csv-parse: the header, then each passed row with the line the filter announced. */
+const filteredParse = async (chunks: ReadonlyArray<Buffer>, known: (hi: number, lo: number, line: number) => boolean) => {
+  const filter = new RecordFilter({ version: "test|users.csv", maxRecordBytes: defaultCsvLimits.maxRecordBytes, known })
+  const out: Array<{ line: number; row: Row; queued?: QueuedRecord }> = []
+  let header = true
+  for await (const row of Readable.from(chunks).pipe(filter).pipe(parse(csvParseOptions(defaultCsvLimits)))) {
+    if (header) {
+      out.push({ line: 1, row: row as Row })
+      header = false
+      continue
+    }
+    const queued = filter.next()
+    if (queued === undefined) throw new Error("a row the filter did not announce")
+    out.push({ line: queued.line, row: row as Row, queued })
+  }
+  assert.strictEqual(filter.pending, 0, "records announced but never parsed")
+  return { rows: out, filter }
+}
+
+const cell = fc.oneof(
+  { weight: 4, arbitrary: fc.string({ unit: fc.constantFrom("a", "b", "Z", "1", " ", "é", "😀"), maxLength: 6 }) },
+  { weight: 2, arbitrary: fc.string({ unit: fc.constantFrom("a", ",", "\"", "\n", "\r", " "), maxLength: 6 }) }
+)
+
+/** A row as a writer would quote it: RFC 4180, quotes only where needed (or always). */
+const encode = (cells: Row, quoteAll: boolean) =>
+  cells.map((c) => (quoteAll || /[",\r\n]/.test(c) ? `"${c.replace(/"/g, "\"\"")}"` : c)).join(",")
+
+const file = fc.record({
+  bom: fc.boolean(),
+  rows: fc.array(fc.record({ cells: fc.array(cell, { minLength: 1, maxLength: 4 }), quoteAll: fc.boolean(), blankBefore: fc.nat(2) }), {
+    maxLength: 12
+  }),
+  delimiter: fc.constantFrom("\n", "\r\n", "\r"),
+  mixed: fc.boolean(),
+  trailing: fc.boolean(),
+  cuts: fc.array(fc.nat(400), { maxLength: 8 })
+}).map(({ bom, rows, delimiter, mixed, trailing, cuts }) => {
+  const delimiters = ["\n", "\r\n", "\r"]
+  let text = (bom ? "\uFEFF" : "") + "sourcedId,givenName,familyName"
+  rows.forEach((r, i) => {
+    const end = mixed ? delimiters[i % 3]! : delimiter
+    text += end.repeat(r.blankBefore + 1) + encode(r.cells, r.quoteAll)
+  })
+  if (trailing) text += delimiter
+  const bytes = Buffer.from(text)
+  // The same bytes in chunks cut at arbitrary places (inside a CRLF, a quoted cell, a character).
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
+  const chunks: Array<Buffer> = []
+  let from = 0
+  for (const at of points) {
+    if (at > from) chunks.push(bytes.subarray(from, at))
+    from = Math.max(from, at)
+  }
+  chunks.push(bytes.subarray(from))
+  return chunks
+})
+
+describe("record filter", () => {
+  it("finds the same records at the same lines as csv-parse, however the bytes are chunked; known records are dropped", async () => {
+    await fc.assert(
+      fc.asyncProperty(file, async (chunks) => {
+        const expected = await plainParse(chunks)
+        const first = await filteredParse(chunks, () => false)
+        assert.deepStrictEqual(first.rows.map(({ line, row }) => ({ line, row })), expected)
+
+        // A second read knowing every digest of the first passes on the header only.
+        const seen = new Set(first.rows.flatMap((r) => (r.queued === undefined ? [] : [`${r.queued.hi}:${r.queued.lo}`])))
+        const second = await filteredParse(chunks, (hi, lo) => seen.has(`${hi}:${lo}`))
+        assert.strictEqual(second.rows.length, Math.min(1, expected.length))
+        assert.strictEqual(second.filter.dropped, first.filter.passed)
+
+        // The same rows cut differently give the same digests.
+        const whole = await filteredParse([Buffer.concat(chunks)], () => false)
+        assert.deepStrictEqual(whole.rows.map((r) => r.queued), first.rows.map((r) => r.queued))
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it("a known record changed by one byte is passed on; a header changed in any way makes every record new", async () => {
+    const text = "sourcedId,givenName\ns-1,Ann\ns-2,Bo\n"
+    const first = await filteredParse([Buffer.from(text)], () => false)
+    const seen = new Set(first.rows.flatMap((r) => (r.queued === undefined ? [] : [`${r.queued.hi}:${r.queued.lo}`])))
+    const known = (hi: number, lo: number) => seen.has(`${hi}:${lo}`)
+
+    const changed = await filteredParse([Buffer.from("sourcedId,givenName\ns-1,Ann\ns-2,Bob\n")], known)
+    assert.deepStrictEqual(changed.rows.map((r) => [r.line, ...r.row]), [[1, "sourcedId", "givenName"], [3, "s-2", "Bob"]])
+
+    const reheaded = await filteredParse([Buffer.from("sourcedId,givenName \ns-1,Ann\ns-2,Bo\n")], known)
+    assert.strictEqual(reheaded.filter.dropped, 0)
+    assert.strictEqual(reheaded.rows.length, 3)
+  })
+
+  it("broken quoting reaches csv-parse and fails as it would without the filter", async () => {
+    const cases = [
+      "sourcedId,givenName\ns-1,\"Ann\ns-2,Bo\n", // a quote never closed
+      "sourcedId,givenName\ns-1,An\"n\n", // a quote inside an unquoted cell
+      "sourcedId,givenName\ns-1,\"Ann\"x\n" // text after a closing quote
+    ]
+    for (const text of cases) {
+      const plain = await plainParse([Buffer.from(text)]).then(() => "ok", (e: { code?: string }) => e.code ?? "error")
+      const filtered = await filteredParse([Buffer.from(text)], () => false).then(() => "ok", (e: { code?: string }) => e.code ?? "error")
+      assert.notStrictEqual(plain, "ok", JSON.stringify(text))
+      assert.strictEqual(filtered, plain, JSON.stringify(text))
+    }
+  })
+})
