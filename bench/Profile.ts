@@ -120,8 +120,11 @@ export const breakdown = (spans: Map<Tracer.AnySpan, SpanRecord>): { steps: Arra
   for (const record of records) {
     const kind = TABLE_OF[String(record.attributes.get("kind"))] ?? String(record.attributes.get("kind"))
     if (record.name === "Staging.stageFeed") add(`stage ${kind} (parse, decode, COPY to temp table)`, record)
-    else if (record.name === "Staging.stageDigested") add(`stage ${kind} (parse, digest; decode and COPY what changed)`, record)
-    else if (record.name === "Digests.load") add(`${PART}load ${kind} digests`, record)
+    else if (record.name === "Staging.stageDigested") add(`stage ${kind} (digest; decode and COPY what changed)`, record)
+    else if (record.name === "Digests.scan") add(`${PART}scan ${kind}: each record's line and digest, COPYed (nothing parsed)`, record)
+    else if (record.name === "Digests.lookUp") add(`${PART}look up ${kind} digests in the store (what to decode)`, record)
+    else if (record.name === "Digests.restore") add(`${PART}restore unchanged ${kind} from the store`, record)
+    else if (record.name === "Digests.write") add(`${PART}write ${kind} digests`, record)
     else if (record.name === "Findings.checkStaged") add("checks (findings)", record)
     else if (record.name === "sql.execute") {
       const text = String(record.attributes.get("db.query.text") ?? "").trim()
@@ -132,12 +135,7 @@ export const breakdown = (spans: Map<Tracer.AnySpan, SpanRecord>): { steps: Arra
         else add("other statements (lease, run record, DDL)", record)
         continue
       }
-      if (parent.name === "Staging.stageDigested") {
-        if (/^WITH restored AS/.test(text)) add(`${PART}restore unchanged ${String(parent.attributes.get("kind"))} from the store`, record)
-        else if (/roster_digest/.test(text) && !/^SELECT/.test(text)) add(`${PART}write ${String(parent.attributes.get("kind"))} digests`, record)
-        continue
-      }
-      if (parent.name === "Staging.stageFeed" || parent.name === "Findings.checkStaged") continue
+      if (parent.name === "Staging.stageDigested" || parent.name === "Staging.stageFeed" || parent.name === "Findings.checkStaged") continue
       if (parent.name === "ChangeList.recordChanges" || parent.name === "Holds.closePendingHold") {
         add(parent.name === "ChangeList.recordChanges" ? "change list (run_changes)" : "pending hold check", record)
         continue

@@ -16,6 +16,7 @@ import adminScope from "./0014_admin_scope.ts"
 import oneRoster12Contacts from "./0016_oneroster12_contacts.ts"
 import notifications from "./0017_notifications.ts"
 import undo from "./0018_undo.ts"
+import digestSets from "./0019_digest_sets.ts"
 import digests from "./0015_digests.ts"
 
 /**
@@ -41,7 +42,8 @@ const all = {
   "0015_digests": digests,
   "0016_oneroster12_contacts": oneRoster12Contacts,
   "0017_notifications": notifications,
-  "0018_undo": undo
+  "0018_undo": undo,
+  "0019_digest_sets": digestSets
 }
 
 export const migrations = Migrator.fromRecord(all)

@@ -42,31 +42,33 @@ export interface Feed<A> {
   readonly name: string
   readonly items: Stream.Stream<FeedItem<A>, ProviderError>
   /**
-   * The same records, not yet decoded, each with a digest of what the source sent, so the
-   * reconcile decodes only records it has not read before (src/Reconcile/Digests.ts). The
-   * provider asks `known` for every record as soon as it has its digest — before parsing it
-   * where it can — and yields only the records `known` says no to. Optional: a provider
-   * without it is always decoded in full. Pull `items` or `raw`, not both.
+   * Record digests, so the reconcile decodes only records it has not read before
+   * (src/Reconcile/Digests.ts). Optional: a provider without them is always decoded in
+   * full. Pull `items` or `digests`, not both.
    */
-  readonly raw?: ((known: KnownDigest) => Stream.Stream<RawItem<A>, ProviderError>) | undefined
-  /**
-   * What the digests depend on besides the cells: the mapping's name and version. Bump
-   * the version whenever the same cells would decode differently (a column read, a
-   * default, a normalisation): stored digests made under another version are not used.
-   */
-  readonly digestVersion?: string | undefined
+  readonly digests?: FeedDigests<A> | undefined
 }
 
 /**
- * Asked by a provider for each record's digest and line: true when the reconcile has the
- * record already (the provider then drops it); false for a record to decode (new, or a
- * repeat of one seen earlier in the same feed).
+ * A feed's records as digests first, decoded on demand. The reconcile scans the digests,
+ * looks them all up in its store at once, then reads only the records it does not have.
  */
-export type KnownDigest = (hi: number, lo: number, line: number) => boolean
+export interface FeedDigests<A> {
+  /**
+   * What the digests depend on besides what the source sent: the mapping's name and
+   * version. Bump the version whenever the same record would decode differently (a column
+   * read, a default, a normalisation): digests made under another version are not used.
+   */
+  readonly version: string
+  /** Every record's line and digest, nothing decoded: batches of `[line, hi, lo, line, hi, lo, …]`. */
+  readonly scan: Stream.Stream<ReadonlyArray<number>, ProviderError>
+  /** The records whose line `wanted` says yes to, each with its digest and a way to decode it. */
+  readonly read: (wanted: (line: number) => boolean) => Stream.Stream<RawItem<A>, ProviderError>
+}
 
 /**
  * A record to decode: its digest (of what the source sent for it, seeded with the feed's
- * `digestVersion`), its line, and a way to decode it. `decode` is called at most once.
+ * digests' `version`), its line, and a way to decode it. `decode` is called at most once.
  */
 export interface RawItem<A> {
   readonly hi: number

@@ -9,7 +9,7 @@ import { EntityKinds } from "../Domain/Roster.ts"
 import type { EntityCounts, RunCounts } from "../Domain/RunCounts.ts"
 import { emptyRunCounts } from "../Domain/RunCounts.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
-import type { KnownDigest, RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
+import type { FeedDigests, RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
 import { RosterProvider } from "../Providers/RosterProvider.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import type { ChangeGroup, RunMode, RunStatus } from "../Store/Runs.ts"
@@ -201,10 +201,10 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         for (const kind of EntityKinds) {
           const feed = snapshot.feeds[kind]
           if (feed === null) continue
-          if (digests && feed.raw !== undefined && feed.digestVersion !== undefined) {
-            const done = yield* stageDigested(client, kind, feed.raw as (known: KnownDigest) => Stream.Stream<any, any>, {
+          if (digests && feed.digests !== undefined) {
+            const done = yield* stageDigested(client, kind, feed.digests as FeedDigests<any>, {
               districtId: district.id,
-              version: setVersion(kind, feed.digestVersion, district.rules),
+              version: setVersion(kind, feed.digests.version, district.rules),
               bulk: feed.mode === "bulk",
               progress: (rows) => progress.staging(kind, rows)
             })

@@ -135,7 +135,7 @@ export const GRANTS: ReadonlyArray<GrantRow> = [
   table("run_changes", NONE, "per-run change lists"),
   table("run_change_values", NONE, "before-values of what a run updated or deactivated (personal data: the app only)"),
   table("run_undos", NONE, "runs undone: who, when, counts, stale records"),
-  table("roster_digest_sets", NONE, "per district and kind: the version, count and checksum of the record digests"),
+  table("roster_digest_sets", NONE, "per district and kind: the version and count of the record digests"),
   table("roster_digests", NONE, "record digests and the staging rows they produced (personal data: the app only)"),
   table("outbox", NONE, "queued mail: recipients, bodies, sealed links"),
   table("notifications", NONE, "operator notifications: events with ids and counts (src/Notify)"),

@@ -50,6 +50,17 @@ const filteredParse = async (chunks: ReadonlyArray<Buffer>, known: (hi: number, 
   return { rows: out, filter }
 }
 
+/** Scan mode: each record's line and digest, from the batches it emits. */
+const scan = async (chunks: ReadonlyArray<Buffer>): Promise<Array<QueuedRecord>> => {
+  const filter = new RecordFilter({ version: "test|users.csv", maxRecordBytes: defaultCsvLimits.maxRecordBytes, known: undefined })
+  const out: Array<QueuedRecord> = []
+  for await (const batch of Readable.from(chunks).pipe(filter)) {
+    const numbers = batch as ReadonlyArray<number>
+    for (let i = 0; i < numbers.length; i += 3) out.push({ line: numbers[i]!, hi: numbers[i + 1]!, lo: numbers[i + 2]! })
+  }
+  return out
+}
+
 const cell = fc.oneof(
   { weight: 4, arbitrary: fc.string({ unit: fc.constantFrom("a", "b", "Z", "1", " ", "é", "😀"), maxLength: 6 }) },
   { weight: 2, arbitrary: fc.string({ unit: fc.constantFrom("a", ",", "\"", "\n", "\r", " "), maxLength: 6 }) }
@@ -102,6 +113,10 @@ describe("record filter", () => {
         const second = await filteredParse(chunks, (hi, lo) => seen.has(`${hi}:${lo}`))
         assert.strictEqual(second.rows.length, Math.min(1, expected.length))
         assert.strictEqual(second.filter.dropped, first.filter.passed)
+
+        // Scan mode (nothing parsed) finds the same lines and digests, and the header.
+        const scanned = await scan(chunks)
+        assert.deepStrictEqual(scanned, first.rows.flatMap((r) => (r.queued === undefined ? [] : [r.queued])))
 
         // The same rows cut differently give the same digests.
         const whole = await filteredParse([Buffer.concat(chunks)], () => false)

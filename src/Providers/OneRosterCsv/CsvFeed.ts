@@ -1,13 +1,14 @@
 import { type Options, parse, type Parser } from "csv-parse"
+import { parse as parseSync } from "csv-parse/sync"
 import { Chunk, Effect, Either, ParseResult, Schema, SchemaAST, Stream } from "effect"
 import { csvErrorLine, csvSyntaxError } from "../../Csv/Syntax.ts"
 import { ProviderError } from "../../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../../Domain/Roster.ts"
-import type { FeedItem, KnownDigest, RawItem } from "../RosterProvider.ts"
+import type { FeedDigests, FeedItem, RawItem } from "../RosterProvider.ts"
 import type { CsvLimits } from "./CsvLimits.ts"
 import { defaultCsvLimits, EXTRA_FIELDS, showBytes } from "./CsvLimits.ts"
 import type { CsvSource } from "./CsvSource.ts"
-import type { QueuedRecord } from "./RecordFilter.ts"
+import type { KnownDigest, QueuedRecord } from "./RecordFilter.ts"
 import { RecordFilter } from "./RecordFilter.ts"
 import type { CsvFileSpec } from "./Files.ts"
 
@@ -31,27 +32,60 @@ export const csvFeedItems = <K extends EntityKind, Row>(
 ): Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError> => csvRows(source, spec, limits, (decoder) => decoder)
 
 /**
- * The same records as `csvFeedItems`, not yet decoded, for the reconcile's digests: each
- * record's bytes are digested before csv-parse sees them (`RecordFilter`), the reconcile is
- * asked whether it knows the digest (`known`), and only the records it does not know are
- * parsed and yielded. The digest's seed is `version` (`CSV_MAPPING_VERSION`), the file's
- * name and its header's bytes: a header changed in any way (a column added, renamed or
- * moved) makes every record of the file new. The bounds are the same.
+ * The same records as `csvFeedItems`, as digests first (`FeedDigests`): `scan` reads the
+ * file's records without parsing them, each with its line and the digest of its bytes
+ * (`RecordFilter`); `read` reads the file again and parses only the records whose line is
+ * wanted. The digests' seed is `version` (`CSV_MAPPING_VERSION`), the file's name and its
+ * header's bytes: a header changed in any way (a column added, renamed or moved) makes
+ * every record of the file new. The bounds are the same, and `scan` checks the header as
+ * a full read would.
  */
-export const csvRawItems = <K extends EntityKind, Row>(
+export const csvDigests = <K extends EntityKind, Row>(
   source: CsvSource,
   spec: CsvFileSpec<K, Row>,
   limits: CsvLimits,
   version: string
-) =>
-(known: KnownDigest): Stream.Stream<RawItem<EntityRecord[K]>, ProviderError> =>
-  csvRows(
-    source,
-    spec,
-    limits,
-    (decoder) => (header, raw, line, queued) => ({ hi: queued!.hi, lo: queued!.lo, line, decode: () => decoder(header, raw, line) }),
-    { version: `${version}|${spec.file}`, known }
-  )
+): FeedDigests<EntityRecord[K]> => {
+  const seed = `${version}|${spec.file}`
+  return {
+    version,
+    scan: Stream.unwrapScoped(Effect.gen(function*() {
+      const input = yield* source.open(spec.file)
+      const filter = new RecordFilter({ version: seed, maxRecordBytes: limits.maxRecordBytes, known: undefined })
+      const scanned = input.pipe(filter)
+      input.on("error", (cause) => scanned.destroy(cause))
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          scanned.destroy()
+          input.destroy()
+        })
+      )
+      return Stream.fromAsyncIterable(scanned as AsyncIterable<ReadonlyArray<number>>, (cause) => csvFileError(cause, spec.file, limits)).pipe(
+        // The header, checked as a full read checks it; no header at all fails the file.
+        Stream.concat(Stream.suspend(() => {
+          if (filter.header === undefined) {
+            return Stream.fail(new ProviderError({ reason: "BadHeader", message: "the file is empty (no header row)", file: spec.file }))
+          }
+          const header = Either.try({
+            try: () => parseSync(filter.header!, csvParseOptions(limits)) as Array<RawRow>,
+            catch: (cause) => csvFileError(cause, spec.file, limits)
+          }).pipe(Either.flatMap((rows) => readHeader(spec, rows[0] ?? [], limits)))
+          return Either.isLeft(header) ? Stream.fail(header.left) : Stream.empty
+        })),
+        // A writer that started while this file was read: the set may be half old, half new.
+        Stream.concat(Stream.drain(Stream.fromEffect(source.unchanged)))
+      )
+    })),
+    read: (wanted) =>
+      csvRows(
+        source,
+        spec,
+        limits,
+        (decoder) => (header, raw, line, queued) => ({ hi: queued!.hi, lo: queued!.lo, line, decode: () => decoder(header, raw, line) }),
+        { version: seed, known: (_hi, _lo, line) => !wanted(line) }
+      )
+  }
+}
 
 type RowDecoder<K extends EntityKind> = (header: HeaderIndex, raw: RawRow, line: number) => FeedItem<EntityRecord[K]>
 

@@ -4,7 +4,7 @@ import { CsvSettings } from "../../Domain/District.ts"
 import { InvalidDistrict, ModeNotAvailable, ProviderError } from "../../Domain/Errors.ts"
 import { EntityKinds } from "../../Domain/Roster.ts"
 import type { Feed, Feeds, RosterSnapshot, SyncRequest } from "../RosterProvider.ts"
-import { csvFeedItems, csvRawItems } from "./CsvFeed.ts"
+import { csvDigests, csvFeedItems } from "./CsvFeed.ts"
 import type { CsvLimits } from "./CsvLimits.ts"
 import { defaultCsvLimits } from "./CsvLimits.ts"
 import { openCsvSource } from "./CsvSource.ts"
@@ -105,7 +105,7 @@ export const oneRosterCsvSnapshot = (district: District, request: SyncRequest, l
           name: spec.file,
           items: csvFeedItems(source, spec as never, limits),
           // A 1.2 user is its row of users.csv and rows of two other files: its cells alone do not digest it.
-          ...(spec === users12 ? {} : { raw: csvRawItems(source, spec as never, limits, CSV_MAPPING_VERSION), digestVersion: CSV_MAPPING_VERSION })
+          ...(spec === users12 ? {} : { digests: csvDigests(source, spec as never, limits, CSV_MAPPING_VERSION) })
         } as unknown as Feed<any>
       })
 

@@ -1,6 +1,5 @@
 import { Transform, type TransformCallback } from "node:stream"
 import { BytesDigest, seedOf } from "../../Domain/Digest.ts"
-import type { KnownDigest } from "../RosterProvider.ts"
 
 /**
  * The records of a CSV file, told apart and digested **before** csv-parse, so that the
@@ -25,10 +24,17 @@ import type { KnownDigest } from "../RosterProvider.ts"
  * refuse. A row csv-parse makes that this queue did not announce (or the reverse) fails
  * the file (`CsvFeed.ts`).
  *
+ * In **scan mode** (no `known`) nothing reaches csv-parse: the output is each record's
+ * line and digest, for the reconcile to look up in its store all at once; the records it
+ * does not have are then read again in filter mode, their lines wanted.
+ *
  * Kept as csv-parse does: empty lines (and lines of just `""`) are skipped but counted;
  * a UTF-8 byte-order mark at the start is dropped; lines are counted per record plus the
  * line breaks inside quoted cells, so a record keeps the line it has in a full parse.
  */
+/** Asked for each record's digest and line in filter mode: true drops the record. */
+export type KnownDigest = (hi: number, lo: number, line: number) => boolean
+
 export interface QueuedRecord {
   readonly line: number
   readonly hi: number
@@ -74,15 +80,26 @@ export class RecordFilter extends Transform {
   passed = 0
   dropped = 0
 
+  /** Scan mode: the header's bytes, once read (the header is checked from them). */
+  header: Buffer | undefined = undefined
+  /** Scan mode: `[line, hi, lo, line, hi, lo, …]` of the records read from the current chunk. */
+  private batch: Array<number> = []
+
   constructor(
     private readonly options: {
       /** The mapping's version and the file: the digests' seed (with the header's bytes). */
       readonly version: string
       readonly maxRecordBytes: number
-      readonly known: KnownDigest
+      /**
+       * Filter mode: asked for each record; true drops it. Scan mode (`undefined`): nothing
+       * goes to csv-parse; the output is each record's line and digest, in batches
+       * (`[line, hi, lo, …]`), a record csv-parse is bound to refuse (longer than the limit,
+       * a quote never closed) with the digest 0:0, which no record has in the store.
+       */
+      readonly known: KnownDigest | undefined
     }
   ) {
-    super()
+    super(options.known === undefined ? { readableObjectMode: true } : {})
   }
 
   /** The line and digest of the next row csv-parse makes (undefined when none was announced). */
@@ -163,7 +180,7 @@ export class RecordFilter extends Transform {
     }
     this.state = state
     if (recordStart < chunk.length) this.keep(chunk.subarray(recordStart), out)
-    if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out))
+    this.sendOn(out)
     done()
   }
 
@@ -173,8 +190,17 @@ export class RecordFilter extends Transform {
     if (!this.started && this.opening.length > 0) this.keep(this.opening, out)
     // A quote still open at the end: csv-parse is to refuse it, whatever its digest.
     if (this.carried > 0 || this.oversized) this.endRecord(Buffer.alloc(0), 0, 0, out, this.state === State.Quoted)
-    if (out.length > 0) this.push(Buffer.concat(out))
+    this.sendOn(out)
     done()
+  }
+
+  private sendOn(out: Array<Buffer>) {
+    if (this.options.known === undefined) {
+      if (this.batch.length > 0) this.push(this.batch)
+      this.batch = []
+    } else if (out.length > 0) {
+      this.push(out.length === 1 ? out[0] : Buffer.concat(out))
+    }
   }
 
   /** Part of a record that goes on in the next chunk. */
@@ -190,6 +216,7 @@ export class RecordFilter extends Transform {
       this.oversized = true
       out.push(...this.carry)
       this.carry = []
+      this.carried = 0
     }
   }
 
@@ -200,8 +227,11 @@ export class RecordFilter extends Transform {
     this.breaks = 0
     if (this.oversized) {
       this.oversized = false
-      out.push(chunk.subarray(start, end), NEWLINE)
-      this.queue.push({ line, hi: 0, lo: 0 })
+      if (this.options.known === undefined) this.batch.push(line, 0, 0)
+      else {
+        out.push(chunk.subarray(start, end), NEWLINE)
+        this.queue.push({ line, hi: 0, lo: 0 })
+      }
       this.passed += 1
       return
     }
@@ -219,13 +249,23 @@ export class RecordFilter extends Transform {
       this.digest.update(chunk, start, end)
       const header = this.digest.finish()
       this.seed = seedOf(`${this.options.version}|${header.hi.toString(16)}${header.lo.toString(16)}`)
-      this.pass(chunk, start, end, out)
+      if (this.options.known === undefined) {
+        this.header = Buffer.concat([...carry, chunk.subarray(start, end)])
+        this.resetCarry()
+      } else this.pass(chunk, start, end, out)
       return
     }
     this.digest.start(this.seed)
     for (const part of carry) this.digest.update(part, 0, part.length)
     this.digest.update(chunk, start, end)
     const { hi, lo } = this.digest.finish()
+    if (this.options.known === undefined) {
+      const refused = forcePass || length > this.options.maxRecordBytes
+      this.batch.push(line, refused ? 0 : hi, refused ? 0 : lo)
+      this.passed += 1
+      this.resetCarry()
+      return
+    }
     if (!forcePass && length <= this.options.maxRecordBytes && this.options.known(hi, lo, line)) {
       this.dropped += 1
       this.resetCarry()
