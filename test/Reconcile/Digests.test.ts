@@ -1,6 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as NodePath from "node:path"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { CSV_MAPPING_VERSION } from "../../src/Providers/OneRosterCsv/Files.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
@@ -186,5 +188,33 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("rec
       // The tampered row is still there: the next run with digests restores it.
       yield* syncNow()
       assert.strictEqual(yield* givenName("s-1"), "Zed")
+    }))
+
+  it.effect("a resync reads every header and every record csv-parse must refuse, though nothing else is parsed", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const path = NodePath.join(district.dir, "users.csv")
+      const original = Fs.readFileSync(path, "utf8")
+      const lastRun = Effect.map(
+        sql<{ readonly status: string; readonly error: string | null }>`
+          SELECT status, error FROM sync_runs WHERE district_id = ${DISTRICT} ORDER BY id DESC LIMIT 1`,
+        ([row]) => row!
+      )
+      // A header naming a column twice: the scan checks the header as a full read does.
+      const [header, ...rest] = original.split("\n")
+      Fs.writeFileSync(path, [`${header},sourcedId`, ...rest.map((line) => (line === "" ? line : `${line},x`))].join("\n"))
+      yield* Effect.exit(syncNow())
+      assert.strictEqual((yield* lastRun).status, "failed")
+      assert.match((yield* lastRun).error ?? "", /names the column "sourcedId" twice/)
+      // A quote never closed after known records: that record is read, and csv-parse refuses it.
+      Fs.writeFileSync(path, `${original}s-9,"never closed\n`)
+      yield* Effect.exit(syncNow())
+      assert.strictEqual((yield* lastRun).status, "failed")
+      assert.match((yield* lastRun).error ?? "", /users\.csv/)
+      // The file as it was: known again, nothing changed.
+      Fs.writeFileSync(path, original)
+      const back = yield* syncNow()
+      assert.strictEqual(back.status, "succeeded")
+      assert.deepStrictEqual(back.counts.users, { created: 0, updated: 0, deactivated: 0, unchanged: 5 })
     }))
 })
