@@ -36,7 +36,8 @@ import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
 import { rankTeachers, reportClassesWithoutTeacher } from "./Rules/Teachers.ts"
 import { fullComparisonReason, hasEarlierRun, setVersion } from "./Digests.ts"
-import { dropStagingDdl, stageDigested, stageFeed, stagingDdl } from "./Staging.ts"
+import { stageDigested } from "./DigestStaging.ts"
+import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
 
 /**
  * One sync run of one district, as a pipeline:
