@@ -56,9 +56,11 @@ export const stagingVersion = (kind: EntityKind): string =>
 export const setVersion = (kind: EntityKind, mapping: string, rules: unknown): string =>
   `${mapping}|${stagingVersion(kind)}|rules:${digestCells(0, [JSON.stringify(rules ?? null)]).hi.toString(16)}`
 
-/** A digest in COPY text for a bytea column. */
-export const digestCopy = (hi: number, lo: number): string =>
-  `\\\\x${hi.toString(16).padStart(8, "0")}${lo.toString(16).padStart(8, "0")}`
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
+const hex32 = (n: number) => HEX[n >>> 24]! + HEX[(n >>> 16) & 255]! + HEX[(n >>> 8) & 255]! + HEX[n & 255]!
+
+/** A digest in COPY text for a bytea column (a table of hex pairs: ten million of these per large scan). */
+export const digestCopy = (hi: number, lo: number): string => "\\\\x" + hex32(hi) + hex32(lo)
 
 /** Why a kind is compared in full: no set yet, or a set made under another version. */
 export type FullComparison = "none" | "version"
