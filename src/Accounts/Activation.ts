@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Config, Data, Effect } from "effect"
+import { Array as Arr, Config, Data, Effect } from "effect"
 import { CONFIRMING_ROLES_SQL } from "../Domain/Roles.ts"
 import { districtEmailMasked, maskedEmail } from "../Reconcile/Quality.ts"
 import { type Key, type LinkContext, newLinkToken, sealLink, tokenHash } from "../Secrets/Cipher.ts"
@@ -124,6 +124,9 @@ export const ACTIVATION_MAILS = `SELECT t.user_id, min(t.created_at) AS first_at
   WHERE t.revoked_reason IS DISTINCT FROM 'link_at_rest'
   GROUP BY t.user_id`
 
+/** Activation e-mails queued per statement (see `queue`). */
+const QUEUE_SLICE = 1000
+
 export class Activation extends Effect.Service<Activation>()("rosterd/Activation", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -145,6 +148,18 @@ export class Activation extends Effect.Service<Activation>()("rosterd/Activation
      * are revoked for those that got one. Returns how many e-mails were queued.
      */
     const queue = (
+      district: { readonly id: string; readonly name: string },
+      due: ReadonlyArray<DueRow>,
+      key: Key,
+      variant: Variant
+    ) =>
+      // In slices: each message carries its own copy of the bodies in the statement's
+      // arrays, so the whole district at once (100k teachers of a 1.2M-student district)
+      // would build hundreds of MB of parameters.
+      Effect.reduce(Arr.chunksOf(due, QUEUE_SLICE), 0, (issued, slice) =>
+        Effect.map(queueSlice(district, slice, key, variant), (n) => issued + n))
+
+    const queueSlice = (
       district: { readonly id: string; readonly name: string },
       due: ReadonlyArray<DueRow>,
       key: Key,
