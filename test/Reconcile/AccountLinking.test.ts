@@ -4,7 +4,7 @@ import { Effect } from "effect"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
-import { readRows, tempDir, writeCsv } from "../support/Fixtures.ts"
+import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
 import { sealedToken } from "../support/MailLinks.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
 import { writeRulesDistrict } from "../support/RulesDistrict.ts"
@@ -262,6 +262,29 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("acc
       const [still] = yield* sql<{ readonly title: string; readonly ownerAccountId: number; readonly districtId: string | null }>`
         SELECT title, owner_account_id, district_id FROM classes WHERE id = ${own!.id}`
       assert.deepStrictEqual([still!.title, Number(still!.ownerAccountId), still!.districtId], ["My old class", account, null])
+      dir.remove()
+    }))
+
+  it.effect("a district with more teachers than one statement's slice: each teacher gets exactly one token and one e-mail", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const dir = tempDir()
+      writeSmallDistrict(dir.dir, "many.example")
+      // 2,500 more teachers: three slices of activation e-mails (Activation.ts queues 1,000 a statement).
+      const more = Array.from({ length: 2500 }, (_, i) => ({
+        sourcedId: `tm-${i}`, enabledUser: "true", orgSourcedIds: "org-s1", role: "teacher",
+        givenName: "Many", familyName: `Teacher ${i}`, email: `tm-${i}@many.example`
+      }))
+      writeCsv(dir.dir, "users", [...readRows(dir.dir, "users"), ...more])
+      yield* addDistrict("many", dir.dir)
+      const run = yield* syncNow("many")
+      assert.strictEqual(run.status, "succeeded")
+      const [counts] = yield* sql<{ readonly mails: number; readonly recipients: number; readonly tokens: number; readonly teachers: number }>`
+        SELECT (SELECT count(*)::int FROM outbox WHERE district_id = 'many' AND kind = 'teacher_activation') AS mails,
+               (SELECT count(DISTINCT recipient)::int FROM outbox WHERE district_id = 'many' AND kind = 'teacher_activation') AS recipients,
+               (SELECT count(*)::int FROM activation_tokens t JOIN users u ON u.id = t.user_id WHERE u.district_id = 'many') AS tokens,
+               (SELECT count(*)::int FROM users WHERE district_id = 'many' AND 'teacher' = ANY (roles)) AS teachers`
+      assert.deepStrictEqual(counts, { mails: 2502, recipients: 2502, tokens: 2502, teachers: 2502 })
       dir.remove()
     }))
 })
