@@ -114,13 +114,17 @@ export const reportPeople = (context: FindingsContext) =>
     )
     yield* insertFindings(
       context,
-      `SELECT 'warning' AS severity, 'admin_district_office_only' AS code, 'users' AS entity, u.source_id, NULL AS file,
+      // Set-based: a correlated "any class at one of my orgs" scanned every class once per
+      // administrator (2,400 × 400,800 in a 1.2M-student district: 37 s of a no-op run).
+      `WITH admins AS (
+         SELECT u.id, u.source_id, u.org_source_ids FROM users u
+         WHERE u.district_id = $2 AND u.active AND u.roles && ${ADMIN_ROLES_SQL} AND NOT ${districtLevelSql("u")}),
+       taught_at AS (SELECT DISTINCT school_source_id AS org FROM classes WHERE district_id = $2 AND active),
+       seeing AS (
+         SELECT DISTINCT a.id FROM admins a CROSS JOIN LATERAL unnest(a.org_source_ids) AS o(org) JOIN taught_at t ON t.org = o.org)
+       SELECT 'warning' AS severity, 'admin_district_office_only' AS code, 'users' AS entity, a.source_id, NULL AS file,
               NULL::int AS line,
               'an administrator attached only to orgs without classes that are not the district (a department, a local office) would see no usage data' AS detail
-       FROM users u
-       WHERE u.district_id = $2 AND u.active AND u.roles && ${ADMIN_ROLES_SQL}
-         AND NOT ${districtLevelSql("u")}
-         AND NOT EXISTS (SELECT 1 FROM classes c
-                         WHERE c.district_id = $2 AND c.active AND c.school_source_id = ANY (u.org_source_ids))`
+       FROM admins a WHERE NOT EXISTS (SELECT 1 FROM seeing s WHERE s.id = a.id)`
     )
   }).pipe(Effect.withSpan("People.reportPeople"))
