@@ -153,4 +153,16 @@ describe("record filter", () => {
       assert.strictEqual(filtered, plain, JSON.stringify(text))
     }
   })
+
+  it("scan mode: a header longer than the record limit is refused, not read as a record (no row is digested under it)", async () => {
+    const filter = new RecordFilter({ version: "test|users.csv", maxRecordBytes: 64, known: undefined })
+    const out: Array<number> = []
+    for await (const batch of Readable.from([Buffer.from(`${"x".repeat(100)}\ns-1,Ann\ns-2,Bo\n`)]).pipe(filter)) {
+      out.push(...(batch as ReadonlyArray<number>))
+    }
+    assert.isTrue(filter.headerTooLarge)
+    assert.isUndefined(filter.header)
+    // The records after it are still told apart (lines 2 and 3), under a seed no real header gives.
+    assert.deepStrictEqual([out[0], out[3]], [2, 3])
+  })
 })

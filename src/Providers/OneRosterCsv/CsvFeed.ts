@@ -63,6 +63,7 @@ export const csvDigests = <K extends EntityKind, Row>(
       return Stream.fromAsyncIterable(scanned as AsyncIterable<ReadonlyArray<number>>, (cause) => csvFileError(cause, spec.file, limits)).pipe(
         // The header, checked as a full read checks it; no header at all fails the file.
         Stream.concat(Stream.suspend(() => {
+          if (filter.headerTooLarge) return Stream.fail(csvFileError({ code: "CSV_MAX_RECORD_SIZE", lines: 1 }, spec.file, limits))
           if (filter.header === undefined) {
             return Stream.fail(new ProviderError({ reason: "BadHeader", message: "the file is empty (no header row)", file: spec.file }))
           }

@@ -82,6 +82,8 @@ export class RecordFilter extends Transform {
 
   /** Scan mode: the header's bytes, once read (the header is checked from them). */
   header: Buffer | undefined = undefined
+  /** Scan mode: the header was longer than `maxRecordBytes` (the file is refused). */
+  headerTooLarge = false
   /** Scan mode: `[line, hi, lo, line, hi, lo, …]` of the records read from the current chunk. */
   private batch: Array<number> = []
 
@@ -227,6 +229,14 @@ export class RecordFilter extends Transform {
     this.breaks = 0
     if (this.oversized) {
       this.oversized = false
+      if (this.seed === undefined) {
+        // The header itself is over the limit: no record can be digested under it. Scan mode
+        // says so (`headerTooLarge`); filter mode passes it on for csv-parse to refuse.
+        this.seed = 0
+        if (this.options.known === undefined) this.headerTooLarge = true
+        else out.push(chunk.subarray(start, end), NEWLINE)
+        return
+      }
       if (this.options.known === undefined) this.batch.push(line, 0, 0)
       else {
         out.push(chunk.subarray(start, end), NEWLINE)
@@ -240,6 +250,15 @@ export class RecordFilter extends Transform {
     if (length === 0 || (length === 2 && this.isTwoQuotes(chunk, start, end))) {
       // An empty line (or `""`): csv-parse's row [""], skipped; only its line counts.
       this.resetCarry()
+      return
+    }
+    if (this.seed === undefined && length > this.options.maxRecordBytes) {
+      // A header over the limit (held whole within a chunk): as above.
+      this.seed = 0
+      if (this.options.known === undefined) {
+        this.headerTooLarge = true
+        this.resetCarry()
+      } else this.pass(chunk, start, end, out)
       return
     }
     if (this.seed === undefined) {
@@ -292,14 +311,4 @@ export class RecordFilter extends Transform {
     const bytes = this.carried === 0 ? chunk.subarray(start, end) : Buffer.concat([...this.carry, chunk.subarray(start, end)])
     return bytes[0] === QUOTE && bytes[1] === QUOTE
   }
-}
-
-/** For tests: the digest `RecordFilter` gives a record's bytes under a header. */
-export const recordDigestSeed = (version: string, header: string): number => {
-  const digest = new BytesDigest()
-  digest.start(0)
-  const bytes = Buffer.from(header)
-  digest.update(bytes, 0, bytes.length)
-  const { hi, lo } = digest.finish()
-  return seedOf(`${version}|${hi.toString(16)}${lo.toString(16)}`)
 }
