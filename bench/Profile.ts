@@ -80,7 +80,10 @@ const RULES = new Set([
   "Linking.decide",
   "Linking.linkAccounts",
   "Linking.refreshStudentActivation",
-  "Activation.issue"
+  "Activation.issue",
+  "Unchanged.liveKey",
+  "Unchanged.carryFindings",
+  "Unchanged.planBirthdays"
 ])
 const OWNERS = new Set(["Staging.stageFeed", "Staging.stageDigested", "Findings.checkStaged", "Apply.applyKeyed", "Apply.applyEnrollments", "ChangeList.recordChanges", "Holds.closePendingHold", ...RULES])
 const TABLE_OF: Record<string, string> = {
@@ -121,7 +124,11 @@ export const breakdown = (spans: Map<Tracer.AnySpan, SpanRecord>): { steps: Arra
     const kind = TABLE_OF[String(record.attributes.get("kind"))] ?? String(record.attributes.get("kind"))
     if (record.name === "Staging.stageFeed") add(`stage ${kind} (parse, decode, COPY to temp table)`, record)
     else if (record.name === "Staging.stageDigested") add(`stage ${kind} (digest; decode and COPY what changed)`, record)
-    else if (record.name === "Digests.scan") add(`${PART}scan ${kind}: each record's line and digest, COPYed (nothing parsed)`, record)
+    else if (record.name === "Digests.scan") {
+      // Scanned before staging (every feed first, to see whether the run may skip its comparison), or within it.
+      const within = owner(record)?.name === "Staging.stageDigested"
+      add(`${within ? PART : ""}scan ${kind}: each record's line and digest, COPYed (nothing parsed)`, record)
+    }
     else if (record.name === "Digests.lookUp") add(`${PART}look up ${kind} digests in the store (what to decode)`, record)
     else if (record.name === "Digests.restore") add(`${PART}restore unchanged ${kind} from the store`, record)
     else if (record.name === "Digests.write") add(`${PART}write ${kind} digests`, record)

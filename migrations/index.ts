@@ -17,6 +17,7 @@ import oneRoster12Contacts from "./0016_oneroster12_contacts.ts"
 import notifications from "./0017_notifications.ts"
 import undo from "./0018_undo.ts"
 import digestSets from "./0019_digest_sets.ts"
+import rosterApplied from "./0020_roster_applied.ts"
 import digests from "./0015_digests.ts"
 
 /**
@@ -43,7 +44,8 @@ const all = {
   "0016_oneroster12_contacts": oneRoster12Contacts,
   "0017_notifications": notifications,
   "0018_undo": undo,
-  "0019_digest_sets": digestSets
+  "0019_digest_sets": digestSets,
+  "0020_roster_applied": rosterApplied
 }
 
 export const migrations = Migrator.fromRecord(all)

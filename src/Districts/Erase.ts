@@ -107,6 +107,7 @@ const STEPS: ReadonlyArray<readonly [string, string]> = [
   ["notify_district_state", `DELETE FROM notify_district_state WHERE district_id = $1`],
   ["roster_digests", `DELETE FROM roster_digests WHERE set_id IN (SELECT id FROM roster_digest_sets WHERE district_id = $1)`],
   ["roster_digest_sets", `DELETE FROM roster_digest_sets WHERE district_id = $1`],
+  ["roster_applied", `DELETE FROM roster_applied WHERE district_id = $1`],
   ["findings", `DELETE FROM findings WHERE district_id = $1`],
   ["sync_cursors", `DELETE FROM sync_cursors WHERE district_id = $1`],
   ["outbox", `DELETE FROM outbox WHERE district_id = $1`],

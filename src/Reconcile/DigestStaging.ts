@@ -1,12 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Stream } from "effect"
+import { createHash } from "node:crypto"
 import type pg from "pg"
 import type { ProviderError } from "../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
-import type { FeedDigests } from "../Providers/RosterProvider.ts"
+import type { FeedDigests, RawItem } from "../Providers/RosterProvider.ts"
 import { copyIn, copyOut } from "../Store/Copy.ts"
-import type { FullComparison } from "./Digests.ts"
+import type { DigestSetRef, FullComparison } from "./Digests.ts"
 import { clearDigests, digestCopy, openDigestSet } from "./Digests.ts"
 import { stagedColumns, stageTable } from "./Entities.ts"
 import { cachedColumns, cachedTable, encoder, seenTable } from "./Staging.ts"
@@ -22,6 +23,8 @@ export interface DigestedStaging {
   readonly decoded: number
   readonly restored: number
   readonly full: FullComparison | null
+  /** The kind's scan (taken while decoding, when it was decoded in full). */
+  readonly scan: DigestScan
 }
 
 /**
@@ -51,6 +54,50 @@ class LineSet {
 }
 
 /**
+ * A kind's scan: how many records it listed, and a fingerprint of the whole scan (every
+ * record's line and digest, in order, seeded with the set's version): two scans with the
+ * same fingerprint would stage the same rows (src/Reconcile/Unchanged.ts).
+ */
+export interface DigestScan {
+  readonly set: DigestSetRef
+  readonly scanned: number
+  readonly fingerprint: string
+}
+
+const scanHash = (kind: EntityKind, version: string) => createHash("sha256").update(`${kind}\n${version}\n`)
+
+/**
+ * Scans a feed offered as digests into the session's `seen_<kind>`: each record's line
+ * and digest, nothing parsed, nothing kept in Node. The set must be usable (`full` null).
+ */
+export const scanDigests = <K extends EntityKind>(
+  client: pg.PoolClient,
+  kind: K,
+  digests: FeedDigests<EntityRecord[K]>,
+  set: DigestSetRef,
+  version: string,
+  progress: (rows: number) => Effect.Effect<void>
+): Effect.Effect<DigestScan, ProviderError | SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const seen = seenTable(kind)
+    const hash = scanHash(kind, version)
+    let scanned = 0
+    yield* copyIn(client, `COPY pg_temp.${seen} (line, digest) FROM STDIN`, digests.scan, (batch) => {
+      hash.update(Uint32Array.from(batch))
+      const lines: Array<string> = []
+      for (let i = 0; i < batch.length; i += 3) lines.push(`${batch[i]}\t${digestCopy(batch[i + 1]!, batch[i + 2]!)}`)
+      scanned += lines.length
+      return lines.join("\n")
+    }).pipe(Effect.withSpan("Digests.scan", { attributes: { kind } }))
+    yield* progress(scanned)
+    // Statistics for the joins that follow: without them the planner guesses at the temp
+    // table's size and may look each digest up by index, one at a time.
+    yield* sql.unsafe(`ANALYZE pg_temp.${seen}`)
+    return { set, scanned, fingerprint: hash.digest("hex") }
+  })
+
+/**
  * Stages a feed offered as digests (Digests.ts): scans every record's digest into
  * `seen_<kind>`, looks them all up in the district's store, decodes only the records it
  * does not have, and restores the staging rows of the others from the store; then writes
@@ -70,11 +117,14 @@ export const stageDigested = <K extends EntityKind>(
     readonly version: string
     readonly bulk: boolean
     readonly progress: (rows: number) => Effect.Effect<void>
-  }
+  },
+  /** The kind's set when it was opened already, and its scan when it was scanned. */
+  prepared?: { readonly set: DigestSetRef; readonly scan?: DigestScan | undefined }
 ): Effect.Effect<DigestedStaging, ProviderError | SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const set = yield* openDigestSet(options.districtId, kind, options.version)
+    const set = prepared?.set ?? (yield* openDigestSet(options.districtId, kind, options.version))
+    const done = prepared?.scan
     const stage = stageTable(kind)
     const seen = seenTable(kind)
     const encode = encoder(kind)
@@ -83,31 +133,33 @@ export const stageDigested = <K extends EntityKind>(
     let decoded = 0
 
     /** Decodes and stages the records whose line is wanted, each with its digest. */
-    const decode = (wanted: (line: number) => boolean) =>
+    const decode = (wanted: (line: number) => boolean, onChunk?: (chunk: Iterable<RawItem<EntityRecord[K]>>) => void) =>
       copyIn(
         client,
         `COPY pg_temp.${stage} (${columns.join(", ")}) FROM STDIN`,
         digests.read(wanted).pipe(Stream.mapChunksEffect((chunk) => {
+          onChunk?.(chunk)
           decoded += chunk.length
           return Effect.as(options.progress(scanned + decoded), chunk)
         })),
         (item) => `${encode(item.decode())}\t${digestCopy(item.hi, item.lo)}`
       )
 
+    let scan: DigestScan
     if (set.full !== null) {
-      yield* decode(() => true)
+      // Every record decoded; the scan's fingerprint taken on the way (the same lines and
+      // digests, in the same order, as a scan would list).
+      const hash = scanHash(kind, options.version)
+      yield* decode(() => true, (chunk) => {
+        const batch: Array<number> = []
+        for (const item of chunk) batch.push(item.line, item.hi, item.lo)
+        hash.update(Uint32Array.from(batch))
+      })
+      scan = { set, scanned: decoded, fingerprint: hash.digest("hex") }
     } else {
       // 1. scan: every record's line and digest, into the session's seen_<kind>.
-      yield* copyIn(client, `COPY pg_temp.${seen} (line, digest) FROM STDIN`, digests.scan, (batch) => {
-        const lines: Array<string> = []
-        for (let i = 0; i < batch.length; i += 3) lines.push(`${batch[i]}\t${digestCopy(batch[i + 1]!, batch[i + 2]!)}`)
-        scanned += lines.length
-        return lines.join("\n")
-      }).pipe(Effect.withSpan("Digests.scan", { attributes: { kind } }))
-      yield* options.progress(scanned)
-      // Statistics for the joins below: without them the planner guesses at the temp
-      // table's size and may look each digest up by index, one at a time.
-      yield* sql.unsafe(`ANALYZE pg_temp.${seen}`)
+      scan = done ?? (yield* scanDigests(client, kind, digests, set, options.version, options.progress))
+      scanned = scan.scanned
 
       // 2. look up: the lines whose digest the store lacks, decoded from the source.
       const unknown = new LineSet()
@@ -178,5 +230,5 @@ export const stageDigested = <K extends EntityKind>(
         yield* sql`UPDATE roster_digest_sets SET entries = entries + ${inserted - deleted}, updated_at = now() WHERE id = ${set.id}`
       }
     })).pipe(Effect.withSpan("Digests.write", { attributes: { kind } }))
-    return { decoded, restored: set.full === null ? scanned - decoded : 0, full: set.full }
+    return { decoded, restored: set.full === null ? scanned - decoded : 0, full: set.full, scan }
   }).pipe(Effect.withSpan("Staging.stageDigested", { attributes: { kind } }))

@@ -1,13 +1,15 @@
 import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
 import type pg from "pg"
 import { Cause, Clock, Config, Context, Data, Duration, Effect, Exit, Stream } from "effect"
 import type { District } from "../Domain/District.ts"
 import { excludedSchools } from "../Domain/DistrictRules.ts"
+import type { ProviderError } from "../Domain/Errors.ts"
 import { describeFailure } from "../Domain/Failure.ts"
 import type { EntityKind } from "../Domain/Roster.ts"
 import { EntityKinds } from "../Domain/Roster.ts"
 import type { EntityCounts, RunCounts } from "../Domain/RunCounts.ts"
-import { emptyRunCounts } from "../Domain/RunCounts.ts"
+import { emptyRunCounts, zeroCounts } from "../Domain/RunCounts.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
 import type { FeedDigests, RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
 import { RosterProvider } from "../Providers/RosterProvider.ts"
@@ -35,8 +37,12 @@ import { RunAccounts } from "./RunAccounts.ts"
 import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts"
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
 import { rankTeachers, reportClassesWithoutTeacher } from "./Rules/Teachers.ts"
-import { fullComparisonReason, hasEarlierRun, setVersion } from "./Digests.ts"
-import { stageDigested } from "./DigestStaging.ts"
+import type { DigestSetRef } from "./Digests.ts"
+import { fullComparisonReason, hasEarlierRun, openDigestSet, setVersion } from "./Digests.ts"
+import type { DigestScan } from "./DigestStaging.ts"
+import { scanDigests, stageDigested } from "./DigestStaging.ts"
+import type { AppliedMark } from "./Unchanged.ts"
+import { carryFindings, confirmUnchanged, dropMark, lastFinding, planBirthdays, readMark, sourceKey, unchangedNext, writeMark } from "./Unchanged.ts"
 import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
 
 /**
@@ -98,6 +104,29 @@ interface Outcome {
   readonly findings: number
   readonly held: RunSummary["held"]
   readonly notes: ReadonlyArray<string>
+  /** The run's last comparison finding (Unchanged.ts: what a later run may carry forward). */
+  readonly findingsUpto: number
+  /**
+   * Per kind, what a comparison of the same feeds would count unchanged (Unchanged.ts);
+   * null when the next comparison of the same feeds could differ from this one's (a hold,
+   * a deactivation): the run leaves no mark.
+   */
+  readonly unchangedNext: Readonly<Record<keyof RunCounts, number>> | null
+}
+
+/** What staging left for the transaction. */
+interface Staged {
+  readonly notes: ReadonlyArray<string>
+  /** The run's source key once it is staged (Unchanged.ts); null when the run can leave no mark. */
+  readonly source: () => string | null
+  /**
+   * A candidate to skip the comparison: the mark its scans matched, and the rest of
+   * staging, for when the transaction finds the stored roster changed.
+   */
+  readonly unchanged: null | {
+    readonly mark: AppliedMark
+    readonly rest: Effect.Effect<ReadonlyArray<string>, ProviderError | SqlError, SqlClient.SqlClient>
+  }
 }
 
 /** Ends a dry run's transaction with a rollback, carrying what it would have done. */
@@ -188,47 +217,88 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
     /**
      * stage: every provided feed into the session's temp tables, in dependency order. With
      * digests, a feed the provider offers undecoded is staged by `stageDigested`: only its
-     * changed records are decoded. Returns the run's notes on kinds compared in full.
+     * changed records are decoded. When every feed could be scanned first and the scans are
+     * what the district's last applied run read (Unchanged.ts), staging stops there: the run
+     * is a candidate to skip the comparison, and `rest` stages the feeds if it may not.
      */
     const stage = (snapshot: RosterSnapshot, client: pg.PoolClient, district: District, runId: number, digests: boolean) =>
       Effect.gen(function*() {
-        const full: Record<string, Array<string>> = {}
         const progress = yield* SyncProgress
         yield* sql.unsafe(stagingDdl())
         yield* sql.unsafe(planDdl())
-        // The diff only needs row counts and rough distributions of the staged tables: a
-        // small sample keeps ANALYZE of a million-row table well under a second.
-        yield* sql.unsafe(`SET default_statistics_target = 10`)
-        for (const kind of EntityKinds) {
-          const feed = snapshot.feeds[kind]
-          if (feed === null) continue
-          if (digests && feed.digests !== undefined) {
-            const done = yield* stageDigested(client, kind, feed.digests as FeedDigests<any>, {
-              districtId: district.id,
-              version: setVersion(kind, feed.digests.version, district.rules),
-              bulk: feed.mode === "bulk",
-              progress: (rows) => progress.staging(kind, rows)
-            })
-            if (done.full !== null) (full[done.full] ??= []).push(kind)
-            yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
-            continue
+        const provided = EntityKinds.filter((kind) => snapshot.feeds[kind] !== null)
+        const digested = (kind: EntityKind) => digests && snapshot.feeds[kind]?.digests !== undefined
+        const versionOf = (kind: EntityKind) => setVersion(kind, snapshot.feeds[kind]!.digests!.version, district.rules)
+        // A mark needs every feed complete and offered as digests.
+        const markable = provided.every((kind) => digested(kind) && snapshot.feeds[kind]!.mode === "bulk")
+
+        // 1. The digest sets, and the scans of those that can be used.
+        const sets: Partial<Record<EntityKind, DigestSetRef>> = {}
+        const scans: Partial<Record<EntityKind, DigestScan>> = {}
+        for (const kind of provided.filter(digested)) {
+          const set = yield* openDigestSet(district.id, kind, versionOf(kind))
+          sets[kind] = set
+          if (markable && set.full === null) {
+            scans[kind] = yield* scanDigests(client, kind, snapshot.feeds[kind]!.digests as FeedDigests<any>, set, versionOf(kind), (rows) =>
+              progress.staging(kind, rows))
           }
-          let staged = 0
-          const items = (feed.items as Stream.Stream<any, any>).pipe(
-            Stream.mapChunksEffect((chunk) => {
-              staged += chunk.length
-              return Effect.as(progress.staging(kind, staged), chunk)
-            })
-          )
-          yield* stageFeed(client, kind, items)
-          yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
         }
-        yield* sql.unsafe(`RESET default_statistics_target`)
-        // A first run has no digests to use: no note. Later, a kind compared in full says why.
-        if (full.none !== undefined && !(yield* hasEarlierRun(district.id, runId))) delete full.none
-        return Object.entries(full).map(([why, kinds]) =>
-          `compared in full (${kinds.join(", ")}): ${fullComparisonReason[why as keyof typeof fullComparisonReason]}`
-        )
+        const sourceOf = () =>
+          markable
+            ? sourceKey(district.rosterSource, provided.map((kind) => ({
+              kind,
+              mode: snapshot.feeds[kind]!.mode,
+              file: snapshot.feeds[kind]!.name,
+              version: versionOf(kind),
+              scan: scans[kind]!
+            })))
+            : null
+
+        // 2. The rest of staging: look up, decode and restore (or decode in full).
+        const rest = Effect.gen(function*() {
+          const full: Record<string, Array<string>> = {}
+          // The diff only needs row counts and rough distributions of the staged tables: a
+          // small sample keeps ANALYZE of a million-row table well under a second.
+          yield* sql.unsafe(`SET default_statistics_target = 10`)
+          for (const kind of provided) {
+            const feed = snapshot.feeds[kind]!
+            if (digested(kind)) {
+              const done = yield* stageDigested(client, kind, feed.digests as FeedDigests<any>, {
+                districtId: district.id,
+                version: versionOf(kind),
+                bulk: feed.mode === "bulk",
+                progress: (rows) => progress.staging(kind, rows)
+              }, { set: sets[kind]!, scan: scans[kind] })
+              scans[kind] = done.scan
+              if (done.full !== null) (full[done.full] ??= []).push(kind)
+              yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
+              continue
+            }
+            let staged = 0
+            const items = (feed.items as Stream.Stream<any, any>).pipe(
+              Stream.mapChunksEffect((chunk) => {
+                staged += chunk.length
+                return Effect.as(progress.staging(kind, staged), chunk)
+              })
+            )
+            yield* stageFeed(client, kind, items)
+            yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
+          }
+          yield* sql.unsafe(`RESET default_statistics_target`)
+          // A first run has no digests to use: no note. Later, a kind compared in full says why.
+          if (full.none !== undefined && !(yield* hasEarlierRun(district.id, runId))) delete full.none
+          return Object.entries(full).map(([why, kinds]) =>
+            `compared in full (${kinds.join(", ")}): ${fullComparisonReason[why as keyof typeof fullComparisonReason]}`
+          )
+        })
+
+        const scanned = provided.length > 0 && provided.every((kind) => scans[kind] !== undefined) ? sourceOf() : null
+        const mark = scanned === null ? null : yield* readMark(district.id)
+        if (mark !== null && mark.sourceKey === scanned) {
+          return { notes: [], source: () => scanned, unchanged: { mark, rest } } satisfies Staged
+        }
+        const notes = yield* rest
+        return { notes, source: sourceOf, unchanged: null } satisfies Staged
       })
 
     /** The transaction's settings: the writer the lock triggers let through, memory and join choices for the diff. */
@@ -263,7 +333,9 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           counts: emptyRunCounts,
           findings: yield* runs.findingsCount(context.runId),
           held: { tripped: hold.tripped, counts: hold.held },
-          notes: [...closedNote(closed, dryRun), hold.note]
+          notes: [...closedNote(closed, dryRun), hold.note],
+          findingsUpto: 0,
+          unchangedNext: null
         } satisfies Outcome
       })
 
@@ -329,9 +401,16 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           const ended = yield* endOrphanedEnrollments(context)
           counts.enrollments = { ...counts.enrollments, deactivated: ended }
         }
+        // What a comparison of the same feeds would find unchanged next time (Unchanged.ts):
+        // taken before the age pass, which counts users the comparison counted already.
+        const compared = unchangedNext(counts)
+        // A comparison after one that deactivated something is not the same comparison: a
+        // record still listed whose user or class it removed is reported dangling the next
+        // time, for one. Such a run leaves no mark (Unchanged.ts); the next one does.
+        const deactivated = Object.values(counts).some((c) => c.deactivated > 0)
         const aged = yield* recomputeAges(context)
         counts.users = { ...counts.users, updated: counts.users.updated + aged }
-        return { counts: counts as RunCounts, tripped, held, notes }
+        return { counts: counts as RunCounts, tripped, held, notes, compared, deactivated }
       })
 
     /** The people once the roster is applied: who is enrolled, their accounts (src/Accounts, through the port), their findings. */
@@ -358,27 +437,80 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         }
       })
 
+    /**
+     * A run that reads what the district's last applied run read, into the stored roster it
+     * left (Unchanged.ts): no comparison. That run's comparison findings are this run's;
+     * what depends on the day (ages, with their change list) and on the people (accounts,
+     * the people's findings) runs as in any run; a pending hold is closed as a full run that
+     * holds nothing closes it.
+     */
+    const reconcileUnchanged = (context: RunContext, district: District, mark: AppliedMark, dryRun: boolean) =>
+      Effect.gen(function*() {
+        yield* carryFindings(context, mark)
+        const birthdays = yield* planBirthdays(context)
+        const aged = yield* recomputeAges(context)
+        const findingsUpto = yield* lastFinding(context.runId)
+        const peopleNotes = yield* applyPeople(context, district)
+        const closed = yield* closePendingHold(context.runId, context.districtId, { full: true, holding: false })
+        const counts = Object.fromEntries(
+          (Object.keys(emptyRunCounts) as Array<keyof RunCounts>).map((key) => [key, { ...zeroCounts, unchanged: mark.unchanged[key] ?? 0 }])
+        ) as Record<keyof RunCounts, EntityCounts>
+        // The birthdays a comparison would have found among the records it compares are its updates.
+        counts.users = { ...counts.users, updated: aged, unchanged: counts.users.unchanged - birthdays }
+        return {
+          counts,
+          findings: yield* runs.findingsCount(context.runId),
+          held: null,
+          notes: [
+            `unchanged since run ${mark.runId}: the same records into the roster it left, so nothing was compared`,
+            ...peopleNotes,
+            ...closedNote(closed, dryRun)
+          ],
+          findingsUpto,
+          unchangedNext: mark.unchanged
+        } satisfies Outcome
+      })
+
     /** check → plan → gate → apply: the transaction's work, up to what it would record. */
-    const reconcile = (context: RunContext, district: District, snapshot: RosterSnapshot, dryRun: boolean) =>
+    const reconcile = (context: RunContext, district: District, snapshot: RosterSnapshot, staged: Staged, dryRun: boolean) =>
       Effect.gen(function*() {
         yield* openTransaction
+        const stagingNotes: Array<string> = []
+        if (staged.unchanged !== null) {
+          const { mark, rest } = staged.unchanged
+          if (yield* confirmUnchanged(context, mark, district.rules.scope.currentTermsOnly)) {
+            return yield* reconcileUnchanged(context, district, mark, dryRun)
+          }
+          // The stored roster changed since (or a term began or ended): staged and compared after all.
+          stagingNotes.push(...(yield* rest))
+        }
         const suspicion = yield* check(context, district, snapshot)
         if (suspicion !== null) return yield* holdAsRekey(context, suspicion, dryRun)
         const applied = yield* applyRoster(context, district)
+        const findingsUpto = yield* lastFinding(context.runId)
         const peopleNotes = yield* applyPeople(context, district)
         const verdict = yield* hold(context, snapshot, applied, dryRun)
         return {
           counts: applied.counts,
           findings: yield* runs.findingsCount(context.runId),
           held: verdict.held,
-          notes: [...applied.notes, ...peopleNotes, ...verdict.notes]
+          notes: [...stagingNotes, ...applied.notes, ...peopleNotes, ...verdict.notes],
+          findingsUpto,
+          unchangedNext: applied.deactivated ? null : applied.compared
         } satisfies Outcome
       })
 
     /** record: the change list, where the change feed stands, and the run row (in the transaction). */
-    const record = (context: RunContext, snapshot: RosterSnapshot, outcome: Outcome) =>
+    const record = (context: RunContext, snapshot: RosterSnapshot, outcome: Outcome, source: string | null) =>
       Effect.gen(function*() {
         yield* recordChanges(context.runId, context.districtId)
+        // The mark a later run may skip the comparison by (Unchanged.ts): only a run that
+        // applied all it read and deactivated nothing, with every feed complete and scanned.
+        // Last, after every write.
+        if (source !== null && outcome.held === null && outcome.unchangedNext !== null) {
+          yield* writeMark(context, source, outcome.findingsUpto, outcome.unchangedNext)
+        }
+        else yield* dropMark(context.districtId)
         // A run held as a suspected re-key applied nothing: the feed's position stays where it was.
         const rekeyHeld = outcome.held?.tripped.some((t) => t.rule === "rekey_suspected") ?? false
         if (snapshot.cursor !== undefined && !rekeyHeld) yield* runs.saveCursor(context.districtId, context.runId, snapshot.cursor)
@@ -433,10 +565,11 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
 
           const work = Effect.gen(function*() {
             yield* progress.phase("fetch")
-            const snapshot = yield* withinDeadline(Effect.gen(function*() {
+            const { snapshot, staged } = yield* withinDeadline(Effect.gen(function*() {
               const snapshot = yield* fetch(district, options.request)
-              const notes = yield* stage(snapshot, rawClient(connection), district, runId, digestsOn && options.digests !== false)
-              return notes.length === 0 ? snapshot : { ...snapshot, notes: [...(snapshot.notes ?? []), ...notes] }
+              const staged = yield* stage(snapshot, rawClient(connection), district, runId, digestsOn && options.digests !== false)
+              const notes = staged.notes
+              return { snapshot: notes.length === 0 ? snapshot : { ...snapshot, notes: [...(snapshot.notes ?? []), ...notes] }, staged }
             }))
             yield* progress.phase("apply")
             const context = runContext(runId, district, snapshot, yield* districtToday(district.timezone))
@@ -454,10 +587,10 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
               ...(changes === undefined ? {} : { changes })
             })
             const applied = yield* sql.withTransaction(withinDeadline(Effect.gen(function*() {
-              const outcome = yield* reconcile(context, district, snapshot, dryRun)
+              const outcome = yield* reconcile(context, district, snapshot, staged, dryRun)
               // A dry run: everything above ran for real inside this transaction; roll it back.
               if (dryRun) return yield* new DryRunRollback({ result: outcome, changes: yield* changeList })
-              yield* record(context, snapshot, outcome)
+              yield* record(context, snapshot, outcome, staged.source())
               return summary(outcome.held === null ? "succeeded" : "held", outcome)
             }))).pipe(
               Effect.catchTag("DryRunRollback", (dry) =>

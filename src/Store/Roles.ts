@@ -137,6 +137,7 @@ export const GRANTS: ReadonlyArray<GrantRow> = [
   table("run_undos", NONE, "runs undone: who, when, counts, stale records"),
   table("roster_digest_sets", NONE, "per district and kind: the version and count of the record digests"),
   table("roster_digests", NONE, "record digests and the staging rows they produced (personal data: the app only)"),
+  table("roster_applied", NONE, "per district: what its last applied run read, and the stored roster's fingerprint then"),
   table("outbox", NONE, "queued mail: recipients, bodies, sealed links"),
   table("notifications", NONE, "operator notifications: events with ids and counts (src/Notify)"),
   table("notify_state", NONE, "when notifications started"),

@@ -33,10 +33,17 @@ const givenName = (sourceId: string) =>
     return row?.givenName
   })
 
-/** Changes the stored staging row of the user named `from` (see above). */
+/**
+ * Makes the next run compare: a run that reads what the last applied run read skips the
+ * comparison altogether (src/Reconcile/Unchanged.ts), and would never look at the store.
+ */
+const forgetMark = Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DELETE FROM roster_applied WHERE district_id = ${DISTRICT}`)
+
+/** Changes the stored staging row of the user named `from` (see above), for a run that compares. */
 const tamper = (from: string, to: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    yield* forgetMark
     const rows = yield* sql`
       UPDATE roster_digests SET staged = replace(staged, ${from}, ${to})
       WHERE set_id = (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT} AND kind = 'users')
@@ -150,6 +157,7 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("rec
       // Back to what the file says, for the tests below.
       yield* sql`UPDATE roster_digests SET staged = replace(staged, 'Zed', 'Samuel')
                  WHERE set_id = (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT} AND kind = 'users')`
+      yield* forgetMark
       yield* syncNow()
       assert.strictEqual(yield* givenName("s-1"), "Samuel")
     }))
@@ -157,6 +165,7 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("rec
   it.effect("a stored staging row that does not parse fails the run without its values, and the next run compares in full", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
+      yield* forgetMark
       yield* sql`UPDATE roster_digests SET staged = '(not a row' || staged
                  WHERE set_id = (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT} AND kind = 'users')
                    AND staged LIKE '%,Samuel,%'`
