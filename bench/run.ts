@@ -131,10 +131,15 @@ interface RestResult {
   readonly peakRssMib: number
 }
 
-/** Starts a long-running `npx tsx <script>`; resolves once it prints its first stdout line. */
+/**
+ * Starts a long-running `npx tsx <script>` (a fake provider server); resolves once it prints
+ * its first stdout line. The servers hold the whole district in memory: they run without the
+ * heap bound `npm run bench` gives rosterd's own processes (NODE_OPTIONS, package.json).
+ */
 const startChild = (script: string, childArgs: ReadonlyArray<string>) =>
   new Promise<{ readonly line: string; readonly stop: () => Promise<void> }>((resolve, reject) => {
-    const child = spawn("npx", ["tsx", script, ...childArgs], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true })
+    const { NODE_OPTIONS: _bounded, ...env } = process.env
+    const child = spawn("npx", ["tsx", script, ...childArgs], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true, env })
     let out = ""
     let exited = false
     const stop = () =>

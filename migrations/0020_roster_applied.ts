@@ -14,7 +14,9 @@ import { Effect } from "effect"
  * - `findings_upto`: the last finding of that run's comparison (those a skipping run carries
  *   forward; the people's findings are judged again);
  * - `unchanged`: per kind, the records a comparison of the same feeds would find unchanged
- *   (what that run's comparison created, updated or found unchanged).
+ *   (what that run's comparison created, updated or found unchanged);
+ * - `compared_at`: when the comparison whose findings those are ran (a mark carried
+ *   forward by skipping runs keeps it: `rosterd.sync.compareEvery` bounds its age).
  *
  * Written in the run's transaction (a logged table: it is true exactly when that run is).
  */
@@ -29,6 +31,7 @@ export default Effect.gen(function*() {
       today         date NOT NULL,
       findings_upto bigint NOT NULL,
       unchanged     jsonb NOT NULL,
+      compared_at   timestamptz NOT NULL,
       written_at    timestamptz NOT NULL DEFAULT now()
     );
   `)

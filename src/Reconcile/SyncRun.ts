@@ -112,6 +112,8 @@ interface Outcome {
    * a deactivation): the run leaves no mark.
    */
   readonly unchangedNext: Readonly<Record<keyof RunCounts, number>> | null
+  /** A run that skipped its comparison: when the comparison it carries ran (null: this run compared). */
+  readonly comparedAt: number | null
 }
 
 /** What staging left for the transaction. */
@@ -140,6 +142,12 @@ class DryRunRollback extends Data.TaggedError("DryRunRollback")<{
  * every record is decoded and compared in full, and the digest store is left alone.
  */
 const DigestsConfig = Config.boolean("digests").pipe(Config.withDefault(true), Config.nested("sync"), Config.nested("rosterd"))
+
+/**
+ * `rosterd.sync.compareEvery`: the longest a district goes without a comparison while its
+ * roster does not change (Unchanged.ts): a mark older than this is not used.
+ */
+const CompareEveryConfig = Config.duration("compareEvery").pipe(Config.withDefault(Duration.hours(24)), Config.nested("sync"), Config.nested("rosterd"))
 
 /** `rosterd.sync.runTimeout`: how long one run may take, from its start to its commit. */
 const RunTimeoutConfig = Config.duration("runTimeout").pipe(Config.withDefault(Duration.hours(2)), Config.nested("sync"), Config.nested("rosterd"))
@@ -205,6 +213,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
     const accounts = yield* RunAccounts
     const runTimeout = yield* RunTimeoutConfig
     const digestsOn = yield* DigestsConfig
+    const compareEvery = yield* CompareEveryConfig
 
     /** fetch: the provider's snapshot, given what the store knows of the district's past runs. */
     const fetch = (district: District, request: SyncRequest) =>
@@ -294,7 +303,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
 
         const scanned = provided.length > 0 && provided.every((kind) => scans[kind] !== undefined) ? sourceOf() : null
         const mark = scanned === null ? null : yield* readMark(district.id)
-        if (mark !== null && mark.sourceKey === scanned) {
+        const now = yield* Clock.currentTimeMillis
+        if (mark !== null && mark.sourceKey === scanned && now - mark.comparedAt < Duration.toMillis(compareEvery)) {
           return { notes: [], source: () => scanned, unchanged: { mark, rest } } satisfies Staged
         }
         const notes = yield* rest
@@ -335,7 +345,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           held: { tripped: hold.tripped, counts: hold.held },
           notes: [...closedNote(closed, dryRun), hold.note],
           findingsUpto: 0,
-          unchangedNext: null
+          unchangedNext: null,
+          comparedAt: null
         } satisfies Outcome
       })
 
@@ -467,7 +478,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             ...closedNote(closed, dryRun)
           ],
           findingsUpto,
-          unchangedNext: mark.unchanged
+          unchangedNext: mark.unchanged,
+          comparedAt: mark.comparedAt
         } satisfies Outcome
       })
 
@@ -496,7 +508,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           held: verdict.held,
           notes: [...stagingNotes, ...applied.notes, ...peopleNotes, ...verdict.notes],
           findingsUpto,
-          unchangedNext: applied.deactivated ? null : applied.compared
+          unchangedNext: applied.deactivated ? null : applied.compared,
+          comparedAt: null
         } satisfies Outcome
       })
 
@@ -508,7 +521,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         // applied all it read and deactivated nothing, with every feed complete and scanned.
         // Last, after every write.
         if (source !== null && outcome.held === null && outcome.unchangedNext !== null) {
-          yield* writeMark(context, source, outcome.findingsUpto, outcome.unchangedNext)
+          yield* writeMark(context, source, outcome.findingsUpto, outcome.unchangedNext, outcome.comparedAt ?? (yield* Clock.currentTimeMillis))
         }
         else yield* dropMark(context.districtId)
         // A run held as a suspected re-key applied nothing: the feed's position stays where it was.

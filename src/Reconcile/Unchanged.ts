@@ -73,9 +73,17 @@ export interface ScannedFeed {
   readonly scan: DigestScan
 }
 
+/**
+ * Bump with any change to what a comparison decides, writes or reports that the digests'
+ * versions do not cover (a new finding, a rule's logic, the diff): marks made under another
+ * revision are not used. A forgotten bump costs at most `rosterd.sync.compareEvery` (a day
+ * by default): no mark older than that is used.
+ */
+export const COMPARISON_REVISION = "comparison/1"
+
 /** The source key of a run whose every provided feed was scanned (the kinds in staging order). */
 export const sourceKey = (rosterSource: string, feeds: ReadonlyArray<ScannedFeed>): string => {
-  const hash = createHash("sha256").update(`roster-applied/1\n${rosterSource}\n`)
+  const hash = createHash("sha256").update(`${COMPARISON_REVISION}\n${rosterSource}\n`)
   for (const feed of feeds) {
     hash.update(JSON.stringify([feed.kind, feed.mode, feed.file, feed.version, feed.scan.scanned, feed.scan.fingerprint]) + "\n")
   }
@@ -91,6 +99,8 @@ export interface AppliedMark {
   readonly findingsUpto: number
   /** Per kind, the records a comparison of the same feeds would count unchanged. */
   readonly unchanged: Readonly<Record<CountKind, number>>
+  /** When the comparison ran whose findings the mark carries (epoch milliseconds). */
+  readonly comparedAt: number
 }
 
 export const readMark = (districtId: string) =>
@@ -98,7 +108,8 @@ export const readMark = (districtId: string) =>
     const sql = yield* SqlClient.SqlClient
     const [row] = yield* sql<AppliedMark>`
       SELECT run_id::int AS "runId", source_key AS "sourceKey", live_key AS "liveKey", to_char(today, 'YYYY-MM-DD') AS today,
-             findings_upto::float8 AS "findingsUpto", unchanged
+             findings_upto::float8 AS "findingsUpto", unchanged,
+             (extract(epoch FROM compared_at) * 1000)::float8 AS "comparedAt"
       FROM roster_applied WHERE district_id = ${districtId}`
     return row ?? null
   })
@@ -197,16 +208,25 @@ export const unchangedNext = (compared: RunCounts): Record<CountKind, number> =>
 }
 
 /** Leaves the district's mark for the next run (last thing in the run's transaction). */
-export const writeMark = (context: ApplyContext, source: string, findingsUpto: number, unchanged: Readonly<Record<CountKind, number>>) =>
+export const writeMark = (
+  context: ApplyContext,
+  source: string,
+  findingsUpto: number,
+  unchanged: Readonly<Record<CountKind, number>>,
+  /** When the comparison ran whose findings these are (this run's, or the mark's it carried), epoch ms. */
+  comparedAt: number
+) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const live = yield* liveKey(context.districtId)
+    const compared = new Date(comparedAt).toISOString()
     yield* sql`
-      INSERT INTO roster_applied (district_id, run_id, source_key, live_key, today, findings_upto, unchanged)
-      VALUES (${context.districtId}, ${context.runId}, ${source}, ${live}, ${context.today}::date, ${findingsUpto}, ${JSON.stringify(unchanged)}::jsonb)
+      INSERT INTO roster_applied (district_id, run_id, source_key, live_key, today, findings_upto, unchanged, compared_at)
+      VALUES (${context.districtId}, ${context.runId}, ${source}, ${live}, ${context.today}::date, ${findingsUpto},
+              ${JSON.stringify(unchanged)}::jsonb, ${compared}::timestamptz)
       ON CONFLICT (district_id) DO UPDATE SET run_id = excluded.run_id, source_key = excluded.source_key,
         live_key = excluded.live_key, today = excluded.today, findings_upto = excluded.findings_upto,
-        unchanged = excluded.unchanged, written_at = now()`
+        unchanged = excluded.unchanged, compared_at = excluded.compared_at, written_at = now()`
   }).pipe(Effect.withSpan("Unchanged.writeMark"))
 
 /** No mark: the district's next run compares in full (a run that held, or could not be marked). */
