@@ -77,9 +77,8 @@ export const scanDigests = <K extends EntityKind>(
   set: DigestSetRef,
   version: string,
   progress: (rows: number) => Effect.Effect<void>
-): Effect.Effect<DigestScan, ProviderError | SqlError, SqlClient.SqlClient> =>
+): Effect.Effect<DigestScan, ProviderError | SqlError> =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const seen = seenTable(kind)
     const hash = scanHash(kind, version)
     let scanned = 0
@@ -91,9 +90,6 @@ export const scanDigests = <K extends EntityKind>(
       return lines.join("\n")
     }).pipe(Effect.withSpan("Digests.scan", { attributes: { kind } }))
     yield* progress(scanned)
-    // Statistics for the joins that follow: without them the planner guesses at the temp
-    // table's size and may look each digest up by index, one at a time.
-    yield* sql.unsafe(`ANALYZE pg_temp.${seen}`)
     return { set, scanned, fingerprint: hash.digest("hex") }
   })
 
@@ -160,6 +156,10 @@ export const stageDigested = <K extends EntityKind>(
       // 1. scan: every record's line and digest, into the session's seen_<kind>.
       scan = done ?? (yield* scanDigests(client, kind, digests, set, options.version, options.progress))
       scanned = scan.scanned
+      // Statistics for the joins below: without them the planner guesses at the temp
+      // table's size and may look each digest up by index, one at a time. (Not taken by the
+      // scan itself: a run that skips its comparison never joins, Unchanged.ts.)
+      yield* sql.unsafe(`ANALYZE pg_temp.${seen}`)
 
       // 2. look up: the lines whose digest the store lacks, decoded from the source.
       const unknown = new LineSet()

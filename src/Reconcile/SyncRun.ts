@@ -145,9 +145,11 @@ const DigestsConfig = Config.boolean("digests").pipe(Config.withDefault(true), C
 
 /**
  * `rosterd.sync.compareEvery`: the longest a district goes without a comparison while its
- * roster does not change (Unchanged.ts): a mark older than this is not used.
+ * roster does not change (Unchanged.ts): a mark whose comparison is older is not used. A
+ * week: a district synced nightly still skips on most unchanged nights (a day would make it
+ * compare every other night, its slots being a day apart give or take a second).
  */
-const CompareEveryConfig = Config.duration("compareEvery").pipe(Config.withDefault(Duration.hours(24)), Config.nested("sync"), Config.nested("rosterd"))
+const CompareEveryConfig = Config.duration("compareEvery").pipe(Config.withDefault(Duration.days(7)), Config.nested("sync"), Config.nested("rosterd"))
 
 /** `rosterd.sync.runTimeout`: how long one run may take, from its start to its commit. */
 const RunTimeoutConfig = Config.duration("runTimeout").pipe(Config.withDefault(Duration.hours(2)), Config.nested("sync"), Config.nested("rosterd"))

@@ -76,8 +76,8 @@ export interface ScannedFeed {
 /**
  * Bump with any change to what a comparison decides, writes or reports that the digests'
  * versions do not cover (a new finding, a rule's logic, the diff): marks made under another
- * revision are not used. A forgotten bump costs at most `rosterd.sync.compareEvery` (a day
- * by default): no mark older than that is used.
+ * revision are not used. A forgotten bump costs at most `rosterd.sync.compareEvery` (a week
+ * by default): no mark whose comparison is older is used.
  */
 export const COMPARISON_REVISION = "comparison/1"
 

@@ -106,9 +106,10 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("unc
       const dry = yield* both(pair, MID_NOVEMBER, { dryRun: true })
       assert.isTrue(skipped(dry))
       assert.isTrue(skipped(yield* both(pair, MID_NOVEMBER)))
-      // A mark is used for a day at most (rosterd.sync.compareEvery): then a comparison, which marks again.
-      assert.isFalse(skipped(yield* both(pair, "2026-11-20T19:00:00Z")))
-      assert.isTrue(skipped(yield* both(pair, "2026-11-20T20:00:00Z")))
+      // A mark is used for a week at most (rosterd.sync.compareEvery): then a comparison, which marks again.
+      assert.isTrue(skipped(yield* both(pair, "2026-11-26T17:00:00Z")))
+      assert.isFalse(skipped(yield* both(pair, "2026-11-26T19:00:00Z")))
+      assert.isTrue(skipped(yield* both(pair, "2026-11-26T20:00:00Z")))
       pair.remove()
     }))
 
