@@ -114,6 +114,8 @@ interface Outcome {
   readonly unchangedNext: Readonly<Record<keyof RunCounts, number>> | null
   /** A run that skipped its comparison: when the comparison it carries ran (null: this run compared). */
   readonly comparedAt: number | null
+  /** A run that skipped its comparison: the live key it confirmed at its start. */
+  readonly confirmed: string | null
 }
 
 /** What staging left for the transaction. */
@@ -348,7 +350,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           notes: [...closedNote(closed, dryRun), hold.note],
           findingsUpto: 0,
           unchangedNext: null,
-          comparedAt: null
+          comparedAt: null,
+          confirmed: null
         } satisfies Outcome
       })
 
@@ -481,7 +484,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           ],
           findingsUpto,
           unchangedNext: mark.unchanged,
-          comparedAt: mark.comparedAt
+          comparedAt: mark.comparedAt,
+          confirmed: mark.liveKey
         } satisfies Outcome
       })
 
@@ -511,7 +515,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           notes: [...stagingNotes, ...applied.notes, ...peopleNotes, ...verdict.notes],
           findingsUpto,
           unchangedNext: applied.deactivated ? null : applied.compared,
-          comparedAt: null
+          comparedAt: null,
+          confirmed: null
         } satisfies Outcome
       })
 
@@ -523,7 +528,14 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         // applied all it read and deactivated nothing, with every feed complete and scanned.
         // Last, after every write.
         if (source !== null && outcome.held === null && outcome.unchangedNext !== null) {
-          yield* writeMark(context, source, outcome.findingsUpto, outcome.unchangedNext, outcome.comparedAt ?? (yield* Clock.currentTimeMillis))
+          yield* writeMark(
+            context,
+            source,
+            outcome.findingsUpto,
+            outcome.unchangedNext,
+            outcome.comparedAt ?? (yield* Clock.currentTimeMillis),
+            outcome.confirmed
+          )
         }
         else yield* dropMark(context.districtId)
         // A run held as a suspected re-key applied nothing: the feed's position stays where it was.

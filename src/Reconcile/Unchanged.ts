@@ -132,6 +132,21 @@ export const liveKey = (districtId: string) =>
   }).pipe(Effect.withSpan("Unchanged.liveKey"))
 
 /**
+ * Whether this transaction has written any row of the tables the live key reads (its own
+ * statistics, `pg_stat_xact_user_tables`): when it has not, the live key it confirmed at its
+ * start is still the live key (no one else writes synced rows under the district's lease).
+ */
+const wroteLiveTables = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql.unsafe<{ readonly n: number }>(
+    `SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::float8 AS n
+     FROM pg_stat_xact_user_tables WHERE schemaname = current_schema() AND relname = ANY ($1)`,
+    [LIVE_TABLES.map(([table]) => table)]
+  )
+  return (row?.n ?? 1) > 0
+})
+
+/**
  * Whether a candidate run may skip the comparison: the stored roster is still the one the
  * mark's run left, and (for a district that rosters current terms only) no term began or
  * ended between the mark's day and today. Inside the run's transaction, under its lease.
@@ -214,11 +229,13 @@ export const writeMark = (
   findingsUpto: number,
   unchanged: Readonly<Record<CountKind, number>>,
   /** When the comparison ran whose findings these are (this run's, or the mark's it carried), epoch ms. */
-  comparedAt: number
+  comparedAt: number,
+  /** The live key the run confirmed at its start, if it did (a run that skipped its comparison). */
+  confirmed: string | null
 ) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const live = yield* liveKey(context.districtId)
+    const live = confirmed !== null && !(yield* wroteLiveTables) ? confirmed : yield* liveKey(context.districtId)
     const compared = new Date(comparedAt).toISOString()
     yield* sql`
       INSERT INTO roster_applied (district_id, run_id, source_key, live_key, today, findings_upto, unchanged, compared_at)

@@ -126,6 +126,10 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("unc
       const [s2] = yield* sql<{ readonly under13: boolean }>`SELECT under_13 FROM users WHERE district_id = ${pair.a} AND source_id = 's-2'`
       assert.isFalse(s2!.under13)
       assert.deepStrictEqual((yield* runRecord(birthday.runId, pair.a)).changes, ["users update {under_13} f s-2"])
+      // The mark it left names the roster after that write: the next run skips again, and writes nothing.
+      const after = yield* both(pair, "2026-11-20T19:00:00Z")
+      assert.isTrue(skipped(after))
+      assert.strictEqual(after.counts.users.updated, 0)
       pair.remove()
     }))
 
