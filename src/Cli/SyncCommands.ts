@@ -34,7 +34,7 @@ export const syncCommand = Command.make(
   "sync",
   {
     district: districtArg,
-    full: Options.boolean("full").pipe(Options.withDescription("a full sync: anything not in the source is deactivated")),
+    full: Options.boolean("full").pipe(Options.withDescription("a full sync: anything not in the source is deactivated; every record is compared, even when nothing changed since the last run")),
     delta: Options.boolean("delta").pipe(Options.withDescription("apply changes only; nothing is deactivated for being absent")),
     dryRun: Options.boolean("dry-run").pipe(
       Options.withDescription("do everything but commit: print what would change and what the safety gate would hold (--json: every record)")

@@ -234,7 +234,15 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
      * what the district's last applied run read (Unchanged.ts), staging stops there: the run
      * is a candidate to skip the comparison, and `rest` stages the feeds if it may not.
      */
-    const stage = (snapshot: RosterSnapshot, client: pg.PoolClient, district: District, runId: number, digests: boolean) =>
+    const stage = (
+      snapshot: RosterSnapshot,
+      client: pg.PoolClient,
+      district: District,
+      runId: number,
+      digests: boolean,
+      /** `false` for a run asked to be full (`rosterd sync --full`): it compares, whatever the mark says. */
+      maySkip: boolean
+    ) =>
       Effect.gen(function*() {
         const progress = yield* SyncProgress
         yield* sql.unsafe(stagingDdl())
@@ -308,7 +316,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         const scanned = provided.length > 0 && provided.every((kind) => scans[kind] !== undefined) ? sourceOf() : null
         const mark = scanned === null ? null : yield* readMark(district.id)
         const now = yield* Clock.currentTimeMillis
-        if (mark !== null && mark.sourceKey === scanned && now - mark.comparedAt < Duration.toMillis(compareEvery)) {
+        if (maySkip && mark !== null && mark.sourceKey === scanned && now - mark.comparedAt < Duration.toMillis(compareEvery)) {
           return { notes: [], source: () => scanned, unchanged: { mark, rest } } satisfies Staged
         }
         const notes = yield* rest
@@ -594,7 +602,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             yield* progress.phase("fetch")
             const { snapshot, staged } = yield* withinDeadline(Effect.gen(function*() {
               const snapshot = yield* fetch(district, options.request)
-              const staged = yield* stage(snapshot, rawClient(connection), district, runId, digestsOn && options.digests !== false)
+              const staged = yield* stage(snapshot, rawClient(connection), district, runId, digestsOn && options.digests !== false, options.request !== "full")
               const notes = staged.notes
               return { snapshot: notes.length === 0 ? snapshot : { ...snapshot, notes: [...(snapshot.notes ?? []), ...notes] }, staged }
             }))

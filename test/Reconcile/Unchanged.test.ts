@@ -25,7 +25,13 @@ const addDistrict = (id: string, path: string) =>
   Effect.flatMap(RosterStore, (store) =>
     store.addDistrict({ id: id as DistrictId, name: id, provider: "oneroster-csv", timezone: "America/Chicago", settings: { path } }))
 
-const runAt = (id: string, iso: string, options: { readonly digests?: boolean; readonly dryRun?: boolean } = {}) =>
+interface RunOptions {
+  readonly digests?: boolean
+  readonly dryRun?: boolean
+  readonly request?: "auto" | "full"
+}
+
+const runAt = (id: string, iso: string, options: RunOptions = {}) =>
   Effect.flatMap(Sync, (sync) => sync.run(id, { request: "auto", trigger: "test", ...options })).pipe(Effect.withClock(clockAt(iso)))
 
 /** What a run left that a comparison decides: its findings and change list, without the district's own names. */
@@ -52,7 +58,7 @@ const rowVersions = (district: string) =>
     ))
 
 /** Runs both districts at `iso`; checks they agree; returns `a`'s run. */
-const both = (pair: ReturnType<typeof districts>, iso: string, options: { readonly dryRun?: boolean } = {}) =>
+const both = (pair: ReturnType<typeof districts>, iso: string, options: Omit<RunOptions, "digests"> = {}) =>
   Effect.gen(function*() {
     const a = yield* runAt(pair.a, iso, options)
     const b = yield* runAt(pair.b, iso, { ...options, digests: false })
@@ -105,6 +111,9 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("unc
       // A dry run skips too, and leaves the mark for the real runs after it.
       const dry = yield* both(pair, MID_NOVEMBER, { dryRun: true })
       assert.isTrue(skipped(dry))
+      assert.isTrue(skipped(yield* both(pair, MID_NOVEMBER)))
+      // `rosterd sync --full` compares, mark or not; and marks again.
+      assert.isFalse(skipped(yield* both(pair, MID_NOVEMBER, { request: "full" })))
       assert.isTrue(skipped(yield* both(pair, MID_NOVEMBER)))
       // A mark is used for a week at most (rosterd.sync.compareEvery): then a comparison, which marks again.
       assert.isTrue(skipped(yield* both(pair, "2026-11-26T17:00:00Z")))
