@@ -31,22 +31,25 @@ import { underThirteen } from "./Rules/People.ts"
  * - **the stored roster changed** since that run committed — an undo, a released hold, a
  *   re-key, a merge, an erase, an operator's or the platform's write, a failed write half
  *   seen by nobody: the `live key` fingerprints the district's roster tables (per table the
- *   row count and a sum over each row's transaction id and position), so any write, by
- *   anyone, through any path, changes it. Nothing has to remember to invalidate it;
+ *   row count and a sum of a hash of each row's transaction id and position), so any write,
+ *   by anyone, through any path, changes it. Nothing has to remember to invalidate it;
  * - **the date moved** over a term's first or last day, when the district rosters current
  *   terms only (`scope.currentTermsOnly`): a class's scope depends on the day.
  *
  * The district's last applied run — committed, not held, nothing deactivated, every feed
- * complete and offered as digests — leaves a mark (`roster_applied`, migrations/0020) in its transaction: its
- * source key, its live key taken last thing before the commit, its day, and its last
- * comparison finding. A run whose source key matches is a candidate (decided while
- * staging: its staging tables stay empty); its transaction confirms the live key and the
- * terms, then carries the comparison's findings forward and runs only what depends on the
- * day and on the people: ages (with a change list entry for each birthday, as a comparison
- * would make), expired terms, accounts, the people's findings. When the transaction cannot
- * confirm it, the run stages and compares in full there and then.
+ * complete and offered as digests — leaves a mark (`roster_applied`, migrations/0020) in
+ * its transaction: its source key, its live key taken last thing before the commit, its
+ * day, its last comparison finding, what the next comparison would count, and when the
+ * comparison it stands for ran. A run whose source key matches is a candidate (decided
+ * while staging: its staging tables stay empty); its transaction confirms the live key and
+ * the terms, then carries the comparison's findings forward and runs only what depends on
+ * the day and on the people: ages (with a change list entry for each birthday, as a
+ * comparison would make), accounts, the people's findings, a pending hold's closing. When
+ * the transaction cannot confirm it, the run stages and compares in full there and then.
  *
- * `rosterd.sync.digests: false` (or a run's `digests: false`) turns this off with the digests.
+ * A run asked to be full (`rosterd sync --full`) always compares; no mark is used longer
+ * than `rosterd.sync.compareEvery` after its comparison; `rosterd.sync.digests: false` (or a
+ * run's `digests: false`) turns all of this off with the digests.
  */
 
 /**
