@@ -5,7 +5,7 @@ import type { RunSummary } from "../Reconcile/SyncRun.ts"
 import { Sync, SyncProgress } from "../Reconcile/SyncRun.ts"
 import { totalChanges } from "../Domain/RunCounts.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
-import { type ChangeGroup, changesRetentionDays, type RunRecord, Runs } from "../Store/Runs.ts"
+import { CHANGE_IDS_LISTED, type ChangeGroup, changesRetentionDays, type RunRecord, Runs } from "../Store/Runs.ts"
 import { describeTripped } from "./HoldCommands.ts"
 import { SyncDeferred } from "./Exit.ts"
 import { byOption, districtArg, jsonOption } from "./Options.ts"
@@ -60,7 +60,9 @@ export const syncCommand = Command.make(
       const deferred = summary.status === "deferred" ? new SyncDeferred({ runId: summary.runId }) : undefined
       if (args.json) {
         const { changes, ...rest } = summary
-        yield* json(changes === undefined ? rest : { ...rest, changes: changeRecords(changes) })
+        // A group past CHANGE_IDS_LISTED lists that many; how many records are left out is said.
+        const notListed = (changes ?? []).reduce((n, g) => n + g.total - g.sourceIds.length, 0)
+        yield* json(changes === undefined ? rest : { ...rest, changes: changeRecords(changes), ...(notListed > 0 ? { changesNotListed: notListed } : {}) })
         return deferred === undefined ? undefined : yield* deferred
       }
       if (deferred !== undefined) {
@@ -87,8 +89,12 @@ export const syncCommand = Command.make(
         yield* Console.log("the safety gate would hold nothing")
       }
       if (args.dryRun && summary.changes !== undefined) {
-        const records = summary.changes.reduce((n, g) => n + g.sourceIds.length, 0)
-        yield* Console.log(`${records} records would change: rosterd sync ${summary.district} --dry-run --json lists them`)
+        const records = summary.changes.reduce((n, g) => n + g.total, 0)
+        const large = summary.changes.some((g) => g.total > g.sourceIds.length)
+        yield* Console.log(
+          `${records} records would change: rosterd sync ${summary.district} --dry-run --json lists them` +
+            (large ? ` (${CHANGE_IDS_LISTED.toLocaleString("en-US")} a group at most)` : "")
+        )
       }
       yield* Console.log(
         summary.findings === 0
@@ -146,15 +152,16 @@ export const statusCommand = Command.make(
 )
 
 
-/** Source IDs shown per group by `runs --changes` as text; --json lists them all. */
+/** Source IDs shown per group by `runs --changes` as text; --json lists them all (up to `CHANGE_IDS_LISTED` a group). */
 const SHOWN_IDS = 5
 
 /** `runs <district> --run <id> --changes`: the run's change list from `run_changes`. */
 const printChanges = (run: RunRecord, asJson: boolean) =>
   Effect.gen(function*() {
-    const groups = yield* Effect.flatMap(Runs, (runs) => runs.changes(run.id))
+    const groups = yield* Effect.flatMap(Runs, (runs) => runs.changes(run.id, asJson ? CHANGE_IDS_LISTED : SHOWN_IDS))
     const days = yield* changesRetentionDays
-    const view = groups.map((g) => ({ ...g, count: g.sourceIds.length }))
+    // `count` is the group's size; `sourceIds` lists CHANGE_IDS_LISTED of them at most.
+    const view = groups.map(({ total, ...g }) => ({ ...g, count: total }))
     if (asJson) return yield* json({ runId: run.id, district: run.districtId, status: run.status, retentionDays: days, changes: view })
     yield* Console.log(`changes of run ${run.id} of ${run.districtId}: ${run.status} (${run.mode}), ${when(run.startedAt)}`)
     if (view.length === 0) {
@@ -176,7 +183,7 @@ const printChanges = (run: RunRecord, asJson: boolean) =>
         g.sourceIds.slice(0, SHOWN_IDS).join(" ") + (g.count > SHOWN_IDS ? ` (+${g.count - SHOWN_IDS} more)` : "")
       ])
     ))
-    if (view.some((g) => g.count > SHOWN_IDS)) yield* Console.log("every source ID: --json")
+    if (view.some((g) => g.count > SHOWN_IDS)) yield* Console.log(`every source ID: --json (${CHANGE_IDS_LISTED.toLocaleString("en-US")} a group at most)`)
   })
 
 /** `runs undo <run>`: what a run applied, turned back (src/Districts/Undo.ts). */

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
-import { type ChangeGroup, changesRetentionDays } from "../Store/Runs.ts"
+import { CHANGE_IDS_LISTED, type ChangeGroup, changesRetentionDays } from "../Store/Runs.ts"
 import type { ApplyContext } from "./Apply.ts"
 import { planTable } from "./Apply.ts"
 import { Entities } from "./Entities.ts"
@@ -22,16 +22,18 @@ export const kindLabel = (kind: PlanKind) => (kind === "enrollments" ? "enrollme
 export const planSourceId = (kind: PlanKind, alias = "p") =>
   kind === "enrollments" ? `${alias}.class_source_id || '/' || ${alias}.user_source_id` : `${alias}.source_id`
 
-const groupsOf = (kind: PlanKind) =>
+const groupsOf = (kind: PlanKind, listed?: number) =>
   `SELECT '${kindLabel(kind)}' AS kind, action, CASE WHEN action = 'deactivate' THEN reason END AS reason,
-          coalesce(fields, '{}') AS fields, held, array_agg(${planSourceId(kind)}) AS source_ids
+          coalesce(fields, '{}') AS fields, held,
+          ${listed === undefined ? "" : "("}array_agg(${planSourceId(kind)})${listed === undefined ? "" : `)[1:${listed}]`} AS source_ids,
+          count(*)::int AS total
    FROM ${planTable(kind)} p WHERE action IN ('create', 'update', 'deactivate')
    GROUP BY action, CASE WHEN action = 'deactivate' THEN reason END, coalesce(fields, '{}'), held`
 
-/** The run's change list (inside the run's transaction, from its plan tables). */
+/** The run's change list (inside the run's transaction, from its plan tables), `CHANGE_IDS_LISTED` IDs a group at most. */
 export const changeList = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const rows = yield* sql.unsafe<ChangeGroup>(PLAN_KINDS.map(groupsOf).join("\nUNION ALL\n"))
+  const rows = yield* sql.unsafe<ChangeGroup>(PLAN_KINDS.map((kind) => groupsOf(kind, CHANGE_IDS_LISTED)).join("\nUNION ALL\n"))
   return rows
 })
 
@@ -68,7 +70,7 @@ export const recordChanges = (runId: number, districtId: string) =>
     const days = yield* changesRetentionDays.pipe(Effect.orDie)
     yield* sql.unsafe(
       `INSERT INTO run_changes (run_id, district_id, kind, action, reason, fields, held, source_ids)
-       SELECT $1, $2, kind, action, reason, fields, held, source_ids FROM (${PLAN_KINDS.map(groupsOf).join("\nUNION ALL\n")}) g`,
+       SELECT $1, $2, kind, action, reason, fields, held, source_ids FROM (${PLAN_KINDS.map((kind) => groupsOf(kind)).join("\nUNION ALL\n")}) g`,
       [runId, districtId]
     )
     yield* sql`DELETE FROM run_changes WHERE created_at < now() - make_interval(days => ${days})`

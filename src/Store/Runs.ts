@@ -59,8 +59,18 @@ export interface ChangeGroup {
   readonly reason: string | null
   readonly fields: ReadonlyArray<string>
   readonly held: boolean
+  /** The group's source IDs, the first `CHANGE_IDS_LISTED` of them at most (see `total`). */
   readonly sourceIds: ReadonlyArray<string>
+  /** How many records the group has (more than `sourceIds` lists when it is that large). */
+  readonly total: number
 }
+
+/**
+ * Source IDs a change list hands to Node per group, at most: a first sync of a 1.2-million-
+ * student district changes 11.8 million records, which as strings would not fit the heap
+ * the deploy files set. The counts stay exact; the list says how many it leaves out.
+ */
+export const CHANGE_IDS_LISTED = 100_000
 
 /** How long change lists (and a decided hold's values) are kept (`rosterd.changes.retentionDays`, default 90). */
 export const changesRetentionDays = Config.integer("retentionDays").pipe(Config.nested("changes"), Config.nested("rosterd"), Config.withDefault(90))
@@ -242,9 +252,10 @@ export class Runs extends Effect.Service<Runs>()("rosterd/Runs", {
      * A run's change list (`run_changes`, see Reconcile/ChangeList.ts), grouped as stored:
      * kinds in dependency order. Empty when the run applied nothing or its list was pruned.
      */
-    const changes = Effect.fn("Runs.changes")(function*(runId: number) {
+    const changes = Effect.fn("Runs.changes")(function*(runId: number, listed: number = CHANGE_IDS_LISTED) {
       return yield* sql<ChangeGroup>`
-        SELECT kind, action, reason, fields, held, source_ids FROM run_changes WHERE run_id = ${runId}
+        SELECT kind, action, reason, fields, held, source_ids[1:${listed}] AS source_ids, cardinality(source_ids) AS total
+        FROM run_changes WHERE run_id = ${runId}
         ORDER BY array_position(${CHANGE_KINDS}::text[], kind), array_position(${CHANGE_ACTIONS}::text[], action),
                  held, reason NULLS FIRST, fields`
     })
@@ -334,7 +345,7 @@ export class Runs extends Effect.Service<Runs>()("rosterd/Runs", {
       list: (districtId: string, limit?: number) => Effect.orDie(list(districtId, limit)),
       get: (runId: number) => Effect.orDie(get(runId)),
       findings: (runId: number, limit?: number) => Effect.orDie(findings(runId, limit)),
-      changes: (runId: number) => Effect.orDie(changes(runId)),
+      changes: (runId: number, listed?: number) => Effect.orDie(changes(runId, listed)),
       status: (districtId?: string) => status(districtId).pipe(Effect.catchTag("SqlError", Effect.die))
     } as const
   })
