@@ -18,8 +18,10 @@ import { clockAt } from "../support/RulesDistrict.ts"
  * enrollments moved, repeated and left dangling, classes removed, birth dates changed
  * (around the 13th birthday) or made impossible, lines reordered — and syncs each state
  * into two districts: one with digests (every unchanged record restored from the store),
- * one with `digests: false` (every record decoded). After every step both must hold the
- * same roster, the same run counts, notes and findings, and the same outbox.
+ * one with `digests: false` (every record decoded), each step a day after the one before.
+ * The last state is synced twice more: the digests side must skip its comparison the
+ * second time (src/Reconcile/Unchanged.ts). After every step both must hold the same
+ * roster, the same run counts, notes and findings, and the same outbox.
  *
  * The two districts differ only in their id and their e-mail domain (so that account
  * linking, which matches addresses across districts, keeps them apart); both are
