@@ -1,26 +1,23 @@
 import { SqlClient } from "@effect/sql"
-import type { SqlError } from "@effect/sql/SqlError"
-import type pg from "pg"
-import { Cause, Clock, Config, Context, Data, Duration, Effect, Exit, Stream } from "effect"
+import { Cause, Clock, Config, Context, Data, Duration, Effect, Exit } from "effect"
 import type { District } from "../Domain/District.ts"
 import { excludedSchools } from "../Domain/DistrictRules.ts"
-import type { ProviderError } from "../Domain/Errors.ts"
 import { describeFailure } from "../Domain/Failure.ts"
 import type { EntityKind } from "../Domain/Roster.ts"
 import { EntityKinds } from "../Domain/Roster.ts"
 import type { EntityCounts, RunCounts } from "../Domain/RunCounts.ts"
 import { emptyRunCounts, zeroCounts } from "../Domain/RunCounts.ts"
 import { Metrics } from "../Metrics/Metrics.ts"
-import type { FeedDigests, RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
+import type { RosterSnapshot, SyncRequest } from "../Providers/RosterProvider.ts"
 import { RosterProvider } from "../Providers/RosterProvider.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import type { ChangeGroup, RunMode, RunStatus } from "../Store/Runs.ts"
 import { Runs } from "../Store/Runs.ts"
 import { onConnection, rawClient } from "../Store/Session.ts"
 import type { ApplyContext, HeldCounts } from "./Apply.ts"
-import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments, planDdl } from "./Apply.ts"
+import { applyBirthDatesOnly, applyEnrollments, applyKeyed, dropPlanDdl, endOrphanedEnrollments } from "./Apply.ts"
 import { changeList, keepBeforeValues, recordChanges } from "./ChangeList.ts"
-import { Entities, stageTable } from "./Entities.ts"
+import { Entities } from "./Entities.ts"
 import type { FindingsContext } from "./Findings.ts"
 import { checkStaged } from "./Findings.ts"
 import type { Tripped } from "./Gate.ts"
@@ -37,13 +34,11 @@ import { RunAccounts } from "./RunAccounts.ts"
 import { recomputeAges, reportPeople, snapshotEnrolled } from "./Rules/People.ts"
 import { expireEndedTerms, markOutOfScope, skipOutOfScopeEnrollments } from "./Rules/Scope.ts"
 import { rankTeachers, reportClassesWithoutTeacher } from "./Rules/Teachers.ts"
-import type { DigestSetRef } from "./Digests.ts"
-import { fullComparisonReason, hasEarlierRun, openDigestSet, setVersion } from "./Digests.ts"
-import type { DigestScan } from "./DigestStaging.ts"
-import { scanDigests, stageDigested } from "./DigestStaging.ts"
+import type { Staged } from "./StageRun.ts"
+import { stageSnapshot } from "./StageRun.ts"
 import type { AppliedMark } from "./Unchanged.ts"
-import { carryFindings, confirmUnchanged, dropMark, lastFinding, planBirthdays, readMark, sourceKey, unchangedNext, writeMark } from "./Unchanged.ts"
-import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
+import { carryFindings, confirmUnchanged, dropMark, lastFinding, planBirthdays, unchangedNext, writeMark } from "./Unchanged.ts"
+import { dropStagingDdl } from "./Staging.ts"
 
 /**
  * One sync run of one district, as a pipeline:
@@ -57,11 +52,16 @@ import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
  * - **fetch**: the provider's snapshot (src/Providers), given what the store knows of the
  *   district's past runs (its cursor, its last full sync: Store/Runs.ts).
  * - **stage**: each feed COPYed into temp tables, every record through the value guard on
- *   its way in (Staging.ts, src/Domain/Values.ts).
+ *   its way in (StageRun.ts, Staging.ts, src/Domain/Values.ts); records the digest store
+ *   knows are restored, not decoded (DigestStaging.ts). A run whose every feed is what the
+ *   district's last applied run read stops after scanning them (Unchanged.ts).
  *
  * Fetching and staging happen *outside* the transaction, so a slow provider never holds a
  * transaction open. The rest is one transaction:
  *
+ * - **skip?** a run that stopped after its scans confirms the stored roster is as the last
+ *   run left it: then it compares nothing, carries that run's findings forward and goes
+ *   on to the people (Unchanged.ts); otherwise it stages the rest and compares.
  * - **check**: findings and data quality on the staged set (Findings.ts, Quality.ts); in a
  *   full run, the re-key detection (Rekey.ts): a run that looks re-keyed is held whole and
  *   applies nothing.
@@ -70,7 +70,8 @@ import { dropStagingDdl, stageFeed, stagingDdl } from "./Staging.ts"
  *   where they belong (Rules/); then the people: identities, ages, accounts (the port
  *   `RunAccounts`, implemented by src/Accounts), findings. What the gate kept back becomes
  *   the run's hold (Holds.ts).
- * - **record**: the change list, the cursor and the run row (ChangeList.ts, Store/Runs.ts).
+ * - **record**: the change list, the cursor, the mark for the next run (Unchanged.ts) and the
+ *   run row (ChangeList.ts, Store/Runs.ts).
  *
  * A failure anywhere — a missing file, a broken page, a bad header, the database — leaves
  * the roster exactly as it was, and the run is recorded as failed with a one-line reason.
@@ -116,21 +117,6 @@ interface Outcome {
   readonly comparedAt: number | null
   /** A run that skipped its comparison: the live key it confirmed at its start. */
   readonly confirmed: string | null
-}
-
-/** What staging left for the transaction. */
-interface Staged {
-  readonly notes: ReadonlyArray<string>
-  /** The run's source key once it is staged (Unchanged.ts); null when the run can leave no mark. */
-  readonly source: () => string | null
-  /**
-   * A candidate to skip the comparison: the mark its scans matched, and the rest of
-   * staging, for when the transaction finds the stored roster changed.
-   */
-  readonly unchanged: null | {
-    readonly mark: AppliedMark
-    readonly rest: Effect.Effect<ReadonlyArray<string>, ProviderError | SqlError, SqlClient.SqlClient>
-  }
 }
 
 /** Ends a dry run's transaction with a rollback, carrying what it would have done. */
@@ -225,102 +211,6 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         const snapshot = yield* provider.snapshot(district, request, yield* runs.providerState(district.id))
         yield* Effect.annotateCurrentSpan({ "run.mode": snapshot.mode })
         return snapshot
-      })
-
-    /**
-     * stage: every provided feed into the session's temp tables, in dependency order. With
-     * digests, a feed the provider offers undecoded is staged by `stageDigested`: only its
-     * changed records are decoded. When every feed could be scanned first and the scans are
-     * what the district's last applied run read (Unchanged.ts), staging stops there: the run
-     * is a candidate to skip the comparison, and `rest` stages the feeds if it may not.
-     */
-    const stage = (
-      snapshot: RosterSnapshot,
-      client: pg.PoolClient,
-      district: District,
-      runId: number,
-      digests: boolean,
-      /** `false` for a run asked to be full (`rosterd sync --full`): it compares, whatever the mark says. */
-      maySkip: boolean
-    ) =>
-      Effect.gen(function*() {
-        const progress = yield* SyncProgress
-        yield* sql.unsafe(stagingDdl())
-        yield* sql.unsafe(planDdl())
-        const provided = EntityKinds.filter((kind) => snapshot.feeds[kind] !== null)
-        const digested = (kind: EntityKind) => digests && snapshot.feeds[kind]?.digests !== undefined
-        const versionOf = (kind: EntityKind) => setVersion(kind, snapshot.feeds[kind]!.digests!.version, district.rules)
-        // A mark needs every feed complete and offered as digests.
-        const markable = provided.every((kind) => digested(kind) && snapshot.feeds[kind]!.mode === "bulk")
-
-        // 1. The digest sets, and the scans of those that can be used.
-        const sets: Partial<Record<EntityKind, DigestSetRef>> = {}
-        const scans: Partial<Record<EntityKind, DigestScan>> = {}
-        for (const kind of provided.filter(digested)) {
-          const set = yield* openDigestSet(district.id, kind, versionOf(kind))
-          sets[kind] = set
-          if (markable && set.full === null) {
-            scans[kind] = yield* scanDigests(client, kind, snapshot.feeds[kind]!.digests as FeedDigests<any>, set, versionOf(kind), (rows) =>
-              progress.staging(kind, rows))
-          }
-        }
-        const sourceOf = () =>
-          markable
-            ? sourceKey(district.rosterSource, provided.map((kind) => ({
-              kind,
-              mode: snapshot.feeds[kind]!.mode,
-              file: snapshot.feeds[kind]!.name,
-              version: versionOf(kind),
-              scan: scans[kind]!
-            })))
-            : null
-
-        // 2. The rest of staging: look up, decode and restore (or decode in full).
-        const rest = Effect.gen(function*() {
-          const full: Record<string, Array<string>> = {}
-          // The diff only needs row counts and rough distributions of the staged tables: a
-          // small sample keeps ANALYZE of a million-row table well under a second.
-          yield* sql.unsafe(`SET default_statistics_target = 10`)
-          for (const kind of provided) {
-            const feed = snapshot.feeds[kind]!
-            if (digested(kind)) {
-              const done = yield* stageDigested(client, kind, feed.digests as FeedDigests<any>, {
-                districtId: district.id,
-                version: versionOf(kind),
-                bulk: feed.mode === "bulk",
-                progress: (rows) => progress.staging(kind, rows)
-              }, { set: sets[kind]!, scan: scans[kind] })
-              scans[kind] = done.scan
-              if (done.full !== null) (full[done.full] ??= []).push(kind)
-              yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
-              continue
-            }
-            let staged = 0
-            const items = (feed.items as Stream.Stream<any, any>).pipe(
-              Stream.mapChunksEffect((chunk) => {
-                staged += chunk.length
-                return Effect.as(progress.staging(kind, staged), chunk)
-              })
-            )
-            yield* stageFeed(client, kind, items)
-            yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
-          }
-          yield* sql.unsafe(`RESET default_statistics_target`)
-          // A first run has no digests to use: no note. Later, a kind compared in full says why.
-          if (full.none !== undefined && !(yield* hasEarlierRun(district.id, runId))) delete full.none
-          return Object.entries(full).map(([why, kinds]) =>
-            `compared in full (${kinds.join(", ")}): ${fullComparisonReason[why as keyof typeof fullComparisonReason]}`
-          )
-        })
-
-        const scanned = provided.length > 0 && provided.every((kind) => scans[kind] !== undefined) ? sourceOf() : null
-        const mark = scanned === null ? null : yield* readMark(district.id)
-        const now = yield* Clock.currentTimeMillis
-        if (maySkip && mark !== null && mark.sourceKey === scanned && now - mark.comparedAt < Duration.toMillis(compareEvery)) {
-          return { notes: [], source: () => scanned, unchanged: { mark, rest } } satisfies Staged
-        }
-        const notes = yield* rest
-        return { notes, source: sourceOf, unchanged: null } satisfies Staged
       })
 
     /** The transaction's settings: the writer the lock triggers let through, memory and join choices for the diff. */
@@ -602,7 +492,12 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             yield* progress.phase("fetch")
             const { snapshot, staged } = yield* withinDeadline(Effect.gen(function*() {
               const snapshot = yield* fetch(district, options.request)
-              const staged = yield* stage(snapshot, rawClient(connection), district, runId, digestsOn && options.digests !== false, options.request !== "full")
+              const staged = yield* stageSnapshot(snapshot, rawClient(connection), district, runId, {
+                digests: digestsOn && options.digests !== false,
+                maySkip: options.request !== "full",
+                compareEvery,
+                progress: (kind, rows) => progress.staging(kind, rows)
+              })
               const notes = staged.notes
               return { snapshot: notes.length === 0 ? snapshot : { ...snapshot, notes: [...(snapshot.notes ?? []), ...notes] }, staged }
             }))
