@@ -22,13 +22,15 @@ export const kindLabel = (kind: PlanKind) => (kind === "enrollments" ? "enrollme
 export const planSourceId = (kind: PlanKind, alias = "p") =>
   kind === "enrollments" ? `${alias}.class_source_id || '/' || ${alias}.user_source_id` : `${alias}.source_id`
 
-const groupsOf = (kind: PlanKind, listed?: number) =>
-  `SELECT '${kindLabel(kind)}' AS kind, action, CASE WHEN action = 'deactivate' THEN reason END AS reason,
-          coalesce(fields, '{}') AS fields, held,
-          ${listed === undefined ? "" : "("}array_agg(${planSourceId(kind)})${listed === undefined ? "" : `)[1:${listed}]`} AS source_ids,
+/** A kind's change groups; `listed`: at most that many source IDs a group (the count stays whole). */
+const groupsOf = (kind: PlanKind, listed?: number) => {
+  const ids = `array_agg(${planSourceId(kind)})`
+  return `SELECT '${kindLabel(kind)}' AS kind, action, CASE WHEN action = 'deactivate' THEN reason END AS reason,
+          coalesce(fields, '{}') AS fields, held, ${listed === undefined ? ids : `(${ids})[1:${listed}]`} AS source_ids,
           count(*)::int AS total
    FROM ${planTable(kind)} p WHERE action IN ('create', 'update', 'deactivate')
    GROUP BY action, CASE WHEN action = 'deactivate' THEN reason END, coalesce(fields, '{}'), held`
+}
 
 /** The run's change list (inside the run's transaction, from its plan tables), `CHANGE_IDS_LISTED` IDs a group at most. */
 export const changeList = Effect.gen(function*() {

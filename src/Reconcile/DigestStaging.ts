@@ -8,7 +8,7 @@ import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
 import type { FeedDigests, RawItem } from "../Providers/RosterProvider.ts"
 import { copyIn, copyOut } from "../Store/Copy.ts"
 import type { DigestSetRef, FullComparison } from "./Digests.ts"
-import { clearDigests, digestCopy, openDigestSet } from "./Digests.ts"
+import { clearDigests, digestCopy } from "./Digests.ts"
 import { stagedColumns, stageTable } from "./Entities.ts"
 import { cachedColumns, cachedTable, encoder, seenTable } from "./Staging.ts"
 
@@ -114,13 +114,12 @@ export const stageDigested = <K extends EntityKind>(
     readonly bulk: boolean
     readonly progress: (rows: number) => Effect.Effect<void>
   },
-  /** The kind's set when it was opened already, and its scan when it was scanned. */
-  prepared?: { readonly set: DigestSetRef; readonly scan?: DigestScan | undefined }
+  /** The kind's digest set (Digests.ts `openDigestSet`), and its scan when it was scanned already. */
+  prepared: { readonly set: DigestSetRef; readonly scan?: DigestScan | undefined }
 ): Effect.Effect<DigestedStaging, ProviderError | SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const set = prepared?.set ?? (yield* openDigestSet(options.districtId, kind, options.version))
-    const done = prepared?.scan
+    const { set, scan: done } = prepared
     const stage = stageTable(kind)
     const seen = seenTable(kind)
     const encode = encoder(kind)

@@ -12,7 +12,7 @@ import { stagedColumns } from "./Entities.ts"
  * source sent it, seeded with the mapping's version, read without parsing the record. For
  * each district and kind the store keeps the digests of the records earlier runs read,
  * each with the **staging row it produced** (`roster_digests`, migrations/0015 and 0019).
- * A kind is staged in three steps (Staging.ts `stageDigested`):
+ * A kind is staged in three steps (DigestStaging.ts `stageDigested`, called by StageRun.ts):
  *
  * 1. **scan**: every record's `(line, digest)` is COPYed into the session's `seen_<kind>`;
  *    Node holds nothing of it (flat memory at any size);

@@ -113,10 +113,8 @@ interface Outcome {
    * a deactivation): the run leaves no mark.
    */
   readonly unchangedNext: Readonly<Record<keyof RunCounts, number>> | null
-  /** A run that skipped its comparison: when the comparison it carries ran (null: this run compared). */
-  readonly comparedAt: number | null
-  /** A run that skipped its comparison: the live key it confirmed at its start. */
-  readonly confirmed: string | null
+  /** A run that skipped its comparison: the mark it confirmed (whose comparison it carries); null when it compared. */
+  readonly skipped: AppliedMark | null
 }
 
 /** Ends a dry run's transaction with a rollback, carrying what it would have done. */
@@ -248,8 +246,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           notes: [...closedNote(closed, dryRun), hold.note],
           findingsUpto: 0,
           unchangedNext: null,
-          comparedAt: null,
-          confirmed: null
+          skipped: null
         } satisfies Outcome
       })
 
@@ -382,8 +379,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           ],
           findingsUpto,
           unchangedNext: mark.unchanged,
-          comparedAt: mark.comparedAt,
-          confirmed: mark.liveKey
+          skipped: mark
         } satisfies Outcome
       })
 
@@ -413,8 +409,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           notes: [...stagingNotes, ...applied.notes, ...peopleNotes, ...verdict.notes],
           findingsUpto,
           unchangedNext: applied.deactivated ? null : applied.compared,
-          comparedAt: null,
-          confirmed: null
+          skipped: null
         } satisfies Outcome
       })
 
@@ -431,8 +426,8 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             source,
             outcome.findingsUpto,
             outcome.unchangedNext,
-            outcome.comparedAt ?? (yield* Clock.currentTimeMillis),
-            outcome.confirmed
+            outcome.skipped?.comparedAt ?? (yield* Clock.currentTimeMillis),
+            outcome.skipped?.liveKey ?? null
           )
         }
         else yield* dropMark(context.districtId)
