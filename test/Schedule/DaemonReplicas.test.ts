@@ -151,7 +151,9 @@ describe("SIGTERM during a run", () => {
 districts:
 ${districtsYaml(["big"])}`)
 
-  it("past the grace period: the run is interrupted, rolled back and recorded; the next start runs the slot again", async () => {
+  // The timeouts cover the waits below (a daemon process's start and a 4,000-student sync,
+  // on a machine the other test files keep busy): the default minute did not, once.
+  it("past the grace period: the run is interrupted, rolled back and recorded; the next start runs the slot again", { timeout: 200_000 }, async () => {
     const config = configWith("0 seconds")
     const env = { DATABASE_URL: db.url, ROSTERD_CONFIG: config, ROSTERD_HTTP_PORT: String(await freePort()) }
     const first = startDaemon(env)
@@ -180,7 +182,7 @@ ${districtsYaml(["big"])}`)
     expect(users!.n).toBeGreaterThan(4000)
   })
 
-  it("within the grace period: the run finishes before the daemon exits", async () => {
+  it("within the grace period: the run finishes before the daemon exits", { timeout: 120_000 }, async () => {
     await query(db.url, "UPDATE districts SET next_run_at = NULL, next_run_request = 'full'")
     const config = configWith("2 minutes")
     const daemon = startDaemon({ DATABASE_URL: db.url, ROSTERD_CONFIG: config, ROSTERD_HTTP_PORT: String(await freePort()) })
