@@ -1,4 +1,4 @@
-import { type Options, parse, type Parser } from "csv-parse"
+import type { Options } from "csv-parse"
 import { parse as parseSync } from "csv-parse/sync"
 import { Chunk, Effect, Either, ParseResult, Schema, SchemaAST, Stream } from "effect"
 import { csvErrorLine, csvSyntaxError } from "../../Csv/Syntax.ts"
@@ -8,19 +8,20 @@ import type { FeedDigests, FeedItem, RawItem } from "../RosterProvider.ts"
 import type { CsvLimits } from "./CsvLimits.ts"
 import { defaultCsvLimits, EXTRA_FIELDS, showBytes } from "./CsvLimits.ts"
 import type { CsvSource } from "./CsvSource.ts"
-import type { KnownDigest, QueuedRecord } from "./RecordFilter.ts"
+import type { KnownDigest, PassedRecord, RecordBatch } from "./RecordFilter.ts"
 import { RecordFilter } from "./RecordFilter.ts"
 import type { CsvFileSpec } from "./Files.ts"
 
 /**
  * Streams one CSV file of a set as feed items.
  *
- * csv-parse does the RFC 4180 work; rows come out of it in batches (one `read()` drain per
- * readable event) so the Effect stream handles thousands of rows per step, not one: this
- * is the hot path of a 10-million-enrollment district.
+ * The `RecordFilter` tells the file's records apart and splits those without quotes
+ * itself; csv-parse does the RFC 4180 work for the others, a batch at a time. Rows come in
+ * batches of a read chunk so the Effect stream handles thousands of rows per step, not
+ * one: this is the hot path of a 10-million-enrollment district.
  *
  * Bounded (`rosterd.csv.*`): the source's `ByteGuard` caps the file's bytes and physical
- * lines; csv-parse caps a record (`max_record_size`, a quoted cell spanning many lines);
+ * lines; a record is capped (`max_record_size`, a quoted cell spanning many lines);
  * a header wider than `maxColumns`, or a row wider than its header by more than
  * `EXTRA_FIELDS`, fails the file at its line (the file's quoting is broken: its rows cannot
  * be told apart). Once the file is read, the set must still be what the run opened.
@@ -29,7 +30,8 @@ export const csvFeedItems = <K extends EntityKind, Row>(
   source: CsvSource,
   spec: CsvFileSpec<K, Row>,
   limits: CsvLimits
-): Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError> => csvRows(source, spec, limits, (decoder) => decoder)
+): Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError> =>
+  csvRows(source, spec, limits, (decoder) => decoder, { version: `${spec.file}`, known: () => false })
 
 /**
  * The same records as `csvFeedItems`, as digests first (`FeedDigests`): `scan` reads the
@@ -62,17 +64,7 @@ export const csvDigests = <K extends EntityKind, Row>(
       )
       return Stream.fromAsyncIterable(scanned as AsyncIterable<ReadonlyArray<number>>, (cause) => csvFileError(cause, spec.file, limits)).pipe(
         // The header, checked as a full read checks it; no header at all fails the file.
-        Stream.concat(Stream.suspend(() => {
-          if (filter.headerTooLarge) return Stream.fail(csvFileError({ code: "CSV_MAX_RECORD_SIZE", lines: 1 }, spec.file, limits))
-          if (filter.header === undefined) {
-            return Stream.fail(new ProviderError({ reason: "BadHeader", message: "the file is empty (no header row)", file: spec.file }))
-          }
-          const header = Either.try({
-            try: () => parseSync(filter.header!, csvParseOptions(limits)) as Array<RawRow>,
-            catch: (cause) => csvFileError(cause, spec.file, limits)
-          }).pipe(Either.flatMap((rows) => readHeader(spec, rows[0] ?? [], limits)))
-          return Either.isLeft(header) ? Stream.fail(header.left) : Stream.empty
-        })),
+        Stream.concat(Stream.suspend(() => Either.match(fileHeader(filter, spec, limits), { onLeft: Stream.fail, onRight: () => Stream.empty }))),
         // A writer that started while this file was read: the set may be half old, half new.
         Stream.concat(Stream.drain(Stream.fromEffect(source.unchanged)))
       )
@@ -82,87 +74,113 @@ export const csvDigests = <K extends EntityKind, Row>(
         source,
         spec,
         limits,
-        (decoder) => (header, raw, line, queued) => ({ hi: queued!.hi, lo: queued!.lo, line, decode: () => decoder(header, raw, line) }),
+        (decoder) => (header, raw, record) => ({ hi: record.hi, lo: record.lo, line: record.line, decode: () => decoder(header, raw, record) }),
         { version: seed, known: (_hi, _lo, line) => !wanted(line) }
       )
   }
 }
 
-type RowDecoder<K extends EntityKind> = (header: HeaderIndex, raw: RawRow, line: number) => FeedItem<EntityRecord[K]>
+type RowDecoder<K extends EntityKind> = (header: HeaderIndex, raw: RawRow, record: PassedRecord) => FeedItem<EntityRecord[K]>
+
+/** The file's header, from the bytes the filter kept: read, and checked against the spec. */
+const fileHeader = <K extends EntityKind, Row>(filter: RecordFilter, spec: CsvFileSpec<K, Row>, limits: CsvLimits): Either.Either<HeaderIndex, ProviderError> => {
+  if (filter.headerTooLarge) return Either.left(csvFileError({ code: "CSV_MAX_RECORD_SIZE", lines: 1 }, spec.file, limits))
+  if (filter.header === undefined) {
+    return Either.left(new ProviderError({ reason: "BadHeader", message: "the file is empty (no header row)", file: spec.file }))
+  }
+  return Either.try({
+    try: () => parseSync(filter.header!, csvParseOptions(limits)) as Array<RawRow>,
+    catch: (cause) => csvFileError(cause, spec.file, limits)
+  }).pipe(Either.flatMap((rows) =>
+    rows.length > 1 ? Either.left(unaligned(spec.file, 1)) : readHeader(spec, rows[0] ?? [], limits)
+  ))
+}
+
+/** csv-parse made more or fewer rows of a batch's bytes than the filter told records apart: no row can be placed. */
+const unaligned = (file: string, line?: number) =>
+  new ProviderError({
+    reason: "Malformed",
+    message: "the file's records cannot be told apart (its quoting is broken)",
+    file,
+    ...(line === undefined ? {} : { line })
+  })
+
+/**
+ * The rows of a batch's records that came as bytes (they hold quotes), parsed by csv-parse.
+ * Its error names the record it stopped in (csv-parse counts the records before it).
+ */
+const quotedRows = (batch: RecordBatch, file: string, limits: CsvLimits): Either.Either<ReadonlyArray<RawRow>, ProviderError> => {
+  if (batch.quoted === undefined) return Either.right([])
+  const announced = batch.records.filter((record) => record.cells === undefined)
+  return Either.try({
+    try: () => parseSync(batch.quoted!, csvParseOptions(limits)) as Array<RawRow>,
+    catch: (cause) => {
+      const records = (cause as { readonly records?: unknown } | null)?.records
+      const line = typeof records === "number" ? announced[records]?.line : undefined
+      return csvFileError(
+        typeof cause === "object" && cause !== null ? Object.assign(cause, { lines: line }) : cause,
+        file,
+        limits
+      )
+    }
+  }).pipe(Either.filterOrLeft(
+    (rows) => rows.length === announced.length,
+    (rows) => unaligned(file, announced[Math.min(rows.length, announced.length - 1)]?.line)
+  ))
+}
 
 const csvRows = <K extends EntityKind, Row, Out>(
   source: CsvSource,
   spec: CsvFileSpec<K, Row>,
   limits: CsvLimits,
-  make: (decoder: RowDecoder<K>) => (header: HeaderIndex, raw: RawRow, line: number, queued?: QueuedRecord) => Out,
-  /** Digest the records first and parse only those `known` says no to (`RecordFilter`). */
-  digests?: { readonly version: string; readonly known: KnownDigest }
+  make: (decoder: RowDecoder<K>) => (header: HeaderIndex, raw: RawRow, record: PassedRecord) => Out,
+  /** The digests' seed, and which records to drop unparsed (`RecordFilter`). */
+  digests: { readonly version: string; readonly known: KnownDigest }
 ): Stream.Stream<Out, ProviderError> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const input = yield* source.open(spec.file)
-    const filter = digests === undefined
-      ? undefined
-      : new RecordFilter({ version: digests.version, maxRecordBytes: limits.maxRecordBytes, known: digests.known })
-    // Empty lines are kept (and skipped below) so that line numbers can be counted without
-    // csv-parse's per-record info objects, which cost more than the parsing itself.
-    const parser = (filter === undefined ? input : input.pipe(filter)).pipe(parse(csvParseOptions(limits)))
-    input.on("error", (cause) => parser.destroy(cause))
-    filter?.on("error", (cause) => parser.destroy(cause))
+    const filter = new RecordFilter({ version: digests.version, maxRecordBytes: limits.maxRecordBytes, known: digests.known })
+    const batches = input.pipe(filter)
+    input.on("error", (cause) => batches.destroy(cause))
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        parser.destroy()
-        filter?.destroy()
+        batches.destroy()
         input.destroy()
       })
     )
     const item = make(makeRowDecoder(spec))
-    const lines = lineCounter()
-    // A row csv-parse made that the filter did not announce, or the reverse: the two did not
-    // tell the file's records apart alike (its quoting is broken), so no row can be placed.
-    const unaligned = (line?: number) =>
-      new ProviderError({
-        reason: "Malformed",
-        message: "the file's records cannot be told apart (its quoting is broken)",
-        file: spec.file,
-        ...(line === undefined ? {} : { line })
-      })
     let header: HeaderIndex | undefined
-    return Stream.fromAsyncIterable(drainBatches(parser), (cause) => csvFileError(cause, spec.file, limits)).pipe(
+    return Stream.fromAsyncIterable(batches as AsyncIterable<RecordBatch>, (cause) => csvFileError(cause, spec.file, limits)).pipe(
       Stream.mapEffect((batch) => {
+        if (header === undefined) {
+          const read = fileHeader(filter, spec, limits)
+          if (Either.isLeft(read)) return Effect.fail(read.left)
+          header = read.right
+        }
+        const parsed = quotedRows(batch, spec.file, limits)
+        if (Either.isLeft(parsed)) return Effect.fail(parsed.left)
         const out: Array<Out> = []
-        for (const row of batch) {
-          // The header is never queued: it is the first row either way.
-          const queued = filter !== undefined && header !== undefined ? filter.next() : undefined
-          if (filter !== undefined && header !== undefined && queued === undefined) return Effect.fail(unaligned())
-          const line = queued !== undefined ? queued.line : lines(row)
-          if (row.length === 1 && row[0] === "") continue // an empty line
-          if (header === undefined) {
-            const parsed = readHeader(spec, row, limits)
-            if (Either.isLeft(parsed)) return Effect.fail(parsed.left)
-            header = parsed.right
-            continue
-          }
+        let next = 0
+        for (const record of batch.records) {
+          const row = record.cells ?? parsed.right[next++]!
           if (row.length > header.width + EXTRA_FIELDS) {
             return Effect.fail(
               new ProviderError({
                 reason: "Malformed",
                 message: `the row has ${row.length} fields, the header ${header.width}: the file's quoting or delimiters are broken`,
                 file: spec.file,
-                line
+                line: record.line
               })
             )
           }
-          out.push(item(header, row, line, queued))
+          out.push(item(header, row, record))
         }
         return Effect.succeed(Chunk.unsafeFromArray(out))
       }),
       Stream.flattenChunks,
+      // A file of a header alone: the header is still checked; no header at all fails the file.
       Stream.concat(Stream.suspend(() =>
-        header === undefined
-          ? Stream.fail(new ProviderError({ reason: "BadHeader", message: "the file is empty (no header row)", file: spec.file }))
-          : filter !== undefined && filter.pending > 0
-          ? Stream.fail(unaligned(filter.next()?.line))
-          : Stream.empty
+        header !== undefined ? Stream.empty : Either.match(fileHeader(filter, spec, limits), { onLeft: Stream.fail, onRight: () => Stream.empty })
       )),
       // A writer that started while this file was read: the set may be half old, half new.
       Stream.concat(Stream.drain(Stream.fromEffect(source.unchanged)))
@@ -196,50 +214,6 @@ export const csvFileError = (cause: unknown, file: string, limits: Pick<CsvLimit
       ...csvErrorLine(cause)
     })
     : csvSyntaxError(cause, file)
-
-/** Physical line of each record: one line per record, plus the line breaks inside quoted cells. */
-const lineCounter = () => {
-  let next = 1
-  return (row: RawRow): number => {
-    const line = next
-    next += 1
-    for (const cell of row) {
-      for (let at = cell.indexOf("\n"); at !== -1; at = cell.indexOf("\n", at + 1)) next += 1
-    }
-    return line
-  }
-}
-
-/** Yields the rows the parser has buffered, as arrays, each time it becomes readable. */
-async function* drainBatches(parser: Parser): AsyncGenerator<Array<RawRow>> {
-  let failure: unknown = undefined
-  let ended = false
-  let wake: (() => void) | undefined
-  parser.on("readable", () => wake?.())
-  parser.once("end", () => {
-    ended = true
-    wake?.()
-  })
-  parser.once("error", (cause) => {
-    failure = cause
-    wake?.()
-  })
-  while (true) {
-    const batch: Array<RawRow> = []
-    let row: RawRow | null
-    while (batch.length < 8192 && (row = parser.read() as RawRow | null) !== null) batch.push(row)
-    if (failure !== undefined) throw failure
-    if (batch.length > 0) {
-      yield batch
-      continue
-    }
-    if (ended) return
-    await new Promise<void>((resolve) => {
-      wake = resolve
-    })
-    wake = undefined
-  }
-}
 
 interface HeaderIndex {
   readonly width: number
@@ -314,7 +288,7 @@ const readHeader = <K extends EntityKind, Row>(
 const makeRowDecoder = <K extends EntityKind, Row>(spec: CsvFileSpec<K, Row>) => {
   const decode = Schema.decodeUnknownEither(spec.row)
   const expectations = describeColumns(spec.row)
-  return (header: HeaderIndex, raw: RawRow, line: number): FeedItem<EntityRecord[K]> => {
+  return (header: HeaderIndex, raw: RawRow, { line }: PassedRecord): FeedItem<EntityRecord[K]> => {
     const width = raw.length
     const cells: Record<string, string> = {}
     for (const [name, index] of header.positions) {
