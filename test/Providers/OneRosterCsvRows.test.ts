@@ -193,6 +193,31 @@ describe("OneRoster CSV row problems", () => {
       })
     ))
 
+  it.effect("a file quoted throughout reads as unquoted; a broken quote among quoted records is named at its own line", () =>
+    withTempDir((dir) =>
+      Effect.gen(function*() {
+        writeSmallDistrict(dir)
+        // Written as some SIS exports do: every cell quoted (these go to csv-parse, a batch at a
+        // time; an unquoted record is split by the record filter).
+        const quoted = (cells: ReadonlyArray<string>) => cells.map((c) => `"${c.replace(/"/g, "\"\"")}"`).join(",")
+        const rows = ["s-1", "s-2", "s-3"].map((id) => users({ sourcedId: id, orgSourcedIds: "org-s1", role: "student", givenName: `Sam ${id}` }))
+        const file = NodePath.join(dir, "users.csv")
+        Fs.writeFileSync(file, [quoted(HEADERS.users), ...rows.map(quoted)].join("\r\n") + "\r\n")
+        const all = yield* readSet(dir)
+        Fs.writeFileSync(file, [HEADERS.users.join(","), ...rows.map((r) => r.join(","))].join("\n") + "\n")
+        assert.deepStrictEqual(yield* readSet(dir), all)
+
+        const bad = users({ sourcedId: "s-9", orgSourcedIds: "org-s1", role: "student", givenName: `Sam` })
+        const badLine = quoted(bad).replace(`"Sam"`, `"Sam"Xavier`)
+        Fs.writeFileSync(file, [quoted(HEADERS.users), ...rows.map(quoted), badLine, quoted(rows[0]!)].join("\n") + "\n")
+        const error = (yield* Effect.flip(readSet(dir))) as ProviderError
+        assert.strictEqual(error.reason, "Malformed")
+        assert.strictEqual(error.file, "users.csv")
+        assert.strictEqual(error.line, 5)
+        assert.notInclude(`${error.where}${error.message}`, "Xavier")
+      })
+    ))
+
   it.effect("a quoted cell followed by other characters fails the file without echoing them", () =>
     withTempDir((dir) =>
       Effect.gen(function*() {
