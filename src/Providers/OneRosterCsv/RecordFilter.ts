@@ -5,8 +5,8 @@ import { BytesDigest, seedOf } from "../../Domain/Digest.ts"
  * The records of a CSV file, told apart and digested **before** csv-parse, so that the
  * records the reconcile has read before are never parsed at all (src/Reconcile/Digests.ts).
  *
- * A `Transform` between the file's bytes (already through the `ByteGuard`) and csv-parse.
- * It finds where each record ends — RFC 4180: a quote opens a quoted cell only at the
+ * A `Transform` over the file's bytes (already through the `ByteGuard`), ahead of the
+ * reader (`CsvFeed.ts`). It keeps the header's bytes for the reader to parse. It finds where each record ends — RFC 4180: a quote opens a quoted cell only at the
  * start of a cell, `""` inside one is a quote, a record ends at CRLF, LF or CR outside
  * quotes, the same rules csv-parse applies with rosterd's options — and digests the
  * record's bytes, seeded with the mapping's version, the file's name and its header's
