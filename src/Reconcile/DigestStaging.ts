@@ -212,12 +212,17 @@ export const stageDigested = <K extends EntityKind>(
       const count = (statement: string) =>
         Effect.map(sql.unsafe<{ readonly n: number }>(`WITH done AS (${statement} RETURNING 1) SELECT count(*)::int AS n FROM done`, [set.id]), ([row]) =>
           row?.n ?? 0)
-      // A digest staged twice (a line repeated in the file) is stored once.
+      // A digest staged twice (a line repeated in the file) is stored once (DISTINCT ON).
+      // The digests decoded are those the look-up did not find (or all of them, into a set
+      // just emptied or made), so none is stored yet, and the district's runs are serialized
+      // by its lease: the anti-join is a guard, cheaper than ON CONFLICT's speculative
+      // insertion of every row (837k digests: 4.1–4.3 → 2.4–2.7 s).
       const inserted = decoded === 0 ? 0 : yield* count(
         `INSERT INTO roster_digests (set_id, digest, staged)
-         SELECT $1, digest, ROW(${cached.join(", ")})::pg_temp.${cachedTable(kind)}::text
-         FROM pg_temp.${stage} WHERE digest IS NOT NULL ORDER BY digest
-         ON CONFLICT DO NOTHING`
+         SELECT DISTINCT ON (digest) $1, digest, ROW(${cached.join(", ")})::pg_temp.${cachedTable(kind)}::text
+         FROM pg_temp.${stage} s
+         WHERE digest IS NOT NULL AND NOT EXISTS (SELECT 1 FROM roster_digests c WHERE c.set_id = $1 AND c.digest = s.digest)
+         ORDER BY digest`
       )
       const deleted = options.bulk && set.full === null
         ? yield* count(
