@@ -180,7 +180,7 @@ describe("record filter", () => {
     }
   })
 
-  it("scan mode: a header longer than the record limit is refused, not read as a record (no row is digested under it)", async () => {
+  it("a header longer than the record limit is refused, not read as a record (no row is digested under it, nothing of it passed on)", async () => {
     const filter = new RecordFilter({ version: "test|users.csv", maxRecordBytes: 64, known: undefined })
     const out: Array<number> = []
     for await (const batch of Readable.from([Buffer.from(`${"x".repeat(100)}\ns-1,Ann\ns-2,Bo\n`)]).pipe(filter)) {
@@ -190,5 +190,18 @@ describe("record filter", () => {
     assert.isUndefined(filter.header)
     // The records after it are still told apart (lines 2 and 3), under a seed no real header gives.
     assert.deepStrictEqual([out[0], out[3]], [2, 3])
+
+    // Filter mode alike: none of the header's bytes is passed on (its pieces came over three
+    // chunks); the reader refuses the file from `headerTooLarge`.
+    const reader = new RecordFilter({ version: "test|users.csv", maxRecordBytes: 64, known: () => false })
+    const batches: Array<RecordBatch> = []
+    const text = `${"x".repeat(100)}\ns-1,Ann\n`
+    for await (const batch of Readable.from([text.slice(0, 40), text.slice(40, 80), text.slice(80)].map((t) => Buffer.from(t))).pipe(reader)) {
+      batches.push(batch as RecordBatch)
+    }
+    assert.isTrue(reader.headerTooLarge)
+    assert.isUndefined(reader.header)
+    assert.isTrue(batches.every((b) => b.quoted === undefined))
+    assert.deepStrictEqual(batches.flatMap((b) => b.records.map((r) => [r.line, r.cells])), [[2, ["s-1", "Ann"]]])
   })
 })

@@ -65,7 +65,7 @@ export const csvDigests = <K extends EntityKind, Row>(
       )
       return Stream.fromAsyncIterable(scanned as AsyncIterable<ReadonlyArray<number>>, (cause) => csvFileError(cause, spec.file, limits)).pipe(
         // The header, checked as a full read checks it; no header at all fails the file.
-        Stream.concat(Stream.suspend(() => Either.match(fileHeader(filter, spec, limits), { onLeft: Stream.fail, onRight: () => Stream.empty }))),
+        Stream.concat(headerChecked(filter, spec, limits)),
         // A writer that started while this file was read: the set may be half old, half new.
         Stream.concat(Stream.drain(Stream.fromEffect(source.unchanged)))
       )
@@ -96,6 +96,10 @@ const fileHeader = <K extends EntityKind, Row>(filter: RecordFilter, spec: CsvFi
     rows.length > 1 ? Either.left(unaligned(spec.file, 1)) : readHeader(spec, rows[0] ?? [], limits)
   ))
 }
+
+/** Once the file is read: fails the stream when its header does not read or check (`fileHeader`). */
+const headerChecked = <K extends EntityKind, Row>(filter: RecordFilter, spec: CsvFileSpec<K, Row>, limits: CsvLimits): Stream.Stream<never, ProviderError> =>
+  Stream.suspend(() => Either.match(fileHeader(filter, spec, limits), { onLeft: Stream.fail, onRight: () => Stream.empty }))
 
 /** csv-parse made more or fewer rows of a batch's bytes than the filter told records apart: no row can be placed. */
 const unaligned = (file: string, line?: number) =>
@@ -180,9 +184,7 @@ const csvRows = <K extends EntityKind, Row, Out>(
       }),
       Stream.flattenChunks,
       // A file of a header alone: the header is still checked; no header at all fails the file.
-      Stream.concat(Stream.suspend(() =>
-        header !== undefined ? Stream.empty : Either.match(fileHeader(filter, spec, limits), { onLeft: Stream.fail, onRight: () => Stream.empty })
-      )),
+      Stream.concat(Stream.suspend(() => header !== undefined ? Stream.empty : headerChecked(filter, spec, limits))),
       // A writer that started while this file was read: the set may be half old, half new.
       Stream.concat(Stream.drain(Stream.fromEffect(source.unchanged)))
     )

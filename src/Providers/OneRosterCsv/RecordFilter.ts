@@ -6,8 +6,9 @@ import { BytesDigest, seedOf } from "../../Domain/Digest.ts"
  * records the reconcile has read before are never parsed at all (src/Reconcile/Digests.ts).
  *
  * A `Transform` over the file's bytes (already through the `ByteGuard`), ahead of the
- * reader (`CsvFeed.ts`). It keeps the header's bytes for the reader to parse. It finds where each record ends — RFC 4180: a quote opens a quoted cell only at the
- * start of a cell, `""` inside one is a quote, a record ends at CRLF, LF or CR outside
+ * reader (`CsvFeed.ts`); it keeps the header's bytes for the reader to parse. It finds
+ * where each record ends — RFC 4180: a quote opens a quoted cell only at the start of a
+ * cell, `""` inside one is a quote, a record ends at CRLF, LF or CR outside
  * quotes, the same rules csv-parse applies with rosterd's options — and digests the
  * record's bytes, seeded with the mapping's version, the file's name and its header's
  * bytes. Then it asks the reconcile (`known`): a record it knows is dropped here; any other
@@ -93,7 +94,7 @@ export class RecordFilter extends Transform {
   /** The current record holds a quote (so far). */
   private sawQuote = false
 
-  /** Records passed on to csv-parse so far, and records dropped as known. */
+  /** Records passed on so far (the header not counted), and records dropped as known. */
   passed = 0
   dropped = 0
 
