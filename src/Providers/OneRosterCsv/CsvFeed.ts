@@ -10,6 +10,7 @@ import { defaultCsvLimits, EXTRA_FIELDS, showBytes } from "./CsvLimits.ts"
 import type { CsvSource } from "./CsvSource.ts"
 import type { KnownDigest, PassedRecord, RecordBatch } from "./RecordFilter.ts"
 import { RecordFilter } from "./RecordFilter.ts"
+import { columnwise } from "./CellMemo.ts"
 import type { CsvFileSpec } from "./Files.ts"
 
 /**
@@ -291,21 +292,42 @@ const readHeader = <K extends EntityKind, Row>(
 const makeRowDecoder = <K extends EntityKind, Row>(spec: CsvFileSpec<K, Row>) => {
   const decode = Schema.decodeUnknownEither(spec.row)
   const expectations = describeColumns(spec.row)
-  return (header: HeaderIndex, raw: RawRow, { line }: PassedRecord): FeedItem<EntityRecord[K]> => {
-    const width = raw.length
+  // Column by column, recent cells remembered (CellMemo.ts); a row it cannot decode is decoded whole below.
+  const byColumn = columnwise(spec.row)
+  let decodeRow: ((row: RawRow) => Record<string, unknown> | undefined) | undefined
+  let decodeRowFor: HeaderIndex | undefined
+  const cellsOf = (header: HeaderIndex, raw: RawRow) => {
     const cells: Record<string, string> = {}
     for (const [name, index] of header.positions) {
-      cells[name] = index >= 0 && index < width ? raw[index]! : ""
+      cells[name] = index >= 0 && index < raw.length ? raw[index]! : ""
     }
+    return cells
+  }
+  return (header: HeaderIndex, raw: RawRow, { line }: PassedRecord): FeedItem<EntityRecord[K]> => {
+    const width = raw.length
     const origin = { file: spec.file, line }
     if (width !== header.width) {
       return {
         _tag: "Invalid",
         origin,
-        ...spec.identity(cells),
+        ...spec.identity(cellsOf(header, raw)),
         problem: `the row has ${width} fields but the header has ${header.width}`
       }
     }
+    if (byColumn !== null) {
+      if (decodeRowFor !== header) {
+        decodeRow = byColumn(header.positions)
+        decodeRowFor = header
+      }
+      const row = decodeRow!(raw)
+      if (row !== undefined) {
+        const record = spec.toRecord(row as Row)
+        return "problem" in record
+          ? { _tag: "Invalid", origin, ...spec.identity(cellsOf(header, raw)), problem: record.problem }
+          : { _tag: "Valid", record, origin }
+      }
+    }
+    const cells = cellsOf(header, raw)
     const decoded = decode(cells)
     if (Either.isRight(decoded)) {
       const record = spec.toRecord(decoded.right)
