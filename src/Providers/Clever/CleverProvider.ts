@@ -98,6 +98,13 @@ const walk = (http: ProviderHttp, first: string, guard: CollectionGuard) => {
     }).pipe(Effect.withSpan("Clever.page", { attributes: { list: first } }))
 }
 
+/**
+ * Pages fetched ahead of the one being read: the next page is on its way (the server making
+ * it, the network carrying it) while this one is decoded and staged. A page holds at most
+ * `pageSize` records (and is bounded in bytes): two of them are little memory.
+ */
+export const PAGES_AHEAD = 2
+
 /** Every record of a list, page by page, as raw values. */
 const listPages = (http: ProviderHttp, first: string, guard: CollectionGuard) => {
   const step = walk(http, first, guard)
@@ -111,7 +118,7 @@ const listPages = (http: ProviderHttp, first: string, guard: CollectionGuard) =>
             next === undefined ? Option.none() : Option.some(next as string | URL | undefined)
           ] as const
         )
-      ))
+      )).pipe(Stream.bufferChunks({ capacity: PAGES_AHEAD }))
 }
 
 /** Which count of the last full sync a list's cap grows from. */

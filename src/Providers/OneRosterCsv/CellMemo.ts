@@ -80,7 +80,10 @@ export const columnwise = (schema: Schema.Schema.Any): ColumnwiseDecoder | null 
   const columns = ast.propertySignatures.map((property) => new Column(property.name as string, Schema.make(property.type)))
   return (positions) => {
     const index = new Map(positions)
-    const at = columns.map((column) => index.get(column.name) ?? -1)
+    // A property the positions do not name at all would be missing from the Struct's input (not
+    // an empty cell): such rows are left to the Struct.
+    if (columns.some((column) => !index.has(column.name))) return () => undefined
+    const at = columns.map((column) => index.get(column.name)!)
     return (row) => {
       const out: Record<string, unknown> = {}
       for (let i = 0; i < columns.length; i++) {

@@ -272,7 +272,11 @@ const listCollection = <K extends EntityKind>(
               toItems(page.records, offset),
               page.records.length === 0 ? (Option.none() as Option.Option<number>) : Option.some(offset + page.records.length)
             ] as const)
-          ))
+          )).pipe(
+            // The next page on its way while this one is decoded and staged (each depends on
+            // the one before: without a total, offsets cannot be fetched side by side).
+            Stream.bufferChunks({ capacity: 2 })
+          )
       )
     )
   }))

@@ -1,12 +1,16 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Stream } from "effect"
 import * as Fs from "node:fs"
 import type { DistrictId } from "../../../src/Domain/District.ts"
 import type { ProviderError } from "../../../src/Domain/Errors.ts"
 import { Sync } from "../../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../../src/Store/RosterStore.ts"
 import { Holds } from "../../../src/Reconcile/Holds.ts"
+import { PAGES_AHEAD } from "../../../src/Providers/Clever/CleverProvider.ts"
+import { RosterProviderLive } from "../../../src/Providers/Providers.ts"
+import { RosterProvider } from "../../../src/Providers/RosterProvider.ts"
+import { Runs } from "../../../src/Store/Runs.ts"
 import { findingCodesBesidesReviews, rosterFingerprint } from "../../support/Database.ts"
 import type { FaultRule } from "../../support/FakeClever/index.ts"
 import { fastProviderRetries, syncTestLayer } from "../../support/Layers.ts"
@@ -171,6 +175,31 @@ layer(TestLayer, { timeout: "180 seconds", excludeTestServices: true })("Clever 
     }))
 
   // The state every fault case must end in: a clean full sync of the fake as it is now.
+  it.effect("while a page is staged the next ones are on their way: fetched ahead, never more than PAGES_AHEAD unread", () =>
+    Effect.gen(function*() {
+      const fake = yield* Fake
+      const store = yield* RosterStore
+      const runs = yield* Runs
+      yield* addClever("ahead")
+      const district = yield* store.getDistrict("ahead" as DistrictId)
+      const provider = yield* RosterProvider.pipe(Effect.provide(RosterProviderLive))
+      const usersPages = () => fake.requests.filter((r) => r.path.startsWith("/v3.0/users")).length
+      yield* Effect.scoped(Effect.gen(function*() {
+        const snapshot = yield* provider.snapshot(district, "full", yield* runs.providerState(district.id))
+        fake.requests.length = 0
+        // Read the users' first page, then stop reading (as a sync does while it stages a page).
+        const pull = yield* Stream.toPull(snapshot.feeds.users!.items)
+        yield* pull
+        yield* Effect.sleep("300 millis")
+        const asked = usersPages()
+        // Pages beyond the one read were asked for; no more than the buffer holds (and the one
+        // waiting to enter it) — the listing does not run ahead to its end.
+        assert.isAtLeast(asked, 2)
+        assert.isAtMost(asked, 1 + PAGES_AHEAD + 1)
+        assert.isAbove(Math.ceil(fake.district.users.length / 25), 1 + PAGES_AHEAD + 1)
+      }))
+    }))
+
   it.effect("a clean full sync, the reference for the fault cases", () =>
     Effect.gen(function*() {
       yield* addClever("reference-clean")
