@@ -214,15 +214,20 @@ export const stageDigested = <K extends EntityKind>(
           row?.n ?? 0)
       // A digest staged twice (a line repeated in the file) is stored once (DISTINCT ON).
       // The digests decoded are those the look-up did not find (or all of them, into a set
-      // just emptied or made), so none is stored yet, and the district's runs are serialized
-      // by its lease: the anti-join is a guard, cheaper than ON CONFLICT's speculative
-      // insertion of every row (837k digests: 4.1–4.3 → 2.4–2.7 s).
+      // just emptied or made), and the district's runs are serialized by its lease, so none
+      // is stored yet; still, each is guarded, the cheap way for each case. Into a set just
+      // emptied or made: an anti-join (against nothing), sparing ON CONFLICT's speculative
+      // insertion of every row (837k digests: 4.1–4.3 → 2.4–2.7 s). The few records a resync
+      // decodes, into a full set: ON CONFLICT, one index probe each — an anti-join would read
+      // the whole set's index (8,000 digests into a set of 835k: 169 → 49 ms; at 1.2M
+      // students it cost the resync seconds).
+      const fresh = set.full !== null
       const inserted = decoded === 0 ? 0 : yield* count(
         `INSERT INTO roster_digests (set_id, digest, staged)
          SELECT DISTINCT ON (digest) $1, digest, ROW(${cached.join(", ")})::pg_temp.${cachedTable(kind)}::text
          FROM pg_temp.${stage} s
-         WHERE digest IS NOT NULL AND NOT EXISTS (SELECT 1 FROM roster_digests c WHERE c.set_id = $1 AND c.digest = s.digest)
-         ORDER BY digest`
+         WHERE digest IS NOT NULL${fresh ? " AND NOT EXISTS (SELECT 1 FROM roster_digests c WHERE c.set_id = $1 AND c.digest = s.digest)" : ""}
+         ORDER BY digest${fresh ? "" : "\n         ON CONFLICT (set_id, digest) DO NOTHING"}`
       )
       const deleted = options.bulk && set.full === null
         ? yield* count(
