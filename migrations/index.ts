@@ -18,6 +18,7 @@ import notifications from "./0017_notifications.ts"
 import undo from "./0018_undo.ts"
 import digestSets from "./0019_digest_sets.ts"
 import rosterApplied from "./0020_roster_applied.ts"
+import changeParts from "./0021_change_parts.ts"
 import digests from "./0015_digests.ts"
 
 /**
@@ -45,7 +46,8 @@ const all = {
   "0017_notifications": notifications,
   "0018_undo": undo,
   "0019_digest_sets": digestSets,
-  "0020_roster_applied": rosterApplied
+  "0020_roster_applied": rosterApplied,
+  "0021_change_parts": changeParts
 }
 
 export const migrations = Migrator.fromRecord(all)

@@ -514,7 +514,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
             const applied = yield* sql.withTransaction(withinDeadline(Effect.gen(function*() {
               const outcome = yield* reconcile(context, district, snapshot, staged, dryRun)
               // A dry run: everything above ran for real inside this transaction; roll it back.
-              if (dryRun) return yield* new DryRunRollback({ result: outcome, changes: yield* changeList })
+              if (dryRun) return yield* new DryRunRollback({ result: outcome, changes: yield* changeList() })
               yield* record(context, snapshot, outcome, staged.source())
               return summary(outcome.held === null ? "succeeded" : "held", outcome)
             }))).pipe(

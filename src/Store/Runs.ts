@@ -249,15 +249,35 @@ export class Runs extends Effect.Service<Runs>()("rosterd/Runs", {
     })
 
     /**
-     * A run's change list (`run_changes`, see Reconcile/ChangeList.ts), grouped as stored:
-     * kinds in dependency order. Empty when the run applied nothing or its list was pruned.
+     * A run's change list (`run_changes`, see Reconcile/ChangeList.ts), kinds in dependency
+     * order, each group's parts joined in order: its first `listed` IDs and its size. Only
+     * the parts those IDs are in are read whole. Empty when the run applied nothing or its
+     * list was pruned.
      */
     const changes = Effect.fn("Runs.changes")(function*(runId: number, listed: number = CHANGE_IDS_LISTED) {
-      return yield* sql<ChangeGroup>`
-        SELECT kind, action, reason, fields, held, source_ids[1:${listed}] AS source_ids, cardinality(source_ids) AS total
-        FROM run_changes WHERE run_id = ${runId}
+      const parts = yield* sql<Omit<ChangeGroup, "total"> & { readonly size: number }>`
+        SELECT kind, action, reason, fields, held, size,
+               CASE WHEN before < ${listed} THEN source_ids[1:(${listed}::bigint - before)::int] ELSE '{}' END AS source_ids
+        FROM (SELECT c.*, cardinality(c.source_ids)::int AS size,
+                     coalesce(sum(cardinality(c.source_ids)) OVER (
+                       PARTITION BY c.kind, c.action, c.reason, c.fields, c.held ORDER BY c.part
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+              FROM run_changes c WHERE c.run_id = ${runId}) x
         ORDER BY array_position(${CHANGE_KINDS}::text[], kind), array_position(${CHANGE_ACTIONS}::text[], action),
-                 held, reason NULLS FIRST, fields`
+                 held, reason NULLS FIRST, fields, part`
+      const groups: Array<{ -readonly [K in keyof ChangeGroup]: ChangeGroup[K] } & { sourceIds: Array<string> }> = []
+      const sameGroup = (a: Omit<ChangeGroup, "sourceIds" | "total">, b: Omit<ChangeGroup, "sourceIds" | "total">) =>
+        a.kind === b.kind && a.action === b.action && a.reason === b.reason && a.held === b.held && a.fields.join("\n") === b.fields.join("\n")
+      for (const { size, sourceIds, ...group } of parts) {
+        const last = groups.at(-1)
+        if (last !== undefined && sameGroup(last, group)) {
+          for (const id of sourceIds) last.sourceIds.push(id)
+          last.total += size
+        } else {
+          groups.push({ ...group, sourceIds: [...sourceIds], total: size })
+        }
+      }
+      return groups as ReadonlyArray<ChangeGroup>
     })
 
     /** The status contract as the runs tell it (Schedule/Freshness.ts adds the pauses). */

@@ -1,5 +1,8 @@
 import { assert, layer } from "@effect/vitest"
+import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import { planDdl } from "../../src/Reconcile/Apply.ts"
+import { changeList, recordChanges } from "../../src/Reconcile/ChangeList.ts"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
@@ -29,6 +32,66 @@ layer(SyncTestLayer, { timeout: "60 seconds", excludeTestServices: true })("chan
       assert.strictEqual(users(two).total, first.counts.users.created)
       assert.deepStrictEqual(users(two).sourceIds, users(all).sourceIds.slice(0, 2))
       assert.isTrue(two.every((g) => g.sourceIds.length <= 2))
+      dir.remove()
+    }))
+
+  it.effect("a large group is stored in bounded parts, and read back whole and in order", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      writeSmallDistrict(dir.dir, "parts.example")
+      yield* Effect.flatMap(RosterStore, (store) =>
+        store.addDistrict({ id: "parts" as DistrictId, name: "parts", provider: "oneroster-csv", timezone: "America/Chicago", settings: { path: dir.dir } }))
+      const sql = yield* SqlClient.SqlClient
+      const runs = yield* Runs
+      const run = yield* runs.start("parts", { mode: "full", trigger: "test" })
+      const groups = yield* sql.withTransaction(Effect.gen(function*() {
+        // The plan tables of a run (session temp tables), with 6,000 enrollments created,
+        // 2,500 users deactivated and 40 users updated.
+        yield* sql.unsafe(planDdl())
+        yield* sql.unsafe(`INSERT INTO plan_enrollments (action, line, class_source_id, user_source_id)
+                           SELECT 'create', i + 1, 'c' || (i % 37), 'u' || i FROM generate_series(1, 6000) i`)
+        yield* sql.unsafe(`INSERT INTO plan_users (action, reason, live_id, source_id)
+                           SELECT 'deactivate', 'missing_from_source', 1000 + i, 'gone' || i FROM generate_series(1, 2500) i`)
+        yield* sql.unsafe(`INSERT INTO plan_users (action, live_id, line, source_id, fields)
+                           SELECT 'update', 5000 + i, i + 1, 'moved' || i, ARRAY['email'] FROM generate_series(1, 40) i`)
+        const [before] = yield* sql<{ readonly workMem: string }>`SELECT current_setting('work_mem') AS work_mem`
+        yield* recordChanges(run.id, "parts", 100)
+        // (raised for the aggregate only)
+        const [after] = yield* sql<{ readonly workMem: string }>`SELECT current_setting('work_mem') AS work_mem`
+        assert.strictEqual(after!.workMem, before!.workMem)
+        return yield* changeList(100)
+      }))
+      const [stored] = yield* sql<{ readonly parts: number; readonly largest: number; readonly distinct: number }>`
+        SELECT count(*)::int AS parts, max(cardinality(source_ids))::int AS largest, count(DISTINCT part)::int AS distinct
+        FROM run_changes r WHERE run_id = ${run.id} AND kind = 'enrollments'`
+      // 100 lines a part: 61 parts (lines 2–6001), none larger, each numbered once.
+      assert.strictEqual(stored!.parts, 61)
+      assert.isAtMost(stored!.largest, 100)
+      assert.strictEqual(stored!.distinct, 61)
+
+      const all = yield* runs.changes(run.id)
+      const enrollments = all.find((g) => g.kind === "enrollments")!
+      assert.strictEqual(enrollments.total, 6000)
+      assert.strictEqual(new Set(enrollments.sourceIds).size, 6000)
+      assert.isTrue(enrollments.sourceIds.every((id) => /^c\d+\/u\d+$/.test(id)))
+      const gone = all.find((g) => g.kind === "users" && g.action === "deactivate")!
+      assert.strictEqual(gone.reason, "missing_from_source")
+      assert.strictEqual(gone.total, 2500)
+      assert.deepStrictEqual(all.find((g) => g.kind === "users" && g.action === "update")!.fields, ["email"])
+      assert.lengthOf(all, 3)
+
+      // Listing fewer: the first IDs of the same order, across part boundaries, the size whole.
+      for (const listed of [1, 250, 777]) {
+        const some = yield* runs.changes(run.id, listed)
+        const group = some.find((g) => g.kind === "enrollments")!
+        assert.strictEqual(group.total, 6000)
+        assert.deepStrictEqual(group.sourceIds, enrollments.sourceIds.slice(0, listed))
+      }
+      // The dry run's list, from the plan tables: the same groups and sizes, 100 IDs at most.
+      assert.deepStrictEqual(
+        groups.map((g) => [g.kind, g.action, g.reason, g.fields, g.held, g.total, g.sourceIds.length]).sort(),
+        all.map((g) => [g.kind, g.action, g.reason, g.fields, g.held, g.total, Math.min(g.total, 100)]).sort()
+      )
       dir.remove()
     }))
 })
