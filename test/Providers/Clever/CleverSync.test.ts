@@ -270,6 +270,47 @@ layer(TestLayer, { timeout: "180 seconds", excludeTestServices: true })("Clever 
     }
   })
 
+  // A section lists its own members: one that stops decoding (or loses its school) lists
+  // none. Its class is held as invalid, and its memberships with it — none ends, however
+  // small the class (the class-cut gate only judges classes of five members or more).
+  const broken: ReadonlyArray<readonly [string, (section: any) => any]> = [
+    ["has no school", (section) => ({ ...section, school: undefined })],
+    ["does not decode", (section) => ({ ...section, students: 7 })]
+  ]
+  for (const [name, breakIt] of broken) {
+    it.effect(`a section that ${name}: its class and its memberships are held, none ends`, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const fake = yield* Fake
+        const id = `broken-section-${name.replaceAll(" ", "-")}`
+        // A small class (two students): fewer members than the class-cut gate judges.
+        const section = fake.district.sections.all().find((s) => s.students.length > 2)!
+        const original = section
+        fake.district.updateSection(section.id, (s) => ({ ...s, students: s.students.slice(0, 2) }))
+        const small = fake.district.sections.get(section.id)!
+        const restore = Effect.sync(() => fake.district.updateSection(section.id, () => original))
+        yield* addClever(id)
+        assert.strictEqual((yield* run(id).pipe(Effect.onError(() => restore))).status, "succeeded")
+        const open = (classId: string) =>
+          Effect.map(sql<{ readonly n: number }>`
+            SELECT count(*)::int AS n FROM enrollments WHERE district_id = ${id} AND class_source_id = ${classId} AND ended_at IS NULL`, ([row]) => row!.n)
+        const members = yield* open(section.id)
+        assert.strictEqual(members, 2 + small.teachers.length)
+        fake.district.updateSection(section.id, breakIt)
+        const after = yield* run(id, "full").pipe(Effect.ensuring(Effect.sync(() => fake.district.updateSection(section.id, () => small))))
+        assert.strictEqual(after.status, "succeeded")
+        assert.strictEqual(yield* open(section.id), members)
+        assert.strictEqual(after.counts.enrollments.deactivated, 0)
+        const [cls] = yield* sql<{ readonly active: boolean }>`SELECT active FROM classes WHERE district_id = ${id} AND source_id = ${section.id}`
+        assert.isTrue(cls!.active)
+        const findings = yield* Effect.flatMap(Runs, (runs) => runs.findings(after.runId))
+        assert.isTrue(findings.some((f) => f.severity === "error" && f.entity === "classes" && f.sourceId === section.id))
+        // Mended: the next run changes nothing of it.
+        const mended = yield* run(id, "full").pipe(Effect.ensuring(restore))
+        assert.strictEqual(yield* open(section.id), members)
+        assert.strictEqual(mended.counts.enrollments.deactivated, 0)
+      }))
+  }
 })
 
 const totalChanges = (counts: Record<string, { created: number; updated: number; deactivated: number }>) =>
