@@ -35,8 +35,6 @@ const CHANGED = `action IN ('create', 'update', 'deactivate')`
  */
 export const LINES_PER_PART = 10_000
 
-const CHANGES_WORK_MEM_BYTES = 64 * 1024 * 1024
-
 /**
  * A kind's change groups, in parts: each group's rows split by their line (their live row's
  * id when they have no line) in ranges of `linesPerPart`. Numbering the rows instead would
@@ -102,20 +100,14 @@ export const recordChanges = (runId: number, districtId: string, linesPerPart: n
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const days = yield* changesRetentionDays.pipe(Effect.orDie)
-    // The aggregate keeps each part's array in memory until it is done: past the default
-    // 4 MB a first sync's parts spill to disk (0.4 s more for 837,000 enrollments).
-    // 64 MB holds a hundred-odd parts; memory stays bounded whatever the run's size.
-    const [setting] = yield* sql<{ readonly before: string }>`
-      SELECT current_setting('work_mem') AS before,
-             CASE WHEN pg_size_bytes(current_setting('work_mem')) < ${CHANGES_WORK_MEM_BYTES}
-               THEN set_config('work_mem', ${`${CHANGES_WORK_MEM_BYTES / 1024}kB`}, true) END AS raised`
+    // (The aggregate holds the parts in memory up to the transaction's work_mem, SyncRun.ts,
+    // and spills past it: bounded whatever the run's size.)
     yield* sql.unsafe(
       `INSERT INTO run_changes (run_id, district_id, kind, action, reason, fields, held, part, source_ids)
        SELECT $1, $2, kind, action, reason, fields, held, part, source_ids
        FROM (${PLAN_KINDS.map((kind) => partsOf(kind, linesPerPart)).join("\nUNION ALL\n")}) g`,
       [runId, districtId]
     )
-    yield* sql`SELECT set_config('work_mem', ${setting!.before}, true)`
     yield* sql`DELETE FROM run_changes WHERE created_at < now() - make_interval(days => ${days})`
     // The before-values go with them: an undo needs both, and personal values are kept no longer.
     yield* sql`DELETE FROM run_change_values WHERE created_at < now() - make_interval(days => ${days})`
