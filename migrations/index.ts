@@ -19,6 +19,7 @@ import undo from "./0018_undo.ts"
 import digestSets from "./0019_digest_sets.ts"
 import rosterApplied from "./0020_roster_applied.ts"
 import changeParts from "./0021_change_parts.ts"
+import typedDigests from "./0022_typed_digests.ts"
 import digests from "./0015_digests.ts"
 
 /**
@@ -47,7 +48,8 @@ const all = {
   "0018_undo": undo,
   "0019_digest_sets": digestSets,
   "0020_roster_applied": rosterApplied,
-  "0021_change_parts": changeParts
+  "0021_change_parts": changeParts,
+  "0022_typed_digests": typedDigests
 }
 
 export const migrations = Migrator.fromRecord(all)

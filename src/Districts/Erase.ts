@@ -4,6 +4,7 @@ import { Audit } from "../Audit/Audit.ts"
 import { DistrictNotFound } from "../Domain/Errors.ts"
 import { LEASE_NAMESPACE } from "../Reconcile/Lease.ts"
 import { removeSpooled, spoolDirConfig } from "../Mail/Mailer.ts"
+import { DIGEST_TABLES } from "../Store/DigestTables.ts"
 
 /**
  * `rosterd district erase`: a data-processing agreement's end-of-contract deletion.
@@ -105,7 +106,9 @@ const STEPS: ReadonlyArray<readonly [string, string]> = [
   ["run_undos", `DELETE FROM run_undos WHERE district_id = $1`],
   ["notifications", `DELETE FROM notifications WHERE district_id = $1`],
   ["notify_district_state", `DELETE FROM notify_district_state WHERE district_id = $1`],
-  ["roster_digests", `DELETE FROM roster_digests WHERE set_id IN (SELECT id FROM roster_digest_sets WHERE district_id = $1)`],
+  ...DIGEST_TABLES.map((table) =>
+    [table, `DELETE FROM ${table} WHERE set_id IN (SELECT id FROM roster_digest_sets WHERE district_id = $1)`] as const
+  ),
   ["roster_digest_sets", `DELETE FROM roster_digest_sets WHERE district_id = $1`],
   ["roster_applied", `DELETE FROM roster_applied WHERE district_id = $1`],
   ["findings", `DELETE FROM findings WHERE district_id = $1`],

@@ -5,6 +5,9 @@ import { DistrictBusy, DistrictNotFound } from "../Domain/Errors.ts"
 import { isUsableId } from "../Domain/Values.ts"
 import { readOperatorCsv } from "../Csv/OperatorFile.ts"
 import { Entities, type KeyedKind } from "../Reconcile/Entities.ts"
+import { cachedColumns } from "../Reconcile/Staging.ts"
+import { EntityKinds } from "../Domain/Roster.ts"
+import { digestTable } from "../Store/DigestTables.ts"
 import { HoldDecided, HoldNotFound } from "../Reconcile/Holds.ts"
 import { LEASE_NAMESPACE } from "../Reconcile/Lease.ts"
 
@@ -105,7 +108,14 @@ export const HISTORY_COLUMNS: Readonly<Record<string, string>> = {
   "rekey_proposals.old_source_id": "a proposal",
   "rekey_proposals.new_source_id": "a proposal",
   "rekey_records.old_source_id": "what a re-key rewrote",
-  "rekey_records.new_source_id": "what a re-key rewrote"
+  "rekey_records.new_source_id": "what a re-key rewrote",
+  // The digest store keeps what the source sent, under the IDs it sent: a re-keyed source
+  // sends its records under new IDs, which are new digests, decoded and stored anew.
+  ...Object.fromEntries(EntityKinds.flatMap((kind) =>
+    cachedColumns(kind).filter((column) => column.includes("source_id")).map((column) =>
+      [`${digestTable(kind)}.${column}`, "the digest store: what the source sent, as it sent it"] as const
+    )
+  ))
 }
 
 export interface MappingRow {

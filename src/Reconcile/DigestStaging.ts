@@ -10,7 +10,8 @@ import { copyIn, copyOut } from "../Store/Copy.ts"
 import type { DigestSetRef, FullComparison } from "./Digests.ts"
 import { clearDigests, digestCopy } from "./Digests.ts"
 import { stagedColumns, stageTable } from "./Entities.ts"
-import { cachedColumns, cachedTable, encoder, seenTable } from "./Staging.ts"
+import { digestTable } from "../Store/DigestTables.ts"
+import { cachedColumns, encoder, seenTable } from "./Staging.ts"
 
 /**
  * Staging a feed offered as digests (Digests.ts explains the store): scan, look up,
@@ -123,6 +124,7 @@ export const stageDigested = <K extends EntityKind>(
     const stage = stageTable(kind)
     const seen = seenTable(kind)
     const encode = encoder(kind)
+    const store = digestTable(kind)
     const columns = ["line", "invalid", "problem", "cleared", "stripped", "status", "source_id", ...stagedColumns(kind).map((c) => c.name), "digest"]
     let scanned = 0
     let decoded = 0
@@ -165,7 +167,7 @@ export const stageDigested = <K extends EntityKind>(
       yield* copyOut(
         client,
         `COPY (SELECT s.line FROM pg_temp.${seen} s
-               WHERE NOT EXISTS (SELECT 1 FROM roster_digests c WHERE c.set_id = ${set.id} AND c.digest = s.digest)) TO STDOUT`,
+               WHERE NOT EXISTS (SELECT 1 FROM ${store} c WHERE c.set_id = ${set.id} AND c.digest = s.digest)) TO STDOUT`,
         (line) => unknown.add(Number(line))
       ).pipe(Effect.withSpan("Digests.lookUp", { attributes: { kind } }))
       if (unknown.size > 0) yield* decode((line) => unknown.has(line))
@@ -174,24 +176,19 @@ export const stageDigested = <K extends EntityKind>(
       const expected = scanned - unknown.size
       if (expected > 0) {
         const cached = cachedColumns(kind)
-        // A stored row that no longer parses would put its values in Postgres's message: the
-        // run fails with a message of its own, and the next run compares in full.
+        // A stored row the staging table refuses (a cache written by another hand) would put
+        // its values in Postgres's message: the run fails with a message of its own, and the
+        // next run compares in full.
         const inconsistent = (found: string) =>
           Effect.zipRight(
-            clearDigests(set.id),
+            clearDigests(kind, set.id),
             Effect.die(new Error(`the stored digests of ${kind} did not restore (${found}): they were discarded, the next run compares in full`))
           )
         const [row] = yield* sql.unsafe<{ readonly n: number }>(
           `WITH restored AS (
              INSERT INTO pg_temp.${stage} (line, ${cached.join(", ")})
-             SELECT x.line, ${cached.map((c) => `(x.r).${c}`).join(", ")}
-             FROM (SELECT s.line, c.staged::pg_temp.${cachedTable(kind)} AS r
-                   FROM pg_temp.${seen} s
-                   JOIN roster_digests c ON c.set_id = $1 AND c.digest = s.digest
-                   -- A fence: flattened, the subquery's cast would be evaluated once per
-                   -- column read from it (13 times a row for enrollments: 16 s instead of 2.5 s
-                   -- for 837k rows).
-                   OFFSET 0) x
+             SELECT s.line, ${cached.map((c) => `c.${c}`).join(", ")}
+             FROM pg_temp.${seen} s JOIN ${store} c ON c.set_id = $1 AND c.digest = s.digest
              RETURNING 1)
            SELECT count(*)::int AS n FROM restored`,
           [set.id]
@@ -223,15 +220,15 @@ export const stageDigested = <K extends EntityKind>(
       // students it cost the resync seconds).
       const fresh = set.full !== null
       const inserted = decoded === 0 ? 0 : yield* count(
-        `INSERT INTO roster_digests (set_id, digest, staged)
-         SELECT DISTINCT ON (digest) $1, digest, ROW(${cached.join(", ")})::pg_temp.${cachedTable(kind)}::text
+        `INSERT INTO ${store} (set_id, digest, ${cached.join(", ")})
+         SELECT DISTINCT ON (digest) $1, digest, ${cached.join(", ")}
          FROM pg_temp.${stage} s
-         WHERE digest IS NOT NULL${fresh ? " AND NOT EXISTS (SELECT 1 FROM roster_digests c WHERE c.set_id = $1 AND c.digest = s.digest)" : ""}
+         WHERE digest IS NOT NULL${fresh ? ` AND NOT EXISTS (SELECT 1 FROM ${store} c WHERE c.set_id = $1 AND c.digest = s.digest)` : ""}
          ORDER BY digest${fresh ? "" : "\n         ON CONFLICT (set_id, digest) DO NOTHING"}`
       )
       const deleted = options.bulk && set.full === null
         ? yield* count(
-          `DELETE FROM roster_digests c WHERE c.set_id = $1
+          `DELETE FROM ${store} c WHERE c.set_id = $1
              AND NOT EXISTS (SELECT 1 FROM pg_temp.${seen} s WHERE s.digest = c.digest)`
         )
         : 0

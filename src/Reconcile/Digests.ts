@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { EntityKind } from "../Domain/Roster.ts"
 import { digestCells } from "../Domain/Digest.ts"
+import { digestTable } from "../Store/DigestTables.ts"
 import { stagedColumns } from "./Entities.ts"
 
 /**
@@ -11,7 +12,8 @@ import { stagedColumns } from "./Entities.ts"
  * (`FeedDigests`, src/Providers/RosterProvider.ts): a 64-bit digest of each record as the
  * source sent it, seeded with the mapping's version, read without parsing the record. For
  * each district and kind the store keeps the digests of the records earlier runs read,
- * each with the **staging row it produced** (`roster_digests`, migrations/0015 and 0019).
+ * each with the **staging row it produced**, column for column (`roster_digests_<kind>`,
+ * migrations/0019 and 0022; src/Store/DigestTables.ts).
  * A kind is staged in three steps (DigestStaging.ts `stageDigested`, called by StageRun.ts):
  *
  * 1. **scan**: every record's `(line, digest)` is COPYed into the session's `seen_<kind>`;
@@ -84,7 +86,7 @@ export const openDigestSet = (districtId: string, kind: EntityKind, version: str
     if (found !== undefined && found.version === version) return { id: found.id, full: null } satisfies DigestSetRef
     if (found !== undefined) {
       yield* sql.withTransaction(Effect.gen(function*() {
-        yield* sql`DELETE FROM roster_digests WHERE set_id = ${found.id}`
+        yield* sql.unsafe(`DELETE FROM ${digestTable(kind)} WHERE set_id = $1`, [found.id])
         yield* sql`UPDATE roster_digest_sets SET version = ${version}, entries = 0, updated_at = now() WHERE id = ${found.id}`
       }))
       return { id: found.id, full: "version" } satisfies DigestSetRef
@@ -97,11 +99,11 @@ export const openDigestSet = (districtId: string, kind: EntityKind, version: str
   }).pipe(Effect.withSpan("Digests.open", { attributes: { kind } }))
 
 /** Empties a district's digest set of one kind: its next run compares that kind in full. */
-export const clearDigests = (setId: number) =>
+export const clearDigests = (kind: EntityKind, setId: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql.withTransaction(Effect.gen(function*() {
-      yield* sql`DELETE FROM roster_digests WHERE set_id = ${setId}`
+      yield* sql.unsafe(`DELETE FROM ${digestTable(kind)} WHERE set_id = $1`, [setId])
       // Another version than any code makes: the next run says why it compares in full.
       yield* sql`UPDATE roster_digest_sets SET version = 'discarded', entries = 0, updated_at = now() WHERE id = ${setId}`
     }))

@@ -38,7 +38,6 @@ export const stagingDdl = (): string =>
     // The digest of the source record, when it was read undecoded (Digests.ts); null for
     // a row restored from the store, and for every row when digests are off.
     columns.push("digest bytea")
-    const cached = [...CACHED_FIXED.map((c) => `${c} ${FIXED_TYPES[c]}`), ...stagedColumns(kind).map((c) => `${c.name} ${c.type}`)]
     return `DROP TABLE IF EXISTS pg_temp.${table};
 CREATE TEMP TABLE ${table} (
   line integer NOT NULL,
@@ -50,8 +49,6 @@ CREATE TEMP TABLE ${table} (
   source_id text,
   ${columns.join(",\n  ")}
 );
-DROP TABLE IF EXISTS pg_temp.${cachedTable(kind)};
-CREATE TEMP TABLE ${cachedTable(kind)} (${cached.join(", ")});
 DROP TABLE IF EXISTS pg_temp.${seenTable(kind)};
 CREATE TEMP TABLE ${seenTable(kind)} (line integer NOT NULL, digest bytea NOT NULL);`
   }).join("\n")
@@ -59,14 +56,14 @@ CREATE TEMP TABLE ${seenTable(kind)} (line integer NOT NULL, digest bytea NOT NU
 export const dropStagingDdl = (): string =>
   EntityKinds.map((kind) =>
     `DROP TABLE IF EXISTS pg_temp.${stageTable(kind)};
-DROP TABLE IF EXISTS pg_temp.${cachedTable(kind)};
 DROP TABLE IF EXISTS pg_temp.${seenTable(kind)};`
   ).join("\n")
 
-/** A staging row's columns but its line, as stored under its digest (the row type of `cached_<kind>`). */
+/**
+ * A staging row's columns but its line: what the digest store keeps under a record's
+ * digest, in the kind's table (src/Store/DigestTables.ts), column for column.
+ */
 const CACHED_FIXED = ["invalid", "problem", "cleared", "stripped", "status", "source_id"] as const
-const FIXED_TYPES = { invalid: "boolean", problem: "text", cleared: "text", stripped: "text", status: "text", source_id: "text" } as const
-export const cachedTable = (kind: EntityKind) => `cached_${kind}`
 export const seenTable = (kind: EntityKind) => `seen_${kind}`
 export const cachedColumns = (kind: EntityKind) => [...CACHED_FIXED, ...stagedColumns(kind).map((c) => c.name)]
 

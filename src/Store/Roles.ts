@@ -1,6 +1,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Config, Data, Effect, Redacted } from "effect"
 import { createHash } from "node:crypto"
+import { DIGEST_TABLES } from "./DigestTables.ts"
 
 /**
  * The trust boundary in the database (README "Security"): three roles, and what each may
@@ -136,7 +137,7 @@ export const GRANTS: ReadonlyArray<GrantRow> = [
   table("run_change_values", NONE, "before-values of what a run updated or deactivated (personal data: the app only)"),
   table("run_undos", NONE, "runs undone: who, when, counts, stale records"),
   table("roster_digest_sets", NONE, "per district and kind: the version and count of the record digests"),
-  table("roster_digests", NONE, "record digests and the staging rows they produced (personal data: the app only)"),
+  ...DIGEST_TABLES.map((name) => table(name, NONE, "record digests and the staging rows they produced (personal data: the app only)")),
   table("roster_applied", NONE, "per district: what its last applied run read, and the stored roster's fingerprint then"),
   table("outbox", NONE, "queued mail: recipients, bodies, sealed links"),
   table("notifications", NONE, "operator notifications: events with ids and counts (src/Notify)"),

@@ -6,6 +6,10 @@ import * as NodePath from "node:path"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { CSV_MAPPING_VERSION } from "../../src/Providers/OneRosterCsv/Files.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
+import { EntityKinds } from "../../src/Domain/Roster.ts"
+import { stageTable } from "../../src/Reconcile/Entities.ts"
+import { cachedColumns, stagingDdl } from "../../src/Reconcile/Staging.ts"
+import { DIGEST_TABLES, digestTable } from "../../src/Store/DigestTables.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
@@ -45,9 +49,9 @@ const tamper = (from: string, to: string) =>
     const sql = yield* SqlClient.SqlClient
     yield* forgetMark
     const rows = yield* sql`
-      UPDATE roster_digests SET staged = replace(staged, ${from}, ${to})
+      UPDATE roster_digests_users SET given_name = ${to}
       WHERE set_id = (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT} AND kind = 'users')
-        AND staged LIKE ${`%,${from},%`} RETURNING 1`
+        AND given_name = ${from} RETURNING 1`
     assert.strictEqual(rows.length, 1)
   })
 
@@ -56,7 +60,7 @@ const digestSet = (kind: string) =>
     const sql = yield* SqlClient.SqlClient
     const [row] = yield* sql<{ readonly entries: string; readonly version: string; readonly stored: string }>`
       SELECT s.entries::text, s.version,
-             (SELECT count(*) FROM roster_digests d WHERE d.set_id = s.id)::text AS stored
+             (SELECT count(*) FROM ${sql(`roster_digests_${kind}`)} d WHERE d.set_id = s.id)::text AS stored
       FROM roster_digest_sets s WHERE s.district_id = ${DISTRICT} AND s.kind = ${kind}`
     return row
   })
@@ -64,6 +68,23 @@ const digestSet = (kind: string) =>
 layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("record digests", (it) => {
   const district = tempDir()
   writeSmallDistrict(district.dir)
+
+  it.effect("each kind's digest table holds the staging table's columns but its line, type for type (else: a migration)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const columnsOf = (table: string) =>
+        Effect.map(sql<{ readonly name: string; readonly type: string }>`
+          SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+          WHERE a.attrelid = to_regclass(${table}) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, (rows) => rows.map((r) => `${r.name} ${r.type}`))
+      yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql.unsafe(stagingDdl())
+        for (const kind of EntityKinds) {
+          const staged = yield* columnsOf(`pg_temp.${stageTable(kind)}`)
+          const expected = cachedColumns(kind).map((name) => staged.find((c) => c.startsWith(`${name} `))!)
+          assert.deepStrictEqual(yield* columnsOf(digestTable(kind)), ["set_id integer", "digest bytea", ...expected], kind)
+        }
+      }))
+    }))
 
   it.effect("a first sync stores a digest per record; a no-op resync restores every staging row from the store", () =>
     Effect.gen(function*() {
@@ -132,7 +153,9 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("rec
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       yield* tamper("Samuel", "Zed")
-      yield* sql`DELETE FROM roster_digests WHERE set_id IN (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT})`
+      for (const table of DIGEST_TABLES) {
+        yield* sql`DELETE FROM ${sql(table)} WHERE set_id IN (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT})`
+      }
       yield* sql`DELETE FROM roster_digest_sets WHERE district_id = ${DISTRICT}`
       const summary = yield* syncNow()
       assert.strictEqual(yield* givenName("s-1"), "Samuel")
@@ -144,9 +167,9 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("rec
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       yield* tamper("Samuel", "Zed")
-      yield* sql`DELETE FROM roster_digests
+      yield* sql`DELETE FROM roster_digests_users
                  WHERE set_id = (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT} AND kind = 'users')
-                   AND staged LIKE '%,Theo,%'`
+                   AND given_name = 'Theo'`
       const summary = yield* syncNow()
       assert.deepStrictEqual(summary.notes, [])
       // Samuel's stored row was used (Zed); Theo's record was decoded and stored again.
@@ -155,20 +178,22 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("rec
       // (`entries` counts rosterd's own writes: the row deleted here behind its back is not subtracted.)
       assert.strictEqual((yield* digestSet("users"))?.stored, "5")
       // Back to what the file says, for the tests below.
-      yield* sql`UPDATE roster_digests SET staged = replace(staged, 'Zed', 'Samuel')
-                 WHERE set_id = (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT} AND kind = 'users')`
+      yield* sql`UPDATE roster_digests_users SET given_name = 'Samuel'
+                 WHERE set_id = (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT} AND kind = 'users')
+                   AND given_name = 'Zed'`
       yield* forgetMark
       yield* syncNow()
       assert.strictEqual(yield* givenName("s-1"), "Samuel")
     }))
 
-  it.effect("a stored staging row that does not parse fails the run without its values, and the next run compares in full", () =>
+  it.effect("a stored staging row the staging table refuses fails the run without its values, and the next run compares in full", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       yield* forgetMark
-      yield* sql`UPDATE roster_digests SET staged = '(not a row' || staged
+      // (`invalid` is NOT NULL in the staging table: Postgres's refusal would name the row's values.)
+      yield* sql`UPDATE roster_digests_users SET invalid = NULL
                  WHERE set_id = (SELECT id FROM roster_digest_sets WHERE district_id = ${DISTRICT} AND kind = 'users')
-                   AND staged LIKE '%,Samuel,%'`
+                   AND given_name = 'Samuel'`
       const failed = yield* Effect.exit(syncNow())
       assert.strictEqual(failed._tag, "Failure")
       const [run] = yield* sql<{ readonly status: string; readonly error: string }>`
