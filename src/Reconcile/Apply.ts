@@ -127,12 +127,23 @@ const applied = (raw: RawCounts | undefined, held: HeldCounts): EntityCounts => 
   return { ...counts, updated: counts.updated - held.updated, deactivated: counts.deactivated - held.deactivated }
 }
 
+/**
+ * The live rows a plan's rows of `actions` name, as an index condition on the live table:
+ * `l.id = ANY (${plannedIds(…)})`, next to the join by id. The transaction turns nested loops
+ * off (SyncRun.ts `openTransaction`), so joining a resync's few planned rows to their live
+ * rows would hash the district's whole table; the array (one read of the plan, then the
+ * primary key) reads those rows only — and never a nested loop over a misestimated set.
+ * `unheld`: what the gate let through only.
+ */
+export const plannedIds = (plan: string, actions: string, unheld = true) =>
+  `ARRAY(SELECT live_id FROM ${plan} WHERE action IN (${actions})${unheld ? " AND NOT held" : ""} AND live_id IS NOT NULL)`
+
 /** Names the fields each planned update changes (for change lists and holds): update rows only. */
 const markChangedFields = (table: string, plan: string, names: ReadonlyArray<string>, active: string) =>
   `UPDATE ${plan} p SET fields = array_remove(ARRAY[${active}${
     names.map((n) => `CASE WHEN l.${n} IS DISTINCT FROM p.${n} THEN '${n}' END`).join(", ")
   }], NULL)
-   FROM ${table} l WHERE p.action = 'update' AND l.id = p.live_id`
+   FROM ${table} l WHERE p.action = 'update' AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, "'update'", false)})`
 
 /** Schools, terms, courses, classes, users: keyed by `(district_id, source_id)`. */
 export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContext, birthDates: BirthDates = null, gate: GateHook = noGate) =>
@@ -199,11 +210,11 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
         UPDATE ${table} l
         SET (${names}, roster_source, active, deactivated_at, deactivation_reason, updated_at) =
             (${columns.map((c) => `p.${c.name}`).join(", ")}, $2::roster_source, true, NULL, NULL, now())
-        FROM ${plan} p WHERE p.action = 'update' AND NOT p.held AND l.id = p.live_id
+        FROM ${plan} p WHERE p.action = 'update' AND NOT p.held AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, "'update'")})
       )
       UPDATE ${table} l
       SET active = false, deactivated_at = now(), updated_at = now(), deactivation_reason = p.reason
-      FROM ${plan} p WHERE p.action = 'deactivate' AND NOT p.held AND l.id = p.live_id`,
+      FROM ${plan} p WHERE p.action = 'deactivate' AND NOT p.held AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, "'deactivate'")})`,
       [context.districtId, context.rosterSource]
     )
     return { counts: applied(raw, held), held }
@@ -329,10 +340,10 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
       updated AS (
         UPDATE enrollments l
         SET (${values.join(", ")}, roster_source, updated_at) = (${values.map((v) => `p.${v}`).join(", ")}, $2::roster_source, now())
-        FROM ${plan} p WHERE p.action = 'update' AND NOT p.held AND l.id = p.live_id
+        FROM ${plan} p WHERE p.action = 'update' AND NOT p.held AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, "'update'")})
       )
       UPDATE enrollments l SET ended_at = now(), updated_at = now(), end_reason = p.reason
-      FROM ${plan} p WHERE p.action = 'deactivate' AND NOT p.held AND l.id = p.live_id`,
+      FROM ${plan} p WHERE p.action = 'deactivate' AND NOT p.held AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, "'deactivate'")})`,
       [context.districtId, context.rosterSource]
     )
     return { counts: applied(raw, held), held }

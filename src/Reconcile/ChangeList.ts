@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { CHANGE_IDS_LISTED, type ChangeGroup, changesRetentionDays } from "../Store/Runs.ts"
 import type { ApplyContext } from "./Apply.ts"
-import { planTable } from "./Apply.ts"
+import { plannedIds, planTable } from "./Apply.ts"
 import { Entities } from "./Entities.ts"
 
 /**
@@ -85,7 +85,9 @@ export const keepBeforeValues = (kind: PlanKind, context: ApplyContext) =>
                 SELECT jsonb_object_agg(f, j.row -> f)
                 FROM unnest(coalesce(p.fields, '{}') || CASE WHEN 'active' = ANY (p.fields) THEN ARRAY['deactivated_at', 'deactivation_reason'] ELSE '{}'::text[] END) f
               ), '{}') ELSE '{}' END
-       FROM ${planTable(kind)} p JOIN ${table} l ON l.id = p.live_id CROSS JOIN LATERAL (SELECT to_jsonb(l) AS row) j
+       FROM ${planTable(kind)} p
+       JOIN ${table} l ON l.id = p.live_id AND l.id = ANY (${plannedIds(planTable(kind), "'update', 'deactivate'")})
+       CROSS JOIN LATERAL (SELECT to_jsonb(l) AS row) j
        WHERE p.action IN ('update', 'deactivate') AND NOT p.held`,
       [context.runId, context.districtId, kind]
     )

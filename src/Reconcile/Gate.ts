@@ -291,7 +291,7 @@ export const gateEnrollments = (context: ApplyContext, rules: GateRules, tripped
          WHERE action = 'deactivate' AND NOT held AND reason NOT IN ${FOLLOWS_REMOVAL} GROUP BY class_id),
        sizes AS (
          SELECT e.class_id, count(*) AS members FROM enrollments e
-         WHERE e.district_id = $1 AND e.ended_at IS NULL AND e.class_id IN (SELECT class_id FROM ends) GROUP BY e.class_id),
+         WHERE e.district_id = $1 AND e.ended_at IS NULL AND e.class_id = ANY (ARRAY(SELECT class_id FROM ends)) GROUP BY e.class_id),
        cut AS (
          SELECT ends.class_id, ends.n, sizes.members FROM ends JOIN sizes USING (class_id)
          WHERE sizes.members >= $2 AND ends.n * 100 >= sizes.members * $3),
