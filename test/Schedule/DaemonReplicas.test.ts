@@ -122,8 +122,12 @@ ${districtsYaml(ids)}`)
       // The survivors shared the work.
       const byPid = new Set(all.filter((r) => r.status === "succeeded").map((r) => r.pid))
       expect(byPid.size).toBeGreaterThanOrEqual(2)
-      // And every district's next slot is its nightly one, in the future.
-      const slots = await query<{ next_run_at: Date }>(db.url, "SELECT next_run_at FROM districts")
+      // And every district's next slot is its nightly one, in the future. (A replica records
+      // the run's end first and the district's next slot just after: waited for.)
+      const slots = await eventually(async () => {
+        const rows = await query<{ next_run_at: Date | null }>(db.url, "SELECT next_run_at FROM districts")
+        return rows.every((row) => row.next_run_at !== null) ? rows as Array<{ next_run_at: Date }> : undefined
+      }, 30_000, 200)
       for (const slot of slots) expect(slot.next_run_at.getTime()).toBeGreaterThan(Date.now())
     } finally {
       for (const daemon of survivors) expect(await daemon.stop("SIGTERM")).toBe(0)
