@@ -262,12 +262,6 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
         SELECT DISTINCT class_source_id, user_source_id FROM ${stage}
         WHERE invalid AND class_source_id IS NOT NULL AND user_source_id IS NOT NULL
       ),
-      -- A class whose record is invalid is held, not deactivated (Findings.ts), and so are
-      -- its memberships: a Clever section lists its members itself, so a section that does
-      -- not decode (or has no school) lists none, and they would all end as unlisted.
-      held_classes AS (
-        SELECT DISTINCT source_id FROM ${stageTable("classes")} WHERE invalid AND source_id IS NOT NULL
-      ),
       diff AS MATERIALIZED (
         SELECT
           CASE
@@ -282,7 +276,13 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
                      THEN 'update'
                    ELSE 'unchanged' END
             WHEN s.status = 'tobedeleted' THEN CASE WHEN l.id IS NOT NULL THEN 'deactivate' END
-            WHEN l.id IS NOT NULL AND $3 AND h.class_source_id IS NULL AND hc.source_id IS NULL THEN 'deactivate'
+            -- A class whose record is invalid is held, not deactivated (Findings.ts), and so
+            -- are its memberships: a Clever section lists its members itself, so a section
+            -- that does not decode (or has no school) lists none, and they would all end as
+            -- unlisted. (A hashed subplan, probed only by the rows that are not listed.)
+            WHEN l.id IS NOT NULL AND $3 AND h.class_source_id IS NULL
+                 AND l.class_source_id NOT IN (SELECT source_id FROM ${stageTable("classes")} WHERE invalid AND source_id IS NOT NULL)
+              THEN 'deactivate'
           END AS action,
           CASE
             WHEN l.class_id IN (SELECT id FROM classes WHERE district_id = $1 AND NOT active) THEN 'class_removed'
@@ -300,7 +300,6 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
         LEFT JOIN classes c ON l.id IS NULL AND c.district_id = $1 AND c.source_id = s.class_source_id AND c.active
         LEFT JOIN users u ON l.id IS NULL AND u.district_id = $1 AND u.source_id = s.user_source_id AND u.active
         LEFT JOIN held h ON h.class_source_id = l.class_source_id AND h.user_source_id = l.user_source_id
-        LEFT JOIN held_classes hc ON hc.source_id = l.class_source_id
       ),
       planned AS (
         INSERT INTO ${plan} (action, reason, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")})
