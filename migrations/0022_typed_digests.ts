@@ -6,7 +6,8 @@ import { Effect } from "effect"
  * row it produced, column for column (`roster_digests_<kind>`, src/Reconcile/Digests.ts),
  * instead of one table holding the row as text. Writing a first sync's rows no longer
  * formats each as a composite value, and restoring them no longer parses it: for 837,000
- * enrollments, writing 3.3–3.5 → 2.5–2.6 s and restoring 2.5–2.6 → 1.9–2.1 s.
+ * enrollments (the bench at 100k students), writing 2.9–3.7 → 2.3–2.5 s and restoring
+ * 2.9–3.1 → 1.4–1.7 s.
  *
  * The columns are the staging table's but its line (`cachedColumns`, src/Reconcile/
  * Staging.ts), all nullable: the staging table's own constraints apply when a row is
