@@ -164,9 +164,23 @@ const startChild = (script: string, childArgs: ReadonlyArray<string>) =>
   })
 
 /** Runs `npx tsx <script> ...args` from the repository root; resolves with its stdout's last line. */
+/**
+ * The heap bound rosterd runs under in production (deploy/rosterd.service, deploy/Dockerfile).
+ * A sync measured in its own process gets it whatever started the bench: `npm run bench`
+ * passes it in NODE_OPTIONS, but `npx tsx --max-old-space-size=384 bench/run.ts` bounds
+ * only the bench's own heap, and an unbounded child's peak RSS is not the one a district
+ * sees (the Clever sync reached 557 MiB that way, 335 MiB bounded).
+ */
+const DEPLOYED_HEAP = "--max-old-space-size=384"
+
+const childEnv = (): NodeJS.ProcessEnv => {
+  const options = process.env.NODE_OPTIONS ?? ""
+  return /--max-old-space-size=/.test(options) ? process.env : { ...process.env, NODE_OPTIONS: `${options} ${DEPLOYED_HEAP}`.trim() }
+}
+
 const runChild = (script: string, childArgs: ReadonlyArray<string>) =>
   new Promise<string>((resolve, reject) => {
-    const child = spawn("npx", ["tsx", script, ...childArgs], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] })
+    const child = spawn("npx", ["tsx", script, ...childArgs], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], env: childEnv() })
     let out = ""
     child.stdout.on("data", (chunk: Buffer) => {
       out += chunk.toString()
