@@ -163,7 +163,6 @@ const startChild = (script: string, childArgs: ReadonlyArray<string>) =>
     child.once("exit", (code) => reject(new Error(`${script} exited with ${code} before it was ready`)))
   })
 
-/** Runs `npx tsx <script> ...args` from the repository root; resolves with its stdout's last line. */
 /**
  * The heap bound rosterd runs under in production (deploy/rosterd.service, deploy/Dockerfile).
  * A sync measured in its own process gets it whatever started the bench: `npm run bench`
@@ -178,6 +177,7 @@ const childEnv = (): NodeJS.ProcessEnv => {
   return /--max-old-space-size=/.test(options) ? process.env : { ...process.env, NODE_OPTIONS: `${options} ${DEPLOYED_HEAP}`.trim() }
 }
 
+/** Runs `npx tsx <script> ...args` from the repository root; resolves with its stdout's last line. */
 const runChild = (script: string, childArgs: ReadonlyArray<string>) =>
   new Promise<string>((resolve, reject) => {
     const child = spawn("npx", ["tsx", script, ...childArgs], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], env: childEnv() })

@@ -138,6 +138,10 @@ const applied = (raw: RawCounts | undefined, held: HeldCounts): EntityCounts => 
 export const plannedIds = (plan: string, actions: string, unheld = true) =>
   `ARRAY(SELECT live_id FROM ${plan} WHERE action IN (${actions})${unheld ? " AND NOT held" : ""} AND live_id IS NOT NULL)`
 
+/** The `FROM … WHERE` of a write to the live rows (`l`) of the plan's unheld rows of `action`. */
+const plannedRows = (plan: string, action: "update" | "deactivate") =>
+  `FROM ${plan} p WHERE p.action = '${action}' AND NOT p.held AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, `'${action}'`)})`
+
 /** Names the fields each planned update changes (for change lists and holds): update rows only. */
 const markChangedFields = (table: string, plan: string, names: ReadonlyArray<string>, active: string) =>
   `UPDATE ${plan} p SET fields = array_remove(ARRAY[${active}${
@@ -210,11 +214,11 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
         UPDATE ${table} l
         SET (${names}, roster_source, active, deactivated_at, deactivation_reason, updated_at) =
             (${columns.map((c) => `p.${c.name}`).join(", ")}, $2::roster_source, true, NULL, NULL, now())
-        FROM ${plan} p WHERE p.action = 'update' AND NOT p.held AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, "'update'")})
+        ${plannedRows(plan, "update")}
       )
       UPDATE ${table} l
       SET active = false, deactivated_at = now(), updated_at = now(), deactivation_reason = p.reason
-      FROM ${plan} p WHERE p.action = 'deactivate' AND NOT p.held AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, "'deactivate'")})`,
+      ${plannedRows(plan, "deactivate")}`,
       [context.districtId, context.rosterSource]
     )
     return { counts: applied(raw, held), held }
@@ -339,10 +343,10 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
       updated AS (
         UPDATE enrollments l
         SET (${values.join(", ")}, roster_source, updated_at) = (${values.map((v) => `p.${v}`).join(", ")}, $2::roster_source, now())
-        FROM ${plan} p WHERE p.action = 'update' AND NOT p.held AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, "'update'")})
+        ${plannedRows(plan, "update")}
       )
       UPDATE enrollments l SET ended_at = now(), updated_at = now(), end_reason = p.reason
-      FROM ${plan} p WHERE p.action = 'deactivate' AND NOT p.held AND l.id = p.live_id AND l.id = ANY (${plannedIds(plan, "'deactivate'")})`,
+      ${plannedRows(plan, "deactivate")}`,
       [context.districtId, context.rosterSource]
     )
     return { counts: applied(raw, held), held }

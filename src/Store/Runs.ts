@@ -250,9 +250,9 @@ export class Runs extends Effect.Service<Runs>()("rosterd/Runs", {
 
     /**
      * A run's change list (`run_changes`, see Reconcile/ChangeList.ts), kinds in dependency
-     * order, each group's parts joined in order: its first `listed` IDs and its size. Only
-     * the parts those IDs are in are read whole. Empty when the run applied nothing or its
-     * list was pruned.
+     * order, each group's parts joined in order: its first `listed` IDs and its size. Every
+     * part is read to count it (as the one array of a group was); only the IDs up to
+     * `listed` reach Node. Empty when the run applied nothing or its list was pruned.
      */
     const changes = Effect.fn("Runs.changes")(function*(runId: number, listed: number = CHANGE_IDS_LISTED) {
       const parts = yield* sql<Omit<ChangeGroup, "total"> & { readonly size: number }>`

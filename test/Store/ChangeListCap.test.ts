@@ -15,13 +15,20 @@ import { SyncTestLayer } from "../support/Layers.ts"
  * src/Store/Runs.ts): a first sync of the largest district changes millions of records.
  * The group's size stays exact.
  */
+/** A small OneRoster CSV district, added to the store; its folder. */
+const smallDistrict = (id: string) =>
+  Effect.gen(function*() {
+    const dir = tempDir()
+    writeSmallDistrict(dir.dir, `${id}.example`)
+    yield* Effect.flatMap(RosterStore, (store) =>
+      store.addDistrict({ id: id as DistrictId, name: id, provider: "oneroster-csv", timezone: "America/Chicago", settings: { path: dir.dir } }))
+    return dir
+  })
+
 layer(SyncTestLayer, { timeout: "60 seconds", excludeTestServices: true })("change list, bounded", (it) => {
   it.effect("a group lists at most the IDs asked for, and says how many it has", () =>
     Effect.gen(function*() {
-      const dir = tempDir()
-      writeSmallDistrict(dir.dir, "cap.example")
-      yield* Effect.flatMap(RosterStore, (store) =>
-        store.addDistrict({ id: "cap" as DistrictId, name: "cap", provider: "oneroster-csv", timezone: "America/Chicago", settings: { path: dir.dir } }))
+      const dir = yield* smallDistrict("cap")
       const first = yield* Effect.flatMap(Sync, (sync) => sync.run("cap", { request: "auto", trigger: "test" }))
       const runs = yield* Runs
       const all = yield* runs.changes(first.runId)
@@ -37,10 +44,7 @@ layer(SyncTestLayer, { timeout: "60 seconds", excludeTestServices: true })("chan
 
   it.effect("a large group is stored in bounded parts, and read back whole and in order", () =>
     Effect.gen(function*() {
-      const dir = tempDir()
-      writeSmallDistrict(dir.dir, "parts.example")
-      yield* Effect.flatMap(RosterStore, (store) =>
-        store.addDistrict({ id: "parts" as DistrictId, name: "parts", provider: "oneroster-csv", timezone: "America/Chicago", settings: { path: dir.dir } }))
+      const dir = yield* smallDistrict("parts")
       const sql = yield* SqlClient.SqlClient
       const runs = yield* Runs
       const run = yield* runs.start("parts", { mode: "full", trigger: "test" })
