@@ -162,6 +162,14 @@ export const breakdown = (spans: Map<Tracer.AnySpan, SpanRecord>): { steps: Arra
   }
 }
 
+/** A run's `n` slowest SQL statements, each as its first words (whitespace folded). */
+export const slowestStatements = (spans: Map<Tracer.AnySpan, SpanRecord>, n: number): Array<{ wallMs: number; text: string }> =>
+  [...spans.values()]
+    .filter((r) => r.name === "sql.execute")
+    .sort((a, b) => b.wallMs - a.wallMs)
+    .slice(0, n)
+    .map((r) => ({ wallMs: r.wallMs, text: String(r.attributes.get("db.query.text") ?? "").replace(/\s+/g, " ").trim().slice(0, 150) }))
+
 const clockTicks = (() => {
   let ticks: number | undefined
   return () => {

@@ -46,7 +46,7 @@ import { RosterStore } from "../src/Store/RosterStore.ts"
 import { migrate, pgClientLayer } from "../src/Store/Sql.ts"
 import { advanceSequences, loadCopy, type PreparedCopy } from "./Baseline.ts"
 import { mutateDistrict } from "./Mutate.ts"
-import { breakdown, machineCpuReader, PART, recordingTracer, serverCpuReader, type SpanRecord, type Step } from "./Profile.ts"
+import { breakdown, machineCpuReader, PART, recordingTracer, serverCpuReader, slowestStatements, type SpanRecord, type Step } from "./Profile.ts"
 
 const ROOT = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "..")
 const ROSTER_TABLES = ["schools", "terms", "courses", "classes", "users", "enrollments"] as const
@@ -60,6 +60,7 @@ const { values: args } = parseArgs({
     regenerate: { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
     "skip-rest": { type: "boolean", default: false },
+    statements: { type: "string", default: "0" },
     help: { type: "boolean", short: "h", default: false }
   }
 })
@@ -70,6 +71,7 @@ if (args.help) {
   --regenerate    generate the CSV set again even if bench/.data has it
   --keep          keep the bench databases (only with DATABASE_URL; the embedded server is always removed)
   --skip-rest     leave out the Clever and OneRoster REST full syncs through the fake servers
+  --statements N  after each phase's steps, its N slowest SQL statements (for finding what to work on)
 `)
   process.exit(0)
 }
@@ -672,6 +674,13 @@ const main = async () => {
       row({ label: `${rest.length} smaller steps`, wallMs: rest.reduce((n, s) => n + s.wallMs, 0), cpuMs: rest.reduce((n, s) => n + s.cpuMs, 0) })
     }
     out.push(`  ${pad("rest (commit, transaction, run bookkeeping)", 54)}${pad(seconds(totalMs - accounted), 9, true)}`)
+    const slowest = Number(args.statements)
+    if (slowest > 0) {
+      out.push(`  slowest statements:`)
+      for (const s of slowestStatements(spans, slowest)) {
+        out.push(`    ${pad(seconds(s.wallMs), 7, true)}  ${s.text}`)
+      }
+    }
   }
   showBreakdown("full sync, step by step", fullSpans)
   showBreakdown("no-op sync, step by step", noopSpans)
