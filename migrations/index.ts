@@ -20,6 +20,7 @@ import digestSets from "./0019_digest_sets.ts"
 import rosterApplied from "./0020_roster_applied.ts"
 import changeParts from "./0021_change_parts.ts"
 import typedDigests from "./0022_typed_digests.ts"
+import digestKeys from "./0023_digest_keys.ts"
 import digests from "./0015_digests.ts"
 
 /**
@@ -49,7 +50,8 @@ const all = {
   "0019_digest_sets": digestSets,
   "0020_roster_applied": rosterApplied,
   "0021_change_parts": changeParts,
-  "0022_typed_digests": typedDigests
+  "0022_typed_digests": typedDigests,
+  "0023_digest_keys": digestKeys
 }
 
 export const migrations = Migrator.fromRecord(all)

@@ -7,10 +7,11 @@ import type { ProviderError } from "../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
 import type { FeedDigests, RawItem } from "../Providers/RosterProvider.ts"
 import { copyIn, copyOut } from "../Store/Copy.ts"
-import type { DigestSetRef, FullComparison } from "./Digests.ts"
+import type { DigestSetRef, FullComparison, StagedKeys } from "./Digests.ts"
 import { clearDigests, digestCopy } from "./Digests.ts"
 import { stagedColumns, stageTable } from "./Entities.ts"
 import { digestTable } from "../Store/DigestTables.ts"
+import { RepeatedDigests } from "./RepeatedDigests.ts"
 import { cachedColumns, encoder, seenTable } from "./Staging.ts"
 
 /**
@@ -26,6 +27,8 @@ export interface DigestedStaging {
   readonly full: FullComparison | null
   /** The kind's scan (taken while decoding, when it was decoded in full). */
   readonly scan: DigestScan
+  /** What the checks may assume of the staged keys (Findings.ts). */
+  readonly keys: StagedKeys
 }
 
 /**
@@ -63,7 +66,15 @@ export interface DigestScan {
   readonly set: DigestSetRef
   readonly scanned: number
   readonly fingerprint: string
+  /**
+   * Lines whose digest an earlier line may have listed (RepeatedDigests.ts); null when not
+   * known (too many, or the scan was taken while decoding in full).
+   */
+  readonly repeats: ReadonlyArray<number> | null
 }
+
+/** At most this many possibly repeated lines are listed for the checks (RepeatedDigests.ts); past it, they read every row. */
+const REPEATS_LISTED = 100_000
 
 const scanHash = (kind: EntityKind, version: string) => createHash("sha256").update(`${kind}\n${version}\n`)
 
@@ -82,16 +93,20 @@ export const scanDigests = <K extends EntityKind>(
   Effect.gen(function*() {
     const seen = seenTable(kind)
     const hash = scanHash(kind, version)
+    const repeats = new RepeatedDigests(set.entries, REPEATS_LISTED)
     let scanned = 0
     yield* copyIn(client, `COPY pg_temp.${seen} (line, digest) FROM STDIN`, digests.scan, (batch) => {
       hash.update(Uint32Array.from(batch))
       const lines: Array<string> = []
-      for (let i = 0; i < batch.length; i += 3) lines.push(`${batch[i]}\t${digestCopy(batch[i + 1]!, batch[i + 2]!)}`)
+      for (let i = 0; i < batch.length; i += 3) {
+        repeats.add(batch[i]!, batch[i + 1]!, batch[i + 2]!)
+        lines.push(`${batch[i]}\t${digestCopy(batch[i + 1]!, batch[i + 2]!)}`)
+      }
       scanned += lines.length
       return lines.join("\n")
     }).pipe(Effect.withSpan("Digests.scan", { attributes: { kind } }))
     yield* progress(scanned)
-    return { set, scanned, fingerprint: hash.digest("hex") }
+    return { set, scanned, fingerprint: hash.digest("hex"), repeats: repeats.lines }
   })
 
 /**
@@ -152,7 +167,7 @@ export const stageDigested = <K extends EntityKind>(
         for (const item of chunk) batch.push(item.line, item.hi, item.lo)
         hash.update(Uint32Array.from(batch))
       })
-      scan = { set, scanned: decoded, fingerprint: hash.digest("hex") }
+      scan = { set, scanned: decoded, fingerprint: hash.digest("hex"), repeats: null }
     } else {
       // 1. scan: every record's line and digest, into the session's seen_<kind>.
       scan = done ?? (yield* scanDigests(client, kind, digests, set, options.version, options.progress))
@@ -242,9 +257,22 @@ export const stageDigested = <K extends EntityKind>(
          WHERE digest IS NOT NULL${fresh ? ` AND NOT EXISTS (SELECT 1 FROM ${store} c WHERE c.set_id = $1 AND c.digest = s.digest)` : ""}
          ORDER BY digest${fresh ? "" : "\n         ON CONFLICT (set_id, digest) DO NOTHING"}`
       )
+      // New rows may repeat a stored row's key: the set is no longer known distinct
+      // (migrations/0023) until this run's checks find it so.
       if (inserted > 0) {
-        yield* sql`UPDATE roster_digest_sets SET entries = entries + ${inserted}, updated_at = now() WHERE id = ${set.id}`
+        yield* sql`UPDATE roster_digest_sets SET entries = entries + ${inserted}, keys_distinct = false, updated_at = now() WHERE id = ${set.id}`
       }
     })).pipe(Effect.withSpan("Digests.write", { attributes: { kind } }))
-    return { decoded, restored: set.full === null ? scanned - decoded : 0, full: set.full, scan }
+    return {
+      decoded,
+      restored: set.full === null ? scanned - decoded : 0,
+      full: set.full,
+      scan,
+      keys: {
+        setId: set.id,
+        restoredDistinct: set.full === null && set.keysDistinct && scan.repeats !== null,
+        recheck: scan.repeats ?? [],
+        complete: options.bulk
+      }
+    }
   }).pipe(Effect.withSpan("Staging.stageDigested", { attributes: { kind } }))

@@ -71,6 +71,13 @@ export interface DigestSetRef {
   readonly id: number
   /** null: the set's digests can be used. */
   readonly full: FullComparison | null
+  /**
+   * The set's rows have distinct keys (`keys_distinct`, migrations/0023): rows restored from
+   * it cannot repeat each other's source IDs (Findings.ts reads only the decoded rows' keys).
+   */
+  readonly keysDistinct: boolean
+  /** How many digests the set holds. */
+  readonly entries: number
 }
 
 /**
@@ -81,22 +88,59 @@ export interface DigestSetRef {
 export const openDigestSet = (districtId: string, kind: EntityKind, version: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const [found] = yield* sql<{ readonly id: number; readonly version: string }>`
-      SELECT id, version FROM roster_digest_sets WHERE district_id = ${districtId} AND kind = ${kind}`
-    if (found !== undefined && found.version === version) return { id: found.id, full: null } satisfies DigestSetRef
+    const [found] = yield* sql<{ readonly id: number; readonly version: string; readonly keysDistinct: boolean; readonly entries: number }>`
+      SELECT id, version, keys_distinct AS "keysDistinct", entries::float8 AS entries
+      FROM roster_digest_sets WHERE district_id = ${districtId} AND kind = ${kind}`
+    if (found !== undefined && found.version === version) {
+      return { id: found.id, full: null, keysDistinct: found.keysDistinct, entries: found.entries } satisfies DigestSetRef
+    }
     if (found !== undefined) {
       yield* sql.withTransaction(Effect.gen(function*() {
         yield* sql.unsafe(`DELETE FROM ${digestTable(kind)} WHERE set_id = $1`, [found.id])
-        yield* sql`UPDATE roster_digest_sets SET version = ${version}, entries = 0, updated_at = now() WHERE id = ${found.id}`
+        yield* sql`UPDATE roster_digest_sets SET version = ${version}, entries = 0, keys_distinct = false, updated_at = now()
+                   WHERE id = ${found.id}`
       }))
-      return { id: found.id, full: "version" } satisfies DigestSetRef
+      return { id: found.id, full: "version", keysDistinct: false, entries: 0 } satisfies DigestSetRef
     }
     const [made] = yield* sql<{ readonly id: number }>`
       INSERT INTO roster_digest_sets (district_id, kind, version) VALUES (${districtId}, ${kind}, ${version})
-      ON CONFLICT (district_id, kind) DO UPDATE SET version = excluded.version, entries = 0, updated_at = now()
+      ON CONFLICT (district_id, kind) DO UPDATE SET version = excluded.version, entries = 0, keys_distinct = false, updated_at = now()
       RETURNING id`
-    return { id: made!.id, full: "none" } satisfies DigestSetRef
+    return { id: made!.id, full: "none", keysDistinct: false, entries: 0 } satisfies DigestSetRef
   }).pipe(Effect.withSpan("Digests.open", { attributes: { kind } }))
+
+/**
+ * What the duplicate checks may assume of a kind's staged keys, from its digest set
+ * (Findings.ts; `keys_distinct`, migrations/0023).
+ */
+export interface StagedKeys {
+  readonly setId: number
+  /**
+   * The rows restored from the set cannot repeat each other's keys (the set's rows are
+   * distinct), but at the lines in `recheck`: a repeated key involves a row decoded by this
+   * run (`digest IS NOT NULL`) or one of those lines.
+   */
+  readonly restoredDistinct: boolean
+  /** Lines whose digest an earlier line of the scan may have listed (RepeatedDigests.ts). */
+  readonly recheck: ReadonlyArray<number>
+  /**
+   * The set holds exactly the staged rows' digests once staged (a complete feed): when the
+   * checks find no repeated key, the set is marked distinct for the next run.
+   */
+  readonly complete: boolean
+}
+
+/**
+ * Marks sets whose staged rows the checks found without a repeated key (in the run's
+ * transaction: a run that rolls back leaves them unmarked, which only means the next run's
+ * checks read every row). Adding rows to a set clears the mark (DigestStaging.ts).
+ */
+export const markKeysDistinct = (setIds: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (setIds.length === 0) return
+    yield* sql`UPDATE roster_digest_sets SET keys_distinct = true WHERE id = ANY (${setIds}) AND NOT keys_distinct`
+  })
 
 /** Empties a district's digest set of one kind: its next run compares that kind in full. */
 export const clearDigests = (kind: EntityKind, setId: number) =>
@@ -105,7 +149,7 @@ export const clearDigests = (kind: EntityKind, setId: number) =>
     yield* sql.withTransaction(Effect.gen(function*() {
       yield* sql.unsafe(`DELETE FROM ${digestTable(kind)} WHERE set_id = $1`, [setId])
       // Another version than any code makes: the next run says why it compares in full.
-      yield* sql`UPDATE roster_digest_sets SET version = 'discarded', entries = 0, updated_at = now() WHERE id = ${setId}`
+      yield* sql`UPDATE roster_digest_sets SET version = 'discarded', entries = 0, keys_distinct = false, updated_at = now() WHERE id = ${setId}`
     }))
   })
 

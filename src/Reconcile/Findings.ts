@@ -3,6 +3,8 @@ import { Effect } from "effect"
 import type { EntityKind } from "../Domain/Roster.ts"
 import { CLEANED_KINDS } from "../Domain/Values.ts"
 import type { FeedMode } from "../Providers/RosterProvider.ts"
+import type { StagedKeys } from "./Digests.ts"
+import { markKeysDistinct } from "./Digests.ts"
 import { Entities, stageTable } from "./Entities.ts"
 
 /**
@@ -70,11 +72,22 @@ const absentFrom = (context: FindingsContext, kind: EntityKind, sourceIdExpr: st
            AND NOT EXISTS (SELECT 1 FROM ${table} t WHERE t.district_id = $2 AND t.source_id = ${sourceIdExpr} AND t.active)`
 }
 
-export const checkStaged = (context: FindingsContext) =>
+/**
+ * `keys`: per digested kind, what its digest set says of the staged keys (Digests.ts
+ * `StagedKeys`). Where the rows restored from the set cannot repeat each other's keys, a
+ * repeat involves a decoded row (`digest IS NOT NULL`) or a line whose digest the scan may
+ * have listed before (`recheck`, RepeatedDigests.ts): each duplicate check groups only the
+ * rows that share a key with one of those, and finds the same groups it would among all
+ * rows (a resync decodes a few percent). A complete feed found without a repeated key marks
+ * its set distinct.
+ */
+export const checkStaged = (context: FindingsContext, keys: Partial<Record<EntityKind, StagedKeys>> = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const provided = (Object.keys(context.modes) as Array<EntityKind>).filter((kind) => context.modes[kind] !== null)
     const file = (kind: EntityKind) => quote(context.files[kind] ?? kind)
+    /** Kinds in which a key was found repeated. */
+    const repeated = new Set<EntityKind>()
 
     // 1. Rows that did not decode.
     for (const kind of provided) {
@@ -90,13 +103,18 @@ export const checkStaged = (context: FindingsContext) =>
     //    One aggregate pass finds them; the rest only runs when there are any.
     for (const kind of provided) {
       const table = stageTable(kind)
+      const decodedOnly = keys[kind]?.restoredDistinct === true
+        ? ` AND source_id IN (SELECT source_id FROM ${table} WHERE digest IS NOT NULL OR line = ANY ($1::int[]))`
+        : ""
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_ids`)
       yield* sql.unsafe(
         `CREATE TEMP TABLE duplicate_ids AS
-           SELECT source_id FROM ${table} WHERE source_id IS NOT NULL GROUP BY source_id HAVING count(*) > 1`
+           SELECT source_id FROM ${table} WHERE source_id IS NOT NULL${decodedOnly} GROUP BY source_id HAVING count(*) > 1`,
+        decodedOnly === "" ? [] : [keys[kind]!.recheck]
       )
       const [dups] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM duplicate_ids`)
       if ((dups?.n ?? 0) === 0) continue
+      repeated.add(kind)
       // A record repeated with identical content (a re-sent CSV line, offset paging that
       // drifted over a page boundary) is not ambiguous: kept once, reported as a warning.
       const content = `(to_jsonb(s) - 'line' - 'invalid' - 'problem' - 'cleared' - 'stripped' - 'shadowed' - 'digest')`
@@ -154,15 +172,23 @@ export const checkStaged = (context: FindingsContext) =>
     // 2b. The same person in one class under several enrollment IDs: one row is kept by a
     //     stable rule (an active row over a removal, teacher over student, primary first,
     //     then the first line); the others are shadowed and reported.
+    //     (A valid enrollment always names its class and user: no pair has a null.)
     if (context.modes.enrollments !== null) {
+      const decodedOnly = keys.enrollments?.restoredDistinct === true
+        ? ` AND (class_source_id, user_source_id) IN (
+             SELECT class_source_id, user_source_id FROM stage_enrollments
+             WHERE (digest IS NOT NULL OR line = ANY ($1::int[])) AND NOT invalid AND NOT shadowed)`
+        : ""
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_pairs`)
       yield* sql.unsafe(
         `CREATE TEMP TABLE duplicate_pairs AS
-           SELECT class_source_id, user_source_id FROM stage_enrollments WHERE NOT invalid AND NOT shadowed
-           GROUP BY class_source_id, user_source_id HAVING count(*) > 1`
+           SELECT class_source_id, user_source_id FROM stage_enrollments WHERE NOT invalid AND NOT shadowed${decodedOnly}
+           GROUP BY class_source_id, user_source_id HAVING count(*) > 1`,
+        decodedOnly === "" ? [] : [keys.enrollments!.recheck]
       )
       const [pairs] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM duplicate_pairs`)
       if ((pairs?.n ?? 0) > 0) {
+        repeated.add("enrollments")
         yield* insertFindings(
           context,
           `SELECT 'warning' AS severity, 'duplicate_enrollment' AS code, 'enrollments' AS entity, min(s.source_id) AS source_id,
@@ -185,6 +211,12 @@ export const checkStaged = (context: FindingsContext) =>
         )
       }
     }
+
+    // The sets that hold exactly these rows, none repeating another's key: the next run's
+    // restored rows cannot repeat each other's keys either.
+    yield* markKeysDistinct(
+      provided.flatMap((kind) => keys[kind]?.complete === true && !repeated.has(kind) ? [keys[kind]!.setId] : [])
+    )
 
     // 3. References.
     const dangling = (kind: EntityKind, severity: "error" | "warning", target: EntityKind, idExpr: string, from: string, what: string) =>

@@ -8,7 +8,7 @@ import type { EntityKind } from "../Domain/Roster.ts"
 import { EntityKinds } from "../Domain/Roster.ts"
 import type { FeedDigests, RosterSnapshot } from "../Providers/RosterProvider.ts"
 import { planDdl } from "./Apply.ts"
-import type { DigestSetRef } from "./Digests.ts"
+import type { DigestSetRef, StagedKeys } from "./Digests.ts"
 import { fullComparisonReason, hasEarlierRun, openDigestSet, setVersion } from "./Digests.ts"
 import type { DigestScan } from "./DigestStaging.ts"
 import { scanDigests, stageDigested } from "./DigestStaging.ts"
@@ -31,6 +31,8 @@ export interface Staged {
   readonly notes: ReadonlyArray<string>
   /** The run's source key once it is staged (Unchanged.ts); null when the run can leave no mark. */
   readonly source: () => string | null
+  /** Once staged, what the checks may assume of each digested kind's keys (Findings.ts). */
+  readonly keys: () => Partial<Record<EntityKind, StagedKeys>>
   /**
    * A candidate to skip the comparison: the mark its scans matched, and the rest of
    * staging, for when the transaction finds the stored roster changed.
@@ -72,6 +74,7 @@ export const stageSnapshot = (snapshot: RosterSnapshot, client: pg.PoolClient, d
     // 1. The digest sets, and the scans of those that can be used.
     const sets: Partial<Record<EntityKind, DigestSetRef>> = {}
     const scans: Partial<Record<EntityKind, DigestScan>> = {}
+    const keys: Partial<Record<EntityKind, StagedKeys>> = {}
     for (const kind of provided.filter(digested)) {
       const set = yield* openDigestSet(district.id, kind, versionOf(kind))
       sets[kind] = set
@@ -107,6 +110,7 @@ export const stageSnapshot = (snapshot: RosterSnapshot, client: pg.PoolClient, d
             progress: (rows) => progress(kind, rows)
           }, { set: sets[kind]!, scan: scans[kind] })
           scans[kind] = done.scan
+          keys[kind] = done.keys
           if (done.full !== null) (full[done.full] ??= []).push(kind)
           yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
           continue
@@ -133,8 +137,8 @@ export const stageSnapshot = (snapshot: RosterSnapshot, client: pg.PoolClient, d
     const mark = scanned === null ? null : yield* readMark(district.id)
     const now = yield* Clock.currentTimeMillis
     if (maySkip && mark !== null && mark.sourceKey === scanned && now - mark.comparedAt < Duration.toMillis(compareEvery)) {
-      return { notes: [], source: () => scanned, unchanged: { mark, rest } } satisfies Staged as Staged
+      return { notes: [], source: () => scanned, keys: () => keys, unchanged: { mark, rest } } satisfies Staged as Staged
     }
     const notes = yield* rest
-    return { notes, source: sourceOf, unchanged: null } satisfies Staged as Staged
+    return { notes, source: sourceOf, keys: () => keys, unchanged: null } satisfies Staged as Staged
   })

@@ -227,9 +227,9 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
      * check: the staged set's findings and quality; in a full run, the re-key detection.
      * Returns the suspected re-key, if any.
      */
-    const check = (context: RunContext, district: District, snapshot: RosterSnapshot) =>
+    const check = (context: RunContext, district: District, snapshot: RosterSnapshot, staged: Staged) =>
       Effect.gen(function*() {
-        yield* checkStaged(context)
+        yield* checkStaged(context, staged.keys())
         yield* checkQuality(context)
         return snapshot.mode === "full" ? yield* detectRekey(context, district.rules.rekey) : null
       })
@@ -396,7 +396,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
           // The stored roster changed since (or a term began or ended): staged and compared after all.
           stagingNotes.push(...(yield* rest))
         }
-        const suspicion = yield* check(context, district, snapshot)
+        const suspicion = yield* check(context, district, snapshot, staged)
         if (suspicion !== null) return yield* holdAsRekey(context, suspicion, dryRun)
         const applied = yield* applyRoster(context, district)
         const findingsUpto = yield* lastFinding(context.runId)

@@ -15,7 +15,7 @@ import { clockAt } from "../support/RulesDistrict.ts"
 /**
  * The fast path is invisible (src/Reconcile/Digests.ts). fast-check generates small
  * districts and sequences of mutations — people added, removed, renamed and listed twice,
- * enrollments moved, repeated and left dangling, classes removed, birth dates changed
+ * enrollments moved, repeated (under another ID, or line for line) and left dangling, classes removed, birth dates changed
  * (around the 13th birthday) or made impossible, lines reordered — and syncs each state
  * into two districts: one with digests (every unchanged record restored from the store),
  * one with `digests: false` (every record decoded), each step a day after the one before.
@@ -72,7 +72,7 @@ const initial = (students: number, classes: number): Model => {
 
 const OPS = [
   "addStudent", "removeUser", "renameUser", "duplicateUser", "moveEnrollment", "removeEnrollment", "repeatEnrollment",
-  "danglingEnrollment", "removeClass", "retitleClass", "birthDate", "reorder", "nothing"
+  "repeatLine", "danglingEnrollment", "removeClass", "retitleClass", "birthDate", "reorder", "nothing"
 ] as const
 type Mutation = { readonly op: (typeof OPS)[number]; readonly target: number; readonly variant: number }
 
@@ -119,6 +119,12 @@ const mutate = (model: Model, m: Mutation, step: number): void => {
     case "repeatEnrollment": {
       const i = at(model.enrollments, target)
       if (i >= 0) model.enrollments.push({ ...model.enrollments[i]!, sourcedId: `${model.enrollments[i]!.sourcedId}-r${step}` })
+      return
+    }
+    case "repeatLine": {
+      // The same line again, word for word: restored twice from one stored digest (RepeatedDigests.ts).
+      const i = at(model.enrollments, target)
+      if (i >= 0) model.enrollments.splice(variant % (model.enrollments.length + 1), 0, { ...model.enrollments[i]! })
       return
     }
     case "danglingEnrollment":
