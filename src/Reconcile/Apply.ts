@@ -261,7 +261,11 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
     const stage = stageTable("enrollments")
     const plan = planTable("enrollments")
     const values = ENROLLMENT_VALUES
-    const [raw] = yield* sql.unsafe<RawCounts>(
+    // New memberships (no open live row) are resolved to their class and user after the
+    // diff, by a join over those rows only: joined inside it, every listed row of a resync
+    // probed both tables to keep a few (2.5–3.0 → 2.1–2.2 s at 837,000 enrollments). `created`
+    // counts them all until the dangling ones are known (below).
+    const [diffed] = yield* sql.unsafe<RawCounts>(
       `WITH held AS (
         SELECT DISTINCT class_source_id, user_source_id FROM ${stage}
         WHERE invalid AND class_source_id IS NOT NULL AND user_source_id IS NOT NULL
@@ -274,7 +278,7 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
               THEN 'deactivate'
             WHEN s.excluded IS NOT NULL THEN CASE WHEN l.id IS NOT NULL THEN 'deactivate' ELSE 'excluded' END
             WHEN s.status = 'active' THEN
-              CASE WHEN l.id IS NULL THEN CASE WHEN c.id IS NULL OR u.id IS NULL THEN 'dangling' ELSE 'create' END
+              CASE WHEN l.id IS NULL THEN 'new'
                    WHEN (${values.map((v) => `l.${v}`).join(", ")}, l.roster_source) IS DISTINCT FROM
                         (${values.map((v) => `s.${v}`).join(", ")}, $2::roster_source)
                      THEN 'update'
@@ -294,42 +298,63 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
             WHEN s.excluded IS NOT NULL THEN s.excluded
             WHEN s.status = 'tobedeleted' THEN 'tobedeleted'
             ELSE 'missing_from_source' END AS reason,
-          l.id AS live_id, coalesce(l.class_id, c.id) AS class_id, coalesce(l.user_id, u.id) AS user_id,
+          l.id AS live_id, l.class_id, l.user_id,
           coalesce(s.class_source_id, l.class_source_id) AS class_source_id,
           coalesce(s.user_source_id, l.user_source_id) AS user_source_id,
           s.line, ${values.map((v) => `s.${v}`).join(", ")}
         FROM (SELECT * FROM ${stage} WHERE NOT invalid AND NOT shadowed) s
         FULL JOIN (SELECT * FROM enrollments WHERE district_id = $1 AND ended_at IS NULL) l
           ON l.class_source_id = s.class_source_id AND l.user_source_id = s.user_source_id
-        LEFT JOIN classes c ON l.id IS NULL AND c.district_id = $1 AND c.source_id = s.class_source_id AND c.active
-        LEFT JOIN users u ON l.id IS NULL AND u.district_id = $1 AND u.source_id = s.user_source_id AND u.active
         LEFT JOIN held h ON h.class_source_id = l.class_source_id AND h.user_source_id = l.user_source_id
+      ),
+      resolved AS (
+        SELECT CASE WHEN c.id IS NULL OR u.id IS NULL THEN 'dangling' ELSE 'create' END AS action, d.reason, d.live_id,
+               c.id AS class_id, u.id AS user_id, d.class_source_id, d.user_source_id, d.line, ${values.map((v) => `d.${v}`).join(", ")}
+        FROM diff d
+        LEFT JOIN classes c ON c.district_id = $1 AND c.source_id = d.class_source_id AND c.active
+        LEFT JOIN users u ON u.district_id = $1 AND u.source_id = d.user_source_id AND u.active
+        WHERE d.action = 'new'
       ),
       planned AS (
         INSERT INTO ${plan} (action, reason, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")})
         SELECT action, reason, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")}
-        FROM diff WHERE action IN ('create', 'update', 'deactivate', 'dangling')
+        FROM diff WHERE action IN ('update', 'deactivate')
+        UNION ALL
+        SELECT action, reason, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")}
+        FROM resolved
       )
-      ${countsSelect}`,
+      SELECT
+        count(*) FILTER (WHERE action = 'new') AS created,
+        count(*) FILTER (WHERE action = 'update') AS updated,
+        count(*) FILTER (WHERE action = 'deactivate') AS deactivated,
+        count(*) FILTER (WHERE action = 'unchanged') AS unchanged
+      FROM diff`,
       [context.districtId, context.rosterSource, mode === "bulk"]
     )
 
-    // Memberships of a class or person we do not have (or no longer have) are skipped.
-    yield* sql.unsafe(
+    // Memberships of a class or person we do not have (or no longer have) are skipped, and
+    // reported: every one is counted (listed, or in the summary's `unlisted`).
+    const [dangling] = yield* sql.unsafe<{ readonly n: number }>(
       `WITH found AS (
          SELECT source_id, line, class_source_id, user_source_id,
                 row_number() OVER (ORDER BY line) AS rn, count(*) OVER () AS total
-         FROM ${plan} WHERE action = 'dangling')
-       INSERT INTO findings (run_id, district_id, severity, code, entity, source_id, file, line, detail, unlisted)
-       SELECT $1::bigint, $2::text, 'error', 'dangling_reference', 'enrollments', source_id, $3::text, line,
-              'class ' || class_source_id || ' or user ' || user_source_id || ' is not an active record; the enrollment is skipped', 0
-       FROM found WHERE rn <= ${FINDINGS_PER_CODE}
-       UNION ALL
-       SELECT $1::bigint, $2::text, 'error', 'dangling_reference', 'enrollments', NULL, $3::text, NULL,
-              (total - ${FINDINGS_PER_CODE}) || ' more findings like this are not listed', total - ${FINDINGS_PER_CODE}
-       FROM found WHERE rn = 1 AND total > ${FINDINGS_PER_CODE}`,
+         FROM ${plan} WHERE action = 'dangling'),
+       reported AS (
+         INSERT INTO findings (run_id, district_id, severity, code, entity, source_id, file, line, detail, unlisted)
+         SELECT $1::bigint, $2::text, 'error', 'dangling_reference', 'enrollments', source_id, $3::text, line,
+                'class ' || class_source_id || ' or user ' || user_source_id || ' is not an active record; the enrollment is skipped', 0
+         FROM found WHERE rn <= ${FINDINGS_PER_CODE}
+         UNION ALL
+         SELECT $1::bigint, $2::text, 'error', 'dangling_reference', 'enrollments', NULL, $3::text, NULL,
+                (total - ${FINDINGS_PER_CODE}) || ' more findings like this are not listed', total - ${FINDINGS_PER_CODE}
+         FROM found WHERE rn = 1 AND total > ${FINDINGS_PER_CODE}
+         RETURNING unlisted)
+       SELECT (count(*) FILTER (WHERE unlisted = 0) + coalesce(sum(unlisted), 0))::int AS n FROM reported`,
       [context.runId, context.districtId, file]
     )
+    const raw: RawCounts | undefined = diffed === undefined
+      ? undefined
+      : { ...diffed, created: Number(diffed.created) - (dangling?.n ?? 0) }
 
     if ((raw?.updated ?? 0) > 0) yield* sql.unsafe(markChangedFields("enrollments", plan, values, ""))
     const held = (raw?.updated ?? 0) + (raw?.deactivated ?? 0) > 0 ? yield* gate : { deactivated: 0, updated: 0 }
