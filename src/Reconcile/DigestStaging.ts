@@ -68,7 +68,7 @@ export interface DigestScan {
   readonly fingerprint: string
   /**
    * Lines whose digest an earlier line may have listed (RepeatedDigests.ts); null when not
-   * known (too many, or the scan was taken while decoding in full).
+   * known (too many, a set not known distinct, or the scan was taken while decoding in full).
    */
   readonly repeats: ReadonlyArray<number> | null
 }
@@ -93,20 +93,22 @@ export const scanDigests = <K extends EntityKind>(
   Effect.gen(function*() {
     const seen = seenTable(kind)
     const hash = scanHash(kind, version)
-    const repeats = new RepeatedDigests(set.entries, REPEATS_LISTED)
+    // Only a set whose rows have distinct keys needs the repeated lines (Findings.ts): for
+    // any other the checks read every row, and the filter (up to 32 MB) would be wasted.
+    const repeats = set.keysDistinct ? new RepeatedDigests(set.entries, REPEATS_LISTED) : null
     let scanned = 0
     yield* copyIn(client, `COPY pg_temp.${seen} (line, digest) FROM STDIN`, digests.scan, (batch) => {
       hash.update(Uint32Array.from(batch))
       const lines: Array<string> = []
       for (let i = 0; i < batch.length; i += 3) {
-        repeats.add(batch[i]!, batch[i + 1]!, batch[i + 2]!)
+        repeats?.add(batch[i]!, batch[i + 1]!, batch[i + 2]!)
         lines.push(`${batch[i]}\t${digestCopy(batch[i + 1]!, batch[i + 2]!)}`)
       }
       scanned += lines.length
       return lines.join("\n")
     }).pipe(Effect.withSpan("Digests.scan", { attributes: { kind } }))
     yield* progress(scanned)
-    return { set, scanned, fingerprint: hash.digest("hex"), repeats: repeats.lines }
+    return { set, scanned, fingerprint: hash.digest("hex"), repeats: repeats?.lines ?? null }
   })
 
 /**
