@@ -38,12 +38,16 @@ const arrayLiteral = (items: ReadonlyArray<string>) => {
 }
 
 const CHUNK_BYTES = 1 << 20
+const LINE_BREAK = 0x0a
 
 /**
  * Streams rows into `COPY <target> FROM STDIN`. `encode` turns each element into one
- * line (tab-separated, no newline). Writes ~1 MB chunks and waits when the socket is full,
- * so memory stays flat. A failure or interruption aborts the COPY (CopyFail) and leaves
- * the connection usable.
+ * line (tab-separated, no newline). Each line goes straight into a ~1 MB buffer as UTF-8,
+ * and full buffers are written, waiting when the socket is full, so memory stays flat.
+ * (Lines kept as strings until a megabyte was joined outlived the young generation: at
+ * 837,000 enrollments that cost 1.5–2 s of the main thread in the collector, the join and
+ * the conversion to bytes.) A failure or interruption aborts the COPY (CopyFail) and
+ * leaves the connection usable.
  */
 export const copyIn = <A, E, R>(
   client: pg.PoolClient,
@@ -63,11 +67,11 @@ export const copyIn = <A, E, R>(
     ({ failure, stream }) =>
       Effect.gen(function*() {
         let count = 0
-        const write = (text: string) =>
+        const write = (bytes: Buffer) =>
           Effect.async<void, SqlError>((resume) => {
             const error = failure()
             if (error !== undefined) return resume(Effect.fail(new SqlError({ cause: error, message: "COPY failed" })))
-            if (stream.write(text)) return resume(Effect.void)
+            if (stream.write(bytes)) return resume(Effect.void)
             const onDrain = () => {
               stream.off("error", onError)
               resume(Effect.void)
@@ -79,22 +83,31 @@ export const copyIn = <A, E, R>(
             stream.once("drain", onDrain)
             stream.once("error", onError)
           })
-        let pending: Array<string> = []
-        let size = 0
+        let buffer = Buffer.allocUnsafe(CHUNK_BYTES)
+        let used = 0
         yield* Stream.runForEachChunk(rows, (chunk) => {
+          const full: Array<Buffer> = []
           for (const row of chunk) {
             const text = encode(row)
-            pending.push(text)
-            size += text.length + 1
+            // UTF-8 takes at most three bytes per UTF-16 unit.
+            if (used + 3 * text.length + 1 > buffer.length) {
+              if (used > 0) {
+                full.push(buffer.subarray(0, used))
+                buffer = Buffer.allocUnsafe(CHUNK_BYTES)
+                used = 0
+              }
+              if (3 * text.length + 1 > buffer.length) {
+                full.push(Buffer.from(`${text}\n`))
+                continue
+              }
+            }
+            used += buffer.write(text, used)
+            buffer[used++] = LINE_BREAK
           }
           count += chunk.length
-          if (size < CHUNK_BYTES) return Effect.void
-          const text = pending.join("\n") + "\n"
-          pending = []
-          size = 0
-          return write(text)
+          return full.length === 0 ? Effect.void : Effect.forEach(full, write, { discard: true })
         })
-        if (pending.length > 0) yield* write(pending.join("\n") + "\n")
+        if (used > 0) yield* write(buffer.subarray(0, used))
         yield* Effect.async<void, SqlError>((resume) => {
           const error = failure()
           if (error !== undefined) return resume(Effect.fail(new SqlError({ cause: error, message: "COPY failed" })))
