@@ -8,10 +8,11 @@ import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
 import type { FeedDigests, RawItem } from "../Providers/RosterProvider.ts"
 import { copyIn, copyOut } from "../Store/Copy.ts"
 import type { DigestSetRef, FullComparison, StagedKeys } from "./Digests.ts"
-import { clearDigests, digestCopy } from "./Digests.ts"
+import { clearDigests, digestCopy, LINES_LISTED } from "./Digests.ts"
 import { stagedColumns, stageTable } from "./Entities.ts"
 import { digestTable } from "../Store/DigestTables.ts"
 import { RepeatedDigests } from "./RepeatedDigests.ts"
+import { RepeatedKeys } from "./RepeatedKeys.ts"
 import { cachedColumns, encoder, seenTable } from "./Staging.ts"
 
 /**
@@ -73,9 +74,6 @@ export interface DigestScan {
   readonly repeats: ReadonlyArray<number> | null
 }
 
-/** At most this many possibly repeated lines are listed for the checks (RepeatedDigests.ts); past it, they read every row. */
-const REPEATS_LISTED = 100_000
-
 const scanHash = (kind: EntityKind, version: string) => createHash("sha256").update(`${kind}\n${version}\n`)
 
 /**
@@ -95,7 +93,7 @@ export const scanDigests = <K extends EntityKind>(
     const hash = scanHash(kind, version)
     // Only a set whose rows have distinct keys needs the repeated lines (Findings.ts): for
     // any other the checks read every row, and the filter (up to 32 MB) would be wasted.
-    const repeats = set.keysDistinct ? new RepeatedDigests(set.entries, REPEATS_LISTED) : null
+    const repeats = set.keysDistinct ? new RepeatedDigests(set.entries, LINES_LISTED) : null
     let scanned = 0
     yield* copyIn(client, `COPY pg_temp.${seen} (line, digest) FROM STDIN`, digests.scan, (batch) => {
       hash.update(Uint32Array.from(batch))
@@ -140,7 +138,9 @@ export const stageDigested = <K extends EntityKind>(
     const { set, scan: done } = prepared
     const stage = stageTable(kind)
     const seen = seenTable(kind)
-    const encode = encoder(kind)
+    // The keys of the rows decoded: when none is restored, what the checks need (RepeatedKeys.ts).
+    const watched = new RepeatedKeys(LINES_LISTED)
+    const encode = encoder(kind, watched)
     const store = digestTable(kind)
     const columns = ["line", "invalid", "problem", "cleared", "stripped", "status", "source_id", ...stagedColumns(kind).map((c) => c.name), "digest"]
     let scanned = 0
@@ -274,7 +274,8 @@ export const stageDigested = <K extends EntityKind>(
         setId: set.id,
         restoredDistinct: set.full === null && set.keysDistinct && scan.repeats !== null,
         recheck: scan.repeats ?? [],
-        complete: options.bulk
+        complete: options.bulk,
+        suspects: set.full !== null || scanned === decoded ? watched.lines : null
       }
     }
   }).pipe(Effect.withSpan("Staging.stageDigested", { attributes: { kind } }))

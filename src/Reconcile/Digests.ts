@@ -110,11 +110,12 @@ export const openDigestSet = (districtId: string, kind: EntityKind, version: str
   }).pipe(Effect.withSpan("Digests.open", { attributes: { kind } }))
 
 /**
- * What the duplicate checks may assume of a kind's staged keys, from its digest set
- * (Findings.ts; `keys_distinct`, migrations/0023).
+ * What the duplicate checks may assume of a kind's staged keys (Findings.ts): from its
+ * digest set (`keys_distinct`, migrations/0023), and from the rows staging decoded.
  */
 export interface StagedKeys {
-  readonly setId: number
+  /** The kind's digest set; null when it was staged without digests. */
+  readonly setId: number | null
   /**
    * The rows restored from the set cannot repeat each other's keys (the set's rows are
    * distinct), but at the lines in `recheck`: a repeated key involves a row decoded by this
@@ -128,7 +129,16 @@ export interface StagedKeys {
    * checks find no repeated key, the set is marked distinct for the next run.
    */
   readonly complete: boolean
+  /**
+   * Every staged row was decoded by this run (none restored), its keys watched: the lines
+   * whose key may repeat an earlier line's (RepeatedKeys.ts). Null when not known (rows
+   * restored, or too many lines).
+   */
+  readonly suspects: ReadonlyArray<number> | null
 }
+
+/** At most this many lines are listed for the checks (RepeatedDigests.ts, RepeatedKeys.ts); past it, they read every row. */
+export const LINES_LISTED = 100_000
 
 /**
  * Marks sets whose staged rows the checks found without a repeated key (in the run's

@@ -73,14 +73,30 @@ const absentFrom = (context: FindingsContext, kind: EntityKind, sourceIdExpr: st
 }
 
 /**
- * `keys`: per digested kind, what its digest set says of the staged keys (Digests.ts
- * `StagedKeys`). Where the rows restored from the set cannot repeat each other's keys, a
- * repeat involves a decoded row (`digest IS NOT NULL`) or a line whose digest the scan may
- * have listed before (`recheck`, RepeatedDigests.ts): each duplicate check groups only the
- * rows that share a key with one of those, and finds the same groups it would among all
- * rows (a resync decodes a few percent). A complete feed found without a repeated key marks
- * its set distinct.
+ * `keys`: per kind, what staging knows of its keys (Digests.ts `StagedKeys`). Each
+ * duplicate check groups only the rows that share a key with some candidate rows, and
+ * finds the same groups it would among all rows:
+ *
+ * - where every row was decoded, a repeat has a second occurrence, which staging noted
+ *   (`suspects`, RepeatedKeys.ts): those lines are the candidates (a first sync: a handful);
+ * - where the rows restored from the digest set cannot repeat each other's keys, a repeat
+ *   involves a decoded row (`digest IS NOT NULL`) or a line whose digest the scan may have
+ *   listed before (`recheck`, RepeatedDigests.ts): those are the candidates (a resync
+ *   decodes a few percent).
+ *
+ * A complete feed found without a repeated key marks its set distinct.
  */
+/**
+ * The candidate rows of a duplicate check (see above): a condition on the staging table's
+ * rows, with its lines as `$1`; null when every row is to be grouped.
+ */
+const candidates = (staged: StagedKeys | undefined): { readonly rows: string; readonly lines: ReadonlyArray<number> } | null => {
+  if (staged === undefined) return null
+  if (staged.suspects !== null) return { rows: "line = ANY ($1::int[])", lines: staged.suspects }
+  if (staged.restoredDistinct) return { rows: "digest IS NOT NULL OR line = ANY ($1::int[])", lines: staged.recheck }
+  return null
+}
+
 export const checkStaged = (context: FindingsContext, keys: Partial<Record<EntityKind, StagedKeys>> = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -103,14 +119,14 @@ export const checkStaged = (context: FindingsContext, keys: Partial<Record<Entit
     //    One aggregate pass finds them; the rest only runs when there are any.
     for (const kind of provided) {
       const table = stageTable(kind)
-      const decodedOnly = keys[kind]?.restoredDistinct === true
-        ? ` AND source_id IN (SELECT source_id FROM ${table} WHERE digest IS NOT NULL OR line = ANY ($1::int[]))`
-        : ""
+      const only = candidates(keys[kind])
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_ids`)
       yield* sql.unsafe(
         `CREATE TEMP TABLE duplicate_ids AS
-           SELECT source_id FROM ${table} WHERE source_id IS NOT NULL${decodedOnly} GROUP BY source_id HAVING count(*) > 1`,
-        decodedOnly === "" ? [] : [keys[kind]!.recheck]
+           SELECT source_id FROM ${table} WHERE source_id IS NOT NULL${
+          only === null ? "" : ` AND source_id IN (SELECT source_id FROM ${table} WHERE ${only.rows})`
+        } GROUP BY source_id HAVING count(*) > 1`,
+        only === null ? [] : [only.lines]
       )
       const [dups] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM duplicate_ids`)
       if ((dups?.n ?? 0) === 0) continue
@@ -174,17 +190,16 @@ export const checkStaged = (context: FindingsContext, keys: Partial<Record<Entit
     //     then the first line); the others are shadowed and reported.
     //     (A valid enrollment always names its class and user: no pair has a null.)
     if (context.modes.enrollments !== null) {
-      const decodedOnly = keys.enrollments?.restoredDistinct === true
-        ? ` AND (class_source_id, user_source_id) IN (
-             SELECT class_source_id, user_source_id FROM stage_enrollments
-             WHERE (digest IS NOT NULL OR line = ANY ($1::int[])) AND NOT invalid AND NOT shadowed)`
-        : ""
+      const only = candidates(keys.enrollments)
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_pairs`)
       yield* sql.unsafe(
         `CREATE TEMP TABLE duplicate_pairs AS
-           SELECT class_source_id, user_source_id FROM stage_enrollments WHERE NOT invalid AND NOT shadowed${decodedOnly}
+           SELECT class_source_id, user_source_id FROM stage_enrollments WHERE NOT invalid AND NOT shadowed${
+          only === null ? "" : ` AND (class_source_id, user_source_id) IN (
+             SELECT class_source_id, user_source_id FROM stage_enrollments WHERE (${only.rows}) AND NOT invalid AND NOT shadowed)`
+        }
            GROUP BY class_source_id, user_source_id HAVING count(*) > 1`,
-        decodedOnly === "" ? [] : [keys.enrollments!.recheck]
+        only === null ? [] : [only.lines]
       )
       const [pairs] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM duplicate_pairs`)
       if ((pairs?.n ?? 0) > 0) {
@@ -215,7 +230,10 @@ export const checkStaged = (context: FindingsContext, keys: Partial<Record<Entit
     // The sets that hold exactly these rows, none repeating another's key: the next run's
     // restored rows cannot repeat each other's keys either.
     yield* markKeysDistinct(
-      provided.flatMap((kind) => keys[kind]?.complete === true && !repeated.has(kind) ? [keys[kind]!.setId] : [])
+      provided.flatMap((kind) => {
+        const staged = keys[kind]
+        return staged?.complete === true && staged.setId !== null && !repeated.has(kind) ? [staged.setId] : []
+      })
     )
 
     // 3. References.

@@ -1,3 +1,5 @@
+import { BlockedBloom } from "./BlockedBloom.ts"
+
 /**
  * The lines of a scan whose digest an earlier line of the same scan may have listed: a
  * record repeated in the file (Findings.ts needs them; DigestStaging.ts takes them while
@@ -8,43 +10,23 @@
  * restores from the set cannot repeat each other's keys. Except that a record listed twice
  * in the file is restored twice, from one stored row: those lines must be checked too.
  *
- * A blocked Bloom filter over the digests: one 64-byte block per digest, eight bits in it,
- * 32 bits per expected digest (at most 32 MB, from eight million digests on). A digest it
- * reports as new is new — a repeat is never missed — and it reports a new one as a possible
- * repeat rarely (4 in 100,000 at 32 bits per digest; about 1 % at 13, past twenty million):
- * a line reported is only checked, never changed. Past `cap` lines it gives up (`lines`
+ * A blocked Bloom filter over the digests (BlockedBloom.ts), 32 bits per expected digest (at
+ * most 32 MB, from eight million digests on). A repeat is never missed, and a new digest is
+ * reported as a possible repeat rarely (4 in 100,000; about 1 % past twenty million): a
+ * line reported is only checked, never changed. Past `cap` lines it gives up (`lines`
  * null) and the checks read every row, as without a distinct set.
  */
 export class RepeatedDigests {
-  private readonly words: Uint32Array
-  private readonly blockMask: number
+  private readonly filter: BlockedBloom
   private found: Array<number> | null = []
 
   constructor(expected: number, private readonly cap: number) {
-    const bits = Math.min(2 ** 28, Math.max(2 ** 16, 2 ** Math.ceil(Math.log2(Math.max(1, expected) * 32))))
-    this.words = new Uint32Array(bits / 32)
-    this.blockMask = bits / 512 - 1
+    this.filter = new BlockedBloom(expected, 32)
   }
 
   /** Notes a line's digest (its two 32-bit halves, well mixed: Domain/Digest.ts). */
   add(line: number, hi: number, lo: number): void {
-    // The block from the high half's low bits; eight bits of its 512 by double hashing:
-    // the top nine bits of the low half, stepped by an odd mix of the high half.
-    const base = (hi & this.blockMask) << 4
-    const step = Math.imul(hi, 0x9e3779b1) | 1
-    let h = lo | 0
-    let known = true
-    for (let i = 0; i < 8; i++) {
-      const bit = h >>> 23
-      const word = base + (bit >>> 5)
-      const mask = 1 << (bit & 31)
-      if ((this.words[word]! & mask) === 0) {
-        known = false
-        this.words[word]! |= mask
-      }
-      h = (h + step) | 0
-    }
-    if (!known || this.found === null) return
+    if (!this.filter.add(hi, lo) || this.found === null) return
     if (this.found.length < this.cap) this.found.push(line)
     else this.found = null
   }

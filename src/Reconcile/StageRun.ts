@@ -9,10 +9,11 @@ import { EntityKinds } from "../Domain/Roster.ts"
 import type { FeedDigests, RosterSnapshot } from "../Providers/RosterProvider.ts"
 import { planDdl } from "./Apply.ts"
 import type { DigestSetRef, StagedKeys } from "./Digests.ts"
-import { fullComparisonReason, hasEarlierRun, openDigestSet, setVersion } from "./Digests.ts"
+import { fullComparisonReason, hasEarlierRun, LINES_LISTED, openDigestSet, setVersion } from "./Digests.ts"
 import type { DigestScan } from "./DigestStaging.ts"
 import { scanDigests, stageDigested } from "./DigestStaging.ts"
 import { stageTable } from "./Entities.ts"
+import { RepeatedKeys } from "./RepeatedKeys.ts"
 import { stageFeed, stagingDdl } from "./Staging.ts"
 import type { AppliedMark } from "./Unchanged.ts"
 import { readMark, sourceKey } from "./Unchanged.ts"
@@ -31,7 +32,7 @@ export interface Staged {
   readonly notes: ReadonlyArray<string>
   /** The run's source key once it is staged (Unchanged.ts); null when the run can leave no mark. */
   readonly source: () => string | null
-  /** Once staged, what the checks may assume of each digested kind's keys (Findings.ts). */
+  /** Once staged, what the checks may assume of each kind's keys (Findings.ts). */
   readonly keys: () => Partial<Record<EntityKind, StagedKeys>>
   /**
    * A candidate to skip the comparison: the mark its scans matched, and the rest of
@@ -122,7 +123,9 @@ export const stageSnapshot = (snapshot: RosterSnapshot, client: pg.PoolClient, d
             return Effect.as(progress(kind, staged), chunk)
           })
         )
-        yield* stageFeed(client, kind, items)
+        const watched = new RepeatedKeys(LINES_LISTED)
+        yield* stageFeed(client, kind, items, watched)
+        keys[kind] = { setId: null, restoredDistinct: false, recheck: [], complete: false, suspects: watched.lines }
         yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
       }
       yield* sql.unsafe(`RESET default_statistics_target`)

@@ -8,6 +8,7 @@ import type { FeedItem } from "../Providers/RosterProvider.ts"
 import { guardOf, usableIdentity } from "../Domain/Values.ts"
 import { copyIn, copyValue } from "../Store/Copy.ts"
 import { Entities, stagedColumns, stageTable } from "./Entities.ts"
+import type { RepeatedKeys } from "./RepeatedKeys.ts"
 
 /**
  * Staging: each feed of a snapshot is COPYed into a temporary table of the run's session.
@@ -67,8 +68,11 @@ const CACHED_FIXED = ["invalid", "problem", "cleared", "stripped", "status", "so
 export const seenTable = (kind: EntityKind) => `seen_${kind}`
 export const cachedColumns = (kind: EntityKind) => [...CACHED_FIXED, ...stagedColumns(kind).map((c) => c.name)]
 
-/** A feed item as its staging row in COPY text (through the value guard). */
-export const encoder = <K extends EntityKind>(kind: K) => {
+/**
+ * A feed item as its staging row in COPY text (through the value guard). `keys`, when
+ * given, is told each row's line and keys as staged (RepeatedKeys.ts).
+ */
+export const encoder = <K extends EntityKind>(kind: K, keys?: RepeatedKeys) => {
   const spec = Entities[kind]
   const columns = stagedColumns(kind)
   const isEnrollment = kind === "enrollments"
@@ -76,6 +80,7 @@ export const encoder = <K extends EntityKind>(kind: K) => {
   // An unreadable row, or one the guard held out: its identity only (usable identifiers
   // only). For enrollments the identity is the (class, user) pair.
   const invalid = (line: number, problem: string, identity: ReturnType<typeof usableIdentity>) => {
+    keys?.add(line, identity.sourceId, identity.classSourceId, identity.userSourceId)
     let text = `${line}\tt\t${copyValue(problem)}\t\\N\t\\N\t\\N\t${copyValue(identity.sourceId)}`
     for (const column of columns) {
       const value = isEnrollment && column.name === "class_source_id"
@@ -92,25 +97,36 @@ export const encoder = <K extends EntityKind>(kind: K) => {
     const checked = guard(item.record)
     if (checked._tag === "Held") return invalid(item.origin.line, checked.problem, checked)
     const record = checked.record
+    const sourceId = spec.sourceId(record)
+    if (keys !== undefined) {
+      if (isEnrollment) {
+        const { classSourceId, userSourceId } = record as EntityRecord["enrollments"]
+        keys.add(item.origin.line, sourceId, classSourceId, userSourceId)
+      } else keys.add(item.origin.line, sourceId)
+    }
     let line = `${item.origin.line}\tf\t\\N\t${copyValue(checked.cleared)}\t${copyValue(checked.stripped)}\t${record.status}\t${
-      copyValue(spec.sourceId(record))
+      copyValue(sourceId)
     }`
     for (const column of columns) line += `\t${copyValue(column.get(record))}`
     return line
   }
 }
 
-/** COPYs one feed into its staging table; returns the number of rows staged. */
+/**
+ * COPYs one feed into its staging table; returns the number of rows staged. `keys` is
+ * told each row's keys (RepeatedKeys.ts).
+ */
 export const stageFeed = <K extends EntityKind>(
   client: pg.PoolClient,
   kind: K,
-  items: Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError>
+  items: Stream.Stream<FeedItem<EntityRecord[K]>, ProviderError>,
+  keys?: RepeatedKeys
 ): Effect.Effect<number, ProviderError | SqlError> => {
   const columns = ["line", "invalid", "problem", "cleared", "stripped", "status", "source_id", ...stagedColumns(kind).map((c) => c.name)]
   return copyIn(
     client,
     `COPY pg_temp.${stageTable(kind)} (${columns.join(", ")}) FROM STDIN`,
     items,
-    encoder(kind)
+    encoder(kind, keys)
   ).pipe(Effect.withSpan("Staging.stageFeed", { attributes: { kind } }))
 }
