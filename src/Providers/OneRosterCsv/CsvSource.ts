@@ -159,7 +159,10 @@ const openInFolder = (root: string, file: string, limits: CsvLimits, options: Op
       yield* Effect.promise(() => handle.close())
       return yield* refusal
     }
-    const input = handle.createReadStream({ highWaterMark: 1 << 20, autoClose: true })
+    // 64 KB reads: each becomes one batch of records (RecordFilter.ts), and the fewer rows
+    // alive at once, the less the young generation copies and promotes (1 MB reads made
+    // batches of 10,000 rows: 0.3–0.4 s more in the collector per 837,000 enrollments).
+    const input = handle.createReadStream({ highWaterMark: 1 << 16, autoClose: true })
     return guarded(input, file, limits, options)
   })
 

@@ -121,7 +121,8 @@ export class RecordFilter extends Transform {
       readonly known: KnownDigest | undefined
     }
   ) {
-    super({ readableObjectMode: true })
+    // One batch waiting at most: batches buffered ahead are rows kept alive (CsvSource.ts).
+    super({ readableObjectMode: true, readableHighWaterMark: 1 })
   }
 
   override _transform(input: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
