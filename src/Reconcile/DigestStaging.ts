@@ -12,7 +12,7 @@ import { clearDigests, digestCopy, LINES_LISTED } from "./Digests.ts"
 import { stagedColumns, stageTable } from "./Entities.ts"
 import { digestTable } from "../Store/DigestTables.ts"
 import { RepeatedDigests } from "./RepeatedDigests.ts"
-import { RepeatedKeys } from "./RepeatedKeys.ts"
+import { RepeatedKeys, SUSPECTS_LISTED } from "./RepeatedKeys.ts"
 import { cachedColumns, encoder, seenTable } from "./Staging.ts"
 
 /**
@@ -139,7 +139,7 @@ export const stageDigested = <K extends EntityKind>(
     const stage = stageTable(kind)
     const seen = seenTable(kind)
     // The keys of the rows decoded: when none is restored, what the checks need (RepeatedKeys.ts).
-    const watched = new RepeatedKeys(LINES_LISTED)
+    const watched = new RepeatedKeys(SUSPECTS_LISTED)
     const encode = encoder(kind, watched)
     const store = digestTable(kind)
     const columns = ["line", "invalid", "problem", "cleared", "stripped", "status", "source_id", ...stagedColumns(kind).map((c) => c.name), "digest"]

@@ -137,7 +137,7 @@ export interface StagedKeys {
   readonly suspects: ReadonlyArray<number> | null
 }
 
-/** At most this many lines are listed for the checks (RepeatedDigests.ts, RepeatedKeys.ts); past it, they read every row. */
+/** At most this many lines of a scan are listed for the checks (RepeatedDigests.ts); past it, they read every row. */
 export const LINES_LISTED = 100_000
 
 /**

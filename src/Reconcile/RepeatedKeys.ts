@@ -16,11 +16,12 @@ import { BlockedBloom } from "./BlockedBloom.ts"
  *
  * Blocked Bloom filters (BlockedBloom.ts) at 16 bits per key, in a chain that doubles as it
  * fills (from 65,536 keys): a key is looked for in every filter and added to the newest.
- * No repeat is missed; a new key is reported as a possible repeat about 3 times in 1,000
- * (0.6 % of the lines of 400,000 enrollments, two keys each), and a line reported is only
- * checked. Memory: about 32 bits per key all told (7 MB at 837,000 enrollments; 80 MB at
- * ten million, freed once the feed is staged). Past `cap` lines it gives up (`lines`
- * null), and the checks read every row as before.
+ * No repeat is missed, and a line reported is only checked. A key is looked for in every
+ * filter of the chain, so false alarms grow with its length: 0.8 % of the lines at 837,000
+ * enrollments (two keys each), 1.5 % at ten million. Memory: about 32 bits per key all
+ * told (4 MB at 837,000 enrollments; 67 MB at ten million, freed once the feed is staged).
+ * Past `cap` lines (`SUSPECTS_LISTED`) it gives up (`lines` null), and the checks read
+ * every row as before.
  *
  * Keys are hashed by UTF-16 unit (Domain/Digest.ts). Two staged values that Postgres
  * compares equal are the same JavaScript string: the value guard only stages usable IDs
@@ -28,6 +29,13 @@ import { BlockedBloom } from "./BlockedBloom.ts"
  * `text` equality is byte equality.
  */
 const BITS_PER_KEY = 16
+
+/**
+ * At most this many lines are listed for the checks (an array of 8 MB, and the checks'
+ * parameter). 100,000 was too few: ten million enrollments report about 154,000 lines,
+ * and the 1.2M-student bench's checks then grouped every row (14.3 + 16.7 s).
+ */
+export const SUSPECTS_LISTED = 1_000_000
 const FIRST_CAPACITY = 65_536
 
 /** Seeds of the two keys, so a source ID never matches a class and user. */

@@ -9,11 +9,11 @@ import { EntityKinds } from "../Domain/Roster.ts"
 import type { FeedDigests, RosterSnapshot } from "../Providers/RosterProvider.ts"
 import { planDdl } from "./Apply.ts"
 import type { DigestSetRef, StagedKeys } from "./Digests.ts"
-import { fullComparisonReason, hasEarlierRun, LINES_LISTED, openDigestSet, setVersion } from "./Digests.ts"
+import { fullComparisonReason, hasEarlierRun, openDigestSet, setVersion } from "./Digests.ts"
 import type { DigestScan } from "./DigestStaging.ts"
 import { scanDigests, stageDigested } from "./DigestStaging.ts"
 import { stageTable } from "./Entities.ts"
-import { RepeatedKeys } from "./RepeatedKeys.ts"
+import { RepeatedKeys, SUSPECTS_LISTED } from "./RepeatedKeys.ts"
 import { stageFeed, stagingDdl } from "./Staging.ts"
 import type { AppliedMark } from "./Unchanged.ts"
 import { readMark, sourceKey } from "./Unchanged.ts"
@@ -123,7 +123,7 @@ export const stageSnapshot = (snapshot: RosterSnapshot, client: pg.PoolClient, d
             return Effect.as(progress(kind, staged), chunk)
           })
         )
-        const watched = new RepeatedKeys(LINES_LISTED)
+        const watched = new RepeatedKeys(SUSPECTS_LISTED)
         yield* stageFeed(client, kind, items, watched)
         keys[kind] = { setId: null, restoredDistinct: false, recheck: [], complete: false, suspects: watched.lines }
         yield* sql.unsafe(`ANALYZE pg_temp.${stageTable(kind)}`)
