@@ -265,9 +265,10 @@ export const stageDigested = <K extends EntityKind>(
         yield* sql`UPDATE roster_digest_sets SET entries = entries + ${inserted}, keys_distinct = false, updated_at = now() WHERE id = ${set.id}`
       }
     })).pipe(Effect.withSpan("Digests.write", { attributes: { kind } }))
+    const restored = set.full === null ? scanned - decoded : 0
     return {
       decoded,
-      restored: set.full === null ? scanned - decoded : 0,
+      restored,
       full: set.full,
       scan,
       keys: {
@@ -275,7 +276,8 @@ export const stageDigested = <K extends EntityKind>(
         restoredDistinct: set.full === null && set.keysDistinct && scan.repeats !== null,
         recheck: scan.repeats ?? [],
         complete: options.bulk,
-        suspects: set.full !== null || scanned === decoded ? watched.lines : null
+        // (Rows restored were never seen by the filter: then the lines it reports are not enough.)
+        suspects: restored === 0 ? watched.lines : null
       }
     }
   }).pipe(Effect.withSpan("Staging.stageDigested", { attributes: { kind } }))
