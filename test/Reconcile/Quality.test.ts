@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import type { DistrictId } from "../../src/Domain/District.ts"
+import { maskedEmail } from "../../src/Reconcile/Quality.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
 import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
@@ -74,5 +75,26 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("dat
       assert.notInclude(text, "Student")
       assert.strictEqual(summary.counts.users.created, 25)
       dir.remove()
+    }))
+
+  it.effect("a placeholder domain is one with a label among the words, in any case and position, nothing else", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      // What the placeholder part of maskedEmail must say: a label is exactly one of the
+      // words (the pattern it runs only after a cheaper LIKE found a word's fixed part).
+      const words = /^(invalid|masked|redacted|hidden|anonymi[sz]ed|obfuscated)$/
+      const domains = [
+        "example.invalid", "INVALID", "masked.school.org", "a.redacted.b", "hidden", "anonymised.net", "ANONYMIZED.org",
+        "obfuscated.example", "school.org", "invalidation.org", "unmasked.org", "hiddenvalley.edu", "anonymous.org",
+        "anonymi.org", "anonymixed.org", "my-hidden.org", "red.acted.org", ".invalid", "invalid.", ""
+      ]
+      const rows = yield* sql.unsafe<{ readonly domain: string; readonly masked: boolean }>(
+        `SELECT d AS domain, coalesce(${maskedEmail("('zq.local@' || d)")}, false) AS masked FROM unnest($1::text[]) AS d`,
+        [domains]
+      )
+      for (const { domain, masked } of rows) {
+        assert.strictEqual(masked, domain.toLowerCase().split(".").some((label) => words.test(label)), domain)
+      }
+      assert.strictEqual(rows.length, domains.length)
     }))
 })
