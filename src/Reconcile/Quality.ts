@@ -137,9 +137,9 @@ export const checkQuality = (context: FindingsContext) =>
 
       // Masked personal fields, judged per field over all users at once, and remembered.
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.masking`)
-      // The three fields of the staged users read once (`u`), each value's placeholder test
-      // taken once (`ph`, before the hashed test it excludes): the statement read the
-      // staging table six times and ran the placeholder pattern twice per address.
+      // The three fields of the staged users read once (`u`; the statement read the staging
+      // table six times), and each value's placeholder test taken once (`ph`), before the
+      // hashed test it excludes.
       yield* sql.unsafe(
         `CREATE TEMP TABLE masking AS
          WITH u AS MATERIALIZED (SELECT ${MASKED_FIELDS.map(([field]) => field).join(", ")} FROM ${users} s)
