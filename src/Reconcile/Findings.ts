@@ -117,8 +117,8 @@ export const checkStaged = (context: FindingsContext, keys: Partial<Record<Entit
         const pair = kind === "enrollments" ? ", class_source_id, user_source_id" : ""
         yield* sql.unsafe(`DROP TABLE IF EXISTS ${checkKeys(kind)}`)
         yield* sql.unsafe(
-          `CREATE TEMP TABLE check_keys_${kind} AS
-           SELECT line, invalid, shadowed, problem, source_id${pair}, coalesce((${only.rows}), false) AS candidate
+          `CREATE TEMP TABLE ${checkKeys(kind)} AS
+           SELECT line, invalid, problem, source_id${pair}, coalesce((${only.rows}), false) AS candidate
            FROM ${stageTable(kind)} WHERE invalid OR (${only.rows})`,
           [only.lines]
         )
@@ -207,12 +207,13 @@ export const checkStaged = (context: FindingsContext, keys: Partial<Record<Entit
     //     (A valid enrollment always names its class and user: no pair has a null.)
     if (context.modes.enrollments !== null) {
       const only = candidates(keys.enrollments)
-      // The candidates' keys as read in step 1. The ID check may since have marked some of
-      // those rows invalid or shadowed, never the reverse: the pairs read then include every
-      // pair a candidate row still has, and the grouping below counts the rows as they are now.
+      // The candidates' keys as read in step 1 (nothing was shadowed then). The ID check may
+      // since have marked some of those rows invalid or shadowed, never the reverse: the
+      // pairs read then include every pair a candidate row still has, and the grouping below
+      // counts the rows as they are now.
       const candidatePairs = only === null
         ? null
-        : `SELECT class_source_id, user_source_id FROM ${checkKeys("enrollments")} WHERE candidate AND NOT invalid AND NOT shadowed`
+        : `SELECT class_source_id, user_source_id FROM ${checkKeys("enrollments")} WHERE candidate AND NOT invalid`
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_pairs`)
       yield* sql.unsafe(
         `CREATE TEMP TABLE duplicate_pairs AS
