@@ -84,6 +84,8 @@ if (!Number.isInteger(students) || students < 1) {
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
 /** Peak RSS so far, for the progress lines: shows which step sets the peak. */
 const peakRss = () => `peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`
+/** The server's shared_buffers and max_wal_size, as read at the start (printed with the figures). */
+let serverSettings = ""
 const seconds = (ms: number) => (ms / 1000).toFixed(2)
 const int = (n: number) => n.toLocaleString("en-US")
 
@@ -406,7 +408,10 @@ const main = async () => {
     await Effect.runPromise(migrate.pipe(Effect.provide(pgClientLayer({ url: Redacted.make(url.href) }))))
   }
   const [versionRow] = await adminQuery(adminUrl, "SHOW server_version")
-  log(`${description} (PostgreSQL ${String(versionRow?.server_version)}): databases ${syncDb}, ${copyDb} migrated (${peakRss()})`)
+  const setting = async (name: string) => String((await adminQuery(adminUrl, `SHOW ${name}`))[0]?.[name])
+  // (The server's sizing shapes every figure at scale: README, *Embedded Postgres sizing*.)
+  serverSettings = `shared_buffers ${await setting("shared_buffers")}, max_wal_size ${await setting("max_wal_size")}`
+  log(`${description} (PostgreSQL ${String(versionRow?.server_version)}, ${serverSettings}): databases ${syncDb}, ${copyDb} migrated (${peakRss()})`)
 
   // Server CPU, when the server is local and readable.
   let serverCpu: (() => number) | undefined
@@ -623,7 +628,7 @@ const main = async () => {
   const pad = (text: string, width: number, right = false) => (right ? text.padStart(width) : text.padEnd(width))
   const counts = district.counts
   out.push("")
-  out.push(`rosterd bench: ${int(students)} students (seed "${args.seed}"), ${description}, ${Os.cpus().length} CPUs, Node ${process.version}`)
+  out.push(`rosterd bench: ${int(students)} students (seed "${args.seed}"), ${description} (${serverSettings}), ${Os.cpus().length} CPUs, Node ${process.version}`)
   out.push(`district: ${NodePath.relative(ROOT, district.dir)} (${district.reused ? "reused" : "generated"})` +
     (counts === undefined ? "" : `: ${int(counts.users ?? 0)} users, ${int(counts.classes ?? 0)} classes, ${int(counts.enrollments ?? 0)} enrollments`))
   out.push("")

@@ -78,10 +78,11 @@ export class EmbeddedPostgres extends Effect.Service<EmbeddedPostgres>()("roster
       Config.nested("rosterd"),
       Config.withDefault(0)
     )
+    const sizing = yield* sizingConfig
     const roleNames = yield* roleNamesConfig
     const connection = yield* Effect.acquireRelease(
       Effect.tryPromise({
-        try: () => attachOrStart(dataDir, preferredPort),
+        try: () => attachOrStart(dataDir, preferredPort, sizing),
         catch: (cause) =>
           cause instanceof EmbeddedPostgresError
             ? cause
@@ -99,6 +100,48 @@ export class EmbeddedPostgres extends Effect.Service<EmbeddedPostgres>()("roster
     return { ...connection, roleNames, roles } satisfies EmbeddedConnection & EmbeddedRoles
   })
 }) {}
+
+/**
+ * The server's memory and checkpoint spacing, set when a process starts it (a process that
+ * attaches to a running server keeps its settings). Postgres' own defaults (128 MB of
+ * shared buffers, 1 GB of WAL between checkpoints) suit a laptop, not a district of a
+ * million students: there a full sync's inserts and index updates outgrow the buffers, so
+ * the syncing backend writes out dirty pages itself, and checkpoints come every few
+ * seconds, each followed by full-page images of every page touched again (README,
+ * *Embedded Postgres sizing*).
+ */
+export interface ServerSizing {
+  readonly sharedBuffersMb: number
+  readonly maxWalSizeMb: number
+}
+
+/** The memory this process may use: its cgroup's limit when it has one, else the machine's. */
+const availableMemory = (): number => {
+  const total = Os.totalmem()
+  const constrained = typeof process.constrainedMemory === "function" ? process.constrainedMemory() ?? 0 : 0
+  return constrained > 0 && constrained < total ? constrained : total
+}
+
+/** A quarter of the memory for shared buffers (Postgres' own advice), between 128 MB and 2 GB; 4 GB of WAL between checkpoints. */
+export const defaultSizing = (memoryBytes: number = availableMemory()): ServerSizing => ({
+  sharedBuffersMb: Math.min(2048, Math.max(128, Math.floor(memoryBytes / 4 / 2 ** 20))),
+  maxWalSizeMb: 4096
+})
+
+const sizingConfig = Effect.gen(function*() {
+  const defaults = defaultSizing()
+  const setting = (name: string, fallback: number, least: number) =>
+    Config.integer(name).pipe(
+      Config.validate({ message: `must be at least ${least}`, validation: (n) => n >= least }),
+      Config.nested("embeddedPostgres"),
+      Config.nested("rosterd"),
+      Config.withDefault(fallback)
+    )
+  return {
+    sharedBuffersMb: yield* setting("sharedBuffersMb", defaults.sharedBuffersMb, 16),
+    maxWalSizeMb: yield* setting("maxWalSizeMb", defaults.maxWalSizeMb, 64)
+  } satisfies ServerSizing
+})
 
 /** A role's password: derived from the cluster's superuser password and the role's name. */
 export const rolePassword = (superuserPassword: string, role: string) =>
@@ -265,7 +308,7 @@ const query = async <A = Record<string, unknown>>(
   }
 }
 
-const attachOrStart = async (dataDir: string, preferredPort: number): Promise<EmbeddedConnection> => {
+const attachOrStart = async (dataDir: string, preferredPort: number, sizing: ServerSizing): Promise<EmbeddedConnection> => {
   Fs.mkdirSync(dataDir, { recursive: true, mode: 0o755 })
   const identity = await serverIdentity()
   const state = readState(dataDir) ?? (await initialise(dataDir, identity))
@@ -286,7 +329,7 @@ const attachOrStart = async (dataDir: string, preferredPort: number): Promise<Em
     "--log", logFile,
     "--wait", "--timeout", "60",
     // TCP on loopback only; no Unix socket (its default directory may not be ours to write).
-    "-o", `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`
+    "-o", `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c shared_buffers=${sizing.sharedBuffersMb}MB -c max_wal_size=${sizing.maxWalSizeMb}MB`
   ], identity).catch((error: unknown) => {
     throw new EmbeddedPostgresError({
       message: `embedded Postgres did not start (${errorText(error)}); its log: ${logFile}`
@@ -366,10 +409,12 @@ const stopIfLast = async (dataDir: string, connection: EmbeddedConnection) => {
 }
 
 /** For tests and the benchmark: a throwaway cluster in its own temporary data dir. */
-export const startTemporary = async (): Promise<EmbeddedConnection & { readonly dataDir: string; readonly stop: () => Promise<void> }> => {
+export const startTemporary = async (
+  sizing: ServerSizing = defaultSizing()
+): Promise<EmbeddedConnection & { readonly dataDir: string; readonly stop: () => Promise<void> }> => {
   const base = Fs.mkdtempSync(NodePath.join(Os.tmpdir(), "rosterd-pg-"))
   Fs.chmodSync(base, 0o755)
-  const connection = await attachOrStart(base, 0)
+  const connection = await attachOrStart(base, 0, sizing)
   return {
     ...connection,
     dataDir: base,
