@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import type { ApplyContext } from "../Reconcile/Apply.ts"
 import type { FindingsContext } from "../Reconcile/Findings.ts"
 import { insertFindings } from "../Reconcile/Findings.ts"
+import { writeReferencesBySet } from "../Reconcile/ReferencesBySet.ts"
 import { districtEmailMasked, districtNamesMasked, MASK_SHARED_MIN, maskedEmail, sharedAddressKeys } from "../Reconcile/Quality.ts"
 import { ENROLLED, studentActivationSql } from "../Reconcile/Rules/People.ts"
 import { ADMIN_ROLES_SQL, CONFIRMING_ROLES_SQL, studentOnlySql } from "../Domain/Roles.ts"
@@ -271,7 +272,14 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
     )
 
     if ((counts?.linked ?? 0) + (counts?.created ?? 0) > 0) {
-      yield* sql.unsafe(
+      // The new accounts are the district's, their addresses and links point at accounts this
+      // run created or read, and each link's user is one of the district's (link_people):
+      // checked as a set, once (src/Reconcile/ReferencesBySet.ts).
+      const linkedOutside = `SELECT count(*)::int AS n FROM pg_temp.link_decisions d
+        WHERE d.decision IN ('link', 'identity', 'same_person', 'create')
+          AND (d.user_id NOT IN (SELECT id FROM users WHERE district_id = $1) OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = d.account_id))`
+      const bySet = context.referencesBySet === true
+      yield* writeReferencesBySet({ bySet, table: "accounts", districtId: district, write: sql.unsafe(
         `WITH created AS (
            INSERT INTO accounts (id, origin, state, district_id, activated_at)
            SELECT account_id, 'district', x.state, $1, CASE WHEN x.state = 'active' THEN now() END
@@ -282,7 +290,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
          INSERT INTO account_emails (account_id, email, email_key, added_by, source_user_id)
          SELECT account_id, email, email_key, 'sync', user_id FROM pg_temp.link_decisions WHERE decision = 'create' AND email_key IS NOT NULL`,
         [district]
-      )
+      ) })
       // An account linked by identity gains the person's district address (a same-person one has it).
       yield* sql.unsafe(
         `INSERT INTO account_emails (account_id, email, email_key, added_by, source_user_id)
@@ -290,7 +298,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
          WHERE decision IN ('identity', 'same_person') AND email_key IS NOT NULL AND NOT masked
          ON CONFLICT (account_id, email_key) DO NOTHING`
       )
-      yield* sql.unsafe(
+      yield* writeReferencesBySet({ bySet, table: "account_links", districtId: district, dangling: linkedOutside, write: sql.unsafe(
         `INSERT INTO account_links (user_id, account_id, method, activation, activated_at)
          SELECT d.user_id, d.account_id,
                 CASE d.decision WHEN 'link' THEN 'email' WHEN 'identity' THEN 'identity' WHEN 'same_person' THEN 'same_person' ELSE 'created' END,
@@ -303,7 +311,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
            WHEN d.decision = 'same_person' AND a.state = 'active' THEN 'active'
            ELSE 'pending' END AS activation) x
          WHERE d.decision IN ('link', 'identity', 'same_person', 'create')`
-      )
+      ) })
     }
     // Reviews: one open item per user, kept current; items whose user is now linked are closed.
     yield* sql.unsafe(

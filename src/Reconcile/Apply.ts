@@ -7,6 +7,7 @@ import type { EntityCounts } from "../Domain/RunCounts.ts"
 import type { KeyedKind } from "./Entities.ts"
 import { Entities, stageTable } from "./Entities.ts"
 import { FINDINGS_PER_CODE } from "./Findings.ts"
+import { membershipsOutsideDistrict, writeReferencesBySet } from "./ReferencesBySet.ts"
 import { underThirteen } from "./Rules/People.ts"
 
 /**
@@ -35,6 +36,8 @@ export interface ApplyContext {
   readonly rosterSource: RosterSource
   /** The district's local date (YYYY-MM-DD): ages and current terms are judged on it. */
   readonly today: string
+  /** Whether the inserts' foreign keys are checked per set, not per row (ReferencesBySet.ts). */
+  readonly referencesBySet?: boolean
 }
 
 interface ColumnValue {
@@ -206,7 +209,8 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
     }
     const held = (raw?.updated ?? 0) + (raw?.deactivated ?? 0) > 0 ? yield* gate : { deactivated: 0, updated: 0 }
 
-    yield* sql.unsafe(
+    // (Their one foreign key is the district's: ReferencesBySet.ts.)
+    yield* writeReferencesBySet({ bySet: context.referencesBySet === true, table, districtId: context.districtId, write: sql.unsafe(
       `WITH created AS (
         INSERT INTO ${table} (district_id, source_id, roster_source, ${names})
         SELECT $1, source_id, $2::roster_source, ${names} FROM ${plan} WHERE action = 'create'
@@ -221,7 +225,7 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
       SET active = false, deactivated_at = now(), updated_at = now(), deactivation_reason = p.reason
       ${plannedRows(plan, "deactivate")}`,
       [context.districtId, context.rosterSource]
-    )
+    ) })
     return { counts: applied(raw, held), held }
   }).pipe(Effect.withSpan("Apply.applyKeyed", { attributes: { kind, mode } }))
 
@@ -356,7 +360,13 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
     if ((raw?.updated ?? 0) > 0) yield* sql.unsafe(markChangedFields("enrollments", plan, values, ""))
     const held = (raw?.updated ?? 0) + (raw?.deactivated ?? 0) > 0 ? yield* gate : { deactivated: 0, updated: 0 }
 
-    yield* sql.unsafe(
+    // (Each new membership's class and user must be the district's: ReferencesBySet.ts.)
+    yield* writeReferencesBySet({
+      bySet: context.referencesBySet === true,
+      table: "enrollments",
+      districtId: context.districtId,
+      dangling: membershipsOutsideDistrict(plan),
+      write: sql.unsafe(
       `WITH created AS (
         INSERT INTO enrollments (district_id, class_id, user_id, class_source_id, user_source_id, roster_source, ${values.join(", ")})
         SELECT $1, class_id, user_id, class_source_id, user_source_id, $2::roster_source, ${values.join(", ")}
@@ -370,7 +380,7 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
       UPDATE enrollments l SET ended_at = now(), updated_at = now(), end_reason = p.reason
       ${plannedRows(plan, "deactivate")}`,
       [context.districtId, context.rosterSource]
-    )
+    ) })
     return { counts: applied(raw, held), held }
   }).pipe(Effect.withSpan("Apply.applyEnrollments", { attributes: { mode } }))
 

@@ -39,6 +39,7 @@ import { stageSnapshot } from "./StageRun.ts"
 import type { AppliedMark } from "./Unchanged.ts"
 import { carryFindings, confirmUnchanged, dropMark, lastFinding, planBirthdays, unchangedNext, writeMark } from "./Unchanged.ts"
 import { dropStagingDdl } from "./Staging.ts"
+import { mayWriteAsSet, ReferencesBySetConfig } from "./ReferencesBySet.ts"
 
 /**
  * One sync run of one district, as a pipeline:
@@ -202,6 +203,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
     const runTimeout = yield* RunTimeoutConfig
     const digestsOn = yield* DigestsConfig
     const compareEvery = yield* CompareEveryConfig
+    const referencesBySet = yield* ReferencesBySetConfig
 
     /** fetch: the provider's snapshot, given what the store knows of the district's past runs. */
     const fetch = (district: District, request: SyncRequest) =>
@@ -211,8 +213,12 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
         return snapshot
       })
 
-    /** The transaction's settings: the writer the lock triggers let through, memory and join choices for the diff. */
-    const openTransaction = Effect.gen(function*() {
+    /**
+     * The transaction's settings: the writer the lock triggers let through, memory and join
+     * choices for the diff. Returns the run's context with how its inserts' foreign keys are
+     * checked (ReferencesBySet.ts).
+     */
+    const openTransaction = (context: RunContext) => Effect.gen(function*() {
       // The lock triggers let this transaction's writes through (migrations/0002).
       yield* sql.unsafe(`SELECT set_config('rosterd.writer', 'sync', true)`)
       // The diff joins whole sets: hash joins, and memory for them. Nested loops are
@@ -221,6 +227,7 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
       // loop over a misestimated set is quadratic.
       yield* sql.unsafe(`SET LOCAL work_mem = '256MB'`)
       yield* sql.unsafe(`SET LOCAL enable_nestloop = off`)
+      return { ...context, referencesBySet: referencesBySet && (yield* mayWriteAsSet) } satisfies RunContext
     })
 
     /**
@@ -384,9 +391,9 @@ export class Sync extends Effect.Service<Sync>()("rosterd/Sync", {
       })
 
     /** check → plan → gate → apply: the transaction's work, up to what it would record. */
-    const reconcile = (context: RunContext, district: District, snapshot: RosterSnapshot, staged: Staged, dryRun: boolean) =>
+    const reconcile = (base: RunContext, district: District, snapshot: RosterSnapshot, staged: Staged, dryRun: boolean) =>
       Effect.gen(function*() {
-        yield* openTransaction
+        const context = yield* openTransaction(base)
         const stagingNotes: Array<string> = []
         if (staged.unchanged !== null) {
           const { mark, rest } = staged.unchanged

@@ -440,6 +440,28 @@ const raced = (error: SqlError.SqlError) => {
 }
 
 /**
+ * The app may turn Postgres' per-row triggers off for the sync's bulk inserts, which then
+ * check their foreign keys as a set (src/Reconcile/ReferencesBySet.ts): `SET` on
+ * `session_replication_role`, which only a superuser can grant, from PostgreSQL 15 on.
+ * The platform's role must never have it: it would turn the lock triggers off.
+ */
+export const grantReplicaWrites = (names: RoleNames, superuser: boolean) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [version] = yield* sql<{ readonly n: number }>`SELECT current_setting('server_version_num')::int AS n`
+    if ((version?.n ?? 0) < 150000) return
+    const [held] = yield* sql<{ readonly app: boolean; readonly platform: boolean }>`
+      SELECT has_parameter_privilege(${names.app}, 'session_replication_role', 'SET') AS app,
+             has_parameter_privilege(${names.platform}, 'session_replication_role', 'SET') AS platform`
+    if (held?.platform) {
+      return yield* new RolesError({
+        message: `${names.platform} may set session_replication_role, which turns the lock triggers off: revoke it (REVOKE SET ON PARAMETER session_replication_role FROM ${names.platform})`
+      })
+    }
+    if (!held?.app && superuser) yield* sql.unsafe(`GRANT SET ON PARAMETER session_replication_role TO ${ident(names.app)}`)
+  })
+
+/**
  * `rosterd db setup-roles`: idempotent, safe to run again and from two processes at once
  * (an advisory lock serialises it with migrations; a role created meanwhile by a process
  * on another database of the cluster is taken as existing). Needs a superuser, or a role
@@ -525,6 +547,7 @@ export const setupRoles = (options: SetupOptions) =>
            ${`REVOKE CREATE ON SCHEMA ${s} FROM PUBLIC`})
         ) AS v (needed, statement) WHERE needed`
       for (const { statement } of needs) yield* sql.unsafe(statement)
+      yield* grantReplicaWrites(names, me.superuser)
 
       // 4. Every rosterd object to the owner (its indexes, sequences and triggers follow).
       const objects = yield* catalog

@@ -4,7 +4,7 @@ import { Config, Context, Data, Effect, Layer, Option, Redacted, String } from "
 import pg from "pg"
 import { latestMigration, migrations } from "../../migrations/index.ts"
 import { applicationName, EmbeddedPostgres } from "./EmbeddedPostgres.ts"
-import { applyGrants, canGrant, grantsCurrent, recordedRoles, RoleKinds, type RoleNames, roleNamesConfig, SCHEMA_LOCK, setupRoles } from "./Roles.ts"
+import { applyGrants, canGrant, grantReplicaWrites, grantsCurrent, recordedRoles, RoleKinds, type RoleNames, roleNamesConfig, SCHEMA_LOCK, setupRoles } from "./Roles.ts"
 
 /**
  * The Postgres client: `DATABASE_URL` when configured, otherwise the embedded cluster
@@ -109,6 +109,8 @@ const ensureRoles = (names: RoleNames, passwords: { readonly [K in keyof RoleNam
     const { recorded } = yield* recordedRoles
     const settled = present?.n === wanted.length && RoleKinds.every((k) => recorded.some((r) => r.kind === k && r.roleName === names[k]))
     if (!settled) yield* setupRoles({ names, passwords })
+    // (A cluster set up before the sync checked references per set gains the app's right here.)
+    else yield* grantReplicaWrites(names, true)
   }).pipe(Effect.withSpan("Store.ensureRoles"))
 
 /** The main connection, with the target it came from. */
