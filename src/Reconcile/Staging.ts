@@ -104,11 +104,16 @@ export const encoder = <K extends EntityKind>(kind: K, keys?: RepeatedKeys) => {
         keys.add(item.origin.line, sourceId, classSourceId, userSourceId)
       } else keys.add(item.origin.line, sourceId)
     }
-    let line = `${item.origin.line}\tf\t\\N\t${copyValue(checked.cleared)}\t${copyValue(checked.stripped)}\t${record.status}\t${
-      copyValue(sourceId)
-    }`
-    for (const column of columns) line += `\t${copyValue(column.get(record))}`
-    return line
+    const cells = new Array<string>(7 + columns.length)
+    cells[0] = String(item.origin.line)
+    cells[1] = "f"
+    cells[2] = "\\N"
+    cells[3] = copyValue(checked.cleared)
+    cells[4] = copyValue(checked.stripped)
+    cells[5] = record.status
+    cells[6] = copyValue(sourceId)
+    for (let i = 0; i < columns.length; i++) cells[7 + i] = copyValue(columns[i]!.get(record))
+    return cells.join("\t")
   }
 }
 
