@@ -7,6 +7,7 @@ import type { ProviderError } from "../Domain/Errors.ts"
 import type { EntityKind, EntityRecord } from "../Domain/Roster.ts"
 import type { FeedDigests, RawItem } from "../Providers/RosterProvider.ts"
 import { copyIn, copyOut } from "../Store/Copy.ts"
+import { rowsWritten } from "../Store/RowsWritten.ts"
 import type { DigestSetRef, FullComparison, StagedKeys } from "./Digests.ts"
 import { clearDigests, digestCopy, LINES_LISTED } from "./Digests.ts"
 import { stagedColumns, stageTable } from "./Entities.ts"
@@ -217,20 +218,17 @@ export const stageDigested = <K extends EntityKind>(
             clearDigests(kind, set.id),
             Effect.die(new Error(`the stored digests of ${kind} did not restore (${found}): they were discarded, the next run compares in full`))
           )
-        const [row] = yield* sql.unsafe<{ readonly n: number }>(
-          `WITH restored AS (
-             INSERT INTO pg_temp.${stage} (line, ${cached.join(", ")})
-             SELECT s.line, ${cached.map((c) => `c.${c}`).join(", ")}
-             FROM pg_temp.${seen} s JOIN ${store} c ON c.set_id = $1 AND c.digest = s.digest
-             RETURNING 1)
-           SELECT count(*)::int AS n FROM restored`,
+        const restored = yield* rowsWritten(
+          `INSERT INTO pg_temp.${stage} (line, ${cached.join(", ")})
+           SELECT s.line, ${cached.map((c) => `c.${c}`).join(", ")}
+           FROM pg_temp.${seen} s JOIN ${store} c ON c.set_id = $1 AND c.digest = s.digest`,
           [set.id]
         ).pipe(
           Effect.catchTag("SqlError", () => inconsistent("a stored staging row is unreadable")),
           Effect.withSpan("Digests.restore", { attributes: { kind } })
         )
         // Rows gone between the look-up and the restore: nothing of this run is applied.
-        if ((row?.n ?? 0) !== expected) return yield* inconsistent(`${row?.n ?? 0} of ${expected} staging rows found`)
+        if (restored !== expected) return yield* inconsistent(`${restored} of ${expected} staging rows found`)
       }
     }
 
@@ -239,9 +237,7 @@ export const stageDigested = <K extends EntityKind>(
     // set's count. (The records a bulk feed no longer lists went at the look-up.)
     const cached = cachedColumns(kind)
     yield* sql.withTransaction(Effect.gen(function*() {
-      const count = (statement: string) =>
-        Effect.map(sql.unsafe<{ readonly n: number }>(`WITH done AS (${statement} RETURNING 1) SELECT count(*)::int AS n FROM done`, [set.id]), ([row]) =>
-          row?.n ?? 0)
+      const count = (statement: string) => rowsWritten(statement, [set.id])
       // A digest staged twice (a line repeated in the file) is stored once (DISTINCT ON).
       // The digests decoded are those the look-up did not find (or all of them, into a set
       // just emptied or made), and the district's runs are serialized by its lease, so none

@@ -5,6 +5,7 @@ import type { ApplyContext } from "./Apply.ts"
 import type { FindingsContext } from "./Findings.ts"
 import { insertFindings, quote } from "./Findings.ts"
 import { stageTable } from "./Entities.ts"
+import { rowsWritten } from "../Store/RowsWritten.ts"
 
 export { encodeIdentities, IDENTITY_SEPARATOR } from "./Entities.ts"
 
@@ -141,17 +142,17 @@ export const applyIdentities = (context: ApplyContext & FindingsContext) =>
         [context.districtId]
       )
       ended += claimed?.n ?? 0
-      // 4. What is wanted and not stored: added, or reopened.
-      const [row] = yield* sql.unsafe<{ readonly n: number }>(
-        `WITH added AS (
-           INSERT INTO user_identities (district_id, user_id, provider, kind, type, value)
-           SELECT $1, p.user_id, p.provider, p.kind, p.type, p.value FROM pg_temp.identities_plan p WHERE p.action = 'add'
-           ON CONFLICT (user_id, provider, kind, type, value) DO UPDATE SET ended_at = NULL, ended_reason = NULL
-           RETURNING 1)
-         SELECT count(*)::int AS n FROM added`,
+      // 4. What is wanted and not stored: added, or reopened. A district without identities
+      // yet (its first sync) has none to reopen (a user's identities are its district's), so
+      // they are inserted plainly, sparing ON CONFLICT's speculative insertion of each row.
+      const [stored] = yield* sql<{ readonly any: boolean }>`
+        SELECT EXISTS (SELECT 1 FROM user_identities WHERE district_id = ${context.districtId}) AS any`
+      added = yield* rowsWritten(
+        `INSERT INTO user_identities (district_id, user_id, provider, kind, type, value)
+         SELECT $1, p.user_id, p.provider, p.kind, p.type, p.value FROM pg_temp.identities_plan p WHERE p.action = 'add'
+         ${stored?.any === false ? "" : "ON CONFLICT (user_id, provider, kind, type, value) DO UPDATE SET ended_at = NULL, ended_reason = NULL"}`,
         [context.districtId]
       )
-      added = row?.n ?? 0
     }
     yield* sql.unsafe(`DROP TABLE pg_temp.identities_plan`)
     yield* sql.unsafe(`DROP TABLE pg_temp.identities_wanted`)
