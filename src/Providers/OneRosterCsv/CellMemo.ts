@@ -1,4 +1,5 @@
-import { Either, Schema, SchemaAST } from "effect"
+import { Either, Option, Schema, SchemaAST } from "effect"
+import { CELL_REFUSED, type CellDecoder, CellDecoderId } from "./Columns.ts"
 
 /**
  * Decoding a file's rows column by column, remembering each column's recent cells.
@@ -25,7 +26,7 @@ export type CellPositions = ReadonlyArray<readonly [name: string, index: number]
 
 export type ColumnwiseDecoder = (positions: CellPositions) => (row: ReadonlyArray<string>) => Record<string, unknown> | undefined
 
-const FAILED = Symbol("failed")
+const FAILED = CELL_REFUSED
 /** Cells remembered per column, at most (the memo is emptied when full). */
 const MEMO_SIZE = 2048
 /** Look-ups after which a column that found less than a quarter of its cells in the memo stops remembering. */
@@ -35,10 +36,20 @@ class Column {
   private memo: Map<string, unknown> | null = new Map()
   private lookups = 0
   private hits = 0
-  private readonly decode: (cell: string) => Either.Either<unknown, unknown>
+  private readonly decodeCell: (cell: string) => unknown
 
   constructor(readonly name: string, schema: Schema.Schema<unknown, string>) {
-    this.decode = Schema.decodeUnknownEither(schema)
+    // The column's own cell decoder when it has one (Columns.ts: the schema decodes through
+    // it), else the schema.
+    const direct = SchemaAST.getAnnotation<CellDecoder<unknown>>(schema.ast, CellDecoderId)
+    if (Option.isSome(direct)) this.decodeCell = direct.value
+    else {
+      const decode = Schema.decodeUnknownEither(schema)
+      this.decodeCell = (cell) => {
+        const decoded = decode(cell)
+        return Either.isRight(decoded) ? decoded.right : FAILED
+      }
+    }
   }
 
   /** The cell's value, or `FAILED`. */
@@ -63,10 +74,6 @@ class Column {
     return value
   }
 
-  private decodeCell(cell: string): unknown {
-    const decoded = this.decode(cell)
-    return Either.isRight(decoded) ? decoded.right : FAILED
-  }
 }
 
 /**

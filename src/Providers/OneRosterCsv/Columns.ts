@@ -13,127 +13,122 @@ import { isCalendarDate } from "../../Domain/Values.ts"
  * enumerations and booleans are read case-insensitively and trimmed.
  */
 
+/**
+ * Each column below decodes a cell with a plain function (`(cell) => value`, or
+ * `CELL_REFUSED`), which its schema runs and carries as an annotation (`CellDecoderId`).
+ * The column-wise decoder (CellMemo.ts) calls the function itself, without Schema's
+ * machinery per cell: an enrollment's own ID and its user's are new on every row, and
+ * decoding them through Schema was a fifth of staging's allocations. The schema and the
+ * function cannot disagree: the schema's decode is the function.
+ */
+export const CELL_REFUSED: unique symbol = Symbol.for("rosterd/CellRefused")
+export const CellDecoderId: unique symbol = Symbol.for("rosterd/CellDecoder")
+export type CellDecoder<A> = (cell: string) => A | typeof CELL_REFUSED
+
+/** The schema of a column decoded by `decode`, encoded back by `encode`. */
+const column = <A, I extends Schema.Schema.Any>(
+  to: I & Schema.Schema<A, any, never>,
+  decode: CellDecoder<A>,
+  encode: (value: A) => string,
+  description: string
+) =>
+  Schema.transformOrFail(Schema.String, to, {
+    strict: false,
+    decode: (raw, _, ast) => {
+      const value = decode(raw)
+      return value === CELL_REFUSED ? ParseResult.fail(new ParseResult.Type(ast, raw)) : ParseResult.succeed(value)
+    },
+    encode: (value) => ParseResult.succeed(encode(value as A))
+  }).annotations({ description, [CellDecoderId]: decode })
+
 /** A required identifier or text: trimmed, non-empty. */
-export const RequiredText = Schema.transformOrFail(Schema.String, Schema.String, {
-  strict: true,
-  decode: (raw, _, ast) => {
-    const value = raw.trim()
-    return value.length > 0 ? ParseResult.succeed(value) : ParseResult.fail(new ParseResult.Type(ast, raw))
-  },
-  encode: ParseResult.succeed
-}).annotations({ description: "a non-empty value" })
+export const requiredText: CellDecoder<string> = (raw) => {
+  const value = raw.trim()
+  return value.length > 0 ? value : CELL_REFUSED
+}
+export const RequiredText = column(Schema.String, requiredText, (value) => value, "a non-empty value")
 
 /** Optional text: trimmed, an empty cell is `null`. */
-export const OptionalText = Schema.transform(Schema.String, Schema.NullOr(Schema.String), {
-  strict: true,
-  decode: (raw) => {
-    const value = raw.trim()
-    return value.length > 0 ? value : null
-  },
-  encode: (value) => value ?? ""
-}).annotations({ description: "text" })
+export const optionalText: CellDecoder<string | null> = (raw) => {
+  const value = raw.trim()
+  return value.length > 0 ? value : null
+}
+export const OptionalText = column(Schema.NullOr(Schema.String), optionalText, (value) => value ?? "", "text")
 
 /** `active` (or empty, as bulk files usually leave it) / `tobedeleted`; OneRoster 1.0's `inactive` reads as `tobedeleted`. */
-export const Status = Schema.transformOrFail(Schema.String, Schema.Literal("active", "tobedeleted"), {
-  strict: true,
-  decode: (raw, _, ast) => {
-    if (raw === "" || raw === "active") return ParseResult.succeed("active" as RecordStatus)
-    const value = raw.trim().toLowerCase()
-    if (value === "" || value === "active") return ParseResult.succeed("active" as RecordStatus)
-    if (value === "tobedeleted" || value === "inactive") return ParseResult.succeed("tobedeleted" as RecordStatus)
-    return ParseResult.fail(new ParseResult.Type(ast, raw))
-  },
-  encode: ParseResult.succeed
-}).annotations({ description: "active or tobedeleted" })
+export const status: CellDecoder<RecordStatus> = (raw) => {
+  if (raw === "" || raw === "active") return "active"
+  const value = raw.trim().toLowerCase()
+  if (value === "" || value === "active") return "active"
+  if (value === "tobedeleted" || value === "inactive") return "tobedeleted"
+  return CELL_REFUSED
+}
+export const Status = column(Schema.Literal("active", "tobedeleted"), status, (value) => value, "active or tobedeleted")
 
 /**
  * A calendar date `YYYY-MM-DD` that exists (no 2023-02-30). Whether it is in its field's
  * range (a birth date after 1900…) is the value guard's to judge, for every provider alike.
  */
-export const RequiredDate = Schema.transformOrFail(Schema.String, Schema.String, {
-  strict: true,
-  decode: (raw, _, ast) => {
-    const value = raw.trim()
-    return isCalendarDate(value) ? ParseResult.succeed(value) : ParseResult.fail(new ParseResult.Type(ast, raw))
-  },
-  encode: ParseResult.succeed
-}).annotations({ description: "a date in YYYY-MM-DD form" })
+export const requiredDate: CellDecoder<string> = (raw) => {
+  const value = raw.trim()
+  return isCalendarDate(value) ? value : CELL_REFUSED
+}
+export const RequiredDate = column(Schema.String, requiredDate, (value) => value, "a date in YYYY-MM-DD form")
 
-export const OptionalDate = Schema.transformOrFail(Schema.String, Schema.NullOr(Schema.String), {
-  strict: true,
-  decode: (raw, _, ast) => {
-    const value = raw.trim()
-    if (value === "") return ParseResult.succeed(null)
-    return isCalendarDate(value) ? ParseResult.succeed(value) : ParseResult.fail(new ParseResult.Type(ast, raw))
-  },
-  encode: (value) => ParseResult.succeed(value ?? "")
-}).annotations({ description: "empty or a date in YYYY-MM-DD form" })
+export const optionalDate: CellDecoder<string | null> = (raw) => {
+  const value = raw.trim()
+  if (value === "") return null
+  return isCalendarDate(value) ? value : CELL_REFUSED
+}
+export const OptionalDate = column(Schema.NullOr(Schema.String), optionalDate, (value) => value ?? "", "empty or a date in YYYY-MM-DD form")
 
 /** A comma list inside one cell (`"09,10,11"`); items trimmed, empty items dropped. */
-export const List = Schema.transform(Schema.String, Schema.Array(Schema.String), {
-  strict: true,
-  decode: (raw) => {
-    if (raw.length === 0) return []
-    const out: Array<string> = []
-    for (const item of raw.split(",")) {
-      const value = item.trim()
-      if (value.length > 0) out.push(value)
-    }
-    return out
-  },
-  encode: (items) => items.join(",")
-}).annotations({ description: "a comma-separated list" })
+export const list: CellDecoder<ReadonlyArray<string>> = (raw) => {
+  if (raw.length === 0) return []
+  const out: Array<string> = []
+  for (const item of raw.split(",")) {
+    const value = item.trim()
+    if (value.length > 0) out.push(value)
+  }
+  return out
+}
+export const List = column(Schema.Array(Schema.String), list, (items) => items.join(","), "a comma-separated list")
 
 /** `true` / `false` in any case; an empty cell takes the given default. */
-export const Bool = (whenEmpty: boolean) =>
-  Schema.transformOrFail(Schema.String, Schema.Boolean, {
-    strict: true,
-    decode: (raw, _, ast) => {
-      if (raw === "") return ParseResult.succeed(whenEmpty)
-      if (raw === "true") return ParseResult.succeed(true)
-      if (raw === "false") return ParseResult.succeed(false)
-      const value = raw.trim().toLowerCase()
-      if (value === "") return ParseResult.succeed(whenEmpty)
-      if (value === "true") return ParseResult.succeed(true)
-      if (value === "false") return ParseResult.succeed(false)
-      return ParseResult.fail(new ParseResult.Type(ast, raw))
-    },
-    encode: (value) => ParseResult.succeed(value ? "true" : "false")
-  }).annotations({ description: "true or false" })
+export const Bool = (whenEmpty: boolean) => {
+  const bool: CellDecoder<boolean> = (raw) => {
+    if (raw === "") return whenEmpty
+    if (raw === "true") return true
+    if (raw === "false") return false
+    const value = raw.trim().toLowerCase()
+    if (value === "") return whenEmpty
+    if (value === "true") return true
+    if (value === "false") return false
+    return CELL_REFUSED
+  }
+  return column(Schema.Boolean, bool, (value) => (value ? "true" : "false"), "true or false")
+}
 
 /** One of `values`, matched case-insensitively, returned in its canonical spelling. */
 export const Enum = <const Values extends ReadonlyArray<string>>(...values: Values) => {
   const exact = new Set<string>(values)
   const canonical = new Map(values.map((value) => [value.toLowerCase(), value] as const))
-  return Schema.transformOrFail(Schema.String, Schema.Literal(...values), {
-    strict: true,
-    decode: (raw, _, ast) => {
-      const value = exact.has(raw) ? raw : canonical.get(raw.trim().toLowerCase())
-      return value === undefined
-        ? ParseResult.fail(new ParseResult.Type(ast, raw))
-        : ParseResult.succeed(value as Values[number])
-    },
-    encode: ParseResult.succeed
-  }).annotations({ description: `one of ${values.join(", ")}` })
+  const one: CellDecoder<Values[number]> = (raw) =>
+    (exact.has(raw) ? raw : canonical.get(raw.trim().toLowerCase())) as Values[number] | undefined ?? CELL_REFUSED
+  return column(Schema.Literal(...values), one, (value) => value, `one of ${values.join(", ")}`)
 }
 
 /** Like `Enum` but an empty cell is `null`. */
 export const OptionalEnum = <const Values extends ReadonlyArray<string>>(...values: Values) => {
   const exact = new Set<string>(values)
   const canonical = new Map(values.map((value) => [value.toLowerCase(), value] as const))
-  return Schema.transformOrFail(Schema.String, Schema.NullOr(Schema.Literal(...values)), {
-    strict: true,
-    decode: (raw, _, ast) => {
-      if (exact.has(raw)) return ParseResult.succeed(raw as Values[number])
-      const trimmed = raw.trim()
-      if (trimmed === "") return ParseResult.succeed(null)
-      const value = canonical.get(trimmed.toLowerCase())
-      return value === undefined
-        ? ParseResult.fail(new ParseResult.Type(ast, raw))
-        : ParseResult.succeed(value as Values[number])
-    },
-    encode: (value) => ParseResult.succeed(value ?? "")
-  }).annotations({ description: `empty or one of ${values.join(", ")}` })
+  const one: CellDecoder<Values[number] | null> = (raw) => {
+    if (exact.has(raw)) return raw as Values[number]
+    const trimmed = raw.trim()
+    if (trimmed === "") return null
+    return (canonical.get(trimmed.toLowerCase()) as Values[number] | undefined) ?? CELL_REFUSED
+  }
+  return column(Schema.NullOr(Schema.Literal(...values)), one, (value) => value ?? "", `empty or one of ${values.join(", ")}`)
 }
 
 /**
