@@ -246,6 +246,23 @@ describe("rosterd db setup-roles and the grant pass", () => {
       assert.strictEqual(row!.n, 0)
     }))
 
+  it.scoped("setup-roles lets the app, never the platform, turn the per-row triggers off (session_replication_role)", () =>
+    Effect.gen(function*() {
+      const name = yield* emptyDatabase
+      const names = freshNames()
+      yield* withDatabase(roleUrl(name), setupRoles({ names }))
+      const may = (role: string) =>
+        withDatabase(roleUrl(name), Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          Effect.map(sql<{ readonly may: boolean }>`SELECT has_parameter_privilege(${role}, 'session_replication_role', 'SET') AS may`, ([row]) => row?.may)))
+      assert.isTrue(yield* may(names.app))
+      assert.isFalse(yield* may(names.platform))
+      // A platform role that holds it could turn the lock triggers off: refused.
+      yield* withDatabase(roleUrl(name), Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.unsafe(`GRANT SET ON PARAMETER session_replication_role TO ${names.platform}`)))
+      const refused = yield* Effect.exit(withDatabase(roleUrl(name), setupRoles({ names })))
+      assert.include(failureOf(refused), `${names.platform} may set session_replication_role, which turns the lock triggers off`)
+    }))
+
   it("the README's grant table is the one the code generates (rosterd db grants --format markdown)", () => {
     const readme = Fs.readFileSync(NodePath.join(ROOT, "README.md"), "utf8")
     assert.include(readme, grantsMarkdown(DEFAULT_ROLE_NAMES), "paste `rosterd db grants --format markdown` into the README's \"Database roles and grants\"")
