@@ -17,6 +17,7 @@ import { RosterProvider } from "../Providers/RosterProvider.ts"
 import { Secrets } from "../Secrets/Secrets.ts"
 import { RosterStore } from "../Store/RosterStore.ts"
 import { roleNamesConfig, roleStatus } from "../Store/Roles.ts"
+import { mayWriteAsSet, ReferencesBySetConfig } from "../Reconcile/ReferencesBySet.ts"
 
 /**
  * `rosterd doctor`: is this installation able to do its job? Each check gives ok, warn or
@@ -89,8 +90,19 @@ export const databaseChecks = Effect.gen(function*() {
     if (Math.abs(skew) > SKEW_WARN_MS) return warn(text)
     return ok(text)
   }))
-  return [reach, migrations, clock, yield* rolesCheck]
+  return [reach, migrations, clock, yield* rolesCheck, yield* referencesCheck]
 })
+
+/**
+ * How the sync's bulk inserts check their foreign keys (src/Reconcile/ReferencesBySet.ts):
+ * as a set where this role may turn the per-row triggers off; row by row otherwise (the
+ * same rows, minutes slower for a district of a million students).
+ */
+export const referencesCheck = check("foreign keys on bulk writes", Effect.gen(function*() {
+  if (!(yield* ReferencesBySetConfig)) return ok("checked row by row (rosterd.sync.referencesBySet: false)")
+  if (yield* mayWriteAsSet) return ok("checked as a set: this role may set session_replication_role")
+  return warn("checked row by row: this role may not set session_replication_role (PostgreSQL 15+: run rosterd db setup-roles as a superuser)")
+}))
 
 /**
  * The trust boundary (README "Security"): rosterd's roles exist and hold this code's

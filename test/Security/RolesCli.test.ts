@@ -176,8 +176,11 @@ describe("the embedded default runs with the roles", () => {
       await expect(query(platformUrl, "SELECT * FROM outbox")).rejects.toThrow(/permission denied for table outbox/)
 
       const doctor = await rosterdProcess(["doctor", "--json"], env)
-      const roles = (JSON.parse(doctor.stdout) as Array<{ check: string; status: string; detail: string }>).find((r) => r.check === "database roles")
+      const checks = JSON.parse(doctor.stdout) as Array<{ check: string; status: string; detail: string }>
+      const roles = checks.find((r) => r.check === "database roles")
       expect(roles).toMatchObject({ status: "ok", detail: expect.stringContaining("connected as rosterd_app") })
+      // The embedded default lets the app check its bulk inserts' foreign keys as a set.
+      expect(checks.find((r) => r.check === "foreign keys on bulk writes")).toMatchObject({ status: "ok", detail: expect.stringContaining("checked as a set") })
       for (const { password } of Object.values(state.roles)) expect(doctor.stdout + doctor.stderr + daemon.lines.join("\n")).not.toContain(password)
     } finally {
       expect(await daemon.stop("SIGTERM")).toBe(0)
