@@ -22,6 +22,8 @@ import { Config, Data, Effect } from "effect"
  * is not the district's (a stronger rule than the keys': any class or user would do for
  * them). Any such row fails the run: nothing of it is applied. The constraints stay
  * declared and valid, and every other writer's rows are checked row by row as before.
+ * Used by the roster inserts (Apply.ts) and by linking's accounts and links
+ * (src/Accounts/Linking.ts: accounts this run created or read, users of the district).
  *
  * It applies where the app role may set `session_replication_role` (PostgreSQL 15 and
  * later: `rosterd db setup-roles` grants it, the embedded default has it; a superuser may)
