@@ -61,7 +61,8 @@ const { values: args } = parseArgs({
     keep: { type: "boolean", default: false },
     "skip-rest": { type: "boolean", default: false },
     statements: { type: "string", default: "0" },
-    "server-defaults": { type: "boolean", default: false },
+    "shared-buffers-mb": { type: "string" },
+    "max-wal-size-mb": { type: "string" },
     help: { type: "boolean", short: "h", default: false }
   }
 })
@@ -73,7 +74,7 @@ if (args.help) {
   --keep          keep the bench databases (only with DATABASE_URL; the embedded server is always removed)
   --skip-rest     leave out the Clever and OneRoster REST full syncs through the fake servers
   --statements N  after each phase's steps, its N slowest SQL statements (for finding what to work on)
-  --server-defaults  the embedded server with Postgres' own shared_buffers and max_wal_size (128 MB, 1 GB), not rosterd's sizing
+  --shared-buffers-mb N, --max-wal-size-mb N  the embedded server's shared_buffers and max_wal_size (default: Postgres' own, 128 and 1024)
 `)
   process.exit(0)
 }
@@ -264,8 +265,8 @@ const startServer = async (): Promise<{ adminUrl: URL; description: string }> =>
   }
   if (args.keep) log("--keep has no effect without DATABASE_URL: the embedded server and its data are removed at the end")
   log("starting a temporary embedded Postgres …")
-  // (--server-defaults: Postgres' own sizing, to measure rosterd's against it.)
-  const server = await startTemporary(args["server-defaults"] ? { sharedBuffersMb: 128, maxWalSizeMb: 1024 } : undefined)
+  const megabytes = (value: string | undefined) => (value === undefined ? undefined : Number(value))
+  const server = await startTemporary({ sharedBuffersMb: megabytes(args["shared-buffers-mb"]), maxWalSizeMb: megabytes(args["max-wal-size-mb"]) })
   onCleanup("stop the embedded Postgres", () => server.stop())
   const url = new URL(`postgres://${server.host}:${server.port}/${server.database}`)
   url.username = server.user

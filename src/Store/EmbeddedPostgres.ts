@@ -1,4 +1,4 @@
-import { Config, Data, Duration, Effect, Redacted, Schedule } from "effect"
+import { Config, Data, Duration, Effect, Option, Redacted, Schedule } from "effect"
 import { execFile } from "node:child_process"
 import { createHmac, randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
@@ -102,46 +102,39 @@ export class EmbeddedPostgres extends Effect.Service<EmbeddedPostgres>()("roster
 }) {}
 
 /**
- * The server's memory and checkpoint spacing, set when a process starts it (a process that
- * attaches to a running server keeps its settings). Postgres' own defaults (128 MB of
- * shared buffers, 1 GB of WAL between checkpoints) suit a laptop, not a district of a
- * million students: there a full sync's inserts and index updates outgrow the buffers, so
- * the syncing backend writes out dirty pages itself, and checkpoints come every few
- * seconds, each followed by full-page images of every page touched again (README,
- * *Embedded Postgres sizing*).
+ * The server's shared buffers and WAL between checkpoints, when set
+ * (`rosterd.embeddedPostgres.sharedBuffersMb` / `maxWalSizeMb`); unset, Postgres' own (128 MB,
+ * 1 GB). Applied by the process that starts the server (one that attaches to a running
+ * server keeps its settings). Not raised by default: a quarter of the memory (2 GB) and
+ * 4 GB of WAL made no bench faster, at 100k students or at 1.2 million (README, *Embedded
+ * Postgres sizing*).
  */
 export interface ServerSizing {
-  readonly sharedBuffersMb: number
-  readonly maxWalSizeMb: number
+  readonly sharedBuffersMb?: number | undefined
+  readonly maxWalSizeMb?: number | undefined
 }
-
-/** The memory this process may use: its cgroup's limit when it has one, else the machine's. */
-const availableMemory = (): number => {
-  const total = Os.totalmem()
-  const constrained = typeof process.constrainedMemory === "function" ? process.constrainedMemory() ?? 0 : 0
-  return constrained > 0 && constrained < total ? constrained : total
-}
-
-/** A quarter of the memory for shared buffers (Postgres' own advice), between 128 MB and 2 GB; 4 GB of WAL between checkpoints. */
-export const defaultSizing = (memoryBytes: number = availableMemory()): ServerSizing => ({
-  sharedBuffersMb: Math.min(2048, Math.max(128, Math.floor(memoryBytes / 4 / 2 ** 20))),
-  maxWalSizeMb: 4096
-})
 
 const sizingConfig = Effect.gen(function*() {
-  const defaults = defaultSizing()
-  const setting = (name: string, fallback: number, least: number) =>
+  const setting = (name: string, least: number) =>
     Config.integer(name).pipe(
       Config.validate({ message: `must be at least ${least}`, validation: (n) => n >= least }),
       Config.nested("embeddedPostgres"),
       Config.nested("rosterd"),
-      Config.withDefault(fallback)
+      Config.option,
+      Config.map(Option.getOrUndefined)
     )
   return {
-    sharedBuffersMb: yield* setting("sharedBuffersMb", defaults.sharedBuffersMb, 16),
-    maxWalSizeMb: yield* setting("maxWalSizeMb", defaults.maxWalSizeMb, 64)
+    sharedBuffersMb: yield* setting("sharedBuffersMb", 16),
+    maxWalSizeMb: yield* setting("maxWalSizeMb", 64)
   } satisfies ServerSizing
 })
+
+/** The server options for `sizing` (none for what is unset). */
+const sizingOptions = (sizing: ServerSizing) =>
+  [
+    sizing.sharedBuffersMb === undefined ? "" : ` -c shared_buffers=${sizing.sharedBuffersMb}MB`,
+    sizing.maxWalSizeMb === undefined ? "" : ` -c max_wal_size=${sizing.maxWalSizeMb}MB`
+  ].join("")
 
 /** A role's password: derived from the cluster's superuser password and the role's name. */
 export const rolePassword = (superuserPassword: string, role: string) =>
@@ -329,7 +322,7 @@ const attachOrStart = async (dataDir: string, preferredPort: number, sizing: Ser
     "--log", logFile,
     "--wait", "--timeout", "60",
     // TCP on loopback only; no Unix socket (its default directory may not be ours to write).
-    "-o", `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c shared_buffers=${sizing.sharedBuffersMb}MB -c max_wal_size=${sizing.maxWalSizeMb}MB`
+    "-o", `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''${sizingOptions(sizing)}`
   ], identity).catch((error: unknown) => {
     throw new EmbeddedPostgresError({
       message: `embedded Postgres did not start (${errorText(error)}); its log: ${logFile}`
@@ -410,7 +403,7 @@ const stopIfLast = async (dataDir: string, connection: EmbeddedConnection) => {
 
 /** For tests and the benchmark: a throwaway cluster in its own temporary data dir. */
 export const startTemporary = async (
-  sizing: ServerSizing = defaultSizing()
+  sizing: ServerSizing = {}
 ): Promise<EmbeddedConnection & { readonly dataDir: string; readonly stop: () => Promise<void> }> => {
   const base = Fs.mkdtempSync(NodePath.join(Os.tmpdir(), "rosterd-pg-"))
   Fs.chmodSync(base, 0o755)
