@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Config, Data, Effect } from "effect"
+import { parameterGrants } from "../Store/Roles.ts"
 
 /**
  * The sync's bulk inserts check their foreign keys once per set instead of once per row.
@@ -52,8 +53,7 @@ export const membershipsOutsideDistrict = (plan: string) =>
 /** Whether this session may turn the per-row triggers off (PostgreSQL 15+: granted; before: a superuser). */
 export const mayWriteAsSet = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const [version] = yield* sql<{ readonly n: number }>`SELECT current_setting('server_version_num')::int AS n`
-  const [row] = (version?.n ?? 0) >= 150000
+  const [row] = (yield* parameterGrants)
     ? yield* sql<{ readonly may: boolean }>`SELECT has_parameter_privilege('session_replication_role', 'SET') AS may`
     : yield* sql<{ readonly may: boolean }>`SELECT rolsuper AS may FROM pg_roles WHERE rolname = current_user`
   return row?.may === true

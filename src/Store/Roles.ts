@@ -445,11 +445,14 @@ const raced = (error: SqlError.SqlError) => {
  * `session_replication_role`, which only a superuser can grant, from PostgreSQL 15 on.
  * The platform's role must never have it: it would turn the lock triggers off.
  */
+/** Whether the server grants rights on parameters (`GRANT SET ON PARAMETER`, `has_parameter_privilege`): PostgreSQL 15+. */
+export const parameterGrants = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.map(sql<{ readonly n: number }>`SELECT current_setting('server_version_num')::int AS n`, ([row]) => (row?.n ?? 0) >= 150000))
+
 export const grantReplicaWrites = (names: RoleNames, superuser: boolean) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const [version] = yield* sql<{ readonly n: number }>`SELECT current_setting('server_version_num')::int AS n`
-    if ((version?.n ?? 0) < 150000) return
+    if (!(yield* parameterGrants)) return
     const [held] = yield* sql<{ readonly app: boolean; readonly platform: boolean }>`
       SELECT has_parameter_privilege(${names.app}, 'session_replication_role', 'SET') AS app,
              has_parameter_privilege(${names.platform}, 'session_replication_role', 'SET') AS platform`

@@ -88,37 +88,28 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("ref
       const store = yield* RosterStore
       yield* store.addDistrict({ id: "refs-other" as DistrictId, name: "other", provider: "oneroster-csv", timezone: "America/Chicago", settings: { path: small.dir } })
       const written = yield* Ref.make(false)
-      const exit = yield* sql.withTransaction(Effect.gen(function*() {
-        // A plan of one membership: a class and a user of district refs-set, written for refs-other.
-        yield* sql.unsafe(`CREATE TEMP TABLE plan_strays ON COMMIT DROP AS
-          SELECT 'create'::text AS action, c.id AS class_id, u.id AS user_id
-          FROM classes c, users u WHERE c.district_id = 'refs-set' AND u.district_id = 'refs-set' LIMIT 1`)
-        return yield* writeReferencesBySet({
-          bySet: true,
-          table: "enrollments",
-          districtId: "refs-other",
-          dangling: membershipsOutsideDistrict("plan_strays"),
-          write: Ref.set(written, true)
-        })
-      })).pipe(Effect.exit)
+      // A plan of one membership, a class and a user of district refs-set, written for `district`.
+      const writeOne = (district: string) =>
+        sql.withTransaction(Effect.gen(function*() {
+          yield* sql.unsafe(`CREATE TEMP TABLE plan_one ON COMMIT DROP AS
+            SELECT 'create'::text AS action, c.id AS class_id, u.id AS user_id
+            FROM classes c, users u WHERE c.district_id = 'refs-set' AND u.district_id = 'refs-set' LIMIT 1`)
+          return yield* writeReferencesBySet({
+            bySet: true,
+            table: "enrollments",
+            districtId: district,
+            dangling: membershipsOutsideDistrict("plan_one"),
+            write: Effect.as(Ref.set(written, true), "written")
+          })
+        }))
+      const exit = yield* Effect.exit(writeOne("refs-other"))
       const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
       assert.instanceOf(defect, DanglingReferences)
       assert.include((defect as DanglingReferences).message, "1 rows to write reference a class or user that is not the district's")
       assert.isFalse(yield* Ref.get(written))
       // The same plan for its own district passes.
-      const ok = yield* sql.withTransaction(Effect.gen(function*() {
-        yield* sql.unsafe(`CREATE TEMP TABLE plan_own ON COMMIT DROP AS
-          SELECT 'create'::text AS action, c.id AS class_id, u.id AS user_id
-          FROM classes c, users u WHERE c.district_id = 'refs-set' AND u.district_id = 'refs-set' LIMIT 1`)
-        return yield* writeReferencesBySet({
-          bySet: true,
-          table: "enrollments",
-          districtId: "refs-set",
-          dangling: membershipsOutsideDistrict("plan_own"),
-          write: Effect.as(Ref.set(written, true), "written")
-        })
-      }))
-      assert.strictEqual(ok, "written")
+      assert.strictEqual(yield* writeOne("refs-set"), "written")
+      assert.isTrue(yield* Ref.get(written))
     }))
 
   it.effect("the app's role may turn the per-row triggers off; the platform's may not", () =>
