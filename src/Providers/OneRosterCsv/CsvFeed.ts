@@ -77,7 +77,7 @@ export const csvDigests = <K extends EntityKind, Row>(
         spec,
         limits,
         (decoder) => (header, raw, record) => new PendingRecord(decoder, header, raw, record),
-        { version: seed, known: (_hi, _lo, line) => !wanted(line) }
+        { version: seed, known: () => false, unwanted: (line) => !wanted(line) }
       )
   }
 }
@@ -165,11 +165,16 @@ const csvRows = <K extends EntityKind, Row, Out>(
   limits: CsvLimits,
   make: (decoder: RowDecoder<K>) => (header: HeaderIndex, raw: RawRow, record: PassedRecord) => Out,
   /** The digests' seed, and which records to drop unparsed (`RecordFilter`). */
-  digests: { readonly version: string; readonly known: KnownDigest }
+  digests: { readonly version: string; readonly known: KnownDigest; readonly unwanted?: (line: number) => boolean }
 ): Stream.Stream<Out, ProviderError> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const input = yield* source.open(spec.file)
-    const filter = new RecordFilter({ version: digests.version, maxRecordBytes: limits.maxRecordBytes, known: digests.known })
+    const filter = new RecordFilter({
+      version: digests.version,
+      maxRecordBytes: limits.maxRecordBytes,
+      known: digests.known,
+      unwanted: digests.unwanted
+    })
     const batches = input.pipe(filter)
     input.on("error", (cause) => batches.destroy(cause))
     yield* Effect.addFinalizer(() =>

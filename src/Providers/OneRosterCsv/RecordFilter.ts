@@ -119,6 +119,12 @@ export class RecordFilter extends Transform {
        * a quote never closed) with the digest 0:0, which no record has in the store.
        */
       readonly known: KnownDigest | undefined
+      /**
+       * Filter mode by line (the records the reconcile asked for after a scan): true drops
+       * the record before it is digested; `known` is asked of the others. Hashing a record
+       * the reconcile does not want is most of the cost of reading it (the scan listed it).
+       */
+      readonly unwanted?: ((line: number) => boolean) | undefined
     }
   ) {
     // One batch waiting at most: batches buffered ahead are rows kept alive (CsvSource.ts).
@@ -277,6 +283,12 @@ export class RecordFilter extends Transform {
       const header = this.digest.finish()
       this.seed = seedOf(`${this.options.version}|${header.hi.toString(16)}${header.lo.toString(16)}`)
       this.header = Buffer.concat([...carry, chunk.subarray(start, end)])
+      this.resetCarry()
+      return
+    }
+    const unwanted = this.options.unwanted
+    if (unwanted !== undefined && !forcePass && length <= this.options.maxRecordBytes && unwanted(line)) {
+      this.dropped += 1
       this.resetCarry()
       return
     }
