@@ -21,6 +21,7 @@ import rosterApplied from "./0020_roster_applied.ts"
 import changeParts from "./0021_change_parts.ts"
 import typedDigests from "./0022_typed_digests.ts"
 import digestKeys from "./0023_digest_keys.ts"
+import maskingBits from "./0024_masking_bits.ts"
 import digests from "./0015_digests.ts"
 
 /**
@@ -51,7 +52,8 @@ const all = {
   "0020_roster_applied": rosterApplied,
   "0021_change_parts": changeParts,
   "0022_typed_digests": typedDigests,
-  "0023_digest_keys": digestKeys
+  "0023_digest_keys": digestKeys,
+  "0024_masking_bits": maskingBits
 }
 
 export const migrations = Migrator.fromRecord(all)

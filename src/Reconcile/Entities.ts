@@ -1,5 +1,6 @@
 import type { EntityKind, EntityRecord, UserIdentity } from "../Domain/Roster.ts"
 import { normalizeGrades } from "../Domain/Grades.ts"
+import { maskingBits } from "../Domain/Masking.ts"
 import type { CopyValue } from "../Store/Copy.ts"
 
 /**
@@ -13,7 +14,7 @@ export interface Column<A> {
   /** Column name, the same in staging and live tables. */
   readonly name: string
   /** Its SQL type, the same in staging, plan and live tables. */
-  readonly type: "text" | "date" | "boolean" | "text[]"
+  readonly type: "text" | "date" | "boolean" | "text[]" | "smallint"
   readonly get: (record: A) => CopyValue
 }
 
@@ -130,7 +131,9 @@ export const Entities: { readonly [K in EntityKind]: EntitySpec<K> } = {
     staged: [
       col("identities", "text[]", (r) => encodeIdentities(r.identities)),
       // `sourceId` U+001F `relationship` (src/Reconcile/Contacts.ts); entries with control characters are left out.
-      col("agents", "text[]", (r) => (r.agents ?? []).filter((a) => !/[\u0000-\u001f\u007f]/.test(a.sourceId + (a.relationship ?? ""))).map((a) => `${a.sourceId}\u001f${a.relationship ?? ""}`))
+      col("agents", "text[]", (r) => (r.agents ?? []).filter((a) => !/[\u0000-\u001f\u007f]/.test(a.sourceId + (a.relationship ?? ""))).map((a) => `${a.sourceId}\u001f${a.relationship ?? ""}`)),
+      // How the personal fields look to the masking check, judged once (src/Domain/Masking.ts).
+      col("masking", "smallint", (r) => maskingBits(r.email, r.givenName, r.familyName))
     ]
   },
   demographics: {

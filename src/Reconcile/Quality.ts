@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { FindingsContext } from "./Findings.ts"
 import { insertFindings, quote } from "./Findings.ts"
+import { MaskingBit, PLACEHOLDER_WORDS } from "../Domain/Masking.ts"
 
 /**
  * Data-quality findings that the district rules depend on, for every provider:
@@ -57,13 +58,6 @@ export const MASKED_FIELDS = [["email", "e-mail"], ["given_name", "given name"],
 export type MaskedField = (typeof MASKED_FIELDS)[number][0]
 
 /**
- * Words that make a domain (one of its labels) a placeholder: `example.invalid`,
- * `masked.school.org`. Letters, and bracketed classes after a fixed part (`placeholderDomain`
- * takes what comes before the first `[` as the part every match holds).
- */
-const PLACEHOLDER_WORDS = ["invalid", "masked", "redacted", "hidden", "anonymi[sz]ed", "obfuscated"]
-
-/**
  * SQL: the (lower-case) domain `d` is a placeholder. The pattern costs about 2 µs a value
  * (an unanchored alternation), so it only runs on domains holding one of its words' fixed
  * parts — a match always does (`LIKE`, about a tenth of the cost): 108,000 addresses took
@@ -80,17 +74,14 @@ export const maskedEmail = (e: string) =>
     OR (split_part(lower(btrim(${e})), '@', 1) ~ '^[0-9a-f]{8,}$' AND split_part(lower(btrim(${e})), '@', 1) ~ '[0-9]'
         AND split_part(lower(btrim(${e})), '@', 1) ~ '[a-f]'))`
 
-/** SQL: the value `v` of `field` counts as hashed (or starred out) when judging the whole field. */
-const hashedValue = (field: MaskedField, v: string) => {
-  const text = field === "email" ? `split_part(lower(${v}), '@', 1)` : `lower(${v})`
-  // Hex of any length once it holds a digit (no name or local part is "3f"); without one,
-  // eight digits or more (names such as "Abe", "Dee" or an initial "C" are hex too).
-  return `(${text} ~ '^([0-9a-f]{8,}|[a-z0-9+/]{40,}={0,2}|[*x#]+)$' OR (${text} ~ '^[0-9a-f]+$' AND ${text} ~ '[0-9]'))`
-}
-
-/** SQL: the address `v` has a placeholder domain. */
-const placeholderValue = (field: MaskedField, v: string) =>
-  field === "email" ? placeholderDomain(`split_part(lower(${v}), '@', 2)`) : "false"
+/**
+ * SQL: the staged user `u`'s `field` counts as hashed (or starred out), or as a placeholder
+ * address, when judging the whole field: bits judged when the record was decoded
+ * (src/Domain/Masking.ts).
+ */
+const hashedValue = (field: MaskedField) =>
+  `(u.masking & ${field === "email" ? MaskingBit.emailHashed : field === "given_name" ? MaskingBit.givenNameHashed : MaskingBit.familyNameHashed}) <> 0`
+const placeholderValue = (field: MaskedField) => field === "email" ? `(u.masking & ${MaskingBit.emailPlaceholder}) <> 0` : "false"
 
 /** SQL: the district `$district` has its e-mail field masked (as its last complete users feed showed). */
 export const districtEmailMasked = (district: string) =>
@@ -138,20 +129,19 @@ export const checkQuality = (context: FindingsContext) =>
       // Masked personal fields, judged per field over all users at once, and remembered.
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.masking`)
       // The three fields of the staged users read once (`u`; the statement read the staging
-      // table six times), and each value's placeholder test taken once (`ph`), before the
-      // hashed test it excludes.
+      // table six times), with their masking bits (no pattern runs here).
       yield* sql.unsafe(
         `CREATE TEMP TABLE masking AS
-         WITH u AS MATERIALIZED (SELECT ${MASKED_FIELDS.map(([field]) => field).join(", ")} FROM ${users} s)
+         WITH u AS MATERIALIZED (SELECT ${MASKED_FIELDS.map(([field]) => field).join(", ")}, masking FROM ${users} s)
          ${
           MASKED_FIELDS.map(([field]) =>
             `SELECT ${quote(field)}::text AS field, count(*)::int AS total,
-                    count(*) FILTER (WHERE v IS NULL)::int AS blank,
-                    count(*) FILTER (WHERE v IS NOT NULL AND NOT ph AND ${hashedValue(field, "v")})::int AS hashed,
-                    count(*) FILTER (WHERE ph)::int AS placeholder,
+                    count(*) FILTER (WHERE u.${field} IS NULL)::int AS blank,
+                    count(*) FILTER (WHERE ${hashedValue(field)})::int AS hashed,
+                    count(*) FILTER (WHERE ${placeholderValue(field)})::int AS placeholder,
                     coalesce((SELECT count(*) FROM u x WHERE x.${field} IS NOT NULL
                               GROUP BY ${field === "email" ? "lower(btrim(x.email))" : `x.${field}`} ORDER BY count(*) DESC LIMIT 1), 0)::int AS top
-             FROM (SELECT v, v IS NOT NULL AND ${placeholderValue(field, "v")} AS ph FROM (SELECT ${field} AS v FROM u) y OFFSET 0) f`
+             FROM u`
           ).join("\nUNION ALL\n")
         }`
       )

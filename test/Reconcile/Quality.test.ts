@@ -1,6 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import * as fc from "fast-check"
+import { MaskingBit, maskingBits } from "../../src/Domain/Masking.ts"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { maskedEmail } from "../../src/Reconcile/Quality.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
@@ -96,5 +98,28 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("dat
         assert.strictEqual(masked, domain.toLowerCase().split(".").some((label) => words.test(label)), domain)
       }
       assert.strictEqual(rows.length, domains.length)
+    }))
+
+  it.effect("the masking bits taken when a record is decoded are what Postgres' patterns said of the staged values", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      // The patterns the check ran over every staged user until the bits (issue 17),
+      // against the bits of random values over the characters that matter to them.
+      const hashed = (t: string) => `(${t} ~ '^([0-9a-f]{8,}|[a-z0-9+/]{40,}={0,2}|[*x#]+)$' OR (${t} ~ '^[0-9a-f]+$' AND ${t} ~ '[0-9]'))`
+      const placeholder = (d: string) => `${d} ~ '(^|\\.)(invalid|masked|redacted|hidden|anonymi[sz]ed|obfuscated)(\\.|$)'`
+      const alphabet = fc.constantFrom(..."0123456789abcdefABCDEFxX*#+/=.@-ghzGZéÉ", "masked", "invalid", "hidden", "anonymized")
+      const value = fc.array(alphabet, { maxLength: 48 }).map((parts) => parts.join(""))
+      const values = fc.sample(fc.oneof(value, fc.constant("")), 3000)
+      const rows = yield* sql.unsafe<{ readonly v: string; readonly ph: boolean; readonly eh: boolean; readonly nh: boolean }>(
+        `SELECT v, ${placeholder("split_part(lower(v), '@', 2)")} AS ph, ${hashed("split_part(lower(v), '@', 1)")} AS eh, ${hashed("lower(v)")} AS nh
+         FROM unnest($1::text[]) AS v`,
+        [values]
+      )
+      assert.strictEqual(rows.length, values.length)
+      for (const { eh, nh, ph, v } of rows) {
+        const email = (ph ? MaskingBit.emailPlaceholder : 0) | (!ph && eh ? MaskingBit.emailHashed : 0)
+        assert.strictEqual(maskingBits(v, null, null), email, v)
+        assert.strictEqual(maskingBits(null, v, v), nh ? MaskingBit.givenNameHashed | MaskingBit.familyNameHashed : 0, v)
+      }
     }))
 })
