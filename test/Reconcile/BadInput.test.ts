@@ -337,6 +337,23 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("bad
       })
     ))
 
+  it.effect("an unreadable enrollments.csv row holds its stored membership: not ended, though no readable row lists it", () =>
+    withSyncedDistrict("unreadable-enrollment", (dir) =>
+      Effect.gen(function*() {
+        const before = yield* rosterFingerprint
+        writeCsv(dir, "enrollments", readRows(dir, "enrollments").map((e) => e.sourcedId === "e-4" ? { ...e, role: "wizard" } : e))
+        const summary = yield* syncNow("unreadable-enrollment")
+        assert.strictEqual(summary.status, "succeeded")
+        // s-2 in cls-1 (line 5): its only row does not read; the stored membership is held.
+        assert.deepStrictEqual(summary.counts.enrollments, { created: 0, updated: 0, deactivated: 0, unchanged: 4 })
+        const findings = yield* findingsOf(summary.runId)
+        assert.deepStrictEqual(findings.map((f) => [f.severity, f.code, f.entity, f.line, f.sourceId]), [
+          ["error", "invalid_record", "enrollments", 5, "e-4"]
+        ])
+        assert.deepStrictEqual(yield* rosterFingerprint, before)
+      })
+    ))
+
   it.effect("an enrollment pointing at an unknown class or user is a dangling_reference finding, and skipped", () =>
     withSyncedDistrict("dangling", (dir) =>
       Effect.gen(function*() {
