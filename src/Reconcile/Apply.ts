@@ -61,9 +61,9 @@ const countsOf = (raw: RawCounts | undefined): EntityCounts => ({
   unchanged: raw?.unchanged ?? 0
 })
 
-/** The diff's counts; `created`: the action of rows to create (`new`, in the enrollments' diff, until resolved). */
-const countsSelect = (created = "create") => `SELECT
-  count(*) FILTER (WHERE action = '${created}') AS created,
+/** The diff's counts. */
+const countsSelect = () => `SELECT
+  count(*) FILTER (WHERE action = 'create') AS created,
   count(*) FILTER (WHERE action = 'update') AS updated,
   count(*) FILTER (WHERE action = 'deactivate') AS deactivated,
   count(*) FILTER (WHERE action = 'unchanged') AS unchanged
@@ -108,6 +108,8 @@ CREATE TEMP TABLE ${planTable(kind)} (action text NOT NULL, reason text, live_id
 CREATE TEMP TABLE ${planTable("enrollments")} (action text NOT NULL, reason text, live_id bigint, class_id bigint, user_id bigint,
   class_source_id text NOT NULL, user_source_id text NOT NULL, source_id text, line integer,
   held boolean NOT NULL DEFAULT false, rule text, fields text[], role text, is_primary boolean,
+  -- (The diff's: a staged row listed as active and in scope, for the counts.)
+  staged_active boolean NOT NULL DEFAULT false,
   school_source_id text, begin_date date, end_date date);`].join("\n")
 }
 
@@ -249,9 +251,6 @@ export const applyBirthDatesOnly = (context: ApplyContext) =>
     return row!.updated
   })
 
-/** `work_mem` of the enrollments' diff (see `applyEnrollments`). */
-const DIFF_WORK_MEM = "16MB"
-
 export const ENROLLMENT_VALUES = ["source_id", "role", "is_primary", "school_source_id", "begin_date", "end_date"] as const
 
 /**
@@ -269,29 +268,31 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
     const stage = stageTable("enrollments")
     const plan = planTable("enrollments")
     const values = ENROLLMENT_VALUES
-    // New memberships (no open live row) are resolved to their class and user after the
-    // diff, by a join over those rows only: joined inside it, every listed row probed both
-    // tables (the bench's full sync: 2.60 → 1.86–1.98 s at 837,000 enrollments; a resync's
-    // change is within its noise). `created` counts them all until the dangling ones are
-    // known (below).
+    // One pass over the join of every staged and live row, streamed into the plan: nothing
+    // of it is kept. Materialized (so that the counts could read every row), it took twice as
+    // long (at 837,000 enrollments, medians of seven on a kept database: 2.55 → 1.23 s).
+    // The counts come from the rows planned, and from the staged rows (one scan, below):
+    // each staged row that is valid, listed as active and in scope is one row of the join
+    // (the checks left one staged row per pair; an open period per pair is unique), and
+    // every such row that is not unchanged is planned, marked `staged_active`.
     //
-    // Two costs of the join of every staged and live row left out where they buy nothing
-    // (at 837,000 enrollments, medians of seven on a kept database: 2.76 → 2.19 s):
-    // - the held pairs' join, when no staged row is held (nearly always: −0.2 s);
-    // - one hash table of the whole live set: the join runs in batches of 16 MB, which the
-    //   CPU's caches serve better than a 112 MB table (−0.4 s; the run's 256 MB are for
-    //   what must stay in memory, SyncRun.ts).
-    const [before] = yield* sql.unsafe<{ readonly anyHeld: boolean; readonly workMem: string }>(
-      `SELECT EXISTS (SELECT 1 FROM ${stage} WHERE invalid AND class_source_id IS NOT NULL AND user_source_id IS NOT NULL) AS "anyHeld",
-              current_setting('work_mem') AS "workMem", set_config('work_mem', '${DIFF_WORK_MEM}', true) AS "diffWorkMem"`
+    // New memberships (no open live row) are resolved to their class and user on the way
+    // into the plan, by a join over those rows only: joined inside the diff, every listed
+    // row probed both tables (the bench's full sync: 2.60 → 1.86–1.98 s). `created` counts
+    // them all until the dangling ones are known (below).
+    const [staged] = yield* sql.unsafe<{ readonly active: number; readonly anyHeld: boolean }>(
+      `SELECT count(*) FILTER (WHERE NOT invalid AND NOT shadowed AND status = 'active' AND excluded IS NULL)::float8 AS active,
+              coalesce(bool_or(invalid AND class_source_id IS NOT NULL AND user_source_id IS NOT NULL), false) AS "anyHeld"
+       FROM ${stage}`
     )
-    const anyHeld = before?.anyHeld ?? true
-    const [diffed] = yield* sql.unsafe<RawCounts>(
+    // (The held pairs' join only when a staged row is held: nearly never, and it cost 0.2 s.)
+    const anyHeld = staged?.anyHeld ?? true
+    const [planned] = yield* sql.unsafe<RawCounts & { readonly stagedActive: number }>(
       `WITH held AS (
         SELECT DISTINCT class_source_id, user_source_id FROM ${stage}
         WHERE invalid AND class_source_id IS NOT NULL AND user_source_id IS NOT NULL
       ),
-      diff AS MATERIALIZED (
+      diff AS (
         SELECT
           CASE
             WHEN l.id IS NOT NULL AND (l.class_id IN (SELECT id FROM classes WHERE district_id = $1 AND NOT active)
@@ -319,6 +320,7 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
             WHEN s.excluded IS NOT NULL THEN s.excluded
             WHEN s.status = 'tobedeleted' THEN 'tobedeleted'
             ELSE 'missing_from_source' END AS reason,
+          s.line IS NOT NULL AND s.status = 'active' AND s.excluded IS NULL AS staged_active,
           l.id AS live_id, l.class_id, l.user_id,
           coalesce(s.class_source_id, l.class_source_id) AS class_source_id,
           coalesce(s.user_source_id, l.user_source_id) AS user_source_id,
@@ -328,26 +330,32 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
           ON l.class_source_id = s.class_source_id AND l.user_source_id = s.user_source_id
         ${anyHeld ? "LEFT JOIN held h ON h.class_source_id = l.class_source_id AND h.user_source_id = l.user_source_id" : ""}
       ),
-      resolved AS (
-        SELECT CASE WHEN c.id IS NULL OR u.id IS NULL THEN 'dangling' ELSE 'create' END AS action, d.reason, d.live_id,
-               c.id AS class_id, u.id AS user_id, d.class_source_id, d.user_source_id, d.line, ${values.map((v) => `d.${v}`).join(", ")}
-        FROM diff d
-        LEFT JOIN classes c ON c.district_id = $1 AND c.source_id = d.class_source_id AND c.active
-        LEFT JOIN users u ON u.district_id = $1 AND u.source_id = d.user_source_id AND u.active
-        WHERE d.action = 'new'
-      ),
       planned AS (
-        INSERT INTO ${plan} (action, reason, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")})
-        SELECT action, reason, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")}
-        FROM diff WHERE action IN ('update', 'deactivate')
-        UNION ALL
-        SELECT action, reason, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")}
-        FROM resolved
+        INSERT INTO ${plan} (action, reason, staged_active, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")})
+        SELECT CASE WHEN d.action <> 'new' THEN d.action WHEN c.id IS NULL OR u.id IS NULL THEN 'dangling' ELSE 'create' END,
+               d.reason, d.staged_active, d.live_id,
+               CASE WHEN d.action = 'new' THEN c.id ELSE d.class_id END, CASE WHEN d.action = 'new' THEN u.id ELSE d.user_id END,
+               d.class_source_id, d.user_source_id, d.line, ${values.map((v) => `d.${v}`).join(", ")}
+        FROM diff d
+        LEFT JOIN classes c ON d.action = 'new' AND c.district_id = $1 AND c.source_id = d.class_source_id AND c.active
+        LEFT JOIN users u ON d.action = 'new' AND u.district_id = $1 AND u.source_id = d.user_source_id AND u.active
+        WHERE d.action IN ('new', 'update', 'deactivate')
+        RETURNING action, staged_active
       )
-      ${countsSelect("new")}`,
+      SELECT count(*) FILTER (WHERE action IN ('create', 'dangling')) AS created,
+             count(*) FILTER (WHERE action = 'update') AS updated,
+             count(*) FILTER (WHERE action = 'deactivate') AS deactivated,
+             count(*) FILTER (WHERE staged_active)::float8 AS "stagedActive"
+      FROM planned`,
       [context.districtId, context.rosterSource, mode === "bulk"]
     )
-    if (before !== undefined) yield* sql.unsafe(`SELECT set_config('work_mem', $1, true)`, [before.workMem])
+    const diffed: RawCounts | undefined = planned === undefined || staged === undefined ? undefined : {
+      created: Number(planned.created),
+      updated: Number(planned.updated),
+      deactivated: Number(planned.deactivated),
+      // Every staged row the join found unchanged: the listed rows it did not plan.
+      unchanged: staged.active - planned.stagedActive
+    }
 
     // Memberships of a class or person we do not have (or no longer have) are skipped, and
     // reported: every one is counted (listed, or in the summary's `unlisted`).
