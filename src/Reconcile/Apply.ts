@@ -17,8 +17,9 @@ import { underThirteen } from "./Rules/People.ts"
  *
  * 1. **plan** — one FULL JOIN of the staged rows with the district's live rows classifies
  *    every record as create / update / deactivate / unchanged. Only changes are written
- *    to the run's `plan_<kind>` temp table (the record-level change list); the counts come
- *    from the same pass. Compare before write: a record whose values are all equal is
+ *    to the run's `plan_<kind>` temp table (the record-level change list), streamed: the
+ *    join is never kept. The counts come from the rows planned, and `unchanged` from one
+ *    count of the staged rows. Compare before write: a record whose values are all equal is
  *    `unchanged` and costs no write at all, so a no-op sync writes nothing.
  * 2. **apply** — inserts, updates and deactivations straight from the plan, by id.
  *
@@ -60,14 +61,6 @@ const countsOf = (raw: RawCounts | undefined): EntityCounts => ({
   deactivated: raw?.deactivated ?? 0,
   unchanged: raw?.unchanged ?? 0
 })
-
-/** The diff's counts. */
-const countsSelect = () => `SELECT
-  count(*) FILTER (WHERE action = 'create') AS created,
-  count(*) FILTER (WHERE action = 'update') AS updated,
-  count(*) FILTER (WHERE action = 'deactivate') AS deactivated,
-  count(*) FILTER (WHERE action = 'unchanged') AS unchanged
-FROM diff`
 
 export const planTable = (kind: KeyedKind | "enrollments") => `plan_${kind}`
 
@@ -174,9 +167,16 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
       ? [context.districtId, context.rosterSource, mode === "bulk", context.today]
       : [context.districtId, context.rosterSource, mode === "bulk"]
 
-    const [raw] = yield* sql.unsafe<RawCounts>(
+    // One pass over the join, streamed into the plan (as the enrollments' diff: nothing of
+    // it kept). `unchanged`: each staged row that is valid, listed as active and in scope is
+    // one row of the join (the checks left one staged row per source ID), created, updated
+    // or unchanged.
+    const [staged] = yield* sql.unsafe<{ readonly active: number }>(
+      `SELECT count(*)::float8 AS active FROM ${stage} WHERE NOT invalid AND NOT shadowed AND status = 'active' AND excluded IS NULL`
+    )
+    const [planned] = yield* sql.unsafe<RawCounts>(
       `WITH held AS (SELECT DISTINCT source_id FROM ${stage} WHERE invalid AND source_id IS NOT NULL),
-      diff AS MATERIALIZED (
+      diff AS (
         SELECT
           CASE
             WHEN s.excluded IS NOT NULL THEN CASE WHEN l.active THEN 'deactivate' ELSE 'excluded' END
@@ -201,10 +201,20 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
       planned AS (
         INSERT INTO ${plan} (action, reason, live_id, source_id, line, ${names})
         SELECT action, reason, live_id, source_id, line, ${names} FROM diff WHERE action IN ('create', 'update', 'deactivate')
+        RETURNING action
       )
-      ${countsSelect()}`,
+      SELECT count(*) FILTER (WHERE action = 'create') AS created,
+             count(*) FILTER (WHERE action = 'update') AS updated,
+             count(*) FILTER (WHERE action = 'deactivate') AS deactivated
+      FROM planned`,
       params
     )
+    const raw: RawCounts | undefined = planned === undefined || staged === undefined ? undefined : {
+      created: Number(planned.created),
+      updated: Number(planned.updated),
+      deactivated: Number(planned.deactivated),
+      unchanged: staged.active - Number(planned.created) - Number(planned.updated)
+    }
 
     if ((raw?.updated ?? 0) > 0) {
       yield* sql.unsafe(markChangedFields(table, plan, columns.map((c) => c.name), "CASE WHEN NOT l.active THEN 'active' END, "))
