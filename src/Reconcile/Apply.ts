@@ -197,6 +197,8 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
         ${demographics}
         FULL JOIN (SELECT * FROM ${table} WHERE district_id = $1) l ON l.source_id = s.source_id
         LEFT JOIN held h ON h.source_id = l.source_id
+        -- (A fence, not a materialization: each row's action is taken once.)
+        OFFSET 0
       ),
       planned AS (
         INSERT INTO ${plan} (action, reason, live_id, source_id, line, ${names})
@@ -339,6 +341,10 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
         FULL JOIN (SELECT * FROM enrollments WHERE district_id = $1 AND ended_at IS NULL) l
           ON l.class_source_id = s.class_source_id AND l.user_source_id = s.user_source_id
         ${anyHeld ? "LEFT JOIN held h ON h.class_source_id = l.class_source_id AND h.user_source_id = l.user_source_id" : ""}
+        -- (A fence, not a materialization: each row's action is taken once, and only the
+        -- rows planned meet the classes and users; inlined, the action was recomputed for
+        -- every row in each join's filter.)
+        OFFSET 0
       ),
       planned AS (
         INSERT INTO ${plan} (action, reason, staged_active, live_id, class_id, user_id, class_source_id, user_source_id, line, ${values.join(", ")})
