@@ -14,6 +14,7 @@ import { Sync } from "../src/Reconcile/SyncRun.ts"
 import { SyncLive } from "../src/Accounts/SyncAccounts.ts"
 import { RosterStore } from "../src/Store/RosterStore.ts"
 import { pgClientLayer } from "../src/Store/Sql.ts"
+import { benchTimezone } from "./Timezone.ts"
 
 const { values } = parseArgs({
   options: {
@@ -38,7 +39,7 @@ try {
   const id = `bench-${provider}` as DistrictId
   const result = await runtime.runPromise(Effect.gen(function*() {
     const store = yield* RosterStore
-    yield* store.addDistrict({ id, name: `Bench district (${provider})`, provider, timezone: "UTC", settings: JSON.parse(values.settings!) })
+    yield* store.addDistrict({ id, name: `Bench district (${provider})`, provider, timezone: benchTimezone(), settings: JSON.parse(values.settings!) })
     const sync = yield* Sync
     const started = performance.now()
     const summary = yield* sync.run(id, { request: "full", trigger: "bench" })

@@ -47,10 +47,13 @@ import { migrate, pgClientLayer } from "../src/Store/Sql.ts"
 import { advanceSequences, loadCopy, type PreparedCopy } from "./Baseline.ts"
 import { mutateDistrict } from "./Mutate.ts"
 import { breakdown, machineCpuReader, PART, recordingTracer, serverCpuReader, slowestStatements, type SpanRecord, type Step } from "./Profile.ts"
+import { benchTimezone } from "./Timezone.ts"
 
 const ROOT = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "..")
 const ROSTER_TABLES = ["schools", "terms", "courses", "classes", "users", "enrollments"] as const
 const DISTRICT = "bench"
+/** Fixed when the bench starts: every phase sees the same local day (Timezone.ts). */
+const BENCH_TIMEZONE = benchTimezone()
 const SCHOOL_SIZE = 500
 
 const { values: args } = parseArgs({
@@ -445,7 +448,7 @@ const main = async () => {
   onCleanup("close the sync runtime", () => runtime.dispose())
   const path = district.dir
   await runtime.runPromise(Effect.flatMap(RosterStore, (store) =>
-    store.addDistrict({ id: DISTRICT as DistrictId, name: "Bench district", provider: "oneroster-csv", timezone: "UTC", settings: { path } })))
+    store.addDistrict({ id: DISTRICT as DistrictId, name: "Bench district", provider: "oneroster-csv", timezone: BENCH_TIMEZONE, settings: { path } })))
   // The 1 % resync ends ~10,000 memberships, past the safety gate's default absolute limit: the
   // bench measures syncing, not holding, so the gate is opened wide from the start (a rule
   // change later would invalidate the digests, and the resync would compare in full).
@@ -469,8 +472,8 @@ const main = async () => {
   log(`prepared ${int(prepared.tables.reduce((n, t) => n + t.rows, 0))} rows in ${seconds(performance.now() - started)} s` +
     (prepared.skipped > 0 ? `, ${prepared.skipped} CSV rows skipped (a sync would not write them either)` : "") + ` (${peakRss()})`)
   await copyClient.query(
-    `INSERT INTO districts (id, name, provider, timezone, settings, origin) VALUES ($1, 'Bench district', 'oneroster-csv', 'UTC', $2::jsonb, 'cli')`,
-    [DISTRICT, JSON.stringify({ path })]
+    `INSERT INTO districts (id, name, provider, timezone, settings, origin) VALUES ($1, 'Bench district', 'oneroster-csv', $3, $2::jsonb, 'cli')`,
+    [DISTRICT, JSON.stringify({ path }), BENCH_TIMEZONE]
   )
 
   /**
