@@ -5,7 +5,7 @@ import type { RosterSource } from "../Domain/District.ts"
 import type { FeedMode } from "../Providers/RosterProvider.ts"
 import type { EntityCounts } from "../Domain/RunCounts.ts"
 import type { KeyedKind } from "./Entities.ts"
-import { Entities, stageTable } from "./Entities.ts"
+import { Entities, listedStaged, stageTable } from "./Entities.ts"
 import { FINDINGS_PER_CODE } from "./Findings.ts"
 import { membershipsOutsideDistrict, writeReferencesBySet } from "./ReferencesBySet.ts"
 import { underThirteen } from "./Rules/People.ts"
@@ -63,6 +63,19 @@ const countsOf = (raw: RawCounts | undefined): EntityCounts => ({
 })
 
 export const planTable = (kind: KeyedKind | "enrollments") => `plan_${kind}`
+
+/**
+ * The diff's counts from the rows it planned (its statement's `planned`, returning
+ * `action`), and how many staged rows are listed as active and in scope (`listed`, SQL),
+ * from which the caller takes `unchanged`. `created`: the planned actions that count as
+ * created; `more`: further columns.
+ */
+const plannedCounts = (created: string, listed: string, more?: string) => `SELECT
+  count(*) FILTER (WHERE action IN (${created})) AS created,
+  count(*) FILTER (WHERE action = 'update') AS updated,
+  count(*) FILTER (WHERE action = 'deactivate') AS deactivated,
+  (${listed})::float8 AS listed${more === undefined ? "" : `, ${more}`}
+FROM planned`
 
 /**
  * How users get their birth date: from the demographics feed when there is one (a bulk
@@ -171,10 +184,7 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
     // it kept). `unchanged`: each staged row that is valid, listed as active and in scope is
     // one row of the join (the checks left one staged row per source ID), created, updated
     // or unchanged.
-    const [staged] = yield* sql.unsafe<{ readonly active: number }>(
-      `SELECT count(*)::float8 AS active FROM ${stage} WHERE NOT invalid AND NOT shadowed AND status = 'active' AND excluded IS NULL`
-    )
-    const [planned] = yield* sql.unsafe<RawCounts>(
+    const [planned] = yield* sql.unsafe<RawCounts & { readonly listed: number }>(
       `WITH held AS (SELECT DISTINCT source_id FROM ${stage} WHERE invalid AND source_id IS NOT NULL),
       diff AS (
         SELECT
@@ -205,17 +215,14 @@ export const applyKeyed = (kind: KeyedKind, mode: FeedMode, context: ApplyContex
         SELECT action, reason, live_id, source_id, line, ${names} FROM diff WHERE action IN ('create', 'update', 'deactivate')
         RETURNING action
       )
-      SELECT count(*) FILTER (WHERE action = 'create') AS created,
-             count(*) FILTER (WHERE action = 'update') AS updated,
-             count(*) FILTER (WHERE action = 'deactivate') AS deactivated
-      FROM planned`,
+      ${plannedCounts("'create'", `SELECT count(*) FROM ${stage} s WHERE ${listedStaged()}`)}`,
       params
     )
-    const raw: RawCounts | undefined = planned === undefined || staged === undefined ? undefined : {
+    const raw: RawCounts | undefined = planned === undefined ? undefined : {
       created: Number(planned.created),
       updated: Number(planned.updated),
       deactivated: Number(planned.deactivated),
-      unchanged: staged.active - Number(planned.created) - Number(planned.updated)
+      unchanged: planned.listed - Number(planned.created) - Number(planned.updated)
     }
 
     if ((raw?.updated ?? 0) > 0) {
@@ -283,7 +290,7 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
     // One pass over the join of every staged and live row, streamed into the plan: nothing
     // of it is kept. Materialized (so that the counts could read every row), it took twice as
     // long (at 837,000 enrollments, medians of seven on a kept database: 2.55 → 1.23 s).
-    // The counts come from the rows planned, and from the staged rows (one scan, below):
+    // The counts come from the rows planned, and from the staged rows (one count):
     // each staged row that is valid, listed as active and in scope is one row of the join
     // (the checks left one staged row per pair; an open period per pair is unique), and
     // every such row that is not unchanged is planned, marked `staged_active`.
@@ -292,14 +299,15 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
     // into the plan, by a join over those rows only: joined inside the diff, every listed
     // row probed both tables (the bench's full sync: 2.60 → 1.86–1.98 s). `created` counts
     // them all until the dangling ones are known (below).
-    const [staged] = yield* sql.unsafe<{ readonly active: number; readonly anyHeld: boolean }>(
-      `SELECT count(*) FILTER (WHERE NOT invalid AND NOT shadowed AND status = 'active' AND excluded IS NULL)::float8 AS active,
-              coalesce(bool_or(invalid AND class_source_id IS NOT NULL AND user_source_id IS NOT NULL), false) AS "anyHeld"
-       FROM ${stage}`
+    // One read of the staged rows for what the diff needs of them: how many are listed, and
+    // whether any is held (the held pairs' join only then: nearly never, and it cost 0.2 s).
+    const [staged] = yield* sql.unsafe<{ readonly listed: number; readonly anyHeld: boolean }>(
+      `SELECT count(*) FILTER (WHERE ${listedStaged()})::float8 AS listed,
+              coalesce(bool_or(s.invalid AND s.class_source_id IS NOT NULL AND s.user_source_id IS NOT NULL), false) AS "anyHeld"
+       FROM ${stage} s`
     )
-    // (The held pairs' join only when a staged row is held: nearly never, and it cost 0.2 s.)
     const anyHeld = staged?.anyHeld ?? true
-    const [planned] = yield* sql.unsafe<RawCounts & { readonly stagedActive: number }>(
+    const [planned] = yield* sql.unsafe<RawCounts & { readonly listed: number; readonly listedPlanned: number }>(
       `WITH held AS (
         SELECT DISTINCT class_source_id, user_source_id FROM ${stage}
         WHERE invalid AND class_source_id IS NOT NULL AND user_source_id IS NOT NULL
@@ -358,19 +366,16 @@ export const applyEnrollments = (mode: FeedMode, context: ApplyContext, file: st
         WHERE d.action IN ('new', 'update', 'deactivate')
         RETURNING action, staged_active
       )
-      SELECT count(*) FILTER (WHERE action IN ('create', 'dangling')) AS created,
-             count(*) FILTER (WHERE action = 'update') AS updated,
-             count(*) FILTER (WHERE action = 'deactivate') AS deactivated,
-             count(*) FILTER (WHERE staged_active)::float8 AS "stagedActive"
-      FROM planned`,
+      ${plannedCounts("'create', 'dangling'", String(staged?.listed ?? 0),
+        `count(*) FILTER (WHERE staged_active)::float8 AS "listedPlanned"`)}`,
       [context.districtId, context.rosterSource, mode === "bulk"]
     )
-    const diffed: RawCounts | undefined = planned === undefined || staged === undefined ? undefined : {
+    const diffed: RawCounts | undefined = planned === undefined ? undefined : {
       created: Number(planned.created),
       updated: Number(planned.updated),
       deactivated: Number(planned.deactivated),
       // Every staged row the join found unchanged: the listed rows it did not plan.
-      unchanged: staged.active - planned.stagedActive
+      unchanged: planned.listed - planned.listedPlanned
     }
 
     // Memberships of a class or person we do not have (or no longer have) are skipped, and

@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { ContactRules } from "../Domain/DistrictRules.ts"
 import type { ApplyContext } from "./Apply.ts"
-import { stageTable } from "./Entities.ts"
+import { listedStaged, stageTable } from "./Entities.ts"
 import type { FindingsContext } from "./Findings.ts"
 import { insertFindings, quote } from "./Findings.ts"
 
@@ -37,7 +37,7 @@ const CONTACT_ROLES_SQL = `ARRAY[${CONTACT_ROLES.map((r) => `'${r}'`).join(", ")
 export const contactOnlySql = (roles: string) => `(cardinality(${roles}) > 0 AND ${roles} <@ ${CONTACT_ROLES_SQL})`
 
 /** The staged users the run lists as active and readable. */
-const LISTED = `NOT s.invalid AND NOT s.shadowed AND s.status = 'active' AND s.excluded IS NULL`
+const LISTED = listedStaged()
 
 /** Off: the staged contacts are excluded, so the diff neither creates nor keeps them. Before the users are planned. */
 export const excludeContacts = (rules: ContactRules) =>

@@ -172,3 +172,9 @@ export const stagedColumns = <K extends EntityKind>(kind: K): ReadonlyArray<Colu
 
 /** The staging table of a kind (a temp table of the run's session). */
 export const stageTable = (kind: EntityKind) => `stage_${kind}`
+
+/**
+ * SQL: a staged row (alias `s`) that a run applies: it read, repeats no other, is listed as
+ * active and is in scope (the district rules excluded nothing of it).
+ */
+export const listedStaged = (s = "s") => `NOT ${s}.invalid AND NOT ${s}.shadowed AND ${s}.status = 'active' AND ${s}.excluded IS NULL`

@@ -4,7 +4,7 @@ import type { RosterSource } from "../Domain/District.ts"
 import type { ApplyContext } from "./Apply.ts"
 import type { FindingsContext } from "./Findings.ts"
 import { insertFindings, quote } from "./Findings.ts"
-import { stageTable } from "./Entities.ts"
+import { listedStaged, stageTable } from "./Entities.ts"
 import { rowsWritten } from "../Store/RowsWritten.ts"
 
 export { encodeIdentities, IDENTITY_SEPARATOR } from "./Entities.ts"
@@ -38,7 +38,7 @@ export const identityProvider = (source: RosterSource): "clever" | "oneroster" |
   source === "clever" ? "clever" : source === "csv" ? "csv" : "oneroster"
 
 /** The staged users the run lists as active and readable. */
-const LISTED = `NOT s.invalid AND NOT s.shadowed AND s.status = 'active' AND s.excluded IS NULL`
+const LISTED = listedStaged()
 
 /** A staged user's identities as rows `(kind, type, value)`, its source ID as kind `source_id` included. */
 const identitiesOf = (s: string) => `(
