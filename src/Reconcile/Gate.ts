@@ -285,10 +285,14 @@ export const gateEnrollments = (context: ApplyContext, rules: GateRules, tripped
       }
     }
     // A class losing half its members or more (classes of at least classMinSize).
+    // Only a class losing at least minSize × percent / 100 members can be cut (it has at
+    // least minSize): the others' sizes are not read. A 1 % resync ends one or two
+    // memberships in each of 7,000 classes, and reading their sizes took 0.22 s at 100k.
     const [cut] = yield* sql.unsafe<{ readonly classes: number; readonly ends: number; readonly of: number }>(
       `WITH ends AS (
          SELECT class_id, count(*) AS n FROM ${plan}
-         WHERE action = 'deactivate' AND NOT held AND reason NOT IN ${FOLLOWS_REMOVAL} GROUP BY class_id),
+         WHERE action = 'deactivate' AND NOT held AND reason NOT IN ${FOLLOWS_REMOVAL} GROUP BY class_id
+         HAVING count(*) * 100 >= $2::int * $3::numeric),
        sizes AS (
          SELECT e.class_id, count(*) AS members FROM enrollments e
          WHERE e.district_id = $1 AND e.ended_at IS NULL AND e.class_id = ANY (ARRAY(SELECT class_id FROM ends)) GROUP BY e.class_id),
