@@ -101,8 +101,14 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
     // 1. Who is to be linked, with what we know of their address and names.
     yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.link_people`)
     yield* sql.unsafe(
+      // (The addresses shared by many are counted among the people to link only: counted over
+      // every user, for the 250 a 1 % resync at 100k links, it took half of this statement.)
       `CREATE TEMP TABLE link_people AS
-       WITH shared_keys AS ${sharedAddressKeys("$1")}
+       WITH unlinked AS MATERIALIZED (
+         SELECT u.id, u.roles, u.email, u.given_name, u.family_name FROM users u
+         WHERE u.district_id = $1 AND u.active AND u.roles && ${people}
+           AND NOT EXISTS (SELECT 1 FROM account_links l WHERE l.user_id = u.id)),
+       shared_keys AS ${sharedAddressKeys("$1", "(SELECT lower(btrim(p.email)) FROM unlinked p)")}
        SELECT u.id AS user_id, u.roles, btrim(u.email) AS email,
               nullif(lower(btrim(u.email)), '') AS email_key,
               ${districtEmailMasked("$1")} OR (coalesce(btrim(u.email), '') <> '' AND (${maskedEmail("u.email")}
@@ -113,9 +119,7 @@ export const linkAccounts = (context: ApplyContext & FindingsContext, options: L
               -- "teacher": confirms by e-mail (teachers, and roster admins when linked)
               u.roles && ${CONFIRMING_ROLES_SQL} AS teacher,
               u.id IN ${ENROLLED} AS enrolled
-       FROM users u
-       WHERE u.district_id = $1 AND u.active AND u.roles && ${people}
-         AND NOT EXISTS (SELECT 1 FROM account_links l WHERE l.user_id = u.id)`,
+       FROM unlinked u`,
       [district]
     ).pipe(Effect.withSpan("Linking.people"))
     const [pending] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM pg_temp.link_people`)

@@ -4,7 +4,7 @@ import { Effect } from "effect"
 import type { DistrictId } from "../../src/Domain/District.ts"
 import { Sync } from "../../src/Reconcile/SyncRun.ts"
 import { RosterStore } from "../../src/Store/RosterStore.ts"
-import { readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
+import { generated, readRows, tempDir, writeCsv, writeSmallDistrict } from "../support/Fixtures.ts"
 import { sealedToken } from "../support/MailLinks.ts"
 import { SyncTestLayer } from "../support/Layers.ts"
 import { writeRulesDistrict } from "../support/RulesDistrict.ts"
@@ -285,6 +285,30 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("acc
                (SELECT count(*)::int FROM activation_tokens t JOIN users u ON u.id = t.user_id WHERE u.district_id = 'many') AS tokens,
                (SELECT count(*)::int FROM users WHERE district_id = 'many' AND 'teacher' = ANY (roles)) AS teachers`
       assert.deepStrictEqual(counts, { mails: 2502, recipients: 2502, tokens: 2502, teachers: 2502 })
+      dir.remove()
+    }))
+
+  it.effect("an address ten or more people share is masked: none of them is linked by it, reviewed for it, or sent mail at it", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const dir = tempDir()
+      generated(dir.dir, 200, "sharing")
+      const teachers = readRows(dir.dir, "users").filter((u) => u["role"] === "teacher").map((u) => u["sourcedId"]!)
+      // Ten of 216 users: the address is shared by many, the district's addresses are not masked.
+      const sharing = new Set(teachers.slice(0, 10))
+      writeCsv(dir.dir, "users", readRows(dir.dir, "users").map((u) => (sharing.has(u["sourcedId"]!) ? { ...u, email: "Office@sharing.example" } : u)))
+      const office = yield* grassroots("ext-office", "office@sharing.example")
+      yield* addDistrict("sharing", dir.dir)
+      yield* syncNow("sharing")
+      const stored = yield* links("sharing")
+      for (const id of sharing) assert.notStrictEqual(stored.get(id)!.accountId, office, `${id} is not linked to the address's account`)
+      assert.deepStrictEqual((yield* reviews("sharing")).filter((r) => sharing.has(r.sourceId)), [])
+      assert.notInclude((yield* activationMails("sharing")).map((m) => m.recipient.toLowerCase()), "office@sharing.example")
+      // The others link as usual.
+      assert.isNotNull(stored.get(teachers[10]!)!.accountId)
+      const [masked] = yield* sql<{ readonly n: number }>`
+        SELECT count(*)::int AS n FROM findings WHERE district_id = 'sharing' AND code = 'masked_pii'`
+      assert.strictEqual(masked!.n, 0)
       dir.remove()
     }))
 })
