@@ -40,9 +40,10 @@ const notCurrent = (termIds: string, today: string) =>
 /**
  * The statement marking staged sections out of scope, with its parameters ($1 the district,
  * $5 today). The district's subject and title patterns are matched once per distinct value
- * (a class's title, its subjects, its subject codes) and once per course, not once per
- * section: sections share a handful of titles and subjects (the bench's 33,400 sections, 35
- * titles), and matching them row by row took 0.39 s of a 100k resync. The verdict is the
+ * (a class's title, its subjects, its subject codes) and once per course, and its terms are
+ * judged once per distinct list, not once per section: sections share a handful of titles,
+ * subjects and terms (the bench's 33,400 sections, 35 titles), and judging them row by row
+ * took 0.39 s of a 100k resync. The verdict is the
  * row-by-row one's (test/Reconcile/ScopeVerdicts.test.ts holds them equal): a section is out
  * of scope for its school, else for a subject of its own or its course's, else for its title
  * or its course's, else for a subject code of its own or its course's, else for its terms.
@@ -56,14 +57,19 @@ export const outOfScopeStatement = (
   text: `WITH listed AS MATERIALIZED (
        SELECT s.ctid AS row, s.school_source_id, s.course_source_id, s.term_source_ids, s.title, s.subjects, s.subject_codes
        FROM stage_classes s WHERE NOT s.invalid AND NOT s.shadowed AND s.status = 'active'),
+     -- (OFFSET 0: the values are made distinct before they are matched; the planner would
+     -- otherwise push the match below the DISTINCT, onto every section.)
      by_subject AS (
-       SELECT v.subjects FROM (SELECT DISTINCT subjects FROM listed) v
+       SELECT v.subjects FROM (SELECT DISTINCT subjects FROM listed OFFSET 0) v
        WHERE $2::text IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(v.subjects) x WHERE x ~* $2)),
      by_title AS (
-       SELECT v.title FROM (SELECT DISTINCT title FROM listed) v WHERE $3::text IS NOT NULL AND v.title ~* $3),
+       SELECT v.title FROM (SELECT DISTINCT title FROM listed OFFSET 0) v WHERE $3::text IS NOT NULL AND v.title ~* $3),
      by_code AS (
-       SELECT v.subject_codes FROM (SELECT DISTINCT subject_codes FROM listed) v
+       SELECT v.subject_codes FROM (SELECT DISTINCT subject_codes FROM listed OFFSET 0) v
        WHERE EXISTS (SELECT 1 FROM unnest(v.subject_codes) x WHERE lower(btrim(x)) = ANY ($6::text[]))),
+     by_terms AS (
+       SELECT v.term_source_ids FROM (SELECT DISTINCT term_source_ids FROM listed OFFSET 0) v
+       WHERE $4 AND ${notCurrent("v.term_source_ids", "$5::date")}),
      course AS (
        SELECT c.source_id,
               $2::text IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(c.subjects) x WHERE x ~* $2) AS by_subject,
@@ -79,7 +85,7 @@ export const outOfScopeStatement = (
                    WHEN s.title IN (SELECT title FROM by_title) OR coalesce(c.by_title, $3::text IS NOT NULL AND '' ~* $3)
                      THEN 'excluded_title'
                    WHEN s.subject_codes IN (SELECT subject_codes FROM by_code) OR c.by_code THEN 'excluded_subject'
-                   WHEN $4 AND ${notCurrent("s.term_source_ids", "$5::date")} THEN 'not_current_term'
+                   WHEN s.term_source_ids IN (SELECT term_source_ids FROM by_terms) THEN 'not_current_term'
               END AS reason
        FROM listed s LEFT JOIN course c ON c.source_id = s.course_source_id)
    UPDATE stage_classes s SET excluded = v.reason
