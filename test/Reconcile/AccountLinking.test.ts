@@ -311,4 +311,31 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("acc
       assert.strictEqual(masked!.n, 0)
       dir.remove()
     }))
+
+  it.effect("an account known by a person's source ID but linked to another active person goes to review; one not linked is linked", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      // District "known": its t-01 links by e-mail to an account that also carries t-02's source ID of district "conflict".
+      const known = tempDir()
+      writeRulesDistrict(known.dir, { emailDomain: "known.example" })
+      const held = yield* grassroots("ext-held", "t-01@known.example")
+      yield* addDistrict("known", known.dir)
+      yield* syncNow("known")
+      assert.strictEqual((yield* links("known")).get("t-01")!.accountId, held)
+      const free = yield* grassroots("ext-free")
+      yield* sql`INSERT INTO account_identities (account_id, provider, kind, subject, added_by) VALUES
+                 (${held}, 'oneroster', 'login', 'x-t-02', 'import'), (${free}, 'oneroster', 'login', 'x-t-03', 'import')`
+      const dir = tempDir()
+      writeRulesDistrict(dir.dir, { emailDomain: "conflict.example" })
+      writeCsv(dir.dir, "users", readRows(dir.dir, "users").map((u) => ({ ...u, sourcedId: `x-${u["sourcedId"]}` })))
+      writeCsv(dir.dir, "enrollments", readRows(dir.dir, "enrollments").map((e) => ({ ...e, userSourcedId: `x-${e["userSourcedId"]}` })))
+      yield* addDistrict("conflict", dir.dir)
+      yield* syncNow("conflict")
+      const stored = yield* links("conflict")
+      assert.isNull(stored.get("x-t-02")!.accountId)
+      assert.deepStrictEqual((yield* reviews("conflict")).map((r) => [r.sourceId, r.reason, r.candidates]), [["x-t-02", "identity_conflict", [String(held)]]])
+      assert.deepInclude(stored.get("x-t-03"), { accountId: free, method: "identity" })
+      known.remove()
+      dir.remove()
+    }))
 })
