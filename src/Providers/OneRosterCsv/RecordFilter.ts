@@ -148,7 +148,29 @@ export class RecordFilter extends Transform {
     const out: Array<Buffer> = []
     let state = this.state
     let recordStart = from
+    // The chunk's next LF, quote and CR at or after a position, looked up natively as the
+    // records pass them (-1: none left in the chunk; each is searched for again only once
+    // passed, so a chunk is searched about once for each, whatever its line endings).
+    let nextLf = chunk.indexOf(LF, from)
+    let nextQuote = chunk.indexOf(QUOTE, from)
+    let nextCr = chunk.indexOf(CR, from)
     for (let i = from; i < chunk.length; i++) {
+      // A record that starts here and ends at an LF with no quote or CR before it (nearly
+      // every record) is found by native search, not byte by byte: the state machine below
+      // would only walk its cells to that LF (0.4 of the scan's 1.1 s of CPU at 837k
+      // enrollments). Any other record goes through the machine.
+      if (i === recordStart && state === State.CellStart && !this.afterCr && this.carried === 0 && !this.oversized) {
+        if (nextLf !== -1 && nextLf < i) nextLf = chunk.indexOf(LF, i)
+        if (nextQuote !== -1 && nextQuote < i) nextQuote = chunk.indexOf(QUOTE, i)
+        if (nextCr !== -1 && nextCr < i) nextCr = chunk.indexOf(CR, i)
+        const lf = nextLf
+        if (lf !== -1 && (nextQuote === -1 || nextQuote > lf) && (nextCr === -1 || nextCr > lf)) {
+          this.endRecord(chunk, recordStart, lf, out, false)
+          recordStart = lf + 1
+          i = lf
+          continue
+        }
+      }
       const byte = chunk[i]!
       if (byte === QUOTE) this.sawQuote = true
       if (this.afterCr) {
