@@ -155,6 +155,13 @@ export const stageDigested = <K extends EntityKind>(
     const columns = ["line", "invalid", "problem", "cleared", "stripped", "status", "source_id", ...stagedColumns(kind).map((c) => c.name), "digest"]
     let scanned = 0
     let decoded = 0
+    /**
+     * The staging table's first page that may hold a decoded row: the restore's rows come
+     * first, the decoded ones are COPYed after them, at its last page or after. The store's
+     * write reads from there (a TID range), not the restored rows too (837k of them at 100k
+     * students: 0.1 s). Were a decoded row before it, it would only be decoded again next run.
+     */
+    let decodedFrom = 0
 
     const copyStatement = `COPY pg_temp.${stage} (${columns.join(", ")}) FROM STDIN`
     /** A record's staging row in COPY text, with its digest. */
@@ -199,6 +206,10 @@ export const stageDigested = <K extends EntityKind>(
           Effect.ensuring(Fiber.await(restoring))
         )
         yield* Fiber.join(restoring)
+        const [pages] = yield* sql.unsafe<{ readonly from: number }>(
+          `SELECT greatest(pg_relation_size('pg_temp.${stage}') / current_setting('block_size')::int - 1, 0)::int AS from`
+        )
+        decodedFrom = pages?.from ?? 0
         if (held.length > 0) yield* copyIn(client, copyStatement, Stream.fromIterable(held), (row) => row)
         if (chars > budget) yield* decode((line) => line > lastLine && wanted(line))
       })
@@ -297,7 +308,7 @@ export const stageDigested = <K extends EntityKind>(
         `INSERT INTO ${store} (set_id, digest, ${cached.join(", ")})
          SELECT DISTINCT ON (digest) $1, digest, ${cached.join(", ")}
          FROM pg_temp.${stage} s
-         WHERE digest IS NOT NULL${fresh ? ` AND NOT EXISTS (SELECT 1 FROM ${store} c WHERE c.set_id = $1 AND c.digest = s.digest)` : ""}
+         WHERE digest IS NOT NULL${decodedFrom > 0 ? ` AND ctid >= '(${decodedFrom},0)'::tid` : ""}${fresh ? ` AND NOT EXISTS (SELECT 1 FROM ${store} c WHERE c.set_id = $1 AND c.digest = s.digest)` : ""}
          ORDER BY digest${fresh ? "" : "\n         ON CONFLICT (set_id, digest) DO NOTHING"}`
       )
       // New rows may repeat a stored row's key: the set is no longer known distinct
