@@ -134,38 +134,19 @@ export const checkStaged = (context: FindingsContext, keys: Partial<Record<Entit
 
     // 2. Source IDs listed more than once: ambiguous, so held (all copies marked invalid).
     //    One aggregate pass finds them; the rest only runs when there are any.
-    // The enrollment rows that share a source ID or a (class, user) pair with a candidate
-    // row, read once for both checks (`enrollment_mates`): the pair check groups them too
-    // unless the ID check changed some row (then it reads the staging table again). One read
-    // of ten million staged enrollments less (at 100k students: 0.12 s of a 1 % resync).
-    let mates = false
     for (const kind of provided) {
       const table = stageTable(kind)
       const only = candidates(keys[kind])
-      const candidateIds = `SELECT source_id FROM ${checkKeys(kind)} WHERE candidate`
-      if (kind === "enrollments" && only !== null) {
-        yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.enrollment_mates`)
-        yield* sql.unsafe(
-          `CREATE TEMP TABLE enrollment_mates AS
-             SELECT source_id, class_source_id, user_source_id, invalid, shadowed FROM ${table}
-             WHERE (source_id IS NOT NULL AND source_id IN (${candidateIds}))
-                OR (class_source_id, user_source_id) IN (
-                     SELECT class_source_id, user_source_id FROM ${checkKeys(kind)} WHERE candidate AND NOT invalid)`
-        )
-        mates = true
-      }
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_ids`)
       yield* sql.unsafe(
         `CREATE TEMP TABLE duplicate_ids AS
-           SELECT source_id FROM ${kind === "enrollments" && mates ? "pg_temp.enrollment_mates" : table} WHERE source_id IS NOT NULL${
-          only === null ? "" : ` AND source_id IN (${candidateIds})`
+           SELECT source_id FROM ${table} WHERE source_id IS NOT NULL${
+          only === null ? "" : ` AND source_id IN (SELECT source_id FROM ${checkKeys(kind)} WHERE candidate)`
         } GROUP BY source_id HAVING count(*) > 1`
       )
       const [dups] = yield* sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM duplicate_ids`)
       if ((dups?.n ?? 0) === 0) continue
       repeated.add(kind)
-      // (Rows are marked below: the mates' flags are no longer the staging table's.)
-      if (kind === "enrollments") mates = false
       // A record repeated with identical content (a re-sent CSV line, offset paging that
       // drifted over a page boundary) is not ambiguous: kept once, reported as a warning.
       const content = `(to_jsonb(s) - 'line' - 'invalid' - 'problem' - 'cleared' - 'stripped' - 'shadowed' - 'digest')`
@@ -236,8 +217,7 @@ export const checkStaged = (context: FindingsContext, keys: Partial<Record<Entit
       yield* sql.unsafe(`DROP TABLE IF EXISTS pg_temp.duplicate_pairs`)
       yield* sql.unsafe(
         `CREATE TEMP TABLE duplicate_pairs AS
-           SELECT class_source_id, user_source_id FROM ${mates ? "pg_temp.enrollment_mates" : "stage_enrollments"}
-           WHERE NOT invalid AND NOT shadowed${
+           SELECT class_source_id, user_source_id FROM stage_enrollments WHERE NOT invalid AND NOT shadowed${
           candidatePairs === null ? "" : ` AND (class_source_id, user_source_id) IN (${candidatePairs})`
         }
            GROUP BY class_source_id, user_source_id HAVING count(*) > 1`
