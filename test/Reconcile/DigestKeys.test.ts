@@ -94,6 +94,21 @@ layer(SyncTestLayer, { timeout: "120 seconds", excludeTestServices: true })("dig
       assert.isFalse(yield* distinct("enrollments"))
     }))
 
+  it.effect("a decoded enrollment repeating a restored one's ID for another class and user is found", () =>
+    Effect.gen(function*() {
+      const first = enrollments[3]!
+      const enrolled = new Set(enrollments.filter((e) => e["classSourcedId"] === first["classSourcedId"]).map((e) => e["userSourcedId"]))
+      const other = users.find((u) => u["role"] === "student" && !enrolled.has(u["sourcedId"]!))!
+      writeCsv(district.dir, "users", users)
+      writeCsv(district.dir, "enrollments", [...enrollments, { ...first, userSourcedId: other["sourcedId"]! }])
+      const found = yield* same
+      assert.isTrue(found.some((f) => f.startsWith(`error|duplicate_source_id|enrollments|${first["sourcedId"]}|`)), found.join("\n"))
+      assert.isFalse(yield* distinct("enrollments"))
+      // Back to the clean files, for the next test.
+      writeCsv(district.dir, "enrollments", enrollments)
+      yield* same
+    }))
+
   it.effect("the repeats gone, the sets are marked distinct again", () =>
     Effect.gen(function*() {
       writeCsv(district.dir, "users", users)
