@@ -198,31 +198,36 @@ layer(SyncTestLayer, { timeout: "180 seconds", excludeTestServices: true })("the
         assert.strictEqual(yield* open(otherClass), others.length - 1)
       })))
 
-  it.effect("a class of exactly classMinSize losing exactly its share is cut; a larger class losing as many is not", () =>
-    withDistrict("cutedge", {}, (dir, _users, enrollments) =>
-      Effect.gen(function*() {
-        // Sizes count every open membership of the class (teachers too); the ends are students'.
-        const size = new Map<string, number>()
-        for (const e of enrollments) size.set(e["classSourcedId"]!, (size.get(e["classSourcedId"]!) ?? 0) + 1)
-        const studentsOf = (cls: string) => enrollments.filter((e) => e["classSourcedId"] === cls && e["role"] === "student")
-        // A class of even size S, and a larger one: the rules' bound (S × 50 / 100 ends) is met
-        // exactly by the first only.
-        const [edge, s] = [...size.entries()].find(([c, n]) => n % 2 === 0 && n >= 10 && studentsOf(c).length >= n / 2)!
-        const [larger] = [...size.entries()].find(([c, n]) => n > s && studentsOf(c).length >= s / 2)!
-        yield* Effect.flatMap(RosterStore, (store) => store.setRules("cutedge", { gate: { classMinSize: s, maxClassCutPercent: 50 } }))
-        const dropped = new Set([...studentsOf(edge).slice(0, s / 2), ...studentsOf(larger).slice(0, s / 2)].map((e) => e["sourcedId"]))
-        writeCsv(dir, "enrollments", enrollments.filter((e) => !dropped.has(e["sourcedId"])))
-        const run = yield* syncNow("cutedge")
-        assert.strictEqual(run.status, "held")
-        assert.deepInclude(run.held!.tripped.find((t) => t.rule === "class_cut"), { kind: "enrollments", group: "1 classes", count: s / 2, of: s })
-        assert.strictEqual(run.counts.enrollments.deactivated, s / 2) // the larger class's leavers
-        const sql = yield* SqlClient.SqlClient
-        const open = (cls: string) =>
-          sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM enrollments
-            WHERE district_id = 'cutedge' AND class_source_id = ${cls} AND ended_at IS NULL`.pipe(Effect.map((r) => r[0]!.n))
-        assert.strictEqual(yield* open(edge), s)
-        assert.strictEqual(yield* open(larger), size.get(larger)! - s / 2)
-      })))
+  // (A percent with a fraction, 12.5: the rules allow one; the cut read it as a whole number
+  // until the twelfth session of issue 17, and the run failed on it.)
+  for (const [id, percent] of [["cutedge", 50], ["cutfrac", 12.5]] as const) {
+    it.effect(`a class of exactly classMinSize losing exactly its share (${percent} %) is cut; a larger class losing as many is not`, () =>
+      withDistrict(id, {}, (dir, _users, enrollments) =>
+        Effect.gen(function*() {
+          // Sizes count every open membership of the class (teachers too); the ends are students'.
+          const size = new Map<string, number>()
+          for (const e of enrollments) size.set(e["classSourcedId"]!, (size.get(e["classSourcedId"]!) ?? 0) + 1)
+          const studentsOf = (cls: string) => enrollments.filter((e) => e["classSourcedId"] === cls && e["role"] === "student")
+          // A class of size S whose share (S × percent / 100) is a whole number, and a larger
+          // one: the bound is met exactly by the first only.
+          const [edge, s] = [...size.entries()].find(([c, n]) => (n * percent) % 100 === 0 && n >= 8 && studentsOf(c).length >= (n * percent) / 100)!
+          const share = (s * percent) / 100
+          const [larger] = [...size.entries()].find(([c, n]) => n > s && studentsOf(c).length >= share)!
+          yield* Effect.flatMap(RosterStore, (store) => store.setRules(id, { gate: { classMinSize: s, maxClassCutPercent: percent } }))
+          const dropped = new Set([...studentsOf(edge).slice(0, share), ...studentsOf(larger).slice(0, share)].map((e) => e["sourcedId"]))
+          writeCsv(dir, "enrollments", enrollments.filter((e) => !dropped.has(e["sourcedId"])))
+          const run = yield* syncNow(id)
+          assert.strictEqual(run.status, "held")
+          assert.deepInclude(run.held!.tripped.find((t) => t.rule === "class_cut"), { kind: "enrollments", group: "1 classes", count: share, of: s })
+          assert.strictEqual(run.counts.enrollments.deactivated, share) // the larger class's leavers
+          const sql = yield* SqlClient.SqlClient
+          const open = (cls: string) =>
+            sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM enrollments
+              WHERE district_id = ${id} AND class_source_id = ${cls} AND ended_at IS NULL`.pipe(Effect.map((r) => r[0]!.n))
+          assert.strictEqual(yield* open(edge), s)
+          assert.strictEqual(yield* open(larger), size.get(larger)! - share)
+        })))
+  }
 
   it.effect("a stale item is skipped on approval; a hold the source no longer proposes is dropped; a repeated one supersedes", () =>
     withDistrict("stale", {}, (dir, users) =>
